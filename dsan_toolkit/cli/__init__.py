@@ -1,0 +1,1 @@
+"""The `dsan` command line: a thin shell over the library."""

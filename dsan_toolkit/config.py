@@ -1,0 +1,115 @@
+"""Typed, hashed configuration records.
+
+Every config is a frozen dataclass. :func:`to_dict` gives a JSON-able dict with a
+``"type"`` tag, :func:`from_dict` rebuilds it (through the registry of config types), and
+:func:`config_hash` is the sha256 of the canonical JSON, which is written into every
+artifact (stores, checkpoints, result rows) so that two artifacts made with the same
+configuration can be recognised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import InputError
+
+T = TypeVar("T")
+
+_CONFIG_TYPES: dict[str, type] = {}
+
+
+def register_config(cls: type[T]) -> type[T]:
+    """Class decorator: make a frozen dataclass round-trippable by its type tag."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} is not a dataclass")
+    _CONFIG_TYPES[cls.__name__] = cls
+    return cls
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN is not canonical JSON
+        raise ValueError("NaN is not allowed in a config")
+    return value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-able dict of a dataclass config, tagged with its type name."""
+    out: dict[str, Any] = {"type": type(cfg).__name__}
+    for f in dataclasses.fields(cfg):
+        out[f.name] = _plain(getattr(cfg, f.name))
+    return out
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    """Rebuild a field value from JSON according to its annotation (tuples, nested configs)."""
+    origin = typing.get_origin(tp)
+    if value is None:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(args[0], value) if len(args) == 1 else value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v) for v in value)
+        return tuple(_coerce(a, v) for a, v in zip(args, value)) if args else tuple(value)
+    if origin is dict:
+        _, vt = typing.get_args(tp) or (Any, Any)
+        return {k: _coerce(vt, v) for k, v in value.items()}
+    if isinstance(value, dict) and "type" in value and value["type"] in _CONFIG_TYPES:
+        return from_dict(value)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        return from_dict({"type": tp.__name__, **value})
+    return value
+
+
+def from_dict(data: dict[str, Any], cls: type[T] | None = None) -> T:
+    """Rebuild a config from :func:`to_dict` output; unknown keys are refused."""
+    name = data.get("type") or (cls.__name__ if cls else None)
+    target = cls or _CONFIG_TYPES.get(str(name))
+    if target is None:
+        raise InputError(f"unknown config type {name!r}; known: {sorted(_CONFIG_TYPES)}")
+    hints = typing.get_type_hints(target)
+    fields = {f.name for f in dataclasses.fields(target)}
+    unknown = set(data) - fields - {"type"}
+    if unknown:
+        raise InputError(f"{target.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {k: _coerce(hints[k], v) for k, v in data.items() if k in fields}
+    return target(**kwargs)
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, dataclasses expanded."""
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 of the canonical JSON of a config (dataclass or plain dict)."""
+    return sha256_text(canonical_json(cfg))
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """sha256 of a file, read in streamed chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()

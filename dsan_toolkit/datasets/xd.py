@@ -1,0 +1,116 @@
+"""XD-Violence: manifest built from the official lists (Wu et al., ECCV 2020).
+
+Raw inputs (``shared/datasets/xd_violence``): ``train_videos.txt``, ``test_videos.txt`` and
+``annotations_multiclasses.txt``. A video's labels are the codes after ``_label_`` in its
+name (``0`` = none, ``A`` = normal); annotation intervals are 0-based frames at 24 fps and
+become ``[start, end)`` segments. Videos live under ``train/`` and ``test/`` of the root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ManifestError
+from ..manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord
+from ..manifest.validate import validate_manifest
+from .registry import DatasetSpec, register_dataset
+
+# (code, readable name, CLIP prompt) in the official label-map order.
+XD_CLASSES: tuple[tuple[str, str, str], ...] = (
+    ("A", "normal", "normal"),
+    ("B1", "fighting", "fighting"),
+    ("B2", "shooting", "shooting"),
+    ("B4", "riot", "riot"),
+    ("B5", "abuse", "abuse"),
+    ("B6", "car accident", "car accident"),
+    ("G", "explosion", "explosion"),
+)
+FPS = 24.0
+OFFICIAL_TEST_CROP = 0
+
+
+def _info() -> DatasetInfo:
+    return DatasetInfo(
+        name="xd",
+        description="XD-Violence (Wu et al., ECCV 2020): 4,754 movie/web videos, 6 violence classes",
+        classes=tuple(ClassInfo(code, name, prompt, normal=(code == "A")) for code, name, prompt in XD_CLASSES),
+        fps=FPS,
+        snippet_len=16,
+        test_crop=OFFICIAL_TEST_CROP,
+    )
+
+
+def labels_from_name(name: str) -> tuple[str, ...]:
+    """``..._label_B2-G-0`` -> ``("B2", "G")``; ``..._label_A`` -> ``("A",)``."""
+    if "_label_" not in name:
+        raise ManifestError(f"XD-Violence video name without '_label_': {name!r}")
+    codes = name.rsplit("_label_", 1)[1].split("-")
+    return tuple(c for c in codes if c != "0")
+
+
+def _names(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def _strip_ext(name: str) -> str:
+    return name[:-4] if name.endswith(".mp4") else name
+
+
+def _parse_annotations(path: Path) -> dict[str, tuple[Segment, ...]]:
+    out: dict[str, tuple[Segment, ...]] = {}
+    problems: list[str] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        name, rest = _strip_ext(parts[0]), parts[1:]
+        if len(rest) % 3 or not rest:
+            problems.append(f"{path}:{lineno}: expected triples 'class start end', got {len(rest)} fields")
+            continue
+        try:
+            segs = tuple(Segment(int(rest[i + 1]), int(rest[i + 2]), rest[i]) for i in range(0, len(rest), 3))
+        except ValueError:
+            problems.append(f"{path}:{lineno}: frame indices must be integers")
+            continue
+        if name in out:
+            problems.append(f"{path}:{lineno}: {name} annotated twice")
+        out[name] = segs
+    if problems:
+        raise ManifestError(f"cannot parse {path}", problems)
+    return out
+
+
+def build_xd_manifest(raw_dir: Path) -> Manifest:
+    """Build the XD-Violence manifest from the raw official lists in ``raw_dir``."""
+    raw_dir = Path(raw_dir)
+    annotations = _parse_annotations(raw_dir / "annotations_multiclasses.txt")
+    videos: list[VideoRecord] = []
+    for split in ("train", "test"):
+        for name in _names(raw_dir / f"{split}_videos.txt"):
+            name = _strip_ext(name)
+            segs = annotations.get(name, ()) if split == "test" else ()
+            videos.append(
+                VideoRecord(id=name, path=f"{split}/{name}.mp4", split=split, labels=labels_from_name(name), segments=segs)
+            )
+    test_ids = {v.id for v in videos if v.split == "test"}
+    stray = sorted(set(annotations) - test_ids)
+    if stray:
+        raise ManifestError("annotated videos that are not in the test list", stray)
+    manifest = Manifest(_info(), tuple(videos))
+    validate_manifest(manifest, source="xd (built)")
+    return manifest
+
+
+XD = register_dataset(
+    DatasetSpec(
+        name="xd",
+        title="XD-Violence",
+        homepage="https://roc-ng.github.io/XD-Violence/",
+        build_manifest=build_xd_manifest,
+        manual_download=(
+            "XD-Violence is distributed from the project page (a browser is needed). Download the "
+            "training parts and the test videos, then pass their folder with --from DIR, or place "
+            "the videos as <root>/train/<name>.mp4 and <root>/test/<name>.mp4."
+        ),
+    )
+)
