@@ -1,0 +1,156 @@
+"""CLIP backbones from open_clip, for image features (extraction) and text features (models).
+
+- ``create_clip("ViT-B-16", pretrained="openai")``: the real backbone, through open_clip's
+  normal download/cache path (needs the network or a warm cache).
+- ``create_clip("ViT-B-16", weights=FILE)``: a local checkpoint, safetensors or a torch file
+  loaded with ``weights_only=True`` (never unpickled).
+- ``create_clip(TINY_MODEL)``: ``dsan-tiny``, a tiny open_clip architecture (2-layer ViT-B/32
+  style vision tower of width 64, 2-layer text tower, 512-d embeddings like ViT-B/16) with
+  random weights, for tests and the demo. :class:`BackboneInfo` says loudly when weights are
+  random, and every artifact records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import sha256_file
+from .errors import InputError
+
+TINY_MODEL = "dsan-tiny"
+_CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
+_registered = False
+
+
+def _register_configs() -> None:
+    global _registered
+    if not _registered:
+        import open_clip
+
+        open_clip.add_model_config(_CONFIG_DIR)
+        _registered = True
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What a backbone is: enough to record in a store or checkpoint and to rebuild it."""
+
+    model: str
+    pretrained: str | None
+    weights_file: str | None
+    weights_sha256: str | None
+    random_weights: bool
+    image_size: int
+    embed_dim: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @property
+    def weights_tag(self) -> str:
+        if self.random_weights:
+            return f"random-init(seed={self.seed})"
+        return self.pretrained or f"file:{self.weights_sha256}"
+
+
+@dataclass
+class ClipBundle:
+    model: torch.nn.Module
+    tokenizer: Any
+    info: BackboneInfo
+
+
+def list_backbones() -> list[str]:
+    _register_configs()
+    import open_clip
+
+    return open_clip.list_models()
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a weight file without unpickling: safetensors, or torch with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weight file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means "not a loadable weight file"
+        raise InputError(f"cannot read weights from {path} with weights_only=True: {exc}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise InputError(f"{path} does not hold a state dict")
+    return obj
+
+
+def create_clip(
+    model_name: str = "ViT-B-16",
+    pretrained: str | None = "openai",
+    *,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> ClipBundle:
+    """Build an open_clip model in eval mode with frozen parameters.
+
+    ``weights`` (a local file) wins over ``pretrained``; the tiny model is always random.
+    """
+    _register_configs()
+    import open_clip
+
+    if model_name not in open_clip.list_models():
+        raise InputError(f"unknown open_clip model {model_name!r} (see `open_clip.list_models()`)")
+    random = model_name == TINY_MODEL or (pretrained is None and weights is None)
+    if random:
+        torch.manual_seed(seed)
+        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+    elif weights is not None:
+        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+        state = load_state_dict_file(weights)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise InputError(
+                f"{weights} does not fit {model_name}: {len(missing)} missing keys "
+                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+    else:
+        try:
+            model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
+        except RuntimeError as exc:
+            raise InputError(
+                f"cannot load {model_name} pretrained={pretrained!r}: {exc}. Without network access pass a "
+                "local weight file with --weights."
+            ) from None
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    cfg = open_clip.get_model_config(model_name) or {}
+    image_size = cfg.get("vision_cfg", {}).get("image_size", 224)
+    image_size = image_size[0] if isinstance(image_size, (list, tuple)) else int(image_size)
+    pp = getattr(model.visual, "preprocess_cfg", {}) or {}
+    info = BackboneInfo(
+        model=model_name,
+        pretrained=None if (random or weights is not None) else pretrained,
+        weights_file=None if weights is None else str(weights),
+        weights_sha256=None if weights is None else sha256_file(weights),
+        random_weights=random,
+        image_size=image_size,
+        embed_dim=int(cfg.get("embed_dim", 512)),
+        mean=tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+        std=tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
+        seed=seed if random else None,
+    )
+    return ClipBundle(model=model, tokenizer=open_clip.get_tokenizer(model_name), info=info)
