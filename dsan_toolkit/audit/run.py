@@ -1,0 +1,276 @@
+"""Auditing a run directory (layout: docs/training.md) or a bench directory (docs/bench.md).
+
+For a run, every recorded hash is recomputed (config, checkpoints, feature store content,
+manifest, lock file), every metric is recomputed from the stored predictions and the
+manifest's ground truth, the environment is compared with the recorded one, and, with
+``rerun=True``, the run is trained again with the same config and seed and its numbers are
+compared (exact, drift within tolerance, or mismatch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import config_hash, sha256_file
+from ..errors import InputError
+from .checks import AuditReport, compare_numbers
+from .environment import capture_environment, compare_environments
+
+# Recomputed metrics are deterministic functions of the stored arrays: they must agree exactly
+# up to float summation order.
+RECOMPUTE_TOLERANCE = 1e-9
+RERUN_TOLERANCE = 1e-4
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"missing file: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON: {exc}") from None
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``predictions.npz`` (never unpickled)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def split_predictions(p: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Concatenated arrays + offsets -> per-video dict of arrays."""
+    off = p["offsets"].astype(np.int64)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for i, vid in enumerate(p["video_ids"].tolist()):
+        sl = slice(int(off[i]), int(off[i + 1]))
+        out[str(vid)] = {k: p[k][sl] for k in ("scores", "align_scores", "class_probs") if k in p}
+    return out
+
+
+def recompute_metrics(manifest: Any, preds: dict[str, np.ndarray], *, options: dict[str, Any] | None = None) -> dict[str, float]:
+    """Every metric of ``eval/<label>/metrics.json`` from the stored arrays and the manifest."""
+    from ..eval import evaluate_predictions
+
+    per_video = split_predictions(preds)
+    ids = list(per_video)
+    lengths = {v: len(per_video[v]["scores"]) for v in ids}
+    return evaluate_predictions(
+        manifest,
+        lengths,
+        {v: per_video[v]["scores"] for v in ids},
+        {v: per_video[v]["align_scores"] for v in ids} if "align_scores" in preds else None,
+        {v: per_video[v]["class_probs"] for v in ids} if "class_probs" in preds else None,
+        **(options or {}),
+    )
+
+
+def _flat_numbers(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat_numbers(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def _safetensors_meta(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        return dict(fh.metadata() or {})
+
+
+def _open_store(path: str) -> Any:
+    from ..store import open_store
+
+    return open_store(path)
+
+
+def audit_run(
+    run_dir: str | Path,
+    *,
+    store: str | Path | None = None,
+    lock: str | Path | None = None,
+    rerun: bool = False,
+    tolerance: float = RERUN_TOLERANCE,
+    device: str = "cpu",
+    report: AuditReport | None = None,
+    prefix: str = "",
+    expected: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> AuditReport:
+    """Audit one run directory; checks are appended to ``report`` (a new one by default).
+
+    ``expected`` may carry hashes recorded elsewhere (a bench's ``bench.json``): keys
+    ``config_hash``, ``store_hash``, ``manifest_hash``, ``lock_sha256``, ``checkpoint_sha256``,
+    ``predictions_sha256``.
+    """
+    run = Path(run_dir)
+    rep = report or AuditReport(target=str(run), kind="run")
+    say = progress or (lambda _m: None)
+    name = lambda p: f"{prefix}{p}"  # noqa: E731
+    expected = expected or {}
+    if not (run / "config.json").is_file():
+        raise InputError(f"{run} is not a run directory (no config.json); see docs/training.md")
+    if not (run / "metrics.json").is_file():
+        rep.add("finished", name("metrics.json"), False, "present", "missing", "the run did not finish")
+        return rep
+
+    # -- config ------------------------------------------------------------------------------
+    say(f"{run.name}: config and checkpoints")
+    cj = read_json(run / "config.json")
+    recorded_hash = str(cj.get("hash", ""))
+    cfg = cj.get("config", {})
+    actual_hash = config_hash(cfg)
+    rep.add("config hash", name("config.json"), actual_hash == recorded_hash, recorded_hash, actual_hash,
+            "" if actual_hash == recorded_hash else "the config was edited after the run")
+    if expected.get("config_hash"):
+        rep.add("config hash (bench record)", name("config.json"), actual_hash == expected["config_hash"],
+                expected["config_hash"], actual_hash)
+    metrics_json = read_json(run / "metrics.json")
+    rep.add("config hash in metrics.json", name("metrics.json"), metrics_json.get("config_hash") == recorded_hash,
+            recorded_hash, metrics_json.get("config_hash"))
+
+    # -- feature store and manifest ----------------------------------------------------------------
+    store_path = str(store or cfg.get("store", ""))
+    manifest = None
+    try:
+        fs = _open_store(store_path)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is reported as a failed check
+        rep.add("feature store", store_path, False, "readable", "unreadable", str(exc)[:200])
+        fs = None
+    if fs is not None:
+        say(f"{run.name}: hashing feature store arrays")
+        sh = fs.content_hash()
+        want = expected.get("store_hash") or cfg.get("store_hash")
+        rep.add("feature store content hash", store_path, sh == want, want, sh,
+                "" if sh == want else "a feature array changed since training")
+        manifest = fs.manifest
+        mh = manifest.content_hash()
+        want_m = expected.get("manifest_hash") or cfg.get("manifest_hash")
+        rep.add("manifest hash", f"{store_path} (manifest)", mh == want_m, want_m, mh)
+        scfg = cfg.get("store_config_hash")
+        if scfg:
+            got = _store_config_hash(fs)
+            rep.add("extraction config hash", store_path, got == scfg, scfg, got)
+    lock_path = lock or expected.get("lock_path")
+    if lock_path:
+        _check_lock(rep, Path(lock_path), expected.get("lock_sha256"), manifest)
+
+    # -- per selection: checkpoint, predictions, metrics -------------------------------------------
+    results = metrics_json.get("results", {})
+    for label in sorted(results):
+        ev = run / "eval" / label
+        em_path = ev / "metrics.json"
+        if not em_path.is_file():
+            rep.add("evaluation record", name(f"eval/{label}/metrics.json"), False, "present", "missing")
+            continue
+        em = read_json(em_path)
+        ck = em.get("checkpoint") or {}
+        ck_file = run / "checkpoints" / str(ck.get("file", f"{label}.safetensors"))
+        if ck_file.is_file():
+            got = sha256_file(ck_file)
+            want = expected.get(f"checkpoint_sha256:{label}") or ck.get("sha256")
+            rep.add("checkpoint sha256", name(f"checkpoints/{ck_file.name}"), got == want, want, got,
+                    "" if got == want else "the weights changed after evaluation")
+            meta = _safetensors_meta(ck_file)
+            rep.add("checkpoint config hash", name(f"checkpoints/{ck_file.name}"),
+                    meta.get("config_hash") == recorded_hash, recorded_hash, meta.get("config_hash"))
+        else:
+            rep.add("checkpoint", name(f"checkpoints/{ck_file.name}"), False, "present", "missing")
+        for key in ("config_hash", "store_hash", "manifest_hash"):
+            want = recorded_hash if key == "config_hash" else cfg.get(key)
+            if key in em:
+                rep.add(f"{key} in eval record", name(f"eval/{label}/metrics.json"), em[key] == want, want, em[key])
+        pred_path = ev / "predictions.npz"
+        if not pred_path.is_file():
+            rep.add("predictions", name(f"eval/{label}/predictions.npz"), False, "present", "missing")
+            continue
+        want_p = expected.get(f"predictions_sha256:{label}")
+        if want_p:
+            got = sha256_file(pred_path)
+            rep.add("predictions sha256 (bench record)", name(f"eval/{label}/predictions.npz"), got == want_p, want_p, got)
+        if manifest is None:
+            rep.skip("metrics recomputed", name(f"eval/{label}"), "no manifest (feature store unreadable)")
+            continue
+        say(f"{run.name}: recomputing {label} metrics")
+        try:
+            recomputed = recompute_metrics(manifest, read_predictions(pred_path))
+        except Exception as exc:  # noqa: BLE001 - a corrupt array is an audit failure, not a crash
+            rep.add("predictions readable", name(f"eval/{label}/predictions.npz"), False, "valid arrays", "invalid",
+                    str(exc)[:200])
+            continue
+        flat = _flat_numbers(recomputed)
+        rep.numbers += compare_numbers(name(f"eval/{label}/metrics.json"), _flat_numbers(em.get("metrics", {})), flat,
+                                       RECOMPUTE_TOLERANCE)
+        rep.numbers += compare_numbers(name(f"metrics.json[{label}]"), _flat_numbers(_result_metrics(results[label])),
+                                       flat, RECOMPUTE_TOLERANCE)
+
+    # -- environment -------------------------------------------------------------------------
+    env_now = capture_environment(device)
+    rep.environment = env_now
+    if (run / "environment.json").is_file():
+        rep.env_diffs = compare_environments(read_json(run / "environment.json"), env_now)
+    else:
+        rep.warn("environment record", name("environment.json"), "missing: cannot compare environments")
+
+    if rerun:
+        say(f"{run.name}: re-training with the same config and seed")
+        rep.rerun += rerun_and_compare(run, cfg, results, tolerance=tolerance, device=device, prefix=prefix)
+    return rep
+
+
+def _result_metrics(entry: Any) -> dict[str, Any]:
+    if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict):
+        return entry["metrics"]
+    return entry if isinstance(entry, dict) else {}
+
+
+def _store_config_hash(fs: Any) -> str | None:
+    attrs = getattr(fs, "attrs", {}) or {}
+    for key in ("config_hash", "extraction_config_hash"):
+        if key in attrs:
+            return str(attrs[key])
+    return getattr(fs, "config_hash", None)
+
+
+def _check_lock(rep: AuditReport, lock: Path, want_sha: str | None, manifest: Any) -> None:
+    if not lock.is_file():
+        rep.add("lock file", str(lock), False, "present", "missing")
+        return
+    got = sha256_file(lock)
+    if want_sha:
+        rep.add("lock file sha256", str(lock), got == want_sha, want_sha, got, "" if got == want_sha else "the lock file changed")
+    data = read_json(lock)
+    mh = data.get("manifest_hash") or data.get("manifest_content_hash")
+    if manifest is not None and mh:
+        rep.add("lock file manifest hash", str(lock), mh == manifest.content_hash(), manifest.content_hash(), mh)
+
+
+def rerun_and_compare(run: Path, cfg: dict[str, Any], results: dict[str, Any], *, tolerance: float, device: str,
+                      prefix: str = "") -> list:
+    """Train again from the recorded config (same seed) into a temporary run directory and
+    compare every metric of every selection label."""
+    from .. import config as _config
+    from ..train import retrain_from_config
+
+    with tempfile.TemporaryDirectory(prefix="dsan-audit-rerun-") as tmp:
+        out = Path(tmp) / run.name
+        retrain_from_config(_config.from_dict(cfg), out, device=device)
+        new = read_json(out / "metrics.json").get("results", {})
+    comps = []
+    for label, entry in results.items():
+        comps += compare_numbers(f"{prefix}{label}", _flat_numbers(_result_metrics(entry)),
+                                 _flat_numbers(_result_metrics(new.get(label, {}))), tolerance)
+    return comps
+
+
+def is_nan(v: float) -> bool:
+    return isinstance(v, float) and math.isnan(v)
