@@ -188,12 +188,11 @@ def markdown_table(df: pd.DataFrame) -> str:
     """GitHub-flavoured markdown table (no extra dependency)."""
     if df.empty:
         return "_(no rows)_\n"
-    cols = [str(c) for c in df.columns]
-
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(cells) + " |" for cells in [cols]]
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cell(c) for c in cols) + " |"]
     lines.append("| " + " | ".join("---" if c in ("method", "protocol", "ablation", "preset", "selection") else "---:"
                                    for c in cols) + " |")
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]

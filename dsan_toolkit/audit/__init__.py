@@ -1,0 +1,1 @@
+"""Reproducibility audits of run and bench directories."""

@@ -1,0 +1,1 @@
+"""Benchmark tables, published reference rows, reports, and the bench runner."""
