@@ -1,0 +1,22 @@
+"""Feature stores: CLIP features per video in Zarr v3 (see :mod:`.schema` for the layout).
+
+Read with :func:`open_store` / :class:`FeatureStore`; write with :class:`StoreWriter`
+(extraction, import, synthetic generator); validate with :func:`check_store`.
+"""
+
+from .reader import FeatureStore, open_store
+from .schema import SCHEMA_VERSION, STATUS_DONE, STATUS_FAILED, StoreSpec
+from .writer import FinalizeResult, StoreWriter, VideoSink, finalize_store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUS_DONE",
+    "STATUS_FAILED",
+    "FeatureStore",
+    "FinalizeResult",
+    "StoreSpec",
+    "StoreWriter",
+    "VideoSink",
+    "finalize_store",
+    "open_store",
+]

@@ -1,0 +1,391 @@
+"""Writing feature stores: resumable, atomic per video, shared by disjoint writers.
+
+A :class:`StoreWriter` is used by extraction, import and the synthetic generator::
+
+    with StoreWriter(path, spec, rank=rank) as w:
+        for vid in w.pending_ids():
+            w.write_video(vid, feats, num_frames=n, fps=fps)      # or begin_video() + rows
+        w.finalize()
+
+Semantics:
+- creating a store is atomic (built in a temporary folder and renamed into place), so two
+  ranks starting at once agree on one store;
+- a store made from a different :meth:`StoreSpec.identity` is refused, never appended to;
+- every video becomes visible complete or not at all (staging + directory rename); a writer
+  first removes its own rank's staging debris, so a SIGKILLed run rerun with the same
+  command completes the store with nothing lost or duplicated;
+- :meth:`finalize` (under a file lock) consolidates the per-video records into the index and
+  marks the store complete when every manifest video has a record. Run by every writer, the
+  last one to finish sees all records.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..config import config_hash
+from ..errors import InputError
+from .schema import (
+    FORMAT_NAME,
+    INDEX_GROUP,
+    META_GROUP,
+    SCHEMA_VERSION,
+    STAGING_DIR,
+    STATUS_DONE,
+    STATUS_FAILED,
+    STORAGE_DTYPES,
+    VIDEOS_GROUP,
+    StoreSpec,
+    library_versions,
+    video_key,
+)
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def read_root_attrs(path: Path) -> dict[str, Any] | None:
+    """The root attributes if ``path`` is a dsan store, else None (no Zarr machinery)."""
+    meta = path / "zarr.json"
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    attrs = doc.get("attributes") or {}
+    return attrs if attrs.get("format") == FORMAT_NAME else None
+
+
+def scan_records(path: Path) -> dict[str, dict[str, Any]]:
+    """Per-video records (array attributes) of every committed video, by key.
+
+    Reads the small ``zarr.json`` files directly; an unreadable one is skipped (it cannot be
+    a committed video, commits are atomic renames of complete arrays).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    vdir = path / VIDEOS_GROUP
+    if not vdir.is_dir():
+        return out
+    with os.scandir(vdir) as it:
+        for entry in it:
+            if not entry.is_dir() or not entry.name.startswith("v"):
+                continue
+            try:
+                doc = json.loads((Path(entry.path) / "zarr.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            attrs = doc.get("attributes") or {}
+            if "id" in attrs and "status" in attrs:
+                out[entry.name] = attrs
+    return out
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # flock on the store directory itself: no extra file inside the Zarr hierarchy.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class FinalizeResult:
+    complete: bool
+    done: int
+    failed: int
+    missing: int
+
+
+class VideoSink:
+    """Rows of one video written block by block into a staging array, then committed."""
+
+    def __init__(self, writer: "StoreWriter", video_id: str, key: str, arr: Any, staging: Path, T: int) -> None:
+        self._writer = writer
+        self.video_id = video_id
+        self.key = key
+        self._arr = arr
+        self._staging = staging
+        self.T = T
+        self._written = np.zeros(T, dtype=bool)
+
+    def write_rows(self, t0: int, rows: np.ndarray) -> None:
+        """Write rows ``[t0, t0 + n)`` for all crops; ``rows`` is (crops, n, D)."""
+        n = rows.shape[1]
+        if t0 < 0 or t0 + n > self.T:
+            raise ValueError(f"{self.video_id}: rows [{t0}, {t0 + n}) outside [0, {self.T})")
+        self._arr[:, t0 : t0 + n, :] = np.asarray(rows, dtype=self._writer.spec.dtype)
+        self._written[t0 : t0 + n] = True
+
+    def commit(self) -> None:
+        if not self._written.all():
+            missing = int((~self._written).sum())
+            raise RuntimeError(f"{self.video_id}: {missing} of {self.T} rows were never written")
+        self._writer._commit(self._staging, self.key)
+
+    def abort(self) -> None:
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
+class StoreWriter:
+    """Create or reopen a store for ``spec`` and write videos into it (see module doc)."""
+
+    def __init__(self, path: str | Path, spec: StoreSpec, *, rank: int = 0, overwrite: bool = False) -> None:
+        if spec.dtype not in STORAGE_DTYPES:
+            raise InputError(f"storage dtype must be one of {STORAGE_DTYPES}, not {spec.dtype!r}")
+        if not spec.crops:
+            raise InputError("a store needs at least one crop")
+        self.path = Path(path)
+        self.spec = spec
+        self.rank = rank
+        self.overwrite = overwrite
+        self.config_hash = config_hash(spec.identity())
+        self._keys = {v.id: video_key(i) for i, v in enumerate(spec.manifest.videos)}
+        self._invalidated = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> "StoreWriter":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def open(self) -> None:
+        if self.overwrite and self.path.exists():
+            if read_root_attrs(self.path) is None and any(self.path.iterdir()):
+                raise InputError(f"{self.path} exists and is not a dsan feature store; refusing to overwrite it")
+            shutil.rmtree(self.path)
+        if not self.path.exists():
+            self._create()
+        attrs = read_root_attrs(self.path)
+        if attrs is None:
+            raise InputError(f"{self.path} exists and is not a dsan feature store; choose another --out")
+        if attrs.get("schema_version") != SCHEMA_VERSION:
+            raise InputError(
+                f"{self.path} has store schema version {attrs.get('schema_version')}, this toolkit writes "
+                f"{SCHEMA_VERSION}; write to a new store"
+            )
+        if attrs.get("config_hash") != self.config_hash:
+            raise InputError(
+                f"{self.path} was made with a different configuration (config hash "
+                f"{str(attrs.get('config_hash'))[:12]}, this run {self.config_hash[:12]}; dataset "
+                f"{attrs.get('dataset')!r}, snippet {attrs.get('snippet_rule')!r}, crops {attrs.get('crops')}). "
+                "It is never appended to: use a new --out, or --overwrite to replace it."
+            )
+        staging = self._staging_root()
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True, exist_ok=True)
+
+    def _root_attrs(self) -> dict[str, Any]:
+        s = self.spec
+        m = s.manifest
+        attrs: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "dataset": m.name,
+            "manifest_hash": m.content_hash(),
+            "num_videos": len(m),
+            "backbone": s.backbone,
+            "random_weights": s.random_weights,
+            "preprocessing": s.preprocessing,
+            "snippet_len": s.snippet_len,
+            "snippet_rule": s.snippet_rule,
+            "crops": list(s.crops),
+            "feature_dim": s.feature_dim,
+            "dtype": s.dtype,
+            "chunk_t": s.chunk_t,
+            "producer": s.producer,
+            "versions": library_versions(),
+            "config": s.config,
+            "config_hash": self.config_hash,
+            "complete": False,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **s.extra,
+        }
+        if s.random_weights:
+            attrs["warning"] = (
+                "RANDOM WEIGHTS: these features come from a randomly initialised backbone "
+                f"({s.backbone.get('model')}); they are for tests and demos, not for results"
+            )
+        return attrs
+
+    def _create(self) -> None:
+        zarr = _zarr()
+        from zarr.storage import LocalStore
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.parent / f".{self.path.name}.creating-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        store = LocalStore(tmp)
+        root = zarr.create_group(store, attributes=self._root_attrs())
+        root.create_group(META_GROUP, attributes={"manifest": self.spec.manifest.to_records()})
+        root.create_group(VIDEOS_GROUP)
+        try:
+            os.rename(tmp, self.path)
+        except OSError:
+            # Another writer created it first (or it appeared meanwhile): use theirs.
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not self.path.exists():
+                raise
+
+    def _staging_root(self) -> Path:
+        return self.path / STAGING_DIR / f"r{self.rank}"
+
+    # -- state -------------------------------------------------------------------------
+    def key(self, video_id: str) -> str:
+        try:
+            return self._keys[video_id]
+        except KeyError:
+            raise InputError(f"video {video_id!r} is not in the store's manifest") from None
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Committed records by video id."""
+        return {r["id"]: r for r in scan_records(self.path).values()}
+
+    def done_ids(self) -> set[str]:
+        return {vid for vid, r in self.records().items() if r.get("status") == STATUS_DONE}
+
+    def pending_ids(self, ids: list[str] | None = None) -> list[str]:
+        """Ids (manifest order, or ``ids``' order) without a ``done`` record: failed ones are retried."""
+        done = self.done_ids()
+        chosen = ids if ids is not None else [v.id for v in self.spec.manifest.videos]
+        return [vid for vid in chosen if vid not in done]
+
+    # -- writing -----------------------------------------------------------------------
+    def _invalidate(self) -> None:
+        if self._invalidated:
+            return
+        attrs = read_root_attrs(self.path) or {}
+        if attrs.get("complete"):
+            with _locked(self.path):
+                self._set_root_attrs({"complete": False})
+        self._invalidated = True
+
+    def _set_root_attrs(self, updates: dict[str, Any]) -> None:
+        zarr = _zarr()
+        g = zarr.open_group(str(self.path), mode="r+")
+        g.attrs.update(updates)
+
+    def _create_staging_array(self, video_id: str, T: int, record: dict[str, Any]) -> tuple[str, Path, Any]:
+        zarr = _zarr()
+        from zarr.storage import LocalStore
+
+        self._invalidate()
+        key = self.key(video_id)
+        staging = self._staging_root() / key
+        shutil.rmtree(staging, ignore_errors=True)
+        C, D = len(self.spec.crops), self.spec.feature_dim
+        attrs = {"id": video_id, "config_hash": self.config_hash, **record}
+        arr = zarr.create_array(
+            LocalStore(staging),
+            shape=(C, T, D),
+            chunks=(1, max(1, min(self.spec.chunk_t, T)), D),
+            dtype=self.spec.dtype,
+            compressors=None,
+            fill_value=0.0,
+            attributes=attrs,
+        )
+        return key, staging, arr
+
+    def begin_video(
+        self, video_id: str, T: int, *, num_frames: int | None, fps: float | None, padded: bool = False
+    ) -> VideoSink:
+        """Start a video of ``T`` rows; write blocks with ``write_rows`` then ``commit``."""
+        if T < 1:
+            raise ValueError(f"{video_id}: a done video needs at least one row")
+        record = {"status": STATUS_DONE, "T": int(T), "num_frames": num_frames, "fps": fps, "error": None, "padded": padded}
+        key, staging, arr = self._create_staging_array(video_id, T, record)
+        return VideoSink(self, video_id, key, arr, staging, T)
+
+    def write_video(
+        self,
+        video_id: str,
+        feats: np.ndarray,
+        *,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        padded: bool = False,
+    ) -> None:
+        """Write a whole video at once: ``feats`` is (crops, T, D)."""
+        feats = np.asarray(feats)
+        C, D = len(self.spec.crops), self.spec.feature_dim
+        if feats.ndim != 3 or feats.shape[0] != C or feats.shape[2] != D:
+            raise InputError(f"{video_id}: features of shape {feats.shape}, expected ({C}, T, {D})")
+        sink = self.begin_video(video_id, feats.shape[1], num_frames=num_frames, fps=fps, padded=padded)
+        sink.write_rows(0, feats)
+        sink.commit()
+
+    def fail_video(self, video_id: str, error: str, *, num_frames: int | None = None, fps: float | None = None) -> None:
+        """Record a video as failed with its reason (an empty array carries the record)."""
+        record = {"status": STATUS_FAILED, "T": 0, "num_frames": num_frames, "fps": fps, "error": str(error), "padded": False}
+        key, staging, _ = self._create_staging_array(video_id, 0, record)
+        self._commit(staging, key)
+
+    def _commit(self, staging: Path, key: str) -> None:
+        final = self.path / VIDEOS_GROUP / key
+        if final.exists():
+            shutil.rmtree(final)  # a failed record being replaced, or a rewrite
+        os.rename(staging, final)
+
+    # -- consolidation -----------------------------------------------------------------
+    def finalize(self) -> FinalizeResult:
+        """Consolidate the per-video records into the index; mark complete when nothing is missing."""
+        return finalize_store(self.path)
+
+
+def build_index(path: Path, manifest_ids: list[str]) -> dict[str, list[Any]]:
+    """The index columns (manifest order) from the committed records."""
+    from .schema import RECORD_FIELDS
+
+    records = {r["id"]: (key, r) for key, r in scan_records(path).items()}
+    cols: dict[str, list[Any]] = {"key": []}
+    for f in RECORD_FIELDS:
+        cols[f] = []
+    for vid in manifest_ids:
+        if vid not in records:
+            continue
+        key, r = records[vid]
+        cols["key"].append(key)
+        for f in RECORD_FIELDS:
+            cols[f].append(r.get(f))
+    return cols
+
+
+def finalize_store(path: str | Path) -> FinalizeResult:
+    """Consolidate a store's index (used by writers and ``dsan store finalize``)."""
+    zarr = _zarr()
+    path = Path(path)
+    attrs = read_root_attrs(path)
+    if attrs is None:
+        raise InputError(f"{path} is not a dsan feature store")
+    with _locked(path):
+        meta = json.loads((path / META_GROUP / "zarr.json").read_text(encoding="utf-8"))["attributes"]
+        ids = [r["id"] for r in meta["manifest"] if r.get("kind") == "video"]
+        cols = build_index(path, ids)
+        done = sum(s == STATUS_DONE for s in cols["status"])
+        failed = sum(s == STATUS_FAILED for s in cols["status"])
+        missing = len(ids) - len(cols["id"])
+        root = zarr.open_group(str(path), mode="r+")
+        if INDEX_GROUP in root:
+            root[INDEX_GROUP].attrs.put(cols)
+        else:
+            root.create_group(INDEX_GROUP, attributes=cols)
+        root.attrs.update({"complete": missing == 0, "num_done": done, "num_failed": failed, "num_missing": missing})
+        shutil.rmtree(path / STAGING_DIR, ignore_errors=True) if missing == 0 else None
+    return FinalizeResult(complete=missing == 0, done=done, failed=failed, missing=missing)
