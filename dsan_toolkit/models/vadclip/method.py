@@ -1,0 +1,82 @@
+"""The ``vadclip`` method: presets, build, loss, predict, optimisers (see :mod:`.model`)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import MultiStepLR
+
+from ...errors import InputError
+from ...manifest.schema import ClassInfo
+from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, class_prompts
+from ..registry import register_method
+from .losses import vadclip_loss
+from .model import VadCLIPModel, build_vadclip
+from .presets import PRESETS, VadCLIPPreset
+
+
+def check_dims(preset: VadCLIPPreset, feature_dim: int, text_dim: int) -> None:
+    if feature_dim != preset.visual_width:
+        raise InputError(
+            f"features are {feature_dim}-d but the preset's visual width is {preset.visual_width} "
+            "(the official encoder adds position embeddings to the features directly)"
+        )
+    if text_dim != preset.visual_width:
+        raise InputError(f"the CLIP text features are {text_dim}-d, the visual width {preset.visual_width}: they must match")
+    if preset.visual_length % preset.attn_window:
+        raise InputError(f"attn_window {preset.attn_window} must divide visual_length {preset.visual_length}")
+
+
+@register_method("vadclip")
+class VadCLIPMethod(Method):
+    trainable = True
+    needs_clip = True
+    preset_cls = VadCLIPPreset
+    presets: dict[str, MethodPreset] = dict(PRESETS)
+
+    def build(
+        self,
+        preset: MethodPreset,
+        classes: Sequence[ClassInfo],
+        *,
+        feature_dim: int,
+        clip: Any | None,
+        device: str | torch.device = "cpu",
+    ) -> nn.Module:
+        if not isinstance(preset, VadCLIPPreset):
+            raise InputError(f"vadclip needs a VadCLIPPreset, got {type(preset).__name__}")
+        if clip is None:
+            raise InputError("vadclip needs a CLIP model for its text branch (clip=create_clip(...))")
+        prompts = class_prompts(classes)
+        if len(prompts) < 2:
+            raise InputError("vadclip needs a normal class and at least one anomaly class")
+        check_dims(preset, feature_dim, int(clip.info.embed_dim))
+        return build_vadclip(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
+
+    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
+        assert isinstance(model, VadCLIPModel) and isinstance(preset, VadCLIPPreset)
+        out = model(batch.feats, batch.lengths)
+        total, parts = vadclip_loss(out, batch.labels.to(out.logits2.dtype), batch.lengths, preset)
+        logs = {k: float(v.detach()) for k, v in parts.items()}
+        logs["loss"] = float(total.detach())
+        return total, logs
+
+    def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
+        assert isinstance(model, VadCLIPModel)
+        with torch.no_grad():
+            out = model(feats, lengths)
+        probs = out.logits2.softmax(dim=-1)
+        return Prediction(
+            scores=torch.sigmoid(out.logits1.squeeze(-1)),
+            align_scores=1 - probs[..., 0],
+            class_probs=probs,
+        )
+
+    def optimizers(self, model: nn.Module, preset: MethodPreset, iters_per_epoch: int) -> list[OptimSpec]:
+        assert isinstance(preset, VadCLIPPreset)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=preset.weight_decay)
+        sched = MultiStepLR(opt, list(preset.scheduler_milestones), preset.scheduler_gamma)
+        return [OptimSpec(optimizer=opt, scheduler=sched, step_on="epoch", name="main")]

@@ -1,0 +1,116 @@
+"""VadCLIP presets: ``ucf`` and ``xd`` equal the official option files (nwpu-zxr/VadCLIP
+``src/ucf_option.py``, ``src/xd_option.py``) and training scripts; ``tiny`` is NOT official.
+
+Official values (and where they come from):
+
+- UCF: width 512, 1 head, 2 layers, window 8, prompt prefix/postfix 10, 14 classes, 10 epochs,
+  batch 64 normal + 64 anomalous (two loaders, ``drop_last=True``), AdamW lr 2e-5 (weight decay
+  0.01 = the AdamW default), MultiStepLR milestones [4, 8] gamma 0.1 stepped per epoch, seed
+  234, loss ``l1 + l2 + 0.1 * l3 / 13``; test-set selection every 10 iterations on the
+  classifier AUC (``ucf_train.py``: ``AP = AUC``).
+- XD: 1 layer, window 64, 7 classes, batch 96 (one shuffled loader, last batch kept), lr 1e-5,
+  milestones [3, 6, 10], loss ``l1 + l2 + 1e-4 * l3 / 6``; selection after each epoch on the
+  alignment AP (``xd_test.py`` returns the AP of ``1 - softmax(logits2)[:, 0]``).
+- ``tiny``: 1 layer, visual length 64, batch 8 + 8, 3 epochs, lr 1e-4 -- a CPU demo, not a
+  reproduction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...config import register_config
+from ..api import MethodPreset
+
+
+@register_config
+@dataclass(frozen=True)
+class VadCLIPPreset(MethodPreset):
+    embed_dim: int = 512
+    visual_width: int = 512
+    visual_heads: int = 1
+    visual_layers: int = 2
+    attn_window: int = 8
+    prompt_prefix: int = 10
+    prompt_postfix: int = 10
+    temperature: float = 0.07
+    # optimisation
+    weight_decay: float = 0.01
+    scheduler_milestones: tuple[int, ...] = (4, 8)
+    scheduler_gamma: float = 0.1
+    # loss = cls_mil + align_mil + text_sep_weight * text_sep / text_sep_divisor (None: C - 1)
+    text_sep_weight: float = 0.1
+    text_sep_divisor: float | None = 13.0
+    # deviations from the official code (defaults = official behaviour)
+    mask_padding_attention: bool = False
+    sim_threshold: float = 0.7
+    sim_cut: str = "zero"
+    mask_distance_graph: bool = False
+
+
+UCF = VadCLIPPreset(
+    name="ucf",
+    official=True,
+    visual_length=256,
+    feature_dim=512,
+    batch_size=64,
+    batch_composition="paired",
+    drop_last=True,
+    epochs=10,
+    seed=234,
+    lr=2e-5,
+    eval_every_iters=10,
+    select_metric="auc",
+    reload_best_each_epoch=True,
+    visual_layers=2,
+    attn_window=8,
+    scheduler_milestones=(4, 8),
+    text_sep_weight=0.1,
+    text_sep_divisor=13.0,
+)
+
+XD = VadCLIPPreset(
+    name="xd",
+    official=True,
+    visual_length=256,
+    feature_dim=512,
+    batch_size=96,
+    batch_composition="mixed",
+    drop_last=False,
+    epochs=10,
+    seed=234,
+    lr=1e-5,
+    eval_every_iters=None,
+    select_metric="align_ap",
+    reload_best_each_epoch=True,
+    visual_layers=1,
+    attn_window=64,
+    scheduler_milestones=(3, 6, 10),
+    text_sep_weight=1e-4,
+    text_sep_divisor=6.0,
+)
+
+TINY = VadCLIPPreset(
+    name="tiny",
+    official=False,
+    visual_length=64,
+    feature_dim=512,
+    batch_size=8,
+    batch_composition="paired",
+    drop_last=True,
+    epochs=3,
+    seed=234,
+    lr=1e-4,
+    eval_every_iters=None,
+    select_metric="auc",
+    reload_best_each_epoch=False,
+    visual_layers=1,
+    attn_window=8,
+    prompt_prefix=4,
+    prompt_postfix=4,
+    scheduler_milestones=(2,),
+    text_sep_weight=0.1,
+    text_sep_divisor=None,
+)
+
+PRESETS: dict[str, VadCLIPPreset] = {p.name: p for p in (UCF, XD, TINY)}
