@@ -1,0 +1,94 @@
+"""Auditing a bench directory: every run it lists, against the hashes ``bench.json``
+recorded when the run finished, plus the bench's own results table."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import config_hash
+from ..errors import InputError
+from .checks import AuditReport, compare_numbers
+from .run import RECOMPUTE_TOLERANCE, RERUN_TOLERANCE, audit_run, read_json
+
+
+def audit_bench(
+    bench_dir: str | Path,
+    *,
+    rerun: bool = False,
+    tolerance: float = RERUN_TOLERANCE,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> AuditReport:
+    out = Path(bench_dir)
+    rec = read_json(out / "bench.json")
+    rep = AuditReport(target=str(out), kind="bench")
+    want = str(rec.get("config_hash", ""))
+    got = config_hash(rec.get("config", {}))
+    rep.add("bench config hash", "bench.json", got == want, want, got, "" if got == want else "the bench config was edited")
+    jobs: dict[str, Any] = rec.get("jobs", {})
+    if not jobs:
+        rep.add("jobs", "bench.json", False, ">= 1 job", "0")
+    for key, entry in sorted(jobs.items(), key=lambda kv: kv[1].get("run_dir", "")):
+        run_dir = out / str(entry.get("run_dir", ""))
+        job_hash = config_hash({k: v for k, v in entry.get("job", {}).items() if k not in ("features", "device")})
+        rep.add("job hash", f"bench.json[{entry.get('run_dir')}]", job_hash == key, key, job_hash)
+        if not run_dir.is_dir():
+            rep.add("run directory", str(entry.get("run_dir")), False, "present", "missing")
+            continue
+        exp = dict(entry.get("hashes", {}))
+        if entry.get("lock_path"):
+            exp["lock_path"] = entry["lock_path"]
+            exp["lock_sha256"] = entry.get("lock_sha256", "")
+        audit_run(run_dir, rerun=rerun, tolerance=tolerance, device=device, report=rep,
+                  prefix=f"{entry.get('run_dir')}/", expected=exp,
+                  store=entry.get("job", {}).get("features"), progress=progress)
+    _check_results_csv(rep, out, jobs)
+    return rep
+
+
+def _check_results_csv(rep: AuditReport, out: Path, jobs: dict[str, Any]) -> None:
+    """results.csv must hold, for every run, the numbers of the run's own metrics.json."""
+    import pandas as pd
+
+    from ..bench.runner import canonical_metrics
+    from ..bench.table import METRICS
+
+    path = out / "results.csv"
+    if not path.is_file():
+        rep.add("results table", "results.csv", False, "present", "missing")
+        return
+    try:
+        df = pd.read_csv(io.StringIO(path.read_text()))
+    except Exception as exc:  # noqa: BLE001 - any unreadable table is a failed check
+        raise InputError(f"{path} is not a readable CSV: {exc}") from None
+    by_dir = {str(r["run_dir"]): r for r in df.to_dict("records")}
+    for entry in jobs.values():
+        run_dir = out / str(entry.get("run_dir", ""))
+        row = next((r for d, r in by_dir.items() if Path(d).resolve() == run_dir.resolve()), None)
+        if row is None:
+            rep.add("results row", f"results.csv[{entry.get('run_dir')}]", False, "present", "missing")
+            continue
+        if not (run_dir / "metrics.json").is_file():
+            continue
+        met = json.loads((run_dir / "metrics.json").read_text())
+        sel = met.get("results", {}).get(met.get("selected", "last"), {})
+        truth = canonical_metrics(sel.get("metrics", sel))
+        recorded = {k: row.get(k) for k in METRICS if k in row and row.get(k) == row.get(k)}
+        rep.numbers += compare_numbers(f"results.csv[{entry.get('run_dir')}]", recorded, truth, RECOMPUTE_TOLERANCE)
+
+
+def audit_path(path: str | Path, **kw: Any) -> AuditReport:
+    """A bench directory (``bench.json``) or a run directory (``config.json``)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f"{p} is not a directory (give a run directory or a bench directory)")
+    if (p / "bench.json").is_file():
+        kw.pop("store", None)
+        kw.pop("lock", None)
+        return audit_bench(p, **kw)
+    if (p / "config.json").is_file():
+        return audit_run(p, **kw)
+    raise InputError(f"{p} is neither a run directory (config.json) nor a bench directory (bench.json)")

@@ -1,0 +1,99 @@
+"""`dsan bench`: train/evaluate a grid of methods x datasets x seeds and report tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ...errors import InputError
+from ..errors import console, err_console, user_errors
+
+DEFAULT_OUT = Path("dsan-bench")
+
+
+def parse_list(text: str, what: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not items:
+        raise InputError(f"{what}: empty list")
+    return items
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in parse_list(text, "--seeds"))
+    except ValueError:
+        raise InputError(f"--seeds must be integers separated by commas, got {text!r}") from None
+
+
+def parse_mapping(text: str | None, what: str) -> dict[str, str]:
+    """``ucf=A,xd=B`` -> {"ucf": "A", "xd": "B"}."""
+    out: dict[str, str] = {}
+    for item in parse_list(text, what) if text else ():
+        key, sep, val = item.partition("=")
+        if not sep or not key or not val:
+            raise InputError(f"{what}: expected DATASET=PATH items separated by commas, got {item!r}")
+        out[key.strip()] = val.strip()
+    return out
+
+
+@user_errors
+def bench_cmd(
+    methods: str = typer.Option("dsanet,vadclip,mil,zeroshot", "--methods", help="Methods, comma-separated."),
+    datasets: str = typer.Option("ucf,xd", "--datasets", help="Datasets (keys of --features), comma-separated."),
+    seeds: str = typer.Option("0", "--seeds", help="Seeds, comma-separated (mean ± std over them)."),
+    features: str = typer.Option(None, "--features", help="Feature store per dataset: ucf=STORE,xd=STORE."),
+    report: str = typer.Option("md", "--report", help="md (stdout), html (self-contained page), csv or json."),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Bench directory (runs, bench.json, reports); reruns resume."),
+    report_file: Path = typer.Option(None, "--report-file", help="Also write the report to this file."),
+    preset: str = typer.Option(None, "--preset", help="Preset for every method (default: the one named like the dataset)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Override the presets' epochs."),
+    select: str = typer.Option("last", "--select", help="Model selection: last (honest) or best-on-test (official)."),
+    ablation: str = typer.Option(None, "--ablation", help="Run a method's component ablations (e.g. dsanet)."),
+    lock: str = typer.Option(None, "--lock", help="Lock file per dataset (from dsan verify): ucf=FILE; hashed for audits."),
+    device: str = typer.Option("cpu", "--device", help="Device for training and evaluation (cpu, cuda, cuda:1)."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw figures in the HTML report."),
+) -> None:
+    """Benchmark methods on feature stores: mean ± std tables against the published numbers.
+
+    Trains and evaluates what is missing, reuses finished runs with the same config hash,
+    resumes an interrupted bench, and prints the tables (AUC/AP of both branches, AUC on
+    anomalous videos, fine-grained mAP@0.1..0.5 and mean, time, parameters, selection rule,
+    published value and delta where the protocol matches).
+
+    Examples:
+      dsan bench --methods dsanet,vadclip --datasets ucf,xd --seeds 0,1,2 --features ucf=ucf.zarr,xd=xd.zarr
+      dsan bench --datasets ucf --features ucf=ucf.zarr --report html --out bench-ucf
+      dsan bench --ablation dsanet --datasets xd --features xd=xd.zarr --seeds 0,1,2
+      dsan bench --methods dsanet,vadclip,mil --datasets synth --features synth=s.zarr --preset tiny
+    """
+    from ...bench.report import REPORT_FORMATS, atomic_write_text, render
+    from ...bench.runner import BenchConfig, run_bench, write_reports
+
+    if report not in REPORT_FORMATS:
+        raise InputError(f"--report must be one of {', '.join(REPORT_FORMATS)}, not {report!r}")
+    feats = parse_mapping(features, "--features")
+    if not feats:
+        raise InputError("--features is required: DATASET=STORE for each dataset, e.g. --features ucf=ucf.zarr")
+    for ds, path in feats.items():
+        if not Path(path).exists():
+            raise InputError(f"feature store for {ds!r} not found: {path}")
+    cfg = BenchConfig(
+        methods=parse_list(methods, "--methods"), datasets=parse_list(datasets, "--datasets"), seeds=parse_seeds(seeds),
+        features={k: str(Path(v).resolve()) for k, v in feats.items()}, preset=preset, epochs=epochs, select=select,
+        device=device, ablation=ablation, lock={k: str(Path(v).resolve()) for k, v in parse_mapping(lock, "--lock").items()},
+    )
+    result = run_bench(cfg, out, progress=lambda m: err_console.print(f"[dim]bench[/dim] {m}"), figures=figures)
+    paths = write_reports(result, sorted({report, "md", "csv"}))
+    text = render(result.report, report)
+    if report_file:
+        atomic_write_text(report_file, text)
+    if report == "html":
+        console.print(f"HTML report: {paths['html'].resolve()}")
+    else:
+        typer.echo(text, nl=False)
+    err_console.print(f"bench: {result.trained} run(s) trained, {result.reused} reused; directory {out.resolve()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_cmd)
