@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -459,7 +460,9 @@ def is_complete(out_dir: str | Path, cfg: SynthConfig) -> bool:
     """True when ``out_dir`` holds a finished dataset generated from exactly ``cfg``."""
     out_dir = Path(out_dir)
     side = read_sidecar(out_dir)
-    if not side or side.get("config_hash") != config_hash(cfg) or not (out_dir / MANIFEST_NAME).is_file():
+    if not side or not side.get("complete") or side.get("config_hash") != config_hash(cfg):
+        return False
+    if not (out_dir / MANIFEST_NAME).is_file():
         return False
     return all((out_dir / v.rel_path).is_file() for v in plan_dataset(cfg))
 
@@ -481,8 +484,10 @@ def make_synthetic_dataset(
     """Generate the dataset of ``cfg`` under ``out_dir`` and return its manifest.
 
     A folder that already holds the same config's finished dataset is reused as is. A
-    folder holding another synthetic dataset is refused unless ``overwrite`` (its videos
-    are then regenerated); any other non-empty folder is refused. ``workers > 1`` renders
+    folder holding another finished synthetic dataset is refused unless ``overwrite`` (its
+    ``videos/`` are then deleted and regenerated); an unfinished one (interrupted run) is
+    regenerated; any other non-empty folder is refused. ``synth.json`` says
+    ``"complete": false`` until every file is written. ``workers > 1`` renders
     and encodes videos in that many processes. ``progress`` is called with each finished id.
     """
     from .. import __version__
@@ -493,17 +498,20 @@ def make_synthetic_dataset(
         raise InputError(f"{out_dir} exists and is not a folder")
     if is_complete(out_dir, cfg) and not overwrite:
         return read_manifest(out_dir / MANIFEST_NAME)
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        side = read_sidecar(out_dir)
-        if side is None and not (out_dir / MANIFEST_NAME).exists() and not (out_dir / "videos").exists():
-            raise InputError(f"{out_dir} is not empty and does not hold a synthetic dataset; choose another folder")
-        if side is not None and side.get("config_hash") != config_hash(cfg) and not overwrite:
-            raise InputError(
-                f"{out_dir} holds a synthetic dataset made with another config; pass overwrite "
-                "(--force) to replace it, or choose another folder"
-            )
+    side = read_sidecar(out_dir)
+    if side is None and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise InputError(f"{out_dir} is not empty and does not hold a synthetic dataset; choose another folder")
+    if side is not None and side.get("config_hash") != config_hash(cfg) and side.get("complete") and not overwrite:
+        raise InputError(
+            f"{out_dir} holds a synthetic dataset made with another config; pass overwrite "
+            "(--force) to replace it, or choose another folder"
+        )
+    # from here on the folder is ours: start clean, mark it as a generation in progress
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SIDECAR_NAME).unlink(missing_ok=True)  # the sidecar marks completion: written last
+    shutil.rmtree(out_dir / "videos", ignore_errors=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    sidecar = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "toolkit_version": __version__}
+    _write_json(out_dir / SIDECAR_NAME, {**sidecar, "complete": False})
 
     manifest = build_manifest(cfg)
     plan = plan_dataset(cfg)
@@ -524,19 +532,12 @@ def make_synthetic_dataset(
                 progress(vid)
 
     write_manifest(manifest, out_dir / MANIFEST_NAME)
+    events = {
+        v.id: [{"start": s, "end": e, "label": EVENTS[v.label].code} for s, e in v.events] for v in plan if v.events
+    }
     _write_json(
         out_dir / SIDECAR_NAME,
-        {
-            "config": to_dict(cfg),
-            "config_hash": config_hash(cfg),
-            "toolkit_version": __version__,
-            "manifest_hash": manifest.content_hash(),
-            "events": {
-                v.id: [{"start": s, "end": e, "label": EVENTS[v.label].code} for s, e in v.events]
-                for v in plan
-                if v.events
-            },
-        },
+        {**sidecar, "complete": True, "manifest_hash": manifest.content_hash(), "events": events},
     )
     return manifest
 

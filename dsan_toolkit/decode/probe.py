@@ -8,9 +8,12 @@ is one of :data:`REASONS`, with a one-line message naming the file.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from ..errors import InputError
 
@@ -120,4 +123,32 @@ def probe_video(path: str | Path, *, decode: DecodeMode = "ends", num_threads: i
     return VideoProbe(num_frames=n, fps=fps, width=width, height=height, duration=n / fps, size=size)
 
 
-__all__ = ["DECODE_MODES", "REASONS", "VideoError", "VideoProbe", "probe_video"]
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native code (decord's C++ logger) writes to file descriptor 2.
+
+    decord logs every file it cannot open before raising; the error is reported anyway,
+    so bulk checks wrap their work in this. Python-level ``sys.stderr`` is left alone when
+    it is not fd 2 (e.g. captured by a test runner); otherwise it is flushed first.
+    """
+    try:
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+        saved = os.dup(fd)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+__all__ = ["DECODE_MODES", "REASONS", "VideoError", "VideoProbe", "probe_video", "quiet_native_stderr"]

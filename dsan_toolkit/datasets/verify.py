@@ -1,0 +1,408 @@
+"""Checking a dataset's videos against its manifest, and the lock file that records them.
+
+:func:`verify_dataset` probes every video of a manifest under a root (in a thread pool:
+decord and hashlib release the GIL): present, decodable by decord (first and last frame,
+or every frame with ``decode="all"``), frame count, fps, resolution, size and optionally
+sha256. A video is
+
+- ``missing`` / ``empty`` / ``unreadable`` / ``undecodable`` (see :mod:`dsan_toolkit.decode.probe`),
+- ``mismatch`` when the file decodes but disagrees with the manifest: ``num_frames``
+  differs, the video's own ``fps`` differs (beyond ``fps_tolerance``), or a segment ends
+  past the last frame,
+- ``ok`` otherwise (a file whose fps differs from the dataset's *nominal* fps is ok with a
+  warning, since the manifest does not pin it).
+
+With ``lock_path`` the result is compared with the lock file already there (changed,
+added and removed videos) and then written to it atomically. The lock file is JSON::
+
+    {"lock_version": 1, "toolkit_version": "...", "created": "2025-...Z",
+     "dataset": "ucf", "manifest_hash": "<sha256>", "root": "/abs/root",
+     "decode": "ends", "checksums": true,
+     "videos": {"<id>": {"path": "...", "status": "ok", "num_frames": 2410, "fps": 30.0,
+                         "width": 320, "height": 240, "duration": 80.33, "size": 1234,
+                         "sha256": "..."}, ...}}
+
+Later steps (extraction, audits) read it with :func:`read_lock`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import sha256_file
+from ..decode.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
+from ..errors import InputError
+from ..manifest import Manifest, VideoRecord
+
+LOCK_VERSION = 1
+STATUSES: tuple[str, ...] = ("ok", "missing", "empty", "unreadable", "undecodable", "mismatch")
+# fields of a lock entry compared between runs
+COMPARED_FIELDS: tuple[str, ...] = ("status", "size", "num_frames", "fps", "width", "height", "sha256")
+
+
+@dataclass(frozen=True)
+class VideoCheck:
+    """The verdict on one video."""
+
+    id: str
+    path: str
+    status: str
+    problems: tuple[str, ...] = ()  # why it is not ok (mismatches, decode error)
+    warnings: tuple[str, ...] = ()
+    probe: VideoProbe | None = None
+    sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_lock_entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"path": self.path, "status": self.status}
+        if self.probe is not None:
+            entry.update(self.probe.to_dict())
+        if self.sha256 is not None:
+            entry["sha256"] = self.sha256
+        if self.problems:
+            entry["problems"] = list(self.problems)
+        return entry
+
+
+@dataclass(frozen=True)
+class LockFile:
+    """A lock file's content."""
+
+    dataset: str
+    manifest_hash: str
+    videos: dict[str, dict[str, Any]]
+    toolkit_version: str = ""
+    created: str = ""
+    root: str = ""
+    decode: str = "ends"
+    checksums: bool = False
+    lock_version: int = LOCK_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lock_version": self.lock_version,
+            "toolkit_version": self.toolkit_version,
+            "created": self.created,
+            "dataset": self.dataset,
+            "manifest_hash": self.manifest_hash,
+            "root": self.root,
+            "decode": self.decode,
+            "checksums": self.checksums,
+            "videos": self.videos,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LockFile":
+        videos = d["videos"]
+        if not isinstance(videos, dict) or not all(isinstance(v, dict) for v in videos.values()):
+            raise TypeError("'videos' must map video ids to objects")
+        return cls(
+            dataset=str(d["dataset"]),
+            manifest_hash=str(d["manifest_hash"]),
+            videos={str(k): dict(v) for k, v in videos.items()},
+            toolkit_version=str(d.get("toolkit_version", "")),
+            created=str(d.get("created", "")),
+            root=str(d.get("root", "")),
+            decode=str(d.get("decode", "ends")),
+            checksums=bool(d.get("checksums", False)),
+            lock_version=int(d.get("lock_version", LOCK_VERSION)),
+        )
+
+    def probe_of(self, video_id: str) -> VideoProbe | None:
+        """The recorded probe of a video that was ok, else None."""
+        e = self.videos.get(video_id)
+        if not e or e.get("status") != "ok":
+            return None
+        return VideoProbe.from_dict(e)
+
+
+@dataclass(frozen=True)
+class LockDiff:
+    """What changed since the previous lock file."""
+
+    changed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # id -> "field: old -> new"
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.changed or self.added or self.removed)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of :func:`verify_dataset`."""
+
+    dataset: str
+    manifest_hash: str
+    root: str
+    checks: tuple[VideoCheck, ...]
+    diff: LockDiff | None = None
+    lock_path: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> tuple[VideoCheck, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+    @property
+    def warned(self) -> tuple[VideoCheck, ...]:
+        return tuple(c for c in self.checks if c.ok and c.warnings)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for c in self.checks:
+            out[c.status] += 1
+        return out
+
+    def summary(self) -> str:
+        n = len(self.checks)
+        bad = {s: k for s, k in self.counts().items() if s != "ok" and k}
+        if not bad:
+            return f"all {n} videos ok"
+        parts = ", ".join(f"{k} {s}" for s, k in bad.items())
+        return f"{sum(bad.values())} of {n} videos have problems ({parts})"
+
+
+# ----------------------------------------------------------------------------------------
+# One video
+# ----------------------------------------------------------------------------------------
+
+
+def _compare(manifest: Manifest, v: VideoRecord, p: VideoProbe, fps_tolerance: float) -> tuple[list[str], list[str]]:
+    problems: list[str] = []
+    warnings: list[str] = []
+    if v.num_frames is not None and v.num_frames != p.num_frames:
+        problems.append(f"num_frames: manifest {v.num_frames}, file {p.num_frames}")
+    expected_fps = manifest.fps_of(v)
+    if abs(p.fps - expected_fps) > fps_tolerance * expected_fps:
+        msg = f"fps: manifest {expected_fps:g}, file {p.fps:g}"
+        (problems if v.fps is not None else warnings).append(msg + ("" if v.fps is not None else " (nominal)"))
+    for s in v.segments:
+        if s.end > p.num_frames:
+            problems.append(f"segment [{s.start}, {s.end}) ends past the last frame ({p.num_frames} frames)")
+    return problems, warnings
+
+
+def check_video(
+    manifest: Manifest,
+    v: VideoRecord,
+    root: Path,
+    *,
+    checksums: bool = False,
+    decode: str = "ends",
+    fps_tolerance: float = 0.01,
+) -> VideoCheck:
+    """Check one video of ``manifest`` under ``root``."""
+    path = root / v.path
+    try:
+        p = probe_video(path, decode=decode)  # type: ignore[arg-type]
+    except VideoError as exc:
+        return VideoCheck(v.id, v.path, exc.reason, problems=(exc.detail,))
+    digest = sha256_file(path) if checksums else None
+    problems, warnings = _compare(manifest, v, p, fps_tolerance)
+    status = "mismatch" if problems else "ok"
+    return VideoCheck(v.id, v.path, status, tuple(problems), tuple(warnings), p, digest)
+
+
+# ----------------------------------------------------------------------------------------
+# Lock files
+# ----------------------------------------------------------------------------------------
+
+
+def default_lock_path(manifest: Manifest, root: str | Path) -> Path:
+    return Path(root) / f"{manifest.name}.lock.json"
+
+
+def read_lock(path: str | Path) -> LockFile:
+    """Read a lock file; :class:`InputError` when it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: lock file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable lock file ({exc}); delete it or choose another --lock") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a lock file (expected a JSON object)")
+    try:
+        return LockFile.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a lock file (bad or missing field {exc})") from None
+
+
+def write_lock(lock: LockFile, path: str | Path) -> Path:
+    """Write a lock file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(lock.to_dict(), fh, indent=1, sort_keys=True)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12] + "…"
+    return "-" if value is None else str(value)
+
+
+def diff_locks(old: LockFile, new: LockFile) -> LockDiff:
+    """Videos changed, added and removed between two locks of the same dataset."""
+    changed: dict[str, tuple[str, ...]] = {}
+    for vid in sorted(set(old.videos) & set(new.videos)):
+        a, b = old.videos[vid], new.videos[vid]
+        if a.get("status") != b.get("status") and not (a.get("num_frames") and b.get("num_frames")):
+            # a video that (no longer) decodes: its status says it all
+            changed[vid] = (f"status: {a.get('status')} -> {b.get('status')}",)
+            continue
+        diffs = []
+        for f in COMPARED_FIELDS:
+            if f == "sha256" and not (a.get(f) and b.get(f)):
+                continue  # compared only when both runs hashed the file
+            if a.get(f) != b.get(f):
+                diffs.append(f"{f}: {_fmt(a.get(f))} -> {_fmt(b.get(f))}")
+        if diffs:
+            changed[vid] = tuple(diffs)
+    notes = []
+    if old.manifest_hash != new.manifest_hash:
+        notes.append("the manifest changed since the lock was written")
+    if old.checksums and not new.checksums:
+        notes.append("the previous lock has checksums; run with --checksums to compare file contents")
+    return LockDiff(
+        changed=changed,
+        added=tuple(sorted(set(new.videos) - set(old.videos))),
+        removed=tuple(sorted(set(old.videos) - set(new.videos))),
+        notes=tuple(notes),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# The dataset
+# ----------------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def verify_dataset(
+    manifest: Manifest,
+    root: str | Path,
+    *,
+    checksums: bool = False,
+    workers: int | None = None,
+    lock_path: str | Path | None = None,
+    decode: str = "ends",
+    fps_tolerance: float = 0.01,
+    progress: Callable[[VideoCheck], None] | None = None,
+) -> VerifyReport:
+    """Check every video of ``manifest`` under ``root``; compare with and write ``lock_path``.
+
+    Never raises for bad videos (they are in the report); raises :class:`InputError` for a
+    missing root, a bad option, or an existing lock file that is unreadable or belongs to
+    another dataset. ``progress`` is called with each finished check (from this thread).
+    """
+    from .. import __version__
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"dataset root {root} is not a folder")
+    if decode not in DECODE_MODES:
+        raise InputError(f"decode must be one of {list(DECODE_MODES)}, got {decode!r}")
+    if workers is not None and workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    if not fps_tolerance >= 0:
+        raise InputError(f"fps tolerance must be >= 0, got {fps_tolerance}")
+    previous: LockFile | None = None
+    if lock_path is not None and Path(lock_path).exists():
+        previous = read_lock(lock_path)
+        if previous.dataset != manifest.name:
+            raise InputError(
+                f"{lock_path}: this lock file belongs to dataset {previous.dataset!r}, not {manifest.name!r}; "
+                "pass another --lock"
+            )
+
+    start = time.perf_counter()
+    n_workers = workers or default_workers()
+
+    def run(v: VideoRecord) -> VideoCheck:
+        return check_video(manifest, v, root, checksums=checksums, decode=decode, fps_tolerance=fps_tolerance)
+
+    results: dict[str, VideoCheck] = {}
+    with quiet_native_stderr(), ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="verify") as pool:
+        futures = [pool.submit(run, v) for v in manifest.videos]
+        for fut in as_completed(futures):
+            check = fut.result()
+            results[check.id] = check
+            if progress:
+                progress(check)
+    checks = tuple(results[v.id] for v in manifest.videos)
+
+    manifest_hash = manifest.content_hash()
+    diff = None
+    if lock_path is not None:
+        lock = LockFile(
+            dataset=manifest.name,
+            manifest_hash=manifest_hash,
+            videos={c.id: c.to_lock_entry() for c in checks},
+            toolkit_version=__version__,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            root=str(root.resolve()),
+            decode=decode,
+            checksums=checksums,
+        )
+        if previous is not None:
+            diff = diff_locks(previous, lock)
+        try:
+            write_lock(lock, lock_path)
+        except OSError as exc:
+            raise InputError(f"cannot write the lock file {lock_path} ({exc.strerror or exc}); pass --lock FILE") from None
+    return VerifyReport(
+        dataset=manifest.name,
+        manifest_hash=manifest_hash,
+        root=str(root),
+        checks=checks,
+        diff=diff,
+        lock_path=None if lock_path is None else str(lock_path),
+        seconds=time.perf_counter() - start,
+    )
+
+
+__all__ = [
+    "COMPARED_FIELDS",
+    "LOCK_VERSION",
+    "STATUSES",
+    "LockDiff",
+    "LockFile",
+    "VerifyReport",
+    "VideoCheck",
+    "check_video",
+    "default_lock_path",
+    "diff_locks",
+    "read_lock",
+    "verify_dataset",
+    "write_lock",
+]
