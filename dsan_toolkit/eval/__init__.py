@@ -1,0 +1,33 @@
+"""Evaluation metrics as pure functions: frame AUC/AP, detection mAP, ground truth.
+
+Numbers are identical to the official VadCLIP/DSANet test code on the same predictions
+(see ``docs/eval.md`` for the protocol and its options).
+"""
+
+from .detection_map import (
+    DetectionMapConfig,
+    DetectionMapResult,
+    detection_map,
+    detection_map_arrays,
+    installed_float_semantics,
+    resolve_normal_class,
+)
+from .gt import SegmentTable, frame_gt, segment_table, snippet_gt, video_frame_gt
+from .metrics import evaluate_predictions, frame_ap, frame_auc
+
+__all__ = [
+    "DetectionMapConfig",
+    "DetectionMapResult",
+    "SegmentTable",
+    "detection_map",
+    "detection_map_arrays",
+    "evaluate_predictions",
+    "frame_ap",
+    "frame_auc",
+    "frame_gt",
+    "installed_float_semantics",
+    "resolve_normal_class",
+    "segment_table",
+    "snippet_gt",
+    "video_frame_gt",
+]

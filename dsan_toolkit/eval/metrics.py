@@ -1,0 +1,151 @@
+"""Frame-level AUC / AP and the full evaluation of a set of per-video predictions.
+
+The official test code repeats every snippet score 16 times and calls scikit-learn's
+``roc_auc_score`` / ``average_precision_score`` against the concatenated frame ground truth.
+:func:`frame_auc` and :func:`frame_ap` give the same values without materialising the repeated
+scores: a snippet becomes at most two weighted samples (its anomalous and its normal frames,
+weighted by their counts). Both curves depend only on the cumulative positive/negative counts at
+each distinct score, which are the same integers either way, so the values are identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ..errors import InputError
+from ..manifest import Manifest, VideoRecord
+from .detection_map import DetectionMapConfig, detection_map
+from .gt import check_lengths, frame_gt, video_is_anomalous
+
+
+def _weighted_samples(scores: np.ndarray, gt: np.ndarray, snippet_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    g = np.asarray(gt).ravel()
+    if s.size * snippet_len != g.size:
+        raise InputError(
+            f"{s.size} snippet scores x {snippet_len} frames = {s.size * snippet_len} frames, "
+            f"but the ground truth has {g.size} frames"
+        )
+    if s.size == 0:
+        raise InputError("no scores to evaluate")
+    if not np.all(np.isfinite(s)):
+        raise InputError("scores contain NaN or infinite values")
+    pos = (g.reshape(-1, snippet_len) > 0).sum(axis=1)
+    neg = snippet_len - pos
+    if pos.sum() == 0 or neg.sum() == 0:
+        raise InputError("the frame ground truth has only one class; AUC and AP are undefined")
+    y = np.concatenate([np.ones(s.size, np.int8), np.zeros(s.size, np.int8)])
+    w = np.concatenate([pos, neg]).astype(np.float64)
+    keep = w > 0
+    return y[keep], np.concatenate([s, s])[keep], w[keep]
+
+
+def frame_auc(scores: np.ndarray, gt: np.ndarray, *, snippet_len: int = 16) -> float:
+    """ROC AUC of snippet ``scores`` repeated ``snippet_len`` times against frame labels ``gt``
+    (``len(gt) == len(scores) * snippet_len``; ``snippet_len=1`` for frame-level scores)."""
+    y, s, w = _weighted_samples(scores, gt, snippet_len)
+    return float(roc_auc_score(y, s, sample_weight=w))
+
+
+def frame_ap(scores: np.ndarray, gt: np.ndarray, *, snippet_len: int = 16) -> float:
+    """Average precision (scikit-learn's, as the official code) of snippet ``scores`` repeated
+    ``snippet_len`` times against frame labels ``gt``."""
+    y, s, w = _weighted_samples(scores, gt, snippet_len)
+    return float(average_precision_score(y, s, sample_weight=w))
+
+
+def _concat_scores(name: str, preds: Mapping[str, np.ndarray], videos: Sequence[VideoRecord], t: np.ndarray) -> np.ndarray:
+    missing = [v.id for v in videos if v.id not in preds]
+    if missing:
+        raise InputError(f"no {name} for {len(missing)} video(s), e.g. {missing[0]!r}")
+    arrays = [np.asarray(preds[v.id], dtype=np.float64).reshape(-1) for v in videos]
+    sizes = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+    bad = np.flatnonzero(sizes != t)
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"{name} of video {videos[i].id!r} has {sizes[i]} values but the video has {t[i]} snippets")
+    return np.concatenate(arrays)
+
+
+def _safe(metric, *args: Any, **kwargs: Any) -> float | None:
+    try:
+        return metric(*args, **kwargs)
+    except InputError as exc:
+        if "only one class" in str(exc):
+            return None
+        raise
+
+
+def evaluate_predictions(
+    manifest: Manifest,
+    lengths: Mapping[str, int],
+    scores: Mapping[str, np.ndarray],
+    align_scores: Mapping[str, np.ndarray] | None = None,
+    class_probs: Mapping[str, np.ndarray] | None = None,
+    *,
+    split: str | None = "test",
+    video_ids: Sequence[str] | None = None,
+    detection: DetectionMapConfig = DetectionMapConfig(),
+) -> dict[str, Any]:
+    """Every metric of the official protocol for per-video predictions, as one flat dict.
+
+    ``lengths`` maps video id -> number of snippets T (the store's T); ``scores`` (classifier
+    score) and ``align_scores`` map video id -> ``(T,)`` anomaly scores; ``class_probs`` maps
+    video id -> ``(T, C)`` class probabilities (columns in the manifest's class order).
+
+    The evaluated videos are ``video_ids`` or, by default, every video of ``split`` in the
+    manifest (``split=None``: all videos); each must have predictions. Keys: ``videos``,
+    ``anomalous_videos``, ``frames``, ``auc``, ``ap``, ``auc_anomalous`` (AUC on anomalous
+    videos only), the same with an ``align_`` prefix for the alignment score, and, with class
+    probabilities, ``map@0.1`` ... ``map@0.5``, ``map_mean`` and ``map_normal_class`` (the
+    resolved normal-class protocol). A metric that is undefined (one class only) is ``None``.
+    """
+    if video_ids is not None:
+        videos = [manifest.video(i) for i in video_ids]
+    else:
+        videos = [v for v in manifest.videos if split is None or v.split == split]
+    if not videos:
+        raise InputError(f"manifest {manifest.name!r} has no videos in split {split!r} to evaluate")
+    known = {v.id for v in videos}
+    extra = [k for k in scores if k not in known]
+    if extra:
+        raise InputError(
+            f"scores given for {len(extra)} video(s) that are not evaluated "
+            f"(not in split {split!r} of manifest {manifest.name!r}), e.g. {extra[0]!r}"
+        )
+    snip = manifest.info.snippet_len
+    t = check_lengths(videos, lengths)
+    gt = frame_gt(manifest, videos, lengths, snippet_len=snip)
+    anomalous = video_is_anomalous(manifest, videos)
+    frame_anom = np.repeat(anomalous, t * snip)
+    snip_anom = np.repeat(anomalous, t)
+    out: dict[str, Any] = {
+        "videos": len(videos),
+        "anomalous_videos": int(anomalous.sum()),
+        "frames": int(gt.size),
+    }
+    named = [("", "classifier scores", scores)]
+    if align_scores is not None:
+        named.append(("align_", "alignment scores", align_scores))
+    for prefix, label, preds in named:
+        s = _concat_scores(label, preds, videos, t)
+        out[f"{prefix}auc"] = _safe(frame_auc, s, gt, snippet_len=snip)
+        out[f"{prefix}ap"] = _safe(frame_ap, s, gt, snippet_len=snip)
+        out[f"{prefix}auc_anomalous"] = (
+            _safe(frame_auc, s[snip_anom], gt[frame_anom], snippet_len=snip) if anomalous.any() else None
+        )
+    if class_probs is not None:
+        ids = [v.id for v in videos]
+        probs = {i: class_probs[i] for i in ids if i in class_probs}
+        shapes_t = {i: np.shape(p)[0] for i, p in probs.items()}
+        wrong = [i for i in ids if i in shapes_t and shapes_t[i] != int(lengths[i])]
+        if wrong:
+            raise InputError(
+                f"class probabilities of video {wrong[0]!r} have {shapes_t[wrong[0]]} rows "
+                f"but the video has {lengths[wrong[0]]} snippets"
+            )
+        out.update(detection_map(manifest, probs, video_ids=ids, config=detection).to_dict())
+    return out
