@@ -19,14 +19,26 @@ from ..manifest import Manifest, read_manifest
 
 @dataclass(frozen=True)
 class ArchivePart:
-    """One downloadable archive (or file) of a dataset's videos."""
+    """One downloadable archive (or file) of a dataset's videos.
+
+    After extraction, a member whose file name is a manifest video's file name is moved to
+    that video's manifest ``path`` (archives have their own top folders); any other member
+    lands under ``extract_to`` with its path inside the archive.
+    """
 
     name: str
+    # Direct download URL (None when the host needs a browser or it is not known).
     url: str | None = None
     size: int | None = None
     sha256: str | None = None
-    # Folder (relative to the dataset root) that the archive's members are extracted into.
+    # Folder (relative to the dataset root) for members that are not manifest videos.
     extract_to: str = "."
+    # Web page where a person can fetch the part by hand (shared-folder links and the like).
+    page: str | None = None
+    # Not needed by the manifest (downloaded only when asked for).
+    optional: bool = False
+    # Other file names the same archive is known under (accepted in --from folders).
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
