@@ -569,3 +569,30 @@ def test_config_is_validated():
         DownloadConfig(retries=-1)
     with pytest.raises(InputError):
         DownloadConfig(timeout=0)
+
+
+def test_whole_part_file_is_finished_on_416(tmp_path, toy, server):
+    name = "toy-part-1.zip"
+    cache = tmp_path / "r" / ".dsan-download" / "archives"
+    cache.mkdir(parents=True)
+    (cache / f"{name}.part").write_bytes(toy.archives[name])  # killed just before the rename
+    report = download_dataset(toy.manifest, toy.parts(server.url), tmp_path / "r", config=FAST)
+    assert report.ok, report.manual
+    assert [s for _, s in server.requests(f"/files/{name}")] == [416]
+
+
+def test_file_mirror_and_missing_file_fails_fast(tmp_path, toy):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "toy-part-1.zip").write_bytes(toy.archives["toy-part-1.zip"])
+    report = download_dataset(toy.manifest, toy.parts(None), tmp_path / "r", mirror=mirror.as_uri(), config=FAST)
+    assert report.fetched == ["toy-part-1.zip"]
+    assert [f.part.name for f in report.failures] == ["toy-part-2.tar.gz"]
+    assert "cannot reach" in report.manual and "gave up" not in report.manual  # not retried
+
+
+def test_file_system_errors_are_user_errors(tmp_path, toy):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="file system error"):
+        download_dataset(toy.manifest, toy.parts(None), blocker / "root", config=FAST)

@@ -371,12 +371,14 @@ def _attempt(url: str, part_file: Path, part: ArchivePart, hasher: _Hasher, cfg:
     try:
         resp = _open(url, have, cfg)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have and (part.size is None or have == part.size):
-            return  # nothing left to send: the .part is whole; verification decides
         if exc.code == 416:
+            m = re.match(r"^bytes \*/(\d+)$", (exc.headers.get("Content-Range") or "").strip())
+            server_size = int(m.group(1)) if m else part.size
+            if have and (server_size is None or have == server_size):
+                return  # nothing left to send: the .part is whole; verification decides
             part_file.unlink(missing_ok=True)
             hasher.reset()
-            raise _Retry("HTTP 416 (range not satisfiable): restarting") from None
+            raise _Retry("HTTP 416 (the partial file does not fit the server's): restarting") from None
         if exc.code >= 500 or exc.code in (408, 425, 429):
             raise _Retry(f"HTTP {exc.code} {exc.reason}") from None
         raise SourceFailed(f"HTTP {exc.code} {exc.reason}") from None
@@ -411,14 +413,18 @@ def _attempt(url: str, part_file: Path, part: ArchivePart, hasher: _Hasher, cfg:
         reporter.start(part.name, total, have)
         try:
             with open(part_file, mode) as fh:
-                while data := resp.read(cfg.chunk_size):
-                    fh.write(data)
+                while True:
+                    try:
+                        data = resp.read(cfg.chunk_size)
+                    except (http.client.HTTPException, OSError) as exc:  # resets, timeouts, TLS errors
+                        raise _Retry(f"transfer interrupted after {hasher.nbytes} bytes ({type(exc).__name__})") from None
+                    if not data:
+                        break
+                    fh.write(data)  # an OSError here is the local disk's: not retried
                     hasher.update(data)
                     reporter.advance(len(data))
                 fh.flush()
                 os.fsync(fh.fileno())
-        except (http.client.IncompleteRead, ConnectionError, TimeoutError, socket.timeout) as exc:
-            raise _Retry(f"transfer interrupted after {hasher.nbytes} bytes ({type(exc).__name__})") from None
         finally:
             reporter.stop()
         if total is not None and hasher.nbytes < total:
@@ -568,10 +574,12 @@ def video_index(manifest: Manifest) -> dict[str, str]:
 
 
 def _inside(root: Path, rel: str) -> Path:
-    target = root / rel
-    if os.path.commonpath([root.resolve(), target.resolve()]) != str(root.resolve()):
+    """``root / rel`` for a relative path without ``..`` (checked by name, so folders of the
+    root that are links to other disks keep working)."""
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
         raise InputError(f"path {rel!r} would leave the dataset root")
-    return target
+    return root / p
 
 
 @dataclass
@@ -659,6 +667,28 @@ def download_dataset(
         raise InputError(f"--from folder not found: {source_dir}")
     if root.exists() and not root.is_dir():
         raise InputError(f"--root is a file, not a folder: {root}")
+    try:
+        return _download(manifest, parts, root, mirror, source_dir, config, reporter, title, manual_download, command)
+    except OSError as exc:  # the file system said no: permissions, disk full, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        raise InputError(
+            f"file system error ({exc.strerror or exc}){where}. Finished parts and partial downloads are "
+            "kept; fix the cause and run the same command again to resume."
+        ) from None
+
+
+def _download(
+    manifest: Manifest,
+    parts: Sequence[ArchivePart],
+    root: Path,
+    mirror: str | None,
+    source_dir: Path | None,
+    config: DownloadConfig,
+    reporter: Reporter,
+    title: str | None,
+    manual_download: str,
+    command: str | None,
+) -> DownloadReport:
     root.mkdir(parents=True, exist_ok=True)
     wanted = [p for p in parts if config.include_optional or not p.optional]
     title = title or manifest.name
