@@ -39,6 +39,8 @@ class NumberComparison:
 
     @property
     def diff(self) -> float:
+        if self.recorded is None and self.actual is None:
+            return 0.0
         if self.recorded is None or self.actual is None:
             return math.inf
         if math.isnan(self.recorded) and math.isnan(self.actual):

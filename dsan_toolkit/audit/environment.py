@@ -96,7 +96,7 @@ class EnvDiff:
 def compare_environments(recorded: dict[str, Any], current: dict[str, Any]) -> list[EnvDiff]:
     """Every key whose value differs, numeric-relevant ones first."""
     diffs = []
-    for key in sorted(set(recorded) | set(current)):
+    for key in sorted(current):  # run properties (world size, determinism) are not compared
         if key == "started":
             continue
         a, b = recorded.get(key), current.get(key)

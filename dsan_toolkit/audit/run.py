@@ -139,7 +139,7 @@ def audit_run(
             recorded_hash, metrics_json.get("config_hash"))
 
     # -- feature store and manifest ----------------------------------------------------------------
-    store_path = str(store or cfg.get("store", ""))
+    store_path = str(store) if store else _locate(str(cfg.get("store", "")), run)
     manifest = None
     try:
         fs = _open_store(store_path)
@@ -214,7 +214,7 @@ def audit_run(
                                        flat, RECOMPUTE_TOLERANCE)
 
     # -- environment -------------------------------------------------------------------------
-    env_now = capture_environment(device)
+    env_now = _capture(device)
     rep.environment = env_now
     if (run / "environment.json").is_file():
         rep.env_diffs = compare_environments(read_json(run / "environment.json"), env_now)
@@ -225,6 +225,17 @@ def audit_run(
         say(f"{run.name}: re-training with the same config and seed")
         rep.rerun += rerun_and_compare(run, cfg, results, tolerance=tolerance, device=device, prefix=prefix)
     return rep
+
+
+def _locate(recorded: str, run: Path) -> str:
+    """The recorded store path; a relative one is also looked up next to the run directory."""
+    p = Path(recorded)
+    if p.is_absolute() or p.exists():
+        return recorded
+    for base in (run, run.parent, run.parent.parent):
+        if (base / p).exists():
+            return str(base / p)
+    return recorded
 
 
 def _result_metrics(entry: Any) -> dict[str, Any]:
@@ -239,6 +250,15 @@ def _store_config_hash(fs: Any) -> str | None:
         if key in attrs:
             return str(attrs[key])
     return getattr(fs, "config_hash", None)
+
+
+def _capture(device: str) -> dict[str, Any]:
+    """The environment in the training loop's schema (same keys as ``environment.json``)."""
+    try:
+        from ..train.environment import capture_environment as train_capture
+    except ImportError:
+        return capture_environment(device)
+    return dict(train_capture(device))
 
 
 def _check_lock(rep: AuditReport, lock: Path, want_sha: str | None, manifest: Any) -> None:
@@ -258,12 +278,12 @@ def rerun_and_compare(run: Path, cfg: dict[str, Any], results: dict[str, Any], *
                       prefix: str = "") -> list:
     """Train again from the recorded config (same seed) into a temporary run directory and
     compare every metric of every selection label."""
-    from .. import config as _config
-    from ..train import retrain_from_config
+    from ..train.checkpoint import run_config_from_json
+    from ..train.loop import retrain_from_config
 
     with tempfile.TemporaryDirectory(prefix="dsan-audit-rerun-") as tmp:
         out = Path(tmp) / run.name
-        retrain_from_config(_config.from_dict(cfg), out, device=device)
+        retrain_from_config(run_config_from_json({"config": cfg}), out, device=device)
         new = read_json(out / "metrics.json").get("results", {})
     comps = []
     for label, entry in results.items():

@@ -105,21 +105,71 @@ class BenchConfig:
 
 # -- training adapter ------------------------------------------------------------------------
 def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], None]) -> None:
-    """Train and evaluate one job into ``run_dir`` with the library's training loop."""
-    from ..train import train_run
+    """Train and evaluate one job into ``run_dir`` with the library's training loop
+    (training-free methods are evaluated only)."""
+    if not _trainable(job.method):
+        _evaluate_training_free(job, run_dir)
+        return
+    from ..train.loop import TrainOptions, train
 
-    train_run(
-        method=job.method,
-        features=job.features,
-        out=run_dir,
-        preset=job.preset,
-        seed=job.seed,
-        epochs=job.epochs,
-        select=job.select,
-        device=job.device,
-        overrides=dict(job.overrides),
-        quiet=True,
+    res = train(TrainOptions(
+        method=job.method, features=Path(job.features), out=run_dir, preset=job.preset, seed=job.seed,
+        epochs=job.epochs, device=job.device, select=job.select, overrides=dict(job.overrides), progress=True,
+    ))
+    if not res.finished:
+        raise InputError(f"training of {run_dir} stopped before the end; run the bench again to resume")
+
+
+def _evaluate_training_free(job: BenchJob, run_dir: Path) -> None:
+    """A training-free method (zero-shot CLIP) as a run directory of the same layout: the
+    resolved config, the (frozen) weights, the test predictions and the metrics."""
+    import time as _time
+
+    from ..config import sha256_file as _sha
+    from ..models import get_method
+    from ..train.checkpoint import RunConfig, atomic_write_json, config_json, save_weights
+    from ..train.environment import capture_environment
+    from ..train.evaluate import evaluate_and_write
+    from ..train.data import build_test_set
+    from ..train.loop import (_backbone, _store_config_hash, build_model, count_params, open_feature_store,
+                              resolve_device)
+
+    t0 = _time.perf_counter()
+    method = get_method(job.method)
+    store = open_feature_store(Path(job.features))
+    manifest = store.manifest
+    changes = dict(job.overrides)
+    if job.epochs is not None and hasattr(method.get_preset(job.preset), "epochs"):
+        changes["epochs"] = job.epochs
+    preset = method.get_preset(job.preset, seed=job.seed, **changes)
+    device = resolve_device(job.device)
+    cfg = RunConfig(
+        method=method.name, preset_name=job.preset, preset=preset, dataset=manifest.name,
+        manifest_hash=manifest.content_hash(), store=str(job.features), store_hash=store.content_hash(),
+        store_config_hash=_store_config_hash(store), feature_dim=int(store.feature_dim),
+        train_crops=tuple(int(c) for c in store.crop_ids), test_crop=int(manifest.info.test_crop), seed=job.seed,
+        select="last", backbone=_backbone(store), device=str(job.device),
     )
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config_json(cfg))
+    atomic_write_json(run_dir / "environment.json", capture_environment(device))
+    model = build_model(method, cfg, manifest, device)
+    ck = run_dir / "checkpoints" / "last.safetensors"
+    save_weights(model, ck, {"format": "dsan-checkpoint", "method": method.name, "config_hash": cfg.hash,
+                             "config": json.dumps(config_json(cfg)), "selection": "last", "epoch": "0", "step": "0"})
+    test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
+    rec = evaluate_and_write(method, model, manifest, test, run_dir / "eval" / "last",
+                             length=int(getattr(preset, "visual_length", 256)), device=device, label="last",
+                             selection="last", config_hash=cfg.hash, store_hash=cfg.store_hash,
+                             manifest_hash=cfg.manifest_hash, checkpoint={"file": ck.name, "sha256": _sha(ck)})
+    atomic_write_json(run_dir / "metrics.json", {
+        "config_hash": cfg.hash, "method": cfg.method, "preset": cfg.preset_name, "dataset": cfg.dataset,
+        "seed": cfg.seed, "select": "last", "selected": "last",
+        "results": {"last": {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}},
+        "train_seconds": 0.0, "eval_seconds": _time.perf_counter() - t0, "steps": 0,
+        "params": count_params(model), "random_backbone": bool(cfg.backbone.get("random_weights", False)),
+        "training_free": True,
+    })
 
 
 Trainer = Callable[[BenchJob, Path, Callable[[str], None]], None]

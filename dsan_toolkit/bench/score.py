@@ -1,0 +1,201 @@
+"""`dsan score`: one new video through a trained run.
+
+Features are extracted with the run's own extraction config (read from the run's feature
+store), scored with the run's selected checkpoint, and turned into anomalous intervals
+(snippets whose classifier score reaches ``threshold``, merged when contiguous), each with
+its most likely anomaly classes (mean class probability over the interval, normal class
+excluded). Writes a per-frame CSV and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .report import atomic_write_text
+
+
+@dataclass(frozen=True)
+class Interval:
+    start_frame: int
+    end_frame: int  # exclusive
+    start_s: float
+    end_s: float
+    peak: float
+    mean: float
+    classes: tuple[tuple[str, float], ...]  # most likely first
+
+
+def find_intervals(scores: np.ndarray, threshold: float, *, min_snippets: int = 1) -> list[tuple[int, int]]:
+    """Runs of consecutive snippets with ``score >= threshold``: ``[start, end)`` snippet indices."""
+    above = np.asarray(scores) >= threshold
+    if not above.any():
+        return []
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    keep = (ends - starts) >= min_snippets
+    return list(zip(starts[keep].tolist(), ends[keep].tolist()))
+
+
+def describe_intervals(
+    scores: np.ndarray,
+    class_probs: np.ndarray | None,
+    classes: Sequence[str],
+    *,
+    threshold: float,
+    fps: float,
+    snippet_len: int,
+    num_frames: int,
+    top: int = 2,
+    min_snippets: int = 1,
+) -> list[Interval]:
+    out = []
+    for s, e in find_intervals(scores, threshold, min_snippets=min_snippets):
+        f0, f1 = s * snippet_len, min(e * snippet_len, num_frames)
+        cls: tuple[tuple[str, float], ...] = ()
+        if class_probs is not None and len(classes) > 1:
+            mean = class_probs[s:e, 1:].mean(0)  # class 0 is the normal class
+            order = np.argsort(-mean)[:top]
+            cls = tuple((str(classes[1 + i]), float(mean[i])) for i in order)
+        out.append(Interval(f0, f1, f0 / fps, f1 / fps, float(scores[s:e].max()), float(scores[s:e].mean()), cls))
+    return out
+
+
+def frame_table(scores: np.ndarray, align: np.ndarray | None, class_probs: np.ndarray | None, classes: Sequence[str],
+                *, fps: float, snippet_len: int, num_frames: int) -> str:
+    """CSV text: one line per frame (snippet values repeated over its frames)."""
+    T = len(scores)
+    n = min(num_frames, T * snippet_len) if num_frames else T * snippet_len
+    snip = np.minimum(np.arange(n) // snippet_len, T - 1)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    head = ["frame", "time_s", "snippet", "score"]
+    if align is not None:
+        head.append("align_score")
+    if class_probs is not None:
+        head.append("top_class")
+        head += [f"p_{c}" for c in classes]
+    w.writerow(head)
+    top = class_probs.argmax(1) if class_probs is not None else None
+    for f in range(n):
+        i = int(snip[f])
+        row: list[Any] = [f, f"{f / fps:.4f}", i, f"{scores[i]:.6f}"]
+        if align is not None:
+            row.append(f"{align[i]:.6f}")
+        if class_probs is not None:
+            row.append(classes[int(top[i])])
+            row += [f"{p:.6f}" for p in class_probs[i]]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def plot_scores(path: Path, scores: np.ndarray, align: np.ndarray | None, intervals: Sequence[Interval], *,
+                fps: float, snippet_len: int, threshold: float, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    t = np.arange(len(scores) * snippet_len) / fps
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot(t, np.repeat(scores, snippet_len), label="anomaly score", lw=1.3)
+    if align is not None:
+        ax.plot(t, np.repeat(align, snippet_len), label="alignment score", lw=1.0, alpha=0.7)
+    ax.axhline(threshold, color="k", ls=":", lw=0.8, label=f"threshold {threshold:g}")
+    for iv in intervals:
+        ax.axvspan(iv.start_s, iv.end_s, color="tab:red", alpha=0.18, lw=0)
+        if iv.classes:
+            ax.text((iv.start_s + iv.end_s) / 2, 1.03, iv.classes[0][0], ha="center", fontsize=8)
+    ax.set(xlabel="time (s)", ylabel="score", ylim=(-0.02, 1.12), title=title)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class ScoreResult:
+    video: Path
+    intervals: list[Interval]
+    csv_path: Path
+    png_path: Path
+    fps: float
+    num_frames: int
+    snippets: int
+    random_backbone: bool
+    selection: str
+
+
+def score_video(
+    video: str | Path,
+    run_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    threshold: float = 0.5,
+    selection: str | None = None,
+    device: str = "cpu",
+    min_snippets: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> ScoreResult:
+    """Extract, score and describe one video with a finished run."""
+    say = progress or (lambda _m: None)
+    video, run = Path(video), Path(run_dir)
+    if not video.is_file():
+        raise InputError(f"video not found: {video}")
+    if not (run / "metrics.json").is_file():
+        raise InputError(f"{run} is not a finished run directory (no metrics.json); see docs/training.md")
+    from ..decode.probe import probe_video
+
+    probe = probe_video(video)
+    met = json.loads((run / "metrics.json").read_text())
+    label = selection or str(met.get("selected", "last"))
+    if label not in met.get("results", {}):
+        raise InputError(f"run {run} has no '{label}' model; it has: {', '.join(met.get('results', {}))}")
+    from ..train.evaluate import load_run_model
+
+    say("loading the run's model")
+    loaded = load_run_model(run, selection=label, device=device)
+    say("extracting features with the run's extraction config")
+    feats, snippet_len, random_bb = _extract_like_store(video, loaded.store, crop=loaded.test_crop, device=device)
+    say(f"scoring {feats.shape[0]} snippets")
+    from ..models.sampling import predict_video
+
+    import torch
+
+    pred = predict_video(loaded.method, loaded.model, torch.as_tensor(feats, device=device))
+    scores = pred.scores.detach().cpu().numpy().reshape(-1)
+    align = None if pred.align_scores is None else pred.align_scores.detach().cpu().numpy().reshape(-1)
+    probs = None if pred.class_probs is None else pred.class_probs.detach().cpu().numpy().reshape(len(scores), -1)
+    classes = tuple(loaded.manifest.class_codes)
+    fps = float(probe.fps)
+    ivs = describe_intervals(scores, probs, classes, threshold=threshold, fps=fps, snippet_len=snippet_len,
+                             num_frames=probe.num_frames, min_snippets=min_snippets)
+    out_dir = Path(out) if out else Path.cwd()
+    stem = video.stem
+    csv_path = atomic_write_text(out_dir / f"{stem}.scores.csv", frame_table(
+        scores, align, probs, classes, fps=fps, snippet_len=snippet_len, num_frames=probe.num_frames))
+    png_path = plot_scores(out_dir / f"{stem}.scores.png", scores, align, ivs, fps=fps, snippet_len=snippet_len,
+                           threshold=threshold, title=f"{video.name} ({loaded.method_name}, {label})")
+    return ScoreResult(video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_bb, label)
+
+
+def _extract_like_store(video: Path, store: Any, *, crop: int, device: str) -> tuple[np.ndarray, int, bool]:
+    """(T, D) features of the run's test crop, extracted as the store's were."""
+    from ..extract import extract_video_like_store
+
+    feats, info = extract_video_like_store(video, store, crops=(crop,), device=device)
+    arr = np.asarray(feats)
+    if arr.ndim == 3:
+        arr = arr[0]
+    return arr.astype(np.float32), int(info.get("snippet_len", 16)), bool(info.get("random_weights", False))

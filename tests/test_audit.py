@@ -1,0 +1,143 @@
+"""`dsan audit` on a real run directory (synthetic feature store, vadclip tiny preset, one
+epoch): a clean run passes; a changed score, a swapped feature array, an edited config, a
+changed checkpoint each fail and are named; environment differences are reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsan_toolkit.audit.bench import audit_path
+from dsan_toolkit.audit.checks import FAIL, NumberComparison
+from dsan_toolkit.audit.environment import compare_environments
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
+    from dsan_toolkit.train.loop import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("audit")
+    store = root / "s.zarr"
+    write_synthetic_feature_store(store, SynthFeaturesConfig(num_train=16, num_test=6, crops=1, median_t=48,
+                                                             max_t=96, class_table="xd", seed=3))
+    run = root / "run"
+    res = train(TrainOptions(method="vadclip", features=store, out=run, preset="tiny", seed=0, epochs=1, progress=False))
+    assert res.finished
+    return root, store, run
+
+
+def _copy(trained, tmp_path) -> Path:
+    _, _, run = trained
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def test_clean_run_passes_and_writes_report(trained, tmp_path, cli):
+    run = _copy(trained, tmp_path)
+    code, out = cli("audit", str(run))
+    assert code == 0, out
+    assert "audit passed" in out
+    md = (run / "audit.md").read_text()
+    assert "**PASS**" in md
+    for check in ("config hash", "feature store content hash", "manifest hash", "checkpoint sha256"):
+        assert f"| ok | {check} |" in md
+    assert "| eval/last/metrics.json | auc |" in md and "exact" in md
+
+
+def test_changed_score_is_caught(trained, tmp_path, cli):
+    run = _copy(trained, tmp_path)
+    path = run / "eval" / "last" / "predictions.npz"
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    gt_order = np.argsort(arrays["scores"])
+    arrays["scores"][gt_order[:5]] = 1.0  # the five lowest snippet scores become the highest
+    np.savez(path, **arrays)
+    code, out = cli("audit", str(run))
+    assert code == 1
+    assert "eval/last/metrics.json: auc recorded" in out
+    assert "**FAIL**" in (run / "audit.md").read_text()
+
+
+def test_swapped_feature_array_is_caught(trained, tmp_path, cli):
+    import zarr
+
+    _, store, run = trained
+    store2 = tmp_path / "s2.zarr"
+    shutil.copytree(store, store2)
+    videos = zarr.open_group(str(store2 / "videos"), mode="r+")
+    keys = sorted(videos.array_keys())
+    a, b = videos[keys[0]], videos[keys[1]]
+    n = min(a.shape[1], b.shape[1])
+    tmp = np.array(a[:, :n])
+    a[:, :n] = b[:, :n]
+    b[:, :n] = tmp
+    code, out = cli("audit", str(run), "--store", str(store2), "--report", str(tmp_path / "a.md"))
+    assert code == 1
+    assert "feature store content hash" in out
+    assert "a feature array changed" in (tmp_path / "a.md").read_text()
+
+
+def test_edited_config_is_caught(trained, tmp_path, cli):
+    run = _copy(trained, tmp_path)
+    cj = json.loads((run / "config.json").read_text())
+    cj["config"]["preset"]["lr"] = cj["config"]["preset"]["lr"] * 10
+    (run / "config.json").write_text(json.dumps(cj))
+    code, out = cli("audit", str(run))
+    assert code == 1
+    assert "config hash: config.json" in out
+
+
+def test_changed_checkpoint_is_caught(trained, tmp_path, cli):
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    run = _copy(trained, tmp_path)
+    ck = run / "checkpoints" / "last.safetensors"
+    with safe_open(str(ck), framework="np") as fh:
+        meta = fh.metadata()
+    tensors = load_file(str(ck))
+    name = next(k for k, v in tensors.items() if v.dtype == np.float32 and v.size > 1)
+    tensors[name] = tensors[name] + 1e-3
+    save_file(tensors, str(ck), metadata=meta)
+    code, out = cli("audit", str(run))
+    assert code == 1
+    assert "checkpoint sha256: checkpoints/last.safetensors" in out
+
+
+def test_environment_difference_reported_not_failed(trained, tmp_path):
+    run = _copy(trained, tmp_path)
+    env = json.loads((run / "environment.json").read_text())
+    env["torch"] = "1.0.0"
+    env["hostname"] = "elsewhere"
+    (run / "environment.json").write_text(json.dumps(env))
+    rep = audit_path(run)
+    assert rep.ok
+    keys = {d.key: d for d in rep.env_diffs}
+    assert keys["torch"].numeric and keys["torch"].recorded == "1.0.0"
+    assert not keys["hostname"].numeric
+    assert "| torch | 1.0.0 |" in rep.to_markdown()
+
+
+def test_unfinished_and_wrong_dirs(tmp_path, cli, trained):
+    code, out = cli("audit", str(tmp_path))
+    assert code == 2 and "neither a run directory" in out
+    run = _copy(trained, tmp_path)
+    (run / "metrics.json").unlink()
+    code, out = cli("audit", str(run))
+    assert code == 1 and "did not finish" in out
+
+
+def test_number_comparison_verdicts():
+    assert NumberComparison("w", "auc", 0.5, 0.5, 1e-4).verdict == "exact"
+    assert "drift" in NumberComparison("w", "auc", 0.5, 0.50001, 1e-4).verdict
+    bad = NumberComparison("w", "auc", 0.5, 0.6, 1e-4)
+    assert bad.status == FAIL and "MISMATCH" in bad.verdict
+    assert NumberComparison("w", "auc", None, 0.5, 1.0).status == FAIL
+    diffs = compare_environments({"torch": "2.0", "started": "x"}, {"torch": "2.1", "started": "y"})
+    assert [d.key for d in diffs] == ["torch"]
