@@ -1,0 +1,150 @@
+"""`dsan train` and `dsan eval`: training runs and evaluations on feature stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ...errors import InputError
+from ..errors import console, err_console, user_errors
+
+
+def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` (value parsed as JSON when it is JSON, else kept as a string)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+@user_errors
+def train_cmd(
+    method: str = typer.Option(..., "--method", "-m", help="Method to train (see `dsan models` / registry): dsanet, vadclip, mil."),
+    features: Path = typer.Option(..., "--features", "-f", help="Feature store (.zarr) written by `dsan extract`, `dsan import-features` or `dsan synth --features`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; an unfinished one is resumed)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Built-in dataset or manifest file the store must match (default: the store's own manifest)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Method preset: ucf, xd (official) or tiny (CPU demo). Default: the dataset's name."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the preset's, 234 as the official scripts)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (default: the preset's)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto. Under torchrun, cuda means each rank's local GPU."),
+    select: str = typer.Option("last", "--select", help="Model selection: 'last' (honest default) or 'best-on-test' (the official scripts' test-set selection; both numbers are kept and labelled)."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic kernels (torch.use_deterministic_algorithms); slower on GPU."),
+    test_crop: Optional[int] = typer.Option(None, "--test-crop", help="Crop evaluated at test time (default: the dataset's official one: UCF 5, XD 0)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a preset field, e.g. --set batch_size=16 --set lr=1e-4 (recorded in the config)."),
+    checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Also write a resume checkpoint every N steps (0: only at epoch ends)."),
+    stop_after: Optional[int] = typer.Option(None, "--stop-after-steps", help="Stop after N steps leaving a resumable run (for testing resume and time-limited jobs)."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline machines)."),
+    eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass at evaluation."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Train a method on a feature store into a run directory (config, checkpoints, log, metrics).
+
+    The run directory layout is documented in docs/training.md. Running the same command on an
+    unfinished run directory resumes it; on a finished one it does nothing. Under `torchrun`
+    the processes train data-parallel (gloo on CPU, nccl on GPU) and rank 0 writes.
+
+    Examples:
+      dsan train --method dsanet --features ucf.zarr --dataset ucf --out runs/dsanet-ucf
+      dsan train -m vadclip -f xd.zarr --out runs/vadclip-xd --select best-on-test --device cuda
+      dsan train -m vadclip -f synth.zarr --preset tiny --epochs 2 --out runs/demo
+      torchrun --nproc-per-node 2 -m dsan_toolkit.cli.app train -m vadclip -f s.zarr --preset tiny --out runs/ddp
+    """
+    from ...train.loop import TrainOptions, train
+
+    opts = TrainOptions(
+        method=method, features=features, out=out, dataset=dataset, preset=preset, seed=seed, epochs=epochs,
+        device=device, select=select, deterministic=deterministic, test_crop=test_crop,
+        overrides=_parse_overrides(set_), checkpoint_every=checkpoint_every, stop_after_steps=stop_after,
+        clip_weights=clip_weights, progress=not no_progress, eval_batch=eval_batch,
+    )
+    result = train(opts, console=err_console)
+    if not result.finished or not result.metrics:
+        return
+    _print_results(result.metrics.get("results", {}), result.metrics.get("selected"), out)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+
+def _print_results(results: dict[str, Any], selected: str | None, where: Path) -> None:
+    from rich.table import Table
+
+    keys = ("auc", "ap", "align_auc", "align_ap", "auc_anomalous", "map_mean")
+    table = Table(title=f"test metrics ({where})")
+    table.add_column("model")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for label, entry in results.items():
+        m = entry.get("metrics", entry)
+        name = f"{label} (selected)" if label == selected else label
+        table.add_row(name, *(_fmt(m.get(k)) for k in keys))
+    console.print(table)
+
+
+@user_errors
+def eval_cmd(
+    run: Optional[Path] = typer.Option(None, "--run", help="Run directory of `dsan train`."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A checkpoint of ours (.safetensors; carries its config)."),
+    official_checkpoint: Optional[Path] = typer.Option(None, "--official-checkpoint", help="The authors' released .pth (loaded with weights_only=True); needs --method."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Method of an official checkpoint: dsanet or vadclip."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Preset of an official checkpoint (default: the dataset's name)."),
+    features: Optional[Path] = typer.Option(None, "--features", "-f", help="Feature store (default for --run: the run's store)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Built-in dataset or manifest file (default: the store's manifest)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default for --run: RUN_DIR/eval/<label>)."),
+    select: Optional[str] = typer.Option(None, "--select", help="Which checkpoint of a run: last or best-on-test (default: the run's selection)."),
+    test_crop: Optional[int] = typer.Option(None, "--test-crop", help="Crop to evaluate (default: the dataset's official test crop)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder."),
+) -> None:
+    """Evaluate a model on a store's test split: per-video scores (predictions.npz) and metrics.json.
+
+    Exactly one of --run, --checkpoint, --official-checkpoint. Scores are written per snippet
+    (classifier score, alignment score, class probabilities) as a numpy .npz readable with
+    allow_pickle=False; metrics are frame AUC/AP of both branches, AUC on anomalous videos
+    and detection mAP@0.1..0.5.
+
+    Examples:
+      dsan eval --run runs/dsanet-ucf
+      dsan eval --run runs/vadclip-xd --select best-on-test --out ev/best
+      dsan eval --checkpoint runs/a/checkpoints/last.safetensors --features ucf.zarr --out ev/a
+      dsan eval --official-checkpoint model_ucf.pth --method vadclip --features ucf.zarr --out ev/official
+    """
+    from ...train.evaluate import EvalOptions, evaluate_checkpoint, evaluate_official, evaluate_run
+
+    given = [x for x in (run, checkpoint, official_checkpoint) if x is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one of --run, --checkpoint, --official-checkpoint")
+    opts = EvalOptions(run=run, checkpoint=checkpoint, official_checkpoint=official_checkpoint, method=method,
+                       preset=preset, features=features, dataset=dataset, out=out, select=select,
+                       test_crop=test_crop, device=device, batch=eval_batch, clip_weights=clip_weights)
+    if run is not None:
+        rec = evaluate_run(opts)
+        where = out or run / "eval" / rec["label"]
+    elif checkpoint is not None:
+        rec = evaluate_checkpoint(opts)
+        where = out
+    else:
+        rec = evaluate_official(opts)
+        where = out
+    _print_results({rec["label"]: rec}, None, Path(str(where)))
+    console.print(f"wrote {Path(str(where)) / 'predictions.npz'} and {Path(str(where)) / 'metrics.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)

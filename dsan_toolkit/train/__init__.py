@@ -1,0 +1,20 @@
+"""Training and evaluation of the registered methods on feature stores (docs/training.md)."""
+
+from .checkpoint import RunConfig, load_weights, save_weights
+from .evaluate import EvalOptions, PredictionSet, predict_testset, read_predictions, write_predictions
+from .loop import TrainOptions, TrainResult, retrain_from_config, train
+
+__all__ = [
+    "EvalOptions",
+    "PredictionSet",
+    "RunConfig",
+    "TrainOptions",
+    "TrainResult",
+    "load_weights",
+    "predict_testset",
+    "read_predictions",
+    "retrain_from_config",
+    "save_weights",
+    "train",
+    "write_predictions",
+]

@@ -1,0 +1,350 @@
+"""Training and test data over a feature store, as the official protocol uses it.
+
+- **Training samples**: every crop of every training video is one sample (the official lists
+  hold all 10 crops). Each sample is resampled to ``visual_length`` rows the official way
+  (T > L: the mean over the bins ``linspace(0, T, L + 1)`` cast to int32; T <= L: zero padding,
+  length T). The resampled rows of the whole split are computed once, vectorised over all
+  videos (:func:`resample_ragged`), and kept in memory as one ragged table; a batch is a
+  single gather from it (:meth:`TrainSamples.batch`).
+- **Batch order** (:class:`BatchPlan`): ``paired`` (UCF: a normal and an anomalous shuffled
+  loader, ``drop_last``, the normal half first, ``min`` of the two lengths per epoch) or
+  ``mixed`` (XD: one shuffled loader, last partial batch kept). The order of epoch ``e`` is
+  a pure function of ``(seed, e)``, which makes resuming mid-run exact and lets every DDP rank
+  draw the same global batches.
+- **Test data** (:class:`TestSet`): one crop per video (the manifest's official test crop by
+  default), raw (T, D) rows; :meth:`TestSet.chunks` splits every video into
+  ``int(T / L) + 1`` chunks of L rows as the official test does (the last one zero-padded,
+  an all-padding chunk when L divides T) for all videos at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..manifest.schema import ClassInfo, Manifest
+from ..models.api import TrainBatch, labels_from_codes
+
+BATCH_COMPOSITIONS = ("paired", "mixed")
+
+
+# ---------------------------------------------------------------------------------------
+# reading a split from the store
+
+
+def load_split(store: Any, ids: Sequence[str], crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (sum T, D) float32, offsets (N + 1,) int64) of ``ids`` at ``crop``, in order."""
+    ids = list(ids)
+    if not ids:
+        return np.zeros((0, int(store.feature_dim)), np.float32), np.zeros(1, np.int64)
+    rows, offsets = store.load_all(ids, crop)
+    rows = np.asarray(rows, dtype=np.float32)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.shape != (len(ids) + 1,):
+        raise InputError(f"store returned {offsets.shape[0] - 1} videos for {len(ids)} requested")
+    return rows, offsets
+
+
+# ---------------------------------------------------------------------------------------
+# vectorised official resampling
+
+
+def resample_ragged(
+    rows: np.ndarray, offsets: np.ndarray, length: int, *, block: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Official training resampling of many videos at once.
+
+    ``rows`` (sum T, D), ``offsets`` (N + 1,). Returns ``(out_rows (sum min(T, L), D), out_lengths (N,))``
+    where video i's resampled rows are ``out_rows[cs[i]:cs[i+1]]`` with ``cs`` the cumulative
+    sum of ``out_lengths``: T > L gives L bin means (bins ``linspace(0, T, L + 1)`` as int32),
+    T <= L the T rows unchanged (the zero padding is added at batch time). Means are summed in
+    float64 and rounded once to float32 (within 1 ulp of the official float32 ``np.mean``).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    t = np.diff(offsets)
+    if (t <= 0).any():
+        raise InputError("every video needs at least one feature row")
+    long = t > length
+    out_len = np.where(long, length, t)
+    n_long = int(long.sum())
+    edges = _linspace_int32(t[long], length) if n_long else np.zeros((0, length + 1), np.int64)
+    # assemble starts in video order
+    long_idx = np.flatnonzero(long)
+    total = int(out_len.sum())
+    out_start = np.concatenate([[0], np.cumsum(out_len)])
+    starts = np.empty(total, dtype=np.int64)
+    ends = np.empty(total, dtype=np.int64)
+    # short videos: each row its own bin
+    short_idx = np.flatnonzero(~long)
+    if short_idx.size:
+        seg = _ragged_arange(t[short_idx])
+        owner = np.repeat(short_idx, t[short_idx])
+        dst = out_start[owner] + seg
+        starts[dst] = offsets[owner] + seg
+        ends[dst] = starts[dst] + 1
+    if n_long:
+        dst = (out_start[long_idx][:, None] + np.arange(length)[None, :]).reshape(-1)
+        starts[dst] = (offsets[long_idx][:, None] + edges[:, :-1]).reshape(-1)
+        ends[dst] = (offsets[long_idx][:, None] + edges[:, 1:]).reshape(-1)
+    # bins tile each video's rows, and videos tile ``rows``: one reduceat per block of videos
+    out = np.empty((total, rows.shape[1]), dtype=np.float32)
+    for a, b in _blocks(len(t), block):
+        r0, r1 = int(offsets[a]), int(offsets[b])
+        o0, o1 = int(out_start[a]), int(out_start[b])
+        sums = np.add.reduceat(rows[r0:r1], starts[o0:o1] - r0, axis=0, dtype=np.float64)
+        out[o0:o1] = sums / (ends[o0:o1] - starts[o0:o1]).astype(np.float64)[:, None]
+    return out, out_len.astype(np.int64)
+
+
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def _linspace_int32(t: np.ndarray, length: int) -> np.ndarray:
+    """``np.linspace(0, T, length + 1).astype(np.int32)`` for every T, vectorised, exact."""
+    k = np.arange(length + 1, dtype=np.float64)
+    step = t.astype(np.float64)[:, None] / length
+    vals = k[None, :] * step  # numpy's linspace computes start + k * step
+    vals[:, -1] = t  # linspace sets the endpoint exactly
+    return vals.astype(np.int32).astype(np.int64)
+
+
+def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(c) for every c in counts."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.arange(total, dtype=np.int64) - starts
+
+
+# ---------------------------------------------------------------------------------------
+# training samples
+
+
+@dataclass
+class TrainSamples:
+    """All training samples of a split, resampled, in one ragged in-memory table.
+
+    ``table`` (R + 1, D): resampled rows of every sample plus a final zero row used as the
+    padding sentinel; sample i has ``lengths[i]`` rows from ``starts[i]``. ``labels`` (N, C)
+    multi-hot, ``anomalous`` (N,), ``video`` (N,) index into ``video_ids``, ``crop`` (N,).
+    """
+
+    table: Tensor
+    starts: Tensor
+    lengths: Tensor
+    labels: Tensor
+    anomalous: Tensor
+    video: Tensor
+    crop: Tensor
+    video_ids: list[str]
+    length: int
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.table.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.table.numel() * self.table.element_size())
+
+    def gather_index(self, idx: Tensor) -> Tensor:
+        """(B, L) row indices into ``table`` for samples ``idx`` (padding -> the zero row)."""
+        pos = torch.arange(self.length)
+        lens = self.lengths[idx]
+        rows = self.starts[idx][:, None] + pos[None, :]
+        sentinel = self.table.shape[0] - 1
+        return torch.where(pos[None, :] < lens[:, None], rows, torch.full_like(rows, sentinel))
+
+    def batch(self, idx: Tensor) -> TrainBatch:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        gi = self.gather_index(idx)
+        feats = self.table.index_select(0, gi.reshape(-1)).view(len(idx), self.length, -1)
+        return TrainBatch(feats=feats, lengths=self.lengths[idx].clone(), labels=self.labels[idx].clone(),
+                          anomalous=self.anomalous[idx].clone())
+
+
+def build_train_samples(
+    store: Any,
+    manifest: Manifest,
+    video_ids: Sequence[str],
+    crops: Sequence[int],
+    classes: Sequence[ClassInfo],
+    length: int,
+) -> TrainSamples:
+    """Read, resample and cache every (video, crop) sample; samples are video-major."""
+    video_ids = list(video_ids)
+    crops = [int(c) for c in crops]
+    n_v, n_c = len(video_ids), len(crops)
+    per_crop = []
+    for c in crops:
+        rows, offsets = load_split(store, video_ids, c)
+        per_crop.append(resample_ragged(rows, offsets, length))
+    # interleave to video-major order: sample index = v * n_c + c
+    out_lengths = np.stack([lens for _, lens in per_crop], axis=1).reshape(-1)  # (n_v * n_c,)
+    crop_starts = []
+    base = 0
+    for rows, lens in per_crop:
+        crop_starts.append(base + np.concatenate([[0], np.cumsum(lens)[:-1]]))
+        base += rows.shape[0]
+    starts = np.stack(crop_starts, axis=1).reshape(-1)
+    dim = per_crop[0][0].shape[1] if per_crop else int(store.feature_dim)
+    table = np.concatenate([r for r, _ in per_crop] + [np.zeros((1, dim), np.float32)], axis=0)
+    codes = [manifest.video(v).labels for v in video_ids]
+    labels_v = labels_from_codes(codes, classes)
+    normal_code = next(c.code for c in classes if c.normal)
+    anom_v = torch.tensor([any(code != normal_code for code in cs) for cs in codes], dtype=torch.bool)
+    vid = torch.arange(n_v).repeat_interleave(n_c)
+    return TrainSamples(
+        table=torch.from_numpy(table),
+        starts=torch.from_numpy(starts.astype(np.int64)),
+        lengths=torch.from_numpy(out_lengths.astype(np.int64)),
+        labels=labels_v[vid],
+        anomalous=anom_v[vid],
+        video=vid,
+        crop=torch.tensor(crops, dtype=torch.long).repeat(n_v),
+        video_ids=video_ids,
+        length=length,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# batch order
+
+
+def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((int(seed) * 1_000_003 + int(epoch) * 7_919 + stream) % (2**63 - 1))
+    return g
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The official batch composition over ``samples``; global batches per epoch.
+
+    paired: ``batch_size`` normal + ``batch_size`` anomalous samples per step (normal half
+    first), each side shuffled without replacement and its last partial batch dropped.
+    mixed: ``batch_size`` samples of any kind, shuffled, last partial batch kept unless
+    ``drop_last``.
+    """
+
+    composition: str
+    batch_size: int
+    normal_idx: Tensor
+    anomalous_idx: Tensor
+    all_idx: Tensor
+    seed: int
+    drop_last: bool = False
+
+    @classmethod
+    def create(cls, samples: TrainSamples, composition: str, batch_size: int, seed: int,
+               drop_last: bool = False) -> "BatchPlan":
+        if composition not in BATCH_COMPOSITIONS:
+            raise InputError(f"unknown batch composition {composition!r}; known: {BATCH_COMPOSITIONS}")
+        if batch_size < 1:
+            raise InputError("batch size must be at least 1")
+        normal = torch.nonzero(~samples.anomalous).flatten()
+        anomalous = torch.nonzero(samples.anomalous).flatten()
+        plan = cls(composition, int(batch_size), normal, anomalous, torch.arange(len(samples)), int(seed), drop_last)
+        if plan.steps_per_epoch() == 0:
+            if composition == "paired":
+                raise InputError(
+                    f"paired batches of {batch_size} need at least {batch_size} normal and {batch_size} anomalous "
+                    f"training samples; the store has {len(normal)} normal and {len(anomalous)} anomalous "
+                    "(lower the batch size with a preset override or use a store with more videos)"
+                )
+            raise InputError(f"no training batch of size {batch_size} can be formed from {len(samples)} samples")
+        return plan
+
+    def steps_per_epoch(self) -> int:
+        if self.composition == "paired":
+            return min(len(self.normal_idx) // self.batch_size, len(self.anomalous_idx) // self.batch_size)
+        n = len(self.all_idx)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def loader_lengths(self) -> tuple[int, ...]:
+        """Lengths of the official loaders (paired: normal and anomalous; mixed: one)."""
+        if self.composition == "paired":
+            return (len(self.normal_idx) // self.batch_size, len(self.anomalous_idx) // self.batch_size)
+        return (self.steps_per_epoch(),)
+
+    def epoch(self, epoch: int) -> list[tuple[Tensor, ...]]:
+        """Global batches of one epoch: paired -> (normal idx, anomalous idx); mixed -> (idx,)."""
+        bs = self.batch_size
+        steps = self.steps_per_epoch()
+        if self.composition == "paired":
+            pn = self.normal_idx[torch.randperm(len(self.normal_idx), generator=_generator(self.seed, epoch, 1))]
+            pa = self.anomalous_idx[torch.randperm(len(self.anomalous_idx), generator=_generator(self.seed, epoch, 2))]
+            return [(pn[i * bs:(i + 1) * bs], pa[i * bs:(i + 1) * bs]) for i in range(steps)]
+        perm = self.all_idx[torch.randperm(len(self.all_idx), generator=_generator(self.seed, epoch, 3))]
+        return [(perm[i * bs:(i + 1) * bs],) for i in range(steps)]
+
+
+def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, float]:
+    """This rank's share of a global batch (each part split alike, order kept: normal half
+    first) and its fraction of the global batch."""
+    total = sum(len(p) for p in parts)
+    if world <= 1:
+        return torch.cat(parts), 1.0
+    mine = [p[rank::world] for p in parts]
+    local = torch.cat(mine)
+    return local, (len(local) / total if total else 0.0)
+
+
+def iterate_batches(samples: TrainSamples, batches: Sequence[tuple[Tensor, ...]], rank: int = 0,
+                    world: int = 1) -> Iterator[tuple[TrainBatch, float]]:
+    for parts in batches:
+        idx, share = shard(parts, rank, world)
+        yield samples.batch(idx), share
+
+
+# ---------------------------------------------------------------------------------------
+# test data
+
+
+@dataclass
+class TestSet:
+    """Test videos at one crop: raw rows (sum T, D) + a zero sentinel row, offsets (N + 1,)."""
+
+    table: Tensor
+    offsets: Tensor
+    video_ids: list[str]
+    crop: int
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def chunks(self, length: int) -> tuple[Tensor, Tensor, Tensor]:
+        """All chunks of all videos: (row index map (K, L) into ``table``, chunk lengths (K,),
+        owning video (K,)). Valid rows of the flattened map are the videos' rows in order."""
+        t = self.lengths
+        n_chunks = torch.div(t, length, rounding_mode="floor") + 1
+        owner = torch.repeat_interleave(torch.arange(len(t)), n_chunks)
+        first = torch.cumsum(n_chunks, 0) - n_chunks
+        k = torch.arange(int(n_chunks.sum())) - first[owner]
+        chunk_start = k * length  # within the video
+        chunk_len = (t[owner] - chunk_start).clamp(min=0, max=length)
+        pos = torch.arange(length)
+        rows = self.offsets[owner][:, None] + chunk_start[:, None] + pos[None, :]
+        sentinel = self.table.shape[0] - 1
+        index = torch.where(pos[None, :] < chunk_len[:, None], rows, torch.full_like(rows, sentinel))
+        # the official code gives an all-padding final chunk the length L (T % L == 0)
+        chunk_len = torch.where(chunk_len == 0, torch.full_like(chunk_len, length), chunk_len)
+        return index, chunk_len, owner
+
+
+def build_test_set(store: Any, video_ids: Sequence[str], crop: int) -> TestSet:
+    rows, offsets = load_split(store, video_ids, crop)
+    table = np.concatenate([rows, np.zeros((1, rows.shape[1]), np.float32)], axis=0)
+    return TestSet(torch.from_numpy(table), torch.from_numpy(offsets), list(video_ids), int(crop))

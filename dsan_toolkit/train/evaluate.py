@@ -1,0 +1,330 @@
+"""Evaluating a model on the test split of a feature store.
+
+- :func:`predict_testset`: every test video split into the official 256-snippet chunks,
+  all chunks of all videos batched together (``batch`` chunks per forward), the outputs
+  stitched back to each video's T rows in one masked selection.
+- :func:`write_predictions` / :func:`read_predictions`: the ``predictions.npz`` format of
+  ``docs/training.md`` (ragged arrays + offsets, never pickled).
+- :func:`evaluate_and_write`: predictions + ``dsan_toolkit.eval.evaluate_predictions`` ->
+  ``predictions.npz`` and ``metrics.json`` in one folder.
+- :func:`evaluate_run` / :func:`evaluate_checkpoint` / :func:`evaluate_official`: what
+  ``dsan eval`` calls for ``--run``, ``--checkpoint`` and ``--official-checkpoint``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..config import sha256_file
+from ..errors import InputError
+from ..manifest.schema import Manifest
+from ..models.api import Method
+from .checkpoint import atomic_write_bytes, atomic_write_json, load_weights, read_metadata, run_config_from_json
+from .data import TestSet, build_test_set
+
+PREDICTION_KEYS = ("video_ids", "offsets", "scores", "align_scores", "class_probs", "classes")
+
+
+@dataclass
+class PredictionSet:
+    """Per-snippet predictions of many videos, concatenated along time."""
+
+    video_ids: list[str]
+    offsets: np.ndarray  # (N + 1,) int64
+    scores: np.ndarray  # (sum T,) float32
+    align_scores: np.ndarray  # (sum T,) float32
+    class_probs: np.ndarray  # (sum T, C) float32
+
+    def per_video(self, key: str) -> dict[str, np.ndarray]:
+        arr = getattr(self, key)
+        o = self.offsets
+        return {v: arr[o[i]:o[i + 1]] for i, v in enumerate(self.video_ids)}
+
+    def lengths(self) -> dict[str, int]:
+        t = np.diff(self.offsets)
+        return {v: int(t[i]) for i, v in enumerate(self.video_ids)}
+
+
+@torch.no_grad()
+def predict_testset(method: Method, model: torch.nn.Module, test: TestSet, length: int,
+                    device: str | torch.device = "cpu", *, batch: int = 64) -> PredictionSet:
+    """Chunk every test video officially, run the chunks through ``method.predict`` in batches
+    of ``batch`` chunks, and stitch the outputs back to every video's T rows."""
+    was_training = model.training
+    model.eval()
+    index, chunk_len, _owner = test.chunks(length)
+    sentinel = test.table.shape[0] - 1
+    outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for a in range(0, index.shape[0], max(1, batch)):
+        gi = index[a:a + batch]
+        feats = test.table.index_select(0, gi.reshape(-1)).view(gi.shape[0], length, -1).to(device)
+        pred = method.predict(model, feats, chunk_len[a:a + batch].to(device)).detach_cpu()
+        outs.append((pred.scores, pred.align_scores, pred.class_probs))
+    if was_training:
+        model.train()
+    valid = (index != sentinel).reshape(-1)
+    scores = torch.cat([o[0] for o in outs]).reshape(-1)[valid]
+    align = torch.cat([o[1] for o in outs]).reshape(-1)[valid]
+    probs = torch.cat([o[2] for o in outs])
+    probs = probs.reshape(-1, probs.shape[-1])[valid]
+    return PredictionSet(
+        video_ids=list(test.video_ids),
+        offsets=test.offsets.numpy().astype(np.int64),
+        scores=scores.numpy().astype(np.float32),
+        align_scores=align.numpy().astype(np.float32),
+        class_probs=probs.numpy().astype(np.float32),
+    )
+
+
+def compute_metrics(manifest: Manifest, preds: PredictionSet, *, with_map: bool = True) -> dict[str, Any]:
+    from ..eval import evaluate_predictions
+
+    return evaluate_predictions(
+        manifest,
+        preds.lengths(),
+        preds.per_video("scores"),
+        preds.per_video("align_scores"),
+        preds.per_video("class_probs") if with_map else None,
+        video_ids=preds.video_ids,
+    )
+
+
+SELECTION_METRICS = ("auc", "ap", "align_auc", "align_ap")
+
+
+def selection_value(manifest: Manifest, preds: PredictionSet, metric: str) -> tuple[dict[str, Any], float]:
+    """The frame-level metrics (no mAP: cheap) and the value the selection rule maximises."""
+    if metric not in SELECTION_METRICS:
+        raise InputError(f"unknown selection metric {metric!r}; known: {SELECTION_METRICS}")
+    m = compute_metrics(manifest, preds, with_map=False)
+    v = m.get(metric)
+    return m, float("-inf") if v is None else float(v)
+
+
+# ---------------------------------------------------------------------------------------
+# predictions.npz
+
+
+def write_predictions(path: Path, preds: PredictionSet, classes: Sequence[str]) -> None:
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        video_ids=np.array(preds.video_ids, dtype=np.str_),
+        offsets=preds.offsets.astype(np.int64),
+        scores=preds.scores.astype(np.float32),
+        align_scores=preds.align_scores.astype(np.float32),
+        class_probs=preds.class_probs.astype(np.float32),
+        classes=np.array(list(classes), dtype=np.str_),
+    )
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``predictions.npz`` (``allow_pickle=False``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"predictions not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path} is not a predictions file: {exc}") from None
+    missing = [k for k in PREDICTION_KEYS if k not in out]
+    if missing:
+        raise InputError(f"{path} lacks arrays {missing}")
+    return out
+
+
+def evaluate_and_write(method: Method, model: torch.nn.Module, manifest: Manifest, test: TestSet, out_dir: Path, *,
+                       length: int, device: str | torch.device, batch: int = 64, label: str, selection: str | None,
+                       config_hash: str | None, store_hash: str | None, manifest_hash: str | None,
+                       checkpoint: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Predict, compute every metric, write ``predictions.npz`` and ``metrics.json``."""
+    preds = predict_testset(method, model, test, length, device, batch=batch)
+    metrics = compute_metrics(manifest, preds)
+    out_dir = Path(out_dir)
+    write_predictions(out_dir / "predictions.npz", preds, manifest.class_codes)
+    rec = {
+        "label": label,
+        "selection": selection,
+        "method": method.name,
+        "dataset": manifest.name,
+        "config_hash": config_hash,
+        "store_hash": store_hash,
+        "manifest_hash": manifest_hash,
+        "checkpoint": checkpoint,
+        "test_crop": test.crop,
+        "metrics": metrics,
+        **(extra or {}),
+    }
+    atomic_write_json(out_dir / "metrics.json", rec)
+    return rec
+
+
+# ---------------------------------------------------------------------------------------
+# dsan eval
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    run: Path | None = None
+    checkpoint: Path | None = None
+    official_checkpoint: Path | None = None
+    method: str | None = None
+    preset: str | None = None
+    features: Path | None = None
+    dataset: str | None = None
+    out: Path | None = None
+    select: str | None = None
+    test_crop: int | None = None
+    device: str = "cpu"
+    batch: int = 64
+    clip_weights: Path | None = None
+
+
+def _store_and_manifest(features: Path, dataset: str | None) -> tuple[Any, Manifest]:
+    from .loop import open_feature_store, resolve_manifest_for
+
+    store = open_feature_store(features)
+    manifest = resolve_manifest_for(store, dataset)
+    return store, manifest
+
+
+def _test_set(store: Any, manifest: Manifest, test_crop: int | None, feature_dim: int) -> TestSet:
+    from .loop import check_store_fits
+
+    crop = manifest.info.test_crop if test_crop is None else int(test_crop)
+    check_store_fits(store, manifest, feature_dim, test_crop=crop, splits=("test",))
+    return build_test_set(store, [v.id for v in manifest.split("test")], crop)
+
+
+def evaluate_run(opts: EvalOptions) -> dict[str, Any]:
+    """``dsan eval --run RUN_DIR``: evaluate a run's checkpoint (``--select``, default the
+    run's selected one) on its store (or ``--features``), into ``RUN_DIR/eval/<label>`` or ``--out``."""
+    from ..models.registry import get_method
+    from .loop import BEST, LAST, build_model, resolve_device
+
+    run = Path(opts.run)  # type: ignore[arg-type]
+    cj = run / "config.json"
+    if not cj.is_file():
+        raise InputError(f"{run} is not a run directory (no config.json); see docs/training.md")
+    cfg = run_config_from_json(json.loads(cj.read_text()))
+    label = opts.select or _run_selected(run, cfg.select)
+    if label not in (LAST, BEST):
+        raise InputError(f"unknown --select {label!r}; choose last or best-on-test")
+    ck = run / "checkpoints" / f"{label}.safetensors"
+    if not ck.is_file():
+        raise InputError(f"{run} has no {label} checkpoint ({ck.name}); was it trained with --select {label}?")
+    device = resolve_device(opts.device)
+    method = get_method(cfg.method)
+    store, manifest = _store_and_manifest(Path(opts.features or cfg.store), opts.dataset)
+    if manifest.content_hash() != cfg.manifest_hash:
+        raise InputError("the store's manifest differs from the one the run was trained on")
+    test = _test_set(store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
+    model = build_model(method, cfg, manifest, device, opts.clip_weights)
+    load_weights(model, ck, device)
+    out = Path(opts.out) if opts.out else run / "eval" / label
+    return evaluate_and_write(
+        method, model, manifest, test, out, length=cfg.preset.visual_length, device=device, batch=opts.batch,
+        label=label, selection=label, config_hash=cfg.hash, store_hash=store.content_hash(),
+        manifest_hash=manifest.content_hash(), checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
+    )
+
+
+def _run_selected(run: Path, select: str) -> str:
+    mj = run / "metrics.json"
+    if mj.is_file():
+        return str(json.loads(mj.read_text()).get("selected", select))
+    return "last"
+
+
+def evaluate_checkpoint(opts: EvalOptions) -> dict[str, Any]:
+    """``dsan eval --checkpoint FILE --features STORE --out DIR``: a checkpoint of ours (its
+    config is in its metadata)."""
+    from ..models.registry import get_method
+    from .loop import build_model, resolve_device
+
+    ck = Path(opts.checkpoint)  # type: ignore[arg-type]
+    meta = read_metadata(ck)
+    if "config" not in meta:
+        raise InputError(f"{ck} carries no run config; for the authors' .pth files use --official-checkpoint")
+    cfg = run_config_from_json(json.loads(meta["config"]))
+    if opts.features is None and not Path(cfg.store).exists():
+        raise InputError("pass --features STORE (the checkpoint's store is not at its recorded path)")
+    device = resolve_device(opts.device)
+    method = get_method(cfg.method)
+    store, manifest = _store_and_manifest(Path(opts.features or cfg.store), opts.dataset)
+    test = _test_set(store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
+    _check_classes(manifest, cfg.manifest_hash, cfg.dataset)
+    model = build_model(method, cfg, manifest, device, opts.clip_weights)
+    load_weights(model, ck, device)
+    if opts.out is None:
+        raise InputError("pass --out DIR for the predictions and metrics")
+    return evaluate_and_write(
+        method, model, manifest, test, Path(opts.out), length=cfg.preset.visual_length, device=device,
+        batch=opts.batch, label=meta.get("selection", "checkpoint"), selection=meta.get("selection"),
+        config_hash=cfg.hash, store_hash=store.content_hash(), manifest_hash=manifest.content_hash(),
+        checkpoint={"file": str(ck), "sha256": sha256_file(ck)},
+    )
+
+
+def _check_classes(manifest: Manifest, trained_hash: str, trained_name: str) -> None:
+    if manifest.content_hash() != trained_hash and manifest.name != trained_name:
+        raise InputError(f"the checkpoint was trained on {trained_name!r}, the store holds {manifest.name!r}")
+
+
+def evaluate_official(opts: EvalOptions) -> dict[str, Any]:
+    """``dsan eval --official-checkpoint FILE --method M --features STORE --out DIR``: the
+    authors' released ``.pth`` (loaded with ``weights_only=True``) through our model."""
+    from ..models.registry import get_method
+    from .loop import resolve_device
+
+    if not opts.method:
+        raise InputError("--official-checkpoint needs --method (dsanet or vadclip)")
+    if opts.features is None or opts.out is None:
+        raise InputError("--official-checkpoint needs --features STORE and --out DIR")
+    try:
+        from ..models.official import load_official_checkpoint
+    except ImportError:
+        raise InputError("loading official checkpoints is not available in this installation") from None
+    device = resolve_device(opts.device)
+    method = get_method(opts.method)
+    store, manifest = _store_and_manifest(Path(opts.features), opts.dataset)
+    preset_name = opts.preset or manifest.name
+    if preset_name not in method.presets:
+        raise InputError(f"pass --preset ({', '.join(sorted(method.presets))}) for dataset {manifest.name!r}")
+    preset = method.get_preset(preset_name)
+    test = _test_set(store, manifest, opts.test_crop, int(preset.feature_dim))
+    model = _call_official_loader(load_official_checkpoint, method.name, Path(opts.official_checkpoint), preset,
+                                  manifest, device)
+    ck = Path(opts.official_checkpoint)  # type: ignore[arg-type]
+    return evaluate_and_write(
+        method, model, manifest, test, Path(opts.out), length=int(preset.visual_length), device=device,
+        batch=opts.batch, label="official", selection="official-checkpoint", config_hash=None,
+        store_hash=store.content_hash(), manifest_hash=manifest.content_hash(),
+        checkpoint={"file": str(ck), "sha256": sha256_file(ck), "official": True},
+        extra={"preset": preset_name},
+    )
+
+
+def _call_official_loader(loader: Any, method: str, path: Path, preset: Any, manifest: Manifest,
+                          device: torch.device) -> torch.nn.Module:
+    import inspect
+
+    params = inspect.signature(loader).parameters
+    kwargs: dict[str, Any] = {}
+    if "preset" in params:
+        kwargs["preset"] = preset
+    if "classes" in params:
+        kwargs["classes"] = manifest.info.classes
+    if "device" in params:
+        kwargs["device"] = device
+    model = loader(method, path, **kwargs)
+    return model.to(device)
