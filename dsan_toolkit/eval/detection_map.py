@@ -147,39 +147,39 @@ def _stack_probs(probs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return x, lengths
 
 
-def _sorted_desc_within_videos(x: np.ndarray, vid: np.ndarray) -> np.ndarray:
-    """Each column sorted in descending order inside each video's block of rows."""
-    n = x.shape[0]
-    order = np.argsort(-x, axis=0, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(n)[:, None], axis=0)
-    key = vid[:, None] * n + rank
-    return np.take_along_axis(x, np.argsort(key, axis=0, kind="stable"), axis=0)
+def _length_blocks(lengths: np.ndarray, width: int) -> list[np.ndarray]:
+    """Video indices grouped by similar length, each group's padded size within a budget."""
+    order = np.argsort(lengths, kind="stable")
+    sizes = lengths[order] * width
+    blocks: list[np.ndarray] = []
+    start = 0
+    while start < order.size:
+        # largest stop such that (stop - start) * the longest length in the block fits
+        count = np.arange(1, order.size - start + 1)
+        fits = count * sizes[start:] <= _PAD_BUDGET
+        stop = start + max(1, int(np.count_nonzero(fits)))
+        blocks.append(order[start:stop])
+        start = stop
+    return blocks
 
 
 def class_scores(x: np.ndarray, lengths: np.ndarray, snippet_len: int = 16) -> np.ndarray:
     """Per video and class: the mean of the top ``T`` frame-level values (``T`` = snippets; the
-    official ``int(frames / 16)``), summed row by row in the input precision like numpy's
+    official ``int(frames / 16)``), accumulated frame by frame in the input precision like numpy's
     ``mean(axis=0)`` on the official (frames x classes) array. Returns (videos, classes)."""
-    v = lengths.size
+    v, c = lengths.size, x.shape[1]
     offsets = np.concatenate(([0], np.cumsum(lengths)))
-    vid = np.repeat(np.arange(v), lengths)
-    xs = _sorted_desc_within_videos(x, vid)
-    out = np.empty((v, x.shape[1]), dtype=x.dtype)
-    order = np.argsort(lengths, kind="stable")
-    start = 0
-    while start < v:  # blocks of similar length keep the padding small
-        stop = start + 1
-        while stop < v and (stop - start + 1) * int(lengths[order[stop]]) * x.shape[1] <= _PAD_BUDGET:
-            stop += 1
-        block = order[start:stop]
-        k = int(lengths[block].max())
+    out = np.empty((v, c), dtype=x.dtype)
+    for block in _length_blocks(lengths, c):  # a few blocks of similar length: little padding
+        t = lengths[block]
+        k = int(t.max())
         j = np.arange(k)
-        valid = j[None, :] < lengths[block][:, None]
-        rows = offsets[block][:, None] + np.minimum(j[None, :] // snippet_len, lengths[block][:, None] - 1)
-        top = np.where(valid[:, :, None], xs[rows], x.dtype.type(0))
-        out[block] = np.add.reduce(top, axis=1) / lengths[block][:, None].astype(x.dtype)
-        start = stop
+        rows = offsets[block][:, None] + np.minimum(j[None, :], t[:, None] - 1)
+        neg = -x[rows].transpose(0, 2, 1)  # (videos, classes, snippets)
+        neg[np.broadcast_to((j[None, :] >= t[:, None])[:, None, :], neg.shape)] = np.inf
+        top = -np.sort(neg, axis=-1)[:, :, j // snippet_len]  # frame j of the sorted frames
+        total = np.cumsum(top, axis=-1)[np.arange(block.size), :, t - 1]  # sequential sum of T frames
+        out[block] = total / t[:, None].astype(x.dtype)
     return out
 
 
