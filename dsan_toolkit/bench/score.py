@@ -162,22 +162,21 @@ def score_video(
     label = selection or str(met.get("selected", "last"))
     if label not in met.get("results", {}):
         raise InputError(f"run {run} has no '{label}' model; it has: {', '.join(met.get('results', {}))}")
-    from ..train.evaluate import load_run_model
-
     say("loading the run's model")
-    loaded = load_run_model(run, selection=label, device=device)
+    method, model, cfg, store = _load_run_model(run, label, device)
     say("extracting features with the run's extraction config")
-    feats, snippet_len, random_bb = _extract_like_store(video, loaded.store, crop=loaded.test_crop, device=device)
+    feats, snippet_len, random_bb = _extract_like_store(video, store, crop=cfg.test_crop, device=device, say=say)
     say(f"scoring {feats.shape[0]} snippets")
     from ..models.sampling import predict_video
 
     import torch
 
-    pred = predict_video(loaded.method, loaded.model, torch.as_tensor(feats, device=device))
-    scores = pred.scores.detach().cpu().numpy().reshape(-1)
-    align = None if pred.align_scores is None else pred.align_scores.detach().cpu().numpy().reshape(-1)
-    probs = None if pred.class_probs is None else pred.class_probs.detach().cpu().numpy().reshape(len(scores), -1)
-    classes = tuple(loaded.manifest.class_codes)
+    with torch.no_grad():
+        pred = predict_video(method, model, torch.as_tensor(feats)).detach_cpu()
+    scores = pred.scores.numpy().reshape(-1)
+    align = pred.align_scores.numpy().reshape(-1)
+    probs = pred.class_probs.numpy().reshape(len(scores), -1)
+    classes = tuple(store.manifest.class_codes)
     fps = float(probe.fps)
     ivs = describe_intervals(scores, probs, classes, threshold=threshold, fps=fps, snippet_len=snippet_len,
                              num_frames=probe.num_frames, min_snippets=min_snippets)
@@ -186,16 +185,59 @@ def score_video(
     csv_path = atomic_write_text(out_dir / f"{stem}.scores.csv", frame_table(
         scores, align, probs, classes, fps=fps, snippet_len=snippet_len, num_frames=probe.num_frames))
     png_path = plot_scores(out_dir / f"{stem}.scores.png", scores, align, ivs, fps=fps, snippet_len=snippet_len,
-                           threshold=threshold, title=f"{video.name} ({loaded.method_name}, {label})")
-    return ScoreResult(video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_bb, label)
+                           threshold=threshold, title=f"{video.name} ({cfg.method}, {label})")
+    random_all = random_bb or bool((cfg.text_encoder or {}).get("random_weights", False))
+    return ScoreResult(video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_all, label)
 
 
-def _extract_like_store(video: Path, store: Any, *, crop: int, device: str) -> tuple[np.ndarray, int, bool]:
-    """(T, D) features of the run's test crop, extracted as the store's were."""
-    from ..extract import extract_video_like_store
+def _load_run_model(run: Path, label: str, device: str) -> tuple[Any, Any, Any, Any]:
+    """(method, model with the selected weights, RunConfig, feature store) of a run."""
+    from ..models import get_method
+    from ..train.checkpoint import load_weights, run_config_from_json
+    from ..train.loop import build_model, open_feature_store, resolve_device
+    from ..audit.run import _locate
 
-    feats, info = extract_video_like_store(video, store, crops=(crop,), device=device)
-    arr = np.asarray(feats)
-    if arr.ndim == 3:
-        arr = arr[0]
-    return arr.astype(np.float32), int(info.get("snippet_len", 16)), bool(info.get("random_weights", False))
+    cfg = run_config_from_json(json.loads((run / "config.json").read_text()))
+    store = open_feature_store(Path(_locate(cfg.store, run)))
+    dev = resolve_device(device)
+    method = get_method(cfg.method)
+    model = build_model(method, cfg, store.manifest, dev)
+    ck = run / "checkpoints" / f"{label}.safetensors"
+    if not ck.is_file():
+        raise InputError(f"{run} has no checkpoint {ck.name}")
+    load_weights(model, ck, dev)
+    model.eval()
+    return method, model, cfg, store
+
+
+def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
+                        say: Callable[[str], None]) -> tuple[np.ndarray, int, bool]:
+    """(T, D) features of the run's test crop, extracted with the store's own (hashed)
+    extraction config: a one-video manifest through the normal extraction pipeline."""
+    import tempfile
+
+    from ..config import from_dict
+    from ..extract import ExtractConfig, RunOptions, extract_features
+    from ..manifest import Manifest, VideoRecord
+    from ..store import open_store
+
+    attrs = getattr(store, "attrs", {}) or {}
+    raw = attrs.get("config") or {}
+    if attrs.get("producer") != "extract" or raw.get("type") != "ExtractConfig":
+        raise InputError(
+            f"the run's feature store was not made by `dsan extract` (producer {attrs.get('producer')!r}); "
+            "scoring a new video needs the extraction config of the training features"
+        )
+    cfg = from_dict(raw, ExtractConfig)
+    if cfg.weights is not None and str(cfg.weights).startswith("sha256:"):
+        raise InputError("the run's features were extracted from a local weight file; re-extract with --weights")
+    info = store.manifest.info
+    rec = VideoRecord(id=video.stem, path=video.name, split="test", labels=(store.manifest.normal_class,))
+    one = Manifest(info, (rec,))
+    with tempfile.TemporaryDirectory(prefix="dsan-score-") as tmp:
+        res = extract_features(one, video.parent, Path(tmp) / "one.zarr", cfg,
+                               RunOptions(device=device, workers=0, progress=False))
+        if res.failed:
+            raise InputError(f"cannot extract features from {video}: {res.failed[0][1]}")
+        feats = open_store(Path(tmp) / "one.zarr").read(rec.id, crop=crop)
+    return np.asarray(feats, dtype=np.float32), int(cfg.snippet_len), bool(attrs.get("random_weights", False))

@@ -1,0 +1,56 @@
+"""`dsan score`: score one new video with a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..errors import console, err_console, user_errors
+
+
+@user_errors
+def score_cmd(
+    video: Path = typer.Argument(..., help="Video file (anything decord reads)."),
+    run: Path = typer.Option(..., "--run", help="A finished run directory (dsan train / dsan bench)."),
+    out: Path = typer.Option(Path("."), "--out", help="Folder for VIDEO.scores.csv and VIDEO.scores.png."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Anomaly score threshold."),
+    min_snippets: int = typer.Option(1, "--min-snippets", min=1, help="Shortest interval kept, in snippets."),
+    select: str = typer.Option(None, "--select", help="last or best-on-test (default: the run's selected model)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
+) -> None:
+    """Score one video with a run: anomalous intervals, likely classes, CSV and PNG.
+
+    Extracts the video's features with the run's own extraction config, scores them with
+    the run's selected checkpoint, prints the intervals whose score reaches the threshold
+    with their most likely classes, and writes a per-frame CSV and a plot.
+
+    Examples:
+      dsan score clip.mp4 --run dsan-demo/bench/runs/synth/vadclip-tiny-s0-1a2b3c4d
+      dsan score street.mp4 --run runs/dsanet-ucf --threshold 0.6 --out scores/
+    """
+    from ...bench.score import score_video
+
+    res = score_video(video, run, out=out, threshold=threshold, selection=select, device=device,
+                      min_snippets=min_snippets, progress=lambda m: err_console.print(f"[dim]score[/dim] {m}"))
+    if res.random_backbone:
+        console.print("[bold yellow]note:[/bold yellow] this run uses a randomly initialised CLIP backbone")
+    table = Table(title=f"{video.name}: {res.num_frames} frames at {res.fps:g} fps, {res.snippets} snippets "
+                        f"({res.selection} model, threshold {threshold:g})")
+    for col in ("start (s)", "end (s)", "frames", "peak", "mean", "most likely classes"):
+        table.add_column(col, justify="left" if col.startswith("most") else "right")
+    for iv in res.intervals:
+        cls = ", ".join(f"{c} {p:.2f}" for c, p in iv.classes)
+        table.add_row(f"{iv.start_s:.2f}", f"{iv.end_s:.2f}", f"{iv.start_frame}-{iv.end_frame}", f"{iv.peak:.3f}",
+                      f"{iv.mean:.3f}", cls)
+    if res.intervals:
+        console.print(table)
+    else:
+        console.print(f"no interval reaches the threshold {threshold:g}")
+    console.print(f"per-frame scores: {res.csv_path}")
+    console.print(f"plot: {res.png_path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(score_cmd)
