@@ -596,3 +596,35 @@ def test_file_system_errors_are_user_errors(tmp_path, toy):
     blocker.write_text("x")
     with pytest.raises(InputError, match="file system error"):
         download_dataset(toy.manifest, toy.parts(None), blocker / "root", config=FAST)
+
+
+def test_parts_that_are_single_videos(tmp_path, toy, server):
+    """A part may be one video file (no archive): it goes straight to its manifest path."""
+    server.files["/v/f1.mp4"] = toy.videos["fire/f1.mp4"]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f2.mp4").write_bytes(toy.videos["fire/f2.mp4"])
+    parts = [
+        toy.parts(server.url)[0],
+        ArchivePart("f1.mp4", url=f"{server.url}/v/f1.mp4"),
+        ArchivePart("f2.mp4", sha256=hashlib.sha256(toy.videos["fire/f2.mp4"]).hexdigest()),
+    ]
+    root = tmp_path / "root"
+    report = download_dataset(toy.manifest, parts, root, source_dir=src, config=FAST)
+    assert report.ok, report.manual
+    _assert_all_placed(root, toy)
+    assert (src / "f2.mp4").read_bytes() == toy.videos["fire/f2.mp4"]  # copied, not moved
+
+
+def test_keep_archives_serves_later_runs_without_network(tmp_path, toy, server):
+    root = tmp_path / "root"
+    cfg = replace(FAST, keep_archives=True)
+    assert download_dataset(toy.manifest, toy.parts(server.url), root, config=cfg).ok
+    assert sorted(p.name for p in (root / ".dsan-download" / "archives").iterdir()) == sorted(toy.archives)
+    marker = json.loads((root / ".dsan-download" / "complete.json").read_text())
+    assert marker["config"]["keep_archives"] is True and len(marker["present"]) == 4
+    (root / "normal" / "n2.mp4").unlink()
+    n = len(server.log)
+    report = download_dataset(toy.manifest, toy.parts(server.url), root, config=cfg)
+    assert report.ok and report.reused == ["toy-part-1.zip"] and len(server.log) == n
+    _assert_all_placed(root, toy)

@@ -40,13 +40,13 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from .. import __version__
 from ..config import config_hash, register_config, sha256_text, to_dict
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
-from .archives import ArchiveError, safe_extract
+from .archives import ArchiveError, is_archive, safe_extract
 from .registry import ArchivePart, get_dataset, load_builtin_manifest
 
 WORK_DIR = ".dsan-download"
@@ -438,7 +438,7 @@ def fetch_url(
     *,
     config: DownloadConfig = DownloadConfig(),
     reporter: Reporter | None = None,
-    sleep: Any = time.sleep,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """Download ``url`` to ``dest`` (via ``dest.part``, resumable) and return its sha256.
 
@@ -720,7 +720,15 @@ def _download(
             present_now = sorted(set(index.values()) - set(report.missing))
             _atomic_write_json(
                 marker_path,
-                {"key": key, "dataset": manifest.name, "present": present_now, "missing": report.missing},
+                {
+                    "key": key,
+                    "dataset": manifest.name,
+                    "tool": f"dsan_toolkit {__version__}",
+                    "config": to_dict(config),
+                    "config_hash": config_hash(config),
+                    "present": present_now,
+                    "missing": report.missing,
+                },
             )
         else:
             report.manual = manual_instructions(
@@ -731,6 +739,47 @@ def _download(
                 command=command or f"dsan download --dataset {manifest.name} --root {root}",
             )
     return report
+
+
+def _place_single(got: _Obtained, video: str, root: Path) -> _Placement:
+    dest = _inside(root, video)
+    out = _Placement(videos=[video])
+    if dest.exists():
+        out.kept_existing = 1
+        return out
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if got.origin == "from":  # copy (a --from file is never moved), then rename into place
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(got.path, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    else:
+        os.replace(got.path, dest)
+    out.moved = 1
+    return out
+
+
+def _extract_and_place(
+    got: _Obtained, part: ArchivePart, root: Path, index: dict[str, str], reporter: Reporter
+) -> _Placement | str:
+    """Extract into a staging folder, then place; a refused archive gives the reason (str)."""
+    staging = work_dir(root) / f"extract-{part.name}"
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
+    reporter.info(f"{part.name}: extracting")
+    try:
+        files = safe_extract(got.path, staging)
+    except ArchiveError as exc:
+        if got.origin != "from":
+            got.path.unlink(missing_ok=True)  # our own copy is useless; a --from file stays untouched
+        return str(exc)
+    try:
+        return _place(staging, files, part, root, index)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _do_part(
@@ -757,20 +806,16 @@ def _do_part(
         return
     (report.fetched if got.origin == "download" else report.reused).append(part.name)
     report.checksums[part.name] = got.sha256
-    staging = work_dir(root) / f"extract-{part.name}"
-    shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
-    reporter.info(f"{part.name}: extracting")
-    try:
-        files = safe_extract(got.path, staging)
-    except ArchiveError as exc:
-        if got.origin != "from":
-            got.path.unlink(missing_ok=True)  # our own copy is useless; a --from file stays untouched
-        report.failures.append(PartFailure(part, [*reasons, str(exc)]))
-        return
-    try:
-        placement = _place(staging, files, part, root, index)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    size = got.path.stat().st_size
+    video = index.get(part.name) or index.get(part.name.lower())
+    if video is not None and not is_archive(got.path):
+        placement = _place_single(got, video, root)  # a part that is one video, not an archive
+    else:
+        extracted = _extract_and_place(got, part, root, index, reporter)
+        if isinstance(extracted, str):
+            report.failures.append(PartFailure(part, [*reasons, extracted]))
+            return
+        placement = extracted
     report.extracted.append(part.name)
     report.placed += placement.moved
     report.extras += placement.extras
@@ -779,7 +824,7 @@ def _do_part(
         reporter.info(f"{part.name}: warning: it held no video of the manifest")
     state["parts"][part.name] = {
         "sha256": got.sha256,
-        "size": got.path.stat().st_size,
+        "size": size,
         "placed": sorted(set(placement.videos)),
         "extras": placement.extras,
     }
