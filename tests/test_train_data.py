@@ -1,0 +1,191 @@
+"""Training data: official resampling, batch composition, test chunking, resume state encoding."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from dsan_toolkit.models.sampling import resample_uniform, split_chunks
+from dsan_toolkit.store import open_store
+from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
+from dsan_toolkit.train.checkpoint import decode_state, encode_state, rng_state, set_rng_state
+from dsan_toolkit.train.data import (
+    BatchPlan,
+    build_test_set,
+    build_train_samples,
+    resample_ragged,
+    shard,
+)
+
+
+def _official_uniform_extract(feat: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+    """The official training resampling written as a plain loop (test oracle)."""
+    if feat.shape[0] <= length:
+        out = np.zeros((length, feat.shape[1]), np.float32)
+        out[: feat.shape[0]] = feat
+        return out, feat.shape[0]
+    r = np.linspace(0, len(feat), length + 1, dtype=np.int32)
+    out = np.zeros((length, feat.shape[1]), np.float32)
+    for i in range(length):
+        out[i] = np.mean(feat[r[i] : r[i + 1]], 0) if r[i] != r[i + 1] else feat[r[i]]
+    return out, length
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "s.zarr"
+    write_synthetic_feature_store(path, SynthFeaturesConfig(num_train=12, num_test=6, crops=3, median_t=80,
+                                                            max_t=600, min_t=3, seed=3))
+    return open_store(path)
+
+
+def test_resample_ragged_matches_official_loop():
+    rng = np.random.default_rng(0)
+    length = 32
+    ts = [1, 5, 31, 32, 33, 63, 64, 65, 100, 257, 1000]
+    feats = [rng.standard_normal((t, 6)).astype(np.float32) for t in ts]
+    rows = np.concatenate(feats)
+    offsets = np.concatenate([[0], np.cumsum(ts)])
+    out, lens = resample_ragged(rows, offsets, length, block=4)
+    starts = np.concatenate([[0], np.cumsum(lens)])
+    for i, f in enumerate(feats):
+        ref, n = _official_uniform_extract(f, length)
+        assert lens[i] == n
+        np.testing.assert_allclose(out[starts[i] : starts[i + 1]], ref[:n], rtol=0, atol=2e-7)
+        theirs, n2 = resample_uniform(f, length)
+        assert n2 == n
+        np.testing.assert_allclose(out[starts[i] : starts[i + 1]], theirs[:n], rtol=0, atol=2e-7)
+    # short videos are copied bit for bit
+    np.testing.assert_array_equal(out[starts[1] : starts[2]], feats[1])
+
+
+def test_resample_ragged_refuses_empty_video():
+    with pytest.raises(Exception, match="at least one"):
+        resample_ragged(np.zeros((3, 2), np.float32), np.array([0, 3, 3]), 8)
+
+
+def test_train_samples_every_crop_of_every_video(store):
+    m = store.manifest
+    train_ids = [v.id for v in m.split("train")]
+    s = build_train_samples(store, m, train_ids, store.crop_ids, m.info.classes, 32)
+    assert len(s) == len(train_ids) * 3
+    lengths = store.lengths()
+    normal = m.normal_class
+    for i in range(len(s)):
+        vid = train_ids[int(s.video[i])]
+        crop = int(s.crop[i])
+        b = s.batch(torch.tensor([i]))
+        ref, n = _official_uniform_extract(store.read(vid, crop), 32)
+        assert int(b.lengths[0]) == n == min(lengths[vid], 32)
+        np.testing.assert_allclose(b.feats[0].numpy(), ref, atol=2e-7)
+        labels = m.video(vid).labels
+        assert bool(b.anomalous[0]) == any(c != normal for c in labels)
+        hot = {m.class_codes[j] for j in torch.nonzero(b.labels[0]).flatten().tolist()}
+        assert hot == set(labels)
+
+
+def test_paired_plan_composition_and_determinism(store):
+    m = store.manifest
+    s = build_train_samples(store, m, [v.id for v in m.split("train")], store.crop_ids, m.info.classes, 16)
+    plan = BatchPlan.create(s, "paired", 4, seed=7)
+    n_norm, n_anom = int((~s.anomalous).sum()), int(s.anomalous.sum())
+    assert plan.steps_per_epoch() == min(n_norm // 4, n_anom // 4)
+    e0 = plan.epoch(0)
+    assert len(e0) == plan.steps_per_epoch()
+    seen_n: list[int] = []
+    for normal, anomalous in e0:
+        assert len(normal) == len(anomalous) == 4
+        assert not s.anomalous[normal].any() and s.anomalous[anomalous].all()
+        seen_n += normal.tolist()
+        batch = s.batch(torch.cat([normal, anomalous]))
+        assert batch.anomalous.tolist() == [False] * 4 + [True] * 4  # normal half first
+    assert len(set(seen_n)) == len(seen_n)  # sampling without replacement
+    again = plan.epoch(0)
+    assert all(torch.equal(a, b) for x, y in zip(e0, again) for a, b in zip(x, y))
+    e1 = plan.epoch(1)
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(e0, e1))
+
+
+def test_mixed_plan_keeps_last_partial_batch(store):
+    m = store.manifest
+    s = build_train_samples(store, m, [v.id for v in m.split("train")], store.crop_ids, m.info.classes, 16)
+    plan = BatchPlan.create(s, "mixed", 5, seed=0)
+    batches = plan.epoch(0)
+    assert len(batches) == -(-len(s) // 5)
+    flat = torch.cat([b[0] for b in batches])
+    assert sorted(flat.tolist()) == list(range(len(s)))
+    dropped = BatchPlan.create(s, "mixed", 5, seed=0, drop_last=True)
+    assert dropped.steps_per_epoch() == len(s) // 5
+
+
+def test_paired_plan_refuses_too_few_samples(store):
+    m = store.manifest
+    s = build_train_samples(store, m, [v.id for v in m.split("train")], store.crop_ids, m.info.classes, 16)
+    with pytest.raises(Exception, match="paired batches of 1000"):
+        BatchPlan.create(s, "paired", 1000, seed=0)
+    with pytest.raises(Exception, match="unknown batch composition"):
+        BatchPlan.create(s, "random", 4, seed=0)
+
+
+def test_shard_splits_each_half_alike():
+    normal, anomalous = torch.arange(0, 4), torch.arange(10, 14)
+    parts = [shard((normal, anomalous), r, 2) for r in range(2)]
+    assert parts[0][0].tolist() == [0, 2, 10, 12] and parts[1][0].tolist() == [1, 3, 11, 13]
+    assert parts[0][1] == parts[1][1] == 0.5
+    odd = [shard((torch.arange(5),), r, 2) for r in range(2)]
+    assert odd[0][1] == pytest.approx(0.6) and odd[1][1] == pytest.approx(0.4)
+
+
+def test_test_chunks_match_official_split(store):
+    m = store.manifest
+    ids = [v.id for v in m.split("test")]
+    test = build_test_set(store, ids, crop=m.info.test_crop)
+    length = 16
+    index, chunk_len, owner = test.chunks(length)
+    sentinel = test.table.shape[0] - 1
+    for i, vid in enumerate(ids):
+        feats = store.read(vid, m.info.test_crop)
+        ref_chunks, ref_lens = split_chunks(feats, length)
+        mine = index[owner == i]
+        got = test.table[mine.reshape(-1)].view(mine.shape[0], length, -1).numpy()
+        np.testing.assert_array_equal(got, ref_chunks)
+        assert chunk_len[owner == i].tolist() == ref_lens.tolist()
+    # the valid rows of the flattened index are every video's rows, in order
+    flat = index.reshape(-1)
+    assert torch.equal(flat[flat != sentinel], torch.arange(int(test.offsets[-1])))
+
+
+def test_state_encoding_round_trip_without_pickle():
+    state = {
+        "opt": {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4)}}, "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0]}]},
+        "sched": {"milestones": Counter({4: 1, 8: 1}), "schedule": np.linspace(0, 1, 5), "last_epoch": 2, "inf": float("inf")},
+        "none": None,
+    }
+    tensors, skeleton = encode_state(state)
+    back = decode_state(tensors, skeleton)
+    assert isinstance(back["sched"]["milestones"], Counter) and back["sched"]["milestones"][4] == 1
+    assert back["sched"]["milestones"][5] == 0
+    assert back["opt"]["param_groups"][0]["betas"] == (0.9, 0.99)
+    assert torch.equal(back["opt"]["state"][0]["exp_avg"], state["opt"]["state"][0]["exp_avg"])
+    np.testing.assert_array_equal(back["sched"]["schedule"], state["sched"]["schedule"])
+    assert back["sched"]["inf"] == float("inf") and back["none"] is None
+    shared = torch.randn(3)
+    t2, _ = encode_state({"a": shared, "b": shared})
+    assert len(t2) == 1  # shared tensors are stored once
+    with pytest.raises(TypeError):
+        encode_state({"x": object()})
+
+
+def test_rng_state_round_trip():
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
+    tensors, skeleton = encode_state(rng_state())
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(decode_state(tensors, skeleton))
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
