@@ -113,7 +113,11 @@ class FinalizeResult:
 
 
 class VideoSink:
-    """Rows of one video written block by block into a staging array, then committed."""
+    """Rows of one video written block by block into a staging array, then committed.
+
+    Rows arriving in order are buffered up to a whole chunk along T before they are written,
+    so small blocks never cause read-modify-write of a chunk; memory stays one chunk per video.
+    """
 
     def __init__(self, writer: "StoreWriter", video_id: str, key: str, arr: Any, staging: Path, T: int) -> None:
         self._writer = writer
@@ -122,20 +126,32 @@ class VideoSink:
         self._arr = arr
         self._staging = staging
         self.T = T
-        self._written = np.zeros(T, dtype=bool)
+        self._chunk = int(arr.chunks[1])
+        self._buf = np.empty((arr.shape[0], self._chunk, arr.shape[2]), dtype=writer.spec.dtype)
+        self._buf_start = 0  # first row of the buffered chunk
+        self._buf_fill = 0  # rows buffered
+        self._written = 0  # rows written or buffered, in order
 
     def write_rows(self, t0: int, rows: np.ndarray) -> None:
-        """Write rows ``[t0, t0 + n)`` for all crops; ``rows`` is (crops, n, D)."""
+        """Write rows ``[t0, t0 + n)`` for all crops; ``rows`` is (crops, n, D), in order."""
         n = rows.shape[1]
-        if t0 < 0 or t0 + n > self.T:
-            raise ValueError(f"{self.video_id}: rows [{t0}, {t0 + n}) outside [0, {self.T})")
-        self._arr[:, t0 : t0 + n, :] = np.asarray(rows, dtype=self._writer.spec.dtype)
-        self._written[t0 : t0 + n] = True
+        if t0 != self._written or t0 + n > self.T:
+            raise ValueError(f"{self.video_id}: rows [{t0}, {t0 + n}) out of order (next {self._written}, T {self.T})")
+        pos = 0
+        while pos < n:
+            take = min(n - pos, self._chunk - self._buf_fill)
+            self._buf[:, self._buf_fill : self._buf_fill + take] = rows[:, pos : pos + take]
+            self._buf_fill += take
+            pos += take
+            end = self._buf_start + self._buf_fill
+            if self._buf_fill == self._chunk or end == self.T:
+                self._arr[:, self._buf_start : end, :] = self._buf[:, : self._buf_fill]
+                self._buf_start, self._buf_fill = end, 0
+        self._written += n
 
     def commit(self) -> None:
-        if not self._written.all():
-            missing = int((~self._written).sum())
-            raise RuntimeError(f"{self.video_id}: {missing} of {self.T} rows were never written")
+        if self._written != self.T:
+            raise RuntimeError(f"{self.video_id}: {self.T - self._written} of {self.T} rows were never written")
         self._writer._commit(self._staging, self.key)
 
     def abort(self) -> None:

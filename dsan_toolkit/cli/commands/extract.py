@@ -1,0 +1,138 @@
+"""`dsan extract`: videos -> CLIP features in a Zarr feature store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ...errors import CheckFailed, InputError
+from ..errors import console, err_console, user_errors
+
+
+class _Progress:
+    """A rich progress bar: videos done, snippets/s, ETA."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.task: Any = None
+        self.snippets = 0
+        self.t0 = time.perf_counter()
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if kind == "plan":
+            if data["skipped"]:
+                err_console.print(f"resuming: {data['skipped']} videos already done")
+            self.bar = Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console,
+                                transient=False)
+            self.task = self.bar.add_task("extract", total=data["videos"], rate="")
+            self.bar.start()
+        elif kind == "rows" and self.bar is not None:
+            self.snippets += data["rows"]
+            rate = self.snippets / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, rate=f"{rate:,.1f} snippets/s")
+        elif kind == "video" and self.bar is not None:
+            self.bar.advance(self.task)
+            if data["status"] == "failed":
+                self.bar.console.print(f"[yellow]failed[/yellow] {data['id']}: {data['error']}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@user_errors
+def extract_cmd(
+    dataset: str = typer.Option(..., "--dataset", help="Built-in dataset (ucf, xd) or a manifest file (.jsonl)."),
+    root: Path = typer.Option(..., "--root", help="Folder the manifest's video paths are relative to."),
+    out: Path = typer.Option(..., "--out", help="Feature store to create or complete (STORE.zarr)."),
+    split: str = typer.Option(None, "--split", help="Only this split (train or test)."),
+    model: str = typer.Option("ViT-B-16", "--model", help="open_clip model name (dsan-tiny: tiny random-init model for tests)."),
+    pretrained: str = typer.Option("openai", "--pretrained", help="open_clip pretrained tag; 'none' for random weights."),
+    weights: Path = typer.Option(None, "--weights", help="Local checkpoint (safetensors, or torch loaded with weights_only)."),
+    snippet: str = typer.Option("middle", "--snippet", help="How 16 frames become a row: first, middle or mean."),
+    crops: str = typer.Option("10", "--crops", help="'center' or '10' (0 centre, 1-4 corners, 5-9 mirrors)."),
+    resize: int = typer.Option(None, "--resize", help="Shorter side before cropping (default: image size for center, x256/224 for 10 crops)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
+    dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
+    workers: int = typer.Option(2, "--workers", help="Decode processes (0: decode in this process)."),
+    block_frames: int = typer.Option(64, "--block-frames", help="Frames decoded per work item (bounds memory)."),
+    shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N pending videos (smoke test)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Extract CLIP features of a dataset's videos into a Zarr store (resumable, sharded).
+
+    One row per 16-frame snippet: T = N // 16 for N frames (one padded row if N < 16).
+    Rerunning the same command completes an interrupted store; a store made with another
+    configuration is refused. Videos that fail to decode are recorded and the command
+    exits 1 with a summary. Under torchrun each rank writes its share of one store.
+
+    Examples:
+      dsan extract --dataset ucf --root /data/UCF_Crime --out ucf_vitb16.zarr --device cuda
+      dsan extract --dataset ucf --root /data/UCF_Crime --out ucf.zarr --shard 0/4
+      torchrun --nproc-per-node 4 -m dsan_toolkit.cli.app extract --dataset xd --root /data/XD --out xd.zarr --device cuda
+      dsan extract --dataset synth/manifest.jsonl --root synth --out demo.zarr --model dsan-tiny --crops center
+    """
+    from ...datasets.registry import resolve_manifest
+    from ...extract import ExtractConfig, RunOptions, distributed_env, extract_features, parse_shard
+
+    manifest = resolve_manifest(dataset)
+    if split is not None:
+        if split not in ("train", "test"):
+            raise InputError(f"--split must be train or test, not {split!r}")
+        manifest = manifest.split(split)
+    dist = distributed_env()
+    shard_kn = parse_shard(shard) or (0, 1)
+    if dist is not None and dist["world_size"] > 1:
+        if shard is not None:
+            raise InputError("--shard cannot be combined with torchrun (the rank and world size come from its env)")
+        shard_kn = (dist["rank"], dist["world_size"])
+        if device == "cuda":
+            device = f"cuda:{dist['local_rank']}"
+    cfg = ExtractConfig(
+        model=model,
+        pretrained=None if pretrained.lower() == "none" or weights is not None else pretrained,
+        weights=None if weights is None else str(weights),
+        snippet=snippet,
+        crops=crops,
+        resize=resize,
+        precision=precision,
+        dtype=dtype,
+    )
+    opts = RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, workers=workers,
+                      shard=shard_kn, limit=limit)
+    bar = _Progress(progress)
+    try:
+        res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=bar)
+    finally:
+        bar.stop()
+    fin = res.finalize
+    rate = res.snippets / res.seconds if res.seconds else 0.0
+    where = f" (shard {shard_kn[0]}/{shard_kn[1]})" if shard_kn[1] > 1 else ""
+    console.print(
+        f"{out}{where}: {res.done} videos extracted, {res.skipped} already done, {len(res.failed)} failed; "
+        f"{res.snippets} snippets in {res.seconds:.1f} s ({rate:,.1f} snippets/s)"
+    )
+    if fin is not None:
+        state = "complete" if fin.complete else f"incomplete: {fin.missing} videos missing (other shards or --limit)"
+        console.print(f"store: {fin.done} done, {fin.failed} failed, {state}")
+    if res.failed:
+        for vid, err in res.failed[:20]:
+            err_console.print(f"  failed {vid}: {err}")
+        raise CheckFailed(f"{len(res.failed)} videos could not be decoded (recorded as failed in {out})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract")(extract_cmd)

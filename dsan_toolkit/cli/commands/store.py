@@ -1,0 +1,118 @@
+"""`dsan store info|check|finalize`: inspect and validate feature stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ...errors import CheckFailed
+from ..errors import console, err_console, user_errors
+
+store_app = typer.Typer(help="Inspect, validate and finalize feature stores.", no_args_is_help=True)
+
+
+@store_app.command("info")
+@user_errors
+def info_cmd(
+    store: Path = typer.Argument(..., help="Feature store (STORE.zarr)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the store metadata as JSON."),
+) -> None:
+    """Summarise a store: dataset, backbone, preprocessing, videos, lengths, status.
+
+    Examples:
+      dsan store info ucf.zarr
+      dsan store info ucf.zarr --json
+    """
+    from ...store import open_store
+
+    s = open_store(store)
+    a = s.attrs
+    if as_json:
+        console.print_json(json.dumps({k: v for k, v in a.items()}))
+        return
+    lengths = list(s.lengths().values())
+    t = Table(title=f"{store}", show_header=False)
+    t.add_column("field")
+    t.add_column("value")
+    bb = a.get("backbone", {})
+    rows = [
+        ("dataset", f"{a.get('dataset')} (manifest {str(a.get('manifest_hash'))[:12]}, {a.get('num_videos')} videos)"),
+        ("producer", str(a.get("producer"))),
+        ("backbone", f"{bb.get('model')} / {bb.get('pretrained') or bb.get('weights_sha256') or 'random'}"),
+        ("random weights", "YES: not for results" if a.get("random_weights") else "no"),
+        ("snippet", f"{a.get('snippet_rule')}, {a.get('snippet_len')} frames"),
+        ("crops", str(a.get("crops"))),
+        ("feature dim / dtype", f"{a.get('feature_dim')} / {a.get('dtype')}"),
+        ("config hash", str(a.get("config_hash"))[:16]),
+        ("complete", str(bool(a.get("complete")))),
+        ("done / failed", f"{len(lengths)} / {len(s.video_ids('failed'))}"),
+    ]
+    if lengths:
+        rows.append(("T min / mean / max", f"{min(lengths)} / {sum(lengths) / len(lengths):.1f} / {max(lengths)}"))
+        rows.append(("rows (all crops)", f"{sum(lengths) * s.num_crops:,}"))
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    if a.get("warning"):
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {a['warning']}")
+
+
+@store_app.command("check")
+@user_errors
+def check_cmd(
+    store: Path = typer.Argument(..., help="Feature store (STORE.zarr)."),
+    manifest: str = typer.Option(None, "--manifest", help="Also require every video of this dataset/manifest file."),
+    values: bool = typer.Option(True, "--values/--no-values", help="Read every array to check finite values."),
+) -> None:
+    """Validate a store: metadata, completeness against the manifest, shapes, finite values.
+
+    Exits 1 when any problem is found (each one is listed).
+
+    Examples:
+      dsan store check ucf.zarr
+      dsan store check ucf_test.zarr --manifest ucf --no-values
+    """
+    from ...datasets.registry import resolve_manifest
+    from ...store import open_store
+    from ...store.check import check_store
+
+    s = open_store(store)
+    m = None
+    if manifest:
+        m = resolve_manifest(manifest)
+    rep = check_store(s, manifest=m, scan_values=values)
+    for w in rep.warnings:
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {w}")
+    summary = f"{store}: {rep.checked} videos checked, {rep.done} done, {rep.failed} failed, {rep.missing} missing"
+    if rep.ok:
+        console.print(f"[green]ok[/green] {summary}")
+        return
+    for p in rep.problems[:50]:
+        err_console.print(f"  - {p}")
+    if len(rep.problems) > 50:
+        err_console.print(f"  ... and {len(rep.problems) - 50} more")
+    raise CheckFailed(f"{summary}; {len(rep.problems)} problems")
+
+
+@store_app.command("finalize")
+@user_errors
+def finalize_cmd(store: Path = typer.Argument(..., help="Feature store (STORE.zarr).")) -> None:
+    """Consolidate a store's index after sharded writers finished (each writer also does it).
+
+    Example:
+      dsan store finalize ucf.zarr
+    """
+    from ...store import finalize_store
+
+    r = finalize_store(store)
+    state = "complete" if r.complete else f"incomplete ({r.missing} videos missing)"
+    console.print(f"{store}: {r.done} done, {r.failed} failed, {state}")
+    if not r.complete:
+        raise CheckFailed(f"{store} is incomplete: {r.missing} videos have no record")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(store_app, name="store")

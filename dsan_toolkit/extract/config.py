@@ -1,0 +1,96 @@
+"""Extraction configuration: what changes the numbers (hashed) vs how the run is done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import register_config
+from ..errors import InputError
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@register_config
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Every choice that shapes the stored features; hashed into the store.
+
+    ``resize``: shorter side before cropping; ``None`` = the model's image size for
+    ``crops="center"`` (CLIP's own geometry) and ``image_size * 256 / 224`` for ten crops (the
+    usual ten-crop convention, so that the corners differ on landscape video).
+    ``precision``: ``auto`` is resolved before hashing (fp16 on CUDA, fp32 elsewhere).
+    """
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    weights: str | None = None  # local checkpoint path; its sha256 is what identifies it
+    snippet: str = "middle"
+    snippet_len: int = 16
+    crops: str = "10"
+    resize: int | None = None
+    interpolation: str = "bicubic"
+    precision: str = "auto"
+    normalize_features: bool = False
+    dtype: str = "float32"
+    chunk_t: int = 256
+    seed: int = 0
+
+    def check(self) -> None:
+        from ..decode.crops import parse_crops
+        from ..decode.snippets import get_snippet_rule
+
+        get_snippet_rule(self.snippet)
+        parse_crops(self.crops)
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.interpolation not in ("bicubic", "bilinear"):
+            raise InputError(f"interpolation must be bicubic or bilinear, not {self.interpolation!r}")
+        if self.snippet_len < 1:
+            raise InputError("snippet_len must be >= 1")
+        if self.dtype not in ("float32", "float16"):
+            raise InputError(f"--dtype must be float32 or float16, not {self.dtype!r}")
+        if self.chunk_t < 1:
+            raise InputError("chunk_t must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How an extraction runs; none of this changes the stored numbers beyond float rounding."""
+
+    device: str = "cpu"
+    batch_size: int = 256  # images (frames x crops) per model call
+    block_frames: int = 64  # decoded frames per work item (bounds memory)
+    workers: int = 1  # decode processes (0: decode in the main process)
+    prefetch: int = 2  # work items queued per decode worker
+    shard: tuple[int, int] = (0, 1)  # (K, N): this process writes videos i with i % N == K
+    progress: bool = True
+    limit: int | None = None  # only the first n pending videos (smoke tests)
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> (K, N)."""
+    if value is None:
+        return None
+    try:
+        k, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise InputError(f"--shard must look like K/N (e.g. 0/4), not {value!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise InputError(f"--shard {value}: need 0 <= K < N")
+    return k, n
+
+
+def distributed_env(environ: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Rank, world size and local rank under torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local = int(env.get("LOCAL_RANK", rank))
+    except ValueError:
+        raise InputError("RANK / WORLD_SIZE / LOCAL_RANK must be integers") from None
+    return {"rank": rank, "world_size": world, "local_rank": local}

@@ -1,0 +1,380 @@
+"""The extraction pipeline: videos -> CLIP features in a store.
+
+Stages, overlapped with bounded queues:
+
+1. **decode** (``workers`` processes, a DataLoader over :func:`iter_video_blocks`): each
+   worker opens its videos with decord and yields blocks of at most ``block_frames`` uint8
+   frames; at most ``prefetch`` blocks wait per worker, whatever the video length;
+2. **preprocess + model** (main process, on ``device``): a block's frames go to the device as
+   uint8 (pinned, non-blocking on CUDA) and are resized/cropped/normalised there
+   (:func:`preprocess_frames`); crops of blocks from several videos are batched into model
+   calls of ``batch_size`` images under autocast (fp16/bf16 on GPU); per-frame features are
+   averaged into rows by the snippet rule;
+3. **write** (a thread): rows go to the :class:`StoreWriter` through a bounded queue; each
+   video is committed atomically when its last row is written.
+
+A video that fails to decode is recorded as failed and the rest go on. Sharding writes
+videos ``i`` (manifest position) with ``i % N == K``; every process finalizes at its end
+(under a lock), so the last one to finish marks the store complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..config import to_dict
+from ..decode.crops import parse_crops
+from ..decode.reader import iter_video_blocks
+from ..decode.snippets import get_snippet_rule
+from ..errors import InputError
+from ..manifest import Manifest
+from ..store import StoreSpec, StoreWriter
+from ..store.writer import FinalizeResult, VideoSink
+from .config import ExtractConfig, RunOptions
+from .preprocess import preprocess_frames
+
+ROW_RULE = "T = N // L rows (snippet t = frames [t*L, (t+1)*L), the last N % L frames dropped); one padded row when 0 < N < L"
+
+
+@dataclass
+class ExtractResult:
+    """What one extraction run did."""
+
+    store: Path
+    assigned: int = 0
+    skipped: int = 0  # already done before this run
+    done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    snippets: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    finalize: FinalizeResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# -- configuration resolution ---------------------------------------------------------------
+def resolve_config(cfg: ExtractConfig, device: torch.device, image_size: int) -> ExtractConfig:
+    """Fill ``auto``/``None`` fields (precision, resize) with what this run will do."""
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError("--precision fp16 needs a CUDA device; use fp32 or bf16 on CPU")
+    resize = cfg.resize
+    if resize is None:
+        resize = image_size if cfg.crops == "center" else int(round(image_size * 256 / 224))
+    if resize < image_size:
+        raise InputError(f"--resize {resize} is smaller than the model's image size {image_size}")
+    return dataclasses.replace(cfg, precision=precision, resize=resize)
+
+
+def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any) -> StoreSpec:
+    """The store identity of an extraction (the weight file is identified by its sha256)."""
+    backbone = info.to_dict()
+    weights_file = backbone.pop("weights_file", None)
+    config = to_dict(cfg)
+    if cfg.weights is not None:
+        config["weights"] = f"sha256:{info.weights_sha256}"
+    preprocessing = {
+        "snippet_rule": cfg.snippet,
+        "snippet_len": cfg.snippet_len,
+        "row_rule": ROW_RULE,
+        "crops": list(parse_crops(cfg.crops)),
+        "crop_order": "0 centre, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right, 5-9 mirrors of 0-4",
+        "resize_short_side": cfg.resize,
+        "crop_size": info.image_size,
+        "interpolation": cfg.interpolation,
+        "antialias": True,
+        "rounding": "resized pixels rounded and clamped to 0..255 (as an 8-bit PIL image)",
+        "normalisation": {"mean": list(info.mean), "std": list(info.std)},
+        "precision": cfg.precision,
+        "normalize_features": cfg.normalize_features,
+    }
+    return StoreSpec(
+        manifest=manifest,
+        crops=parse_crops(cfg.crops),
+        feature_dim=info.embed_dim,
+        backbone=backbone,
+        random_weights=info.random_weights,
+        preprocessing=preprocessing,
+        snippet_rule=cfg.snippet,
+        snippet_len=cfg.snippet_len,
+        config=config,
+        producer="extract",
+        dtype=cfg.dtype,
+        chunk_t=cfg.chunk_t,
+        extra={"weights_file": weights_file} if weights_file else {},
+    )
+
+
+# -- decode stage ----------------------------------------------------------------------------
+class _DecodeJobs(torch.utils.data.IterableDataset):
+    """Videos split over DataLoader workers; each yields its videos' blocks in order."""
+
+    def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int) -> None:
+        self.jobs = jobs
+        self.rule = rule
+        self.snippet_len = snippet_len
+        self.block_frames = block_frames
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:
+            torch.set_num_threads(1)
+        for vid, path in self.jobs[wid::nw]:
+            yield from iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
+                                         block_frames=self.block_frames)
+
+
+def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, device: torch.device) -> Any:
+    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames)
+    workers = max(0, min(opts.workers, len(jobs)))
+    kwargs: dict[str, Any] = {}
+    if workers > 0:
+        kwargs = {"prefetch_factor": max(1, opts.prefetch), "in_order": False, "persistent_workers": False}
+    return torch.utils.data.DataLoader(
+        ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda", **kwargs
+    )
+
+
+# -- write stage -----------------------------------------------------------------------------
+class _AsyncWriter:
+    """A thread applying write messages in order; the queue bounds the rows in flight."""
+
+    def __init__(self, writer: StoreWriter, maxsize: int = 16) -> None:
+        self.writer = writer
+        self.q: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=maxsize)
+        self.error: BaseException | None = None
+        self.sinks: dict[str, VideoSink] = {}
+        self.thread = threading.Thread(target=self._run, name="dsan-store-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(item)
+
+    def _run(self) -> None:
+        while (item := self.q.get()) is not None:
+            if self.error is not None:
+                continue
+            try:
+                self._apply(item)
+            except BaseException as exc:  # re-raised in the main thread
+                self.error = exc
+
+    def _apply(self, item: tuple[Any, ...]) -> None:
+        kind, vid = item[0], item[1]
+        if kind == "begin":
+            _, _, T, n, fps, padded = item
+            self.sinks[vid] = self.writer.begin_video(vid, T, num_frames=n, fps=fps, padded=padded)
+        elif kind == "rows":
+            self.sinks[vid].write_rows(item[2], item[3])
+        elif kind == "end":
+            self.sinks.pop(vid).commit()
+        elif kind == "fail":
+            sink = self.sinks.pop(vid, None)
+            if sink is not None:
+                sink.abort()
+            self.writer.fail_video(vid, item[2], num_frames=item[3], fps=item[4])
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        for sink in self.sinks.values():
+            sink.abort()
+        if self.error is not None:
+            raise self.error
+
+
+# -- model stage -----------------------------------------------------------------------------
+@dataclass
+class _Pending:
+    vid: str
+    t0: int
+    rows: int
+    k: int
+    frames: torch.Tensor  # (rows * k, H, W, 3) uint8, already on the device
+
+
+class _Encoder:
+    """Batches crops of blocks from several videos into model calls of ``batch_size`` images.
+
+    Frames wait on the device as uint8; at a flush every block is preprocessed straight into
+    one reused batch buffer (no concatenation copies), then the image tower runs on slices.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions, device: torch.device,
+                 info: Any) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.device = device
+        self.batch_size = max(1, opts.batch_size)
+        self.crops = parse_crops(cfg.crops)
+        self.info = info
+        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.precision)
+        self._buf: torch.Tensor | None = None
+
+    def to_device(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames.to(self.device, non_blocking=True)
+
+    def _buffer(self, n_frames: int) -> torch.Tensor:
+        C, S = len(self.crops), self.info.image_size
+        if self._buf is None or self._buf.shape[0] < n_frames:
+            self._buf = torch.empty((n_frames, C, 3, S, S), device=self.device)
+        return self._buf[:n_frames]
+
+    def _model(self, x: torch.Tensor) -> torch.Tensor:
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                return self.model.encode_image(x).float()
+        return self.model.encode_image(x).float()
+
+    @torch.inference_mode()
+    def encode(self, pending: list[_Pending]) -> list[np.ndarray]:
+        """Rows (C, rows, D) float32 for each pending block."""
+        C, S = len(self.crops), self.info.image_size
+        total = sum(p.frames.shape[0] for p in pending)
+        buf = self._buffer(total)
+        pos = 0
+        for p in pending:
+            n = p.frames.shape[0]
+            preprocess_frames(p.frames, self.crops, resize=int(self.cfg.resize or S), size=S,
+                              mean=self.info.mean, std=self.info.std, interpolation=self.cfg.interpolation,
+                              out=buf[pos : pos + n])
+            pos += n
+        flat = buf.view(total * C, 3, S, S)
+        feats = torch.cat([self._model(flat[s : s + self.batch_size]) for s in range(0, flat.shape[0], self.batch_size)])
+        if self.cfg.normalize_features:
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+        feats = feats.cpu()
+        result = []
+        pos = 0
+        for p in pending:
+            n = p.rows * p.k * C
+            f = feats[pos : pos + n].reshape(p.rows, p.k, C, -1).mean(dim=1)  # (rows, C, D)
+            result.append(f.permute(1, 0, 2).contiguous().numpy())
+            pos += n
+        return result
+
+
+# -- the driver ------------------------------------------------------------------------------
+def shard_ids(manifest: Manifest, shard: tuple[int, int]) -> list[str]:
+    k, n = shard
+    return [v.id for i, v in enumerate(manifest.videos) if i % n == k]
+
+
+def extract_features(
+    manifest: Manifest,
+    root: str | Path,
+    out: str | Path,
+    cfg: ExtractConfig,
+    opts: RunOptions = RunOptions(),
+    *,
+    overwrite: bool = False,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> ExtractResult:
+    """Extract features of ``manifest``'s videos (files under ``root``) into the store ``out``.
+
+    Resumes: videos already done in ``out`` are skipped. ``on_event(kind, data)`` receives
+    ``("plan", {"videos", "skipped"})``, ``("video", {"id", "status", "T", "error"})`` and
+    ``("rows", {"rows"})`` for progress display.
+    """
+    from ..clip import create_clip
+
+    cfg.check()
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"video root {root} is not a folder")
+    device = torch.device(opts.device)
+    t_start = time.perf_counter()
+    bundle = create_clip(cfg.model, cfg.pretrained, weights=cfg.weights, device=device, seed=cfg.seed)
+    cfg = resolve_config(cfg, device, bundle.info.image_size)
+    spec = build_spec(cfg, manifest, bundle.info)
+    result = ExtractResult(store=Path(out))
+    emit = on_event or (lambda kind, data: None)
+    rank = opts.shard[0]
+    with StoreWriter(out, spec, rank=rank, overwrite=overwrite) as writer:
+        mine = shard_ids(manifest, opts.shard)
+        pending = writer.pending_ids(mine)
+        if opts.limit is not None:
+            pending = pending[: opts.limit]
+        result.assigned = len(mine)
+        result.skipped = len(mine) - len(writer.pending_ids(mine))
+        emit("plan", {"videos": len(pending), "skipped": result.skipped})
+        if pending:
+            jobs = [(vid, str(root / manifest.video(vid).path)) for vid in pending]
+            _run(jobs, bundle.model, cfg, opts, device, bundle.info, writer, result, emit)
+        result.finalize = writer.finalize()
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions,
+         device: torch.device, info: Any, writer: StoreWriter, result: ExtractResult,
+         emit: Callable[[str, dict[str, Any]], None]) -> None:
+    encoder = _Encoder(model, cfg, opts, device, info)
+    C = len(encoder.crops)
+    loader_iter = iter(_loader(jobs, cfg, opts, device))  # workers fork before the writer thread starts
+    sink = _AsyncWriter(writer)
+    pending: list[_Pending] = []
+    events: list[tuple[Any, ...]] = []  # writer messages waiting for the pending rows before them
+    lengths: dict[str, int] = {}
+    failed_ids: set[str] = set()
+
+    def flush() -> None:
+        nonlocal pending, events
+        rows = encoder.encode(pending) if pending else []
+        it = iter(rows)
+        for ev in events:
+            if ev[0] == "rows":
+                block = next(it)
+                if ev[1] not in failed_ids:
+                    sink.put(("rows", ev[1], ev[2], block))
+                result.snippets += block.shape[1]
+                emit("rows", {"rows": block.shape[1], "crops": C})
+            else:
+                sink.put(ev)
+        pending, events = [], []
+
+    images_waiting = 0
+    try:
+        for msg in loader_iter:
+            kind, vid = msg["kind"], msg["id"]
+            if kind == "start":
+                lengths[vid] = msg["T"]
+                events.append(("begin", vid, msg["T"], msg["num_frames"], msg["fps"], msg["padded"]))
+            elif kind == "rows":
+                frames = encoder.to_device(msg["frames"])
+                result.frames += int(frames.shape[0])
+                pending.append(_Pending(vid, msg["t0"], msg["rows"], msg["k"], frames))
+                events.append(("rows", vid, msg["t0"]))
+                images_waiting += frames.shape[0] * C
+                if images_waiting >= encoder.batch_size:
+                    flush()
+                    images_waiting = 0
+            elif kind == "end":
+                events.append(("end", vid))
+                result.done += 1
+                emit("video", {"id": vid, "status": "done", "T": lengths.get(vid), "error": None})
+            elif kind == "fail":
+                failed_ids.add(vid)
+                events.append(("fail", vid, msg["error"], msg.get("num_frames"), msg.get("fps")))
+                result.failed.append((vid, msg["error"]))
+                emit("video", {"id": vid, "status": "failed", "T": 0, "error": msg["error"]})
+        flush()
+    finally:
+        sink.close()
