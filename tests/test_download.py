@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -138,6 +139,7 @@ class Server:
     truncate_first: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before cutting (once)
     ignore_range: bool = False
     html: set[str] = field(default_factory=set)
+    slow: dict[str, float] = field(default_factory=dict)  # path -> seconds slept per 4 KB sent
     log: list[tuple[str, str | None, int]] = field(default_factory=list)  # (path, Range, status)
 
     def requests(self, path: str) -> list[tuple[str | None, int]]:
@@ -158,7 +160,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body[:send] if send is not None else body)
+        data = body[:send] if send is not None else body
+        delay = st.slow.get(self.path)
+        if delay:
+            try:
+                for i in range(0, len(data), 4096):
+                    self.wfile.write(data[i : i + 4096])
+                    self.wfile.flush()
+                    time.sleep(delay)
+            except (BrokenPipeError, ConnectionResetError):  # the client went away
+                return
+        else:
+            self.wfile.write(data)
         if send is not None:
             self.wfile.flush()
             self.close_connection = True
@@ -628,3 +641,38 @@ def test_keep_archives_serves_later_runs_without_network(tmp_path, toy, server):
     report = download_dataset(toy.manifest, toy.parts(server.url), root, config=cfg)
     assert report.ok and report.reused == ["toy-part-1.zip"] and len(server.log) == n
     _assert_all_placed(root, toy)
+
+
+def test_killed_cli_run_resumes_where_it_stopped(tmp_path, toy, server):
+    """A real `dsan download` process interrupted with SIGINT mid-transfer: clean exit, lock
+    released, partial data kept; the next run asks only for the rest."""
+    import signal
+
+    big = _zip({"Toy/n1.mp4": toy.videos["normal/n1.mp4"], "Toy/n2.mp4": toy.videos["normal/n2.mp4"], "Toy/noise.bin": os.urandom(400_000)})
+    server.files["/files/big.zip"] = big
+    server.slow["/files/big.zip"] = 0.01
+    parts_json = tmp_path / "parts.json"
+    sha = hashlib.sha256(big).hexdigest()
+    parts_json.write_text(json.dumps([{"name": "big.zip", "url": f"{server.url}/files/big.zip", "size": len(big), "sha256": sha}]))
+    man = tmp_path / "toy.jsonl"
+    write_manifest(toy.manifest.select(["n1", "n2"]), man)
+    root = tmp_path / "root"
+    cmd = [sys.executable, "-m", "dsan_toolkit.cli.app", "download", "-d", str(man), "--parts", str(parts_json), "--root", str(root)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    part_file = root / ".dsan-download" / "archives" / "big.zip.part"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (part_file.exists() and part_file.stat().st_size > 20_000):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out and "Traceback" not in out
+    assert not (root / ".dsan-download" / "lock").exists()
+    have = part_file.stat().st_size
+    assert 20_000 <= have < len(big)
+
+    server.slow.clear()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert server.requests("/files/big.zip")[-1] == (f"bytes={have}-", 206)
+    assert (root / "normal" / "n2.mp4").read_bytes() == toy.videos["normal/n2.mp4"]

@@ -411,11 +411,12 @@ def _attempt(url: str, part_file: Path, part: ArchivePart, hasher: _Hasher, cfg:
         if part.size is not None and total is not None and total != part.size:
             raise SourceFailed(f"the server's file has {total} bytes, {part.size} expected")
         reporter.start(part.name, total, have)
+        read = getattr(resp, "read1", resp.read)  # what has arrived, up to a chunk: steady progress
         try:
             with open(part_file, mode) as fh:
                 while True:
                     try:
-                        data = resp.read(cfg.chunk_size)
+                        data = read(cfg.chunk_size)
                     except (http.client.HTTPException, OSError) as exc:  # resets, timeouts, TLS errors
                         raise _Retry(f"transfer interrupted after {hasher.nbytes} bytes ({type(exc).__name__})") from None
                     if not data:
