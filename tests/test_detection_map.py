@@ -113,7 +113,7 @@ def loop_map(probs, gts, n_classes, *, semantics="numpy2", evaluated=None, iou_l
     return maps
 
 
-def random_case(codes, n_videos, seed, *, multi_label):
+def random_case(codes, n_videos, seed, *, multi_label, craft=True):
     """Random predictions with some signal, ground truth with (for XD) overlapping segments."""
     rng = np.random.default_rng(seed)
     c = len(codes)
@@ -135,9 +135,23 @@ def random_case(codes, n_videos, seed, *, multi_label):
                 logits[s // 16 : min(t, e // 16 + 1), lab] += 2.0
             videos.append(video(f"v{n}", sorted({codes[k] for k in labels}), segs))
         e = np.exp(logits - logits.max(1, keepdims=True))
-        probs[f"v{n}"] = (e / e.sum(1, keepdims=True)).astype(np.float32)
+        p = (e / e.sum(1, keepdims=True)).astype(np.float32)
+        if craft:
+            _put_value_at_threshold(p)
+        probs[f"v{n}"] = p
         lengths[f"v{n}"] = t
     return videos, probs
+
+
+def _put_value_at_threshold(p: np.ndarray) -> None:
+    """Set one middle value of each column to float32(threshold): whether it counts as above
+    the threshold depends on numpy's promotion rules (numpy 1: no; numpy 2: iff it rounded up)."""
+    for c in range(p.shape[1]):
+        col = p[:, c]
+        thr = col.max() - (col.max() - col.min()) * np.float64(0.6)
+        j = int(np.argsort(col)[col.size // 2])
+        if col.min() < col[j] < col.max():
+            col[j] = np.float32(thr)
 
 
 def gts_for(manifest: Manifest, probs, mode: str):
@@ -169,6 +183,16 @@ def test_equals_loop_reference(name, codes, multi, mode, semantics):
         assert list(res.map) == ref  # bit-identical, not approximately equal
         assert res.mean == sum(ref) / 5
         assert any(v > 0 for v in ref)  # the case is not degenerate
+
+
+def test_float_semantics_matter_near_the_threshold():
+    """The crafted values make numpy-1 and numpy-2 promotion give different numbers (both
+    checked against the official code under numpy 1.26.4 and 2.4 while developing)."""
+    videos, probs = random_case(UCF_CODES, 40, 1, multi_label=False)
+    m = make_manifest("ucf", UCF_CODES, videos)
+    one = detection_map(m, probs, config=DetectionMapConfig(float_semantics="numpy1"))
+    two = detection_map(m, probs, config=DetectionMapConfig(float_semantics="numpy2"))
+    assert one.map != two.map
 
 
 def test_float64_input_equals_loop_reference():
