@@ -75,14 +75,17 @@ def _summary(report: DownloadReport) -> None:
         )
         for name, digest in report.checksums.items():
             if digest:
-                console.print(f"  sha256 {digest}  {escape(name)}", highlight=False)
+                console.print(f"  sha256 {digest}  {escape(name)}", highlight=False, soft_wrap=True)
     have = report.total_videos - len(report.missing)
     colour = "green" if not report.missing else "yellow"
-    console.print(f"[{colour}]{have} of {report.total_videos} videos[/{colour}] of {report.dataset} in {escape(str(report.root))}")
+    console.print(
+        f"[{colour}]{have} of {report.total_videos} videos[/{colour}] of {report.dataset} in {escape(str(report.root))}",
+        soft_wrap=True,
+    )
     if report.missing:
         shown = report.missing[:5]
         more = f" ... and {len(report.missing) - 5} more" if len(report.missing) > 5 else ""
-        console.print("missing: " + escape(", ".join(shown)) + more)
+        console.print("missing: " + escape(", ".join(shown)) + more, soft_wrap=True)
 
 
 @user_errors
