@@ -1,0 +1,189 @@
+"""Feature store: writer/reader round trip, resume semantics, refusal, check, synthetic stores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from dsan_toolkit.errors import InputError
+from dsan_toolkit.manifest import DatasetInfo, Manifest, VideoRecord
+from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.store import StoreSpec, StoreWriter, finalize_store, open_store
+from dsan_toolkit.store.check import check_store
+from dsan_toolkit.store.synthetic import SynthFeaturesConfig, synthetic_manifest, write_synthetic_feature_store
+
+
+def _manifest(n: int = 4) -> Manifest:
+    base = load_builtin_manifest("ucf").info
+    info = DatasetInfo(name="t", classes=base.classes, fps=30.0)
+    vids = tuple(VideoRecord(id=f"vid #{i}=x", path=f"a/{i}.mp4", split="train" if i % 2 else "test",
+                             labels=("Normal",), num_frames=16 * (i + 2)) for i in range(n))
+    return Manifest(info, vids)
+
+
+def _spec(m: Manifest, **kw) -> StoreSpec:
+    args = dict(manifest=m, crops=(0, 5), feature_dim=8, backbone={"model": "x"}, random_weights=False,
+                preprocessing={"p": 1}, snippet_rule="middle", config={"c": 1}, producer="test", chunk_t=3)
+    args.update(kw)
+    return StoreSpec(**args)
+
+
+def _feats(i: int, T: int) -> np.ndarray:
+    return np.random.default_rng(i).standard_normal((2, T, 8)).astype(np.float32)
+
+
+def test_round_trip_blocks_and_api(tmp_path):
+    m = _manifest()
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, _spec(m)) as w:
+        for i, v in enumerate(m.videos[:3]):
+            T = i + 2
+            sink = w.begin_video(v.id, T, num_frames=v.num_frames, fps=30.0)
+            f = _feats(i, T)
+            for t0 in range(0, T, 2):  # blocks smaller than a chunk, across chunk borders
+                sink.write_rows(t0, f[:, t0 : t0 + 2])
+            sink.commit()
+        w.fail_video(m.videos[3].id, "unreadable: broken file", num_frames=0)
+        res = w.finalize()
+    assert res.complete and res.done == 3 and res.failed == 1
+    s = open_store(path)
+    assert s.attrs["complete"] and s.crop_ids == [0, 5] and s.num_crops == 2 and s.feature_dim == 8
+    assert s.video_ids() == [v.id for v in m.videos[:3]]
+    assert s.video_ids("failed") == [m.videos[3].id]
+    assert s.lengths() == {m.videos[i].id: i + 2 for i in range(3)}
+    assert s.video_info(m.videos[3].id)["error"] == "unreadable: broken file"
+    np.testing.assert_array_equal(s.read(m.videos[1].id), _feats(1, 3))
+    np.testing.assert_array_equal(s.read(m.videos[1].id, 5), _feats(1, 3)[1])
+    np.testing.assert_array_equal(s.read(m.videos[1].id, [5, 0]), _feats(1, 3)[::-1])
+    assert s.read_tensor(m.videos[0].id, 0).shape == (2, 8)
+    feats, offs = s.load_all(crop=5)
+    assert offs.tolist() == [0, 2, 5, 9]
+    np.testing.assert_array_equal(feats[2:5], _feats(1, 3)[1])
+    assert s.manifest.content_hash() == m.content_hash()
+    with pytest.raises(InputError, match="crop 3"):
+        s.read(m.videos[0].id, 3)
+    with pytest.raises(InputError, match="failed"):
+        s.read(m.videos[3].id)
+
+
+def test_resume_skips_done_and_refuses_other_config(tmp_path):
+    m = _manifest()
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, _spec(m)) as w:
+        w.write_video(m.videos[0].id, _feats(0, 2))
+        # a half-written video (as left by SIGKILL) is only staging debris
+        sink = w.begin_video(m.videos[1].id, 3, num_frames=None, fps=None)
+        sink.write_rows(0, _feats(1, 3)[:, :1])
+        assert not w.finalize().complete
+    assert open_store(path).video_ids() == [m.videos[0].id]
+    with StoreWriter(path, _spec(m)) as w:
+        assert w.pending_ids() == [v.id for v in m.videos[1:]]
+        assert not (path / ".staging" / "r0").exists() or not any((path / ".staging" / "r0").iterdir())
+    with pytest.raises(InputError, match="different configuration"):
+        StoreWriter(path, _spec(m, snippet_rule="mean")).open()
+    with pytest.raises(InputError, match="different configuration"):
+        StoreWriter(path, _spec(m.select([v.id for v in m.videos[:2]]))).open()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("x")
+    with pytest.raises(InputError, match="not a dsan feature store"):
+        StoreWriter(tmp_path / "other", _spec(m), overwrite=True).open()
+
+
+def test_open_store_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        open_store(tmp_path / "nope.zarr")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a Zarr store"):
+        open_store(tmp_path / "empty")
+    import zarr
+
+    zarr.create_group(str(tmp_path / "plain.zarr"))
+    with pytest.raises(InputError, match="not a dsan feature store"):
+        open_store(tmp_path / "plain.zarr")
+    m = _manifest(1)
+    with StoreWriter(tmp_path / "s.zarr", _spec(m)) as w:
+        w.write_video(m.videos[0].id, _feats(0, 2))
+    meta = tmp_path / "s.zarr" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"]["schema_version"] = 99
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="schema version 99"):
+        open_store(tmp_path / "s.zarr")
+
+
+def test_content_hash_detects_swapped_arrays_and_check_finds_problems(tmp_path):
+    m = _manifest(3)
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, _spec(m)) as w:
+        for i, v in enumerate(m.videos):
+            w.write_video(v.id, _feats(i, 3), num_frames=v.num_frames)
+        w.finalize()
+    s = open_store(path)
+    h0 = s.content_hash()
+    assert check_store(s).ok
+    # swap the data of two same-shaped videos: same index, different content
+    a, b = path / "videos" / "v000000" / "c", path / "videos" / "v000001" / "c"
+    shutil.move(a, tmp_path / "tmp_c")
+    shutil.move(b, a)
+    shutil.move(tmp_path / "tmp_c", b)
+    assert open_store(path).content_hash() != h0
+    # NaNs and a missing video are reported
+    import zarr
+
+    arr = zarr.open_array(str(path / "videos" / "v000002"), mode="r+")
+    arr[0, 1, 3] = np.nan
+    shutil.rmtree(path / "videos" / "v000000")
+    finalize_store(path)
+    rep = check_store(open_store(path))
+    assert not rep.ok
+    text = "\n".join(rep.problems)
+    assert "1 non-finite values" in text and "no record" in text and "not finalized" in text
+
+
+def test_synthetic_feature_store_statistics(tmp_path):
+    cfg = SynthFeaturesConfig(num_train=6, num_test=6, crops=2, feature_dim=64, median_t=40, max_t=120, seed=3)
+    path = write_synthetic_feature_store(tmp_path / "syn.zarr", cfg)
+    s = open_store(path)
+    m, hidden = synthetic_manifest(cfg)
+    assert s.complete and s.manifest.content_hash() == m.content_hash()
+    assert len(s.video_ids()) == 12 and s.num_crops == 2
+    test_anom = [v for v in s.manifest.videos if v.split == "test" and v.segments]
+    assert len(test_anom) == 3
+    for v in s.manifest.videos:
+        f = s.read(v.id)
+        assert f.shape[1] == v.num_frames // 16
+        norms = np.linalg.norm(f, axis=-1)
+        assert np.all(np.abs(norms - 1.0) < 0.2)
+    # anomalous snippets lean towards their class direction: more similar to each other
+    v = test_anom[0]
+    f = s.read(v.id, 0)
+    inside = np.zeros(f.shape[0], bool)
+    for seg in v.segments:
+        inside[seg.start // 16 : seg.end // 16] = True
+    mean_in, mean_out = f[inside].mean(0), f[~inside].mean(0)
+    assert np.linalg.norm(mean_in - mean_out) > 0.3
+    # deterministic and resumable: the same config reproduces the same content
+    again = write_synthetic_feature_store(tmp_path / "syn2.zarr", cfg)
+    assert open_store(again).content_hash() == s.content_hash()
+
+
+def test_store_cli_info_check_finalize(cli, tmp_path):
+    cfg = SynthFeaturesConfig(num_train=2, num_test=2, crops=1, feature_dim=16, median_t=10, max_t=30)
+    path = write_synthetic_feature_store(tmp_path / "c.zarr", cfg)
+    def run(*args):
+        code, out = cli(*args)
+        return code, " ".join(out.split())  # rich wraps long lines
+
+    code, out = run("store", "info", path)
+    assert code == 0 and "synth" in out and "complete" in out
+    code, out = run("store", "check", path)
+    assert code == 0 and "4 videos checked" in out
+    code, out = run("store", "check", path, "--manifest", "ucf", "--no-values")
+    assert code == 1 and "not in the store's manifest" in out
+    code, out = run("store", "finalize", path)
+    assert code == 0 and "complete" in out
+    code, out = run("store", "info", tmp_path / "missing.zarr")
+    assert code == 2 and "not found" in out and "Traceback" not in out
