@@ -11,8 +11,8 @@
 Every video shows a textured background that pans slowly, with a few dim blobs drifting
 over it (normal motion). An anomalous video overlays, during one or two intervals covering
 roughly 20-50% of its frames, a large, saturated, class-specific event drawn by a renderer
-from :data:`EVENTS` (``fire``: a pulsing red/orange disc; ``fight``: two bright squares
-clashing fast; ``crash``: a bright streak sweeping across). The events are meant to be
+from :data:`EVENTS` (``fire``: a pulsing red/orange disc; ``fight``: two bright yellow/cyan
+squares clashing fast; ``crash``: a bright streak sweeping across). The events are meant to be
 learnable from pixels even by a random-init CLIP on 224x224 resized frames.
 
 Pixels depend only on the config (one ``numpy.random.Generator`` per video, seeded from
@@ -111,19 +111,19 @@ def _render_fire(frames: np.ndarray, t: np.ndarray, rng: np.random.Generator) ->
     frames += m * color
 
 
-@register_event("fight", "Fight", "fighting", "two bright green/magenta squares clashing fast")
+@register_event("fight", "Fight", "fighting", "two bright yellow/cyan squares clashing fast")
 def _render_fight(frames: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> None:
     _, h, w, _ = frames.shape
     yy, xx = _grid(h, w)
-    side = 0.34 * h
+    side = 0.45 * h
     cy = h * rng.uniform(0.4, 0.6)
     period = float(rng.uniform(5.0, 8.0))
-    # the squares swing between the edges and a collision at the centre
+    # the squares swing between the sides and a collision at the centre
     swing = 0.5 * (1.0 + np.cos(2 * np.pi * t / period))  # 1 apart, 0 colliding
-    offset = (side * 0.5 + swing * 0.28 * w)[:, None, None]
+    offset = (side * 0.5 + swing * 0.22 * w)[:, None, None]
     jitter = (0.08 * h * np.sin(2 * np.pi * t / 2.0))[:, None, None]
     cx = 0.5 * w
-    for sign, color in ((-1.0, np.array([0.1, 1.0, 0.2], np.float32)), (1.0, np.array([1.0, 0.1, 1.0], np.float32))):
+    for sign, color in ((-1.0, np.array([1.0, 1.0, 0.1], np.float32)), (1.0, np.array([0.1, 1.0, 1.0], np.float32))):
         x0 = cx + sign * offset
         y0 = cy + sign * jitter
         mask = ((np.abs(xx - x0) < side / 2) & (np.abs(yy - y0) < side / 2)).astype(np.float32)
@@ -290,17 +290,21 @@ def plan_dataset(cfg: SynthConfig) -> list[PlannedVideo]:
 
 
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A smooth, muted, tileable colour texture (2h x 2w x 3, float32 in [0,1])."""
+    """A smooth, muted, tileable texture (2h x 2w x 3, float32 in [0,1]).
+
+    Greyish with a slight tint: videos differ by texture and motion, not by a global colour
+    cast, so that the saturated events stand out even in random-init CLIP features.
+    """
     th, tw = 2 * h, 2 * w
     out = np.zeros((th, tw, 3), np.float32)
-    # a sum of low-frequency tileable sinusoids per channel
+    # a sum of low-frequency tileable sinusoids
     yy = np.arange(th, dtype=np.float32)[:, None] / th
     xx = np.arange(tw, dtype=np.float32)[None, :] / tw
-    base = rng.uniform(0.3, 0.55, size=3).astype(np.float32)
+    base = (0.42 + rng.uniform(-0.06, 0.06) + rng.uniform(-0.03, 0.03, size=3)).astype(np.float32)
     for _ in range(6):
         ky, kx = rng.integers(1, 7, size=2)
         phase = rng.uniform(0, 2 * np.pi)
-        amp = rng.uniform(0.02, 0.07, size=3).astype(np.float32)
+        amp = (rng.uniform(0.02, 0.07) * (1.0 + rng.uniform(-0.2, 0.2, size=3))).astype(np.float32)
         wave = np.sin(2 * np.pi * (ky * yy + kx * xx) + phase)
         out += wave[..., None] * amp
     noise = rng.normal(0.0, 0.02, size=(th, tw, 1)).astype(np.float32)
