@@ -61,6 +61,65 @@ def validate_cmd(file: Path = typer.Argument(..., help="Manifest file (.jsonl)."
     console.print(f"[green]ok[/green] {file}: dataset {m.name!r}, {len(m)} videos; {summary}")
 
 
+@manifest_app.command("create")
+@user_errors
+def create_cmd(
+    videos: Path = typer.Option(..., "--videos", help="Folder of your videos (the dataset root)."),
+    labels: Path = typer.Option(..., "--labels", help="CSV: path,split,labels[,segments][,id] (see docs/datasets.md)."),
+    classes: Path = typer.Option(None, "--classes", help="CSV: code,name,prompt,normal (default: from the labels)."),
+    name: str = typer.Option(None, "--name", help="Dataset name (default: the videos folder's name)."),
+    normal: str = typer.Option("Normal", "--normal", help="Code of the normal class when there is no --classes."),
+    snippet_len: int = typer.Option(16, "--snippet-len", help="Frames per snippet (feature row)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Manifest file to write (default: NAME.jsonl here)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Videos probed in parallel."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing manifest file."),
+) -> None:
+    """Build a manifest for your own videos from a labels CSV (probing every video).
+
+    labels.csv: a header, then one row per video, e.g.
+      path,split,labels,segments
+      clips/a.mp4,train,Normal,
+      clips/b.mp4,test,Fire|Smoke,120-240:Fire;300-360:Smoke
+    Labels are '|'-joined class codes (empty: normal); segments are [start, end) frames.
+    Every bad row is reported as file:line: reason; nothing is written then.
+
+    Examples:
+      dsan manifest create --videos /data/cams --labels labels.csv --name cams
+      dsan manifest create --videos vids --labels l.csv --classes classes.csv -o my.jsonl
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ...datasets.custom import create_manifest, parse_labels_csv, unlisted_videos
+    from ...errors import InputError
+    from ...manifest import write_manifest
+
+    if not videos.is_dir():
+        raise InputError(f"--videos {videos} is not a folder")
+    n_rows = len(parse_labels_csv(labels)[0])
+    target = out if out is not None else Path(f"{name or videos.resolve().name}.jsonl")
+    if target.exists() and not force:
+        raise InputError(f"{target} exists; pass --force to overwrite it or choose another --out")
+    with Progress(
+        TextColumn("[bold]probe[/bold]"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("probe", total=n_rows)
+        manifest = create_manifest(
+            videos, labels, classes_csv=classes, name=name, normal=normal, snippet_len=snippet_len,
+            workers=workers, progress=lambda _id: bar.advance(task),
+        )
+    write_manifest(manifest, target)
+    counts = manifest.counts()
+    summary = ", ".join(f"{s}: {c['videos']} videos ({c['anomalous']} anomalous)" for s, c in counts.items())
+    console.print(
+        f"[green]wrote[/green] {target}: dataset {manifest.name!r}, {len(manifest)} videos; {summary}; "
+        f"classes {', '.join(manifest.class_codes)}; nominal fps {manifest.info.fps:g}"
+    )
+    extra = unlisted_videos(videos, manifest)
+    if extra:
+        console.print(f"[yellow]note:[/yellow] {len(extra)} video file(s) in {videos} are not in {labels}, e.g. {extra[0]}")
+    console.print(f"next: dsan verify --dataset {target} --root {videos}")
+
+
 @manifest_app.command("show")
 @user_errors
 def show_cmd(
