@@ -49,7 +49,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..config import register_config
+from ..config import config_hash, register_config
 from ..errors import InputError
 from ..manifest import Manifest
 from .gt import SegmentTable, check_lengths, segment_table, video_is_anomalous
@@ -102,10 +102,13 @@ class DetectionMapResult:
     normal_class: str  # the resolved mode
     classes_without_proposals: tuple[str, ...]
 
+    config_hash: str = ""
+
     def to_dict(self) -> dict[str, float | str]:
         out: dict[str, float | str] = {f"map@{t:g}": m for t, m in zip(self.iou_thresholds, self.map)}
         out["map_mean"] = self.mean
         out["map_normal_class"] = self.normal_class
+        out["map_config_hash"] = self.config_hash
         return out
 
 
@@ -377,6 +380,7 @@ def detection_map_arrays(
         class_codes=tuple(class_codes),
         normal_class=normal_mode,
         classes_without_proposals=tuple(class_codes[c] for c in np.flatnonzero(empty)),
+        config_hash=config_hash(config),
     )
 
 

@@ -100,8 +100,9 @@ def evaluate_predictions(
     manifest (``split=None``: all videos); each must have predictions. Keys: ``videos``,
     ``anomalous_videos``, ``frames``, ``auc``, ``ap``, ``auc_anomalous`` (AUC on anomalous
     videos only), the same with an ``align_`` prefix for the alignment score, and, with class
-    probabilities, ``map@0.1`` ... ``map@0.5``, ``map_mean`` and ``map_normal_class`` (the
-    resolved normal-class protocol). A metric that is undefined (one class only) is ``None``.
+    probabilities, ``map@0.1`` ... ``map@0.5``, ``map_mean``, ``map_normal_class`` (the
+    resolved normal-class protocol) and ``map_config_hash`` (of the ``detection`` config).
+    A metric that is undefined (one class only) is ``None``.
     """
     if video_ids is not None:
         videos = [manifest.video(i) for i in video_ids]
