@@ -35,7 +35,9 @@ from .layers import (
 class EncoderOptions:
     """Where the encoder may deviate from the official code (defaults = official behaviour)."""
 
-    mask_padding_attention: bool = False  # official: padded positions take part in attention
+    # official: padded positions take part in attention and feed the graph convolutions;
+    # True masks them as attention keys and zeroes them before the graph convolutions
+    mask_padding_attention: bool = False
     sim_threshold: float = 0.7  # official hard threshold of the similarity graph
     sim_cut: str = "zero"  # official: cut pairs become 0 (weigh e^0); "exclude" removes them
     mask_distance_graph: bool = False  # official: the distance graph spans all positions
@@ -74,6 +76,8 @@ class TemporalGraphEncoder(nn.Module):
         if self.options.mask_padding_attention and lengths is not None:
             pad = ~length_mask(lengths, n)
         x = self.temporal(x, pad)
+        if pad is not None:
+            x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         adj = similarity_adjacency(x, lengths, self.options.sim_threshold, self.options.sim_cut)
         dis = self.disAdj(b, n, x.device)
         if self.options.mask_distance_graph and lengths is not None:

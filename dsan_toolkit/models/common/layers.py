@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
@@ -144,7 +143,7 @@ class DistanceAdj(nn.Module):
         device = device if device is not None else self.sigma.device
         pos = torch.arange(length, device=device, dtype=torch.float32)
         dist = (pos.unsqueeze(0) - pos.unsqueeze(1)).abs()
-        adj = torch.exp(-dist / math.e)
+        adj = torch.exp(-dist / torch.exp(torch.ones((), device=device)))  # float32 e, as the official
         return adj.unsqueeze(0).expand(batch_size, -1, -1)
 
 
