@@ -136,13 +136,14 @@ def _render_crash(frames: np.ndarray, t: np.ndarray, rng: np.random.Generator) -
     yy, xx = _grid(h, w)
     slope = float(rng.uniform(-0.6, 0.6))
     sweep = float(rng.uniform(8.0, 12.0))  # frames per crossing
-    thick = 0.3 * w
-    # the streak's leading edge sweeps across, restarting each sweep; it never leaves the frame
-    lead = (0.6 * thick + ((t % sweep) / sweep) * (w - 0.2 * thick))[:, None, None]
+    thick = 0.34 * w
+    # the streak's leading edge sweeps across, restarting each sweep; its opaque head
+    # (the leading half) never leaves the frame, its tail fades out
+    lead = (0.55 * thick + ((t % sweep) / sweep) * (w - 0.55 * thick))[:, None, None]
     pos = xx + slope * (yy - h / 2)
-    inside = (pos <= lead) & (pos >= lead - thick)
-    fade = np.clip(1.0 - (lead - pos) / thick, 0.0, 1.0) * inside
-    mask = np.clip(0.35 + 0.65 * fade, 0.0, 1.0) * inside
+    behind = (lead - pos) / thick  # 0 at the head, 1 at the end of the tail
+    inside = (behind >= 0) & (behind <= 1)
+    mask = np.where(behind < 0.5, 1.0, 1.0 - 1.2 * (behind - 0.5)) * inside
     _paint(frames, mask.astype(np.float32), np.array([0.75, 1.0, 1.0], np.float32))
 
 
