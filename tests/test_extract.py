@@ -1,0 +1,205 @@
+"""Extraction on real H.264 videos (decord) with the tiny random-init CLIP: geometry, row
+rule, failures, SIGKILL-resume and a two-process torchrun run into one store."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dsan_toolkit.clip import TINY_MODEL
+from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset, write_video
+from dsan_toolkit.decode.crops import crop_box, resized_size
+from dsan_toolkit.decode.snippets import row_count, snippet_frame_indices
+from dsan_toolkit.extract import ExtractConfig, RunOptions, extract_features
+from dsan_toolkit.extract.preprocess import preprocess_frames
+from dsan_toolkit.manifest import Manifest, VideoRecord, write_manifest
+from dsan_toolkit.store import open_store
+from dsan_toolkit.store.check import check_store
+
+TINY = dict(model=TINY_MODEL, pretrained=None)
+SMALL = SynthConfig(train_normal=3, train_anomalous=3, test_normal=2, test_anomalous=2, min_frames=40, max_frames=90,
+                    width=96, height=64)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> tuple[Path, Manifest]:
+    """Synthetic videos plus a short (10 frames) and a broken video, with their manifest."""
+    root = tmp_path_factory.mktemp("videos")
+    m = make_synthetic_dataset(root, SMALL)
+    rng = np.random.default_rng(0)
+    write_video(root / "videos" / "short.mp4", rng.integers(0, 255, (10, 64, 96, 3), dtype=np.uint8), 16.0)
+    (root / "videos" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(rng.integers(0, 255, 3000, dtype=np.uint8)))
+    extra = (VideoRecord(id="short", path="videos/short.mp4", split="train", labels=("Normal",)),
+             VideoRecord(id="broken", path="videos/broken.mp4", split="train", labels=("Normal",)))
+    m = Manifest(m.info, m.videos + extra)
+    write_manifest(m, root / "all.jsonl")
+    return root, m
+
+
+def test_row_rule_and_snippet_indices():
+    assert row_count(0) == (0, False) and row_count(10) == (1, True) and row_count(16) == (1, False)
+    assert row_count(47) == (2, False) and row_count(48) == (3, False)
+    np.testing.assert_array_equal(snippet_frame_indices("first", 40)[:, 0], [0, 16])
+    np.testing.assert_array_equal(snippet_frame_indices("middle", 40)[:, 0], [8, 24])
+    mean = snippet_frame_indices("mean", 40)
+    assert mean.shape == (2, 16) and mean[1, -1] == 31
+    np.testing.assert_array_equal(snippet_frame_indices("middle", 5), [[4]])  # padded: clamped
+
+
+def test_centre_crop_matches_clip_preprocessing_and_mirrors():
+    import open_clip
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    frame = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
+    frame[60:180, 100:220] = 250  # structure so that crops differ
+    tf = open_clip.image_transform(224, is_train=False)  # CLIP's own: Resize(224, bicubic) + CenterCrop + Normalize
+    ref = tf(Image.fromarray(frame))
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    ours = preprocess_frames(torch.from_numpy(frame)[None], list(range(10)), resize=224, size=224,
+                             mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD)
+    assert ours.shape == (1, 10, 3, 224, 224)
+    diff = (ours[0, 0] - ref).abs()
+    # PIL and torch bicubic differ by interpolation rounding (one 8-bit level = 0.015 here); a
+    # geometry error (shift, wrong size, wrong crop) gives differences of ~0.5 on this noise
+    assert diff.mean() < 0.01 and torch.quantile(diff.flatten()[::7], 0.99) < 0.05
+    for i in range(5):
+        torch.testing.assert_close(ours[0, 5 + i], ours[0, i].flip(-1))
+    assert resized_size(240, 320, 224) == (224, 298)
+    b = crop_box(2, 224, 298, 224)  # top-right
+    assert (b.top, b.left, b.flip) == (0, 74, False)
+    h, w = resized_size(240, 320, 256)
+    tl, br = crop_box(1, h, w, 224), crop_box(4, h, w, 224)
+    assert (tl.top, tl.left) == (0, 0) and (br.top, br.left) == (h - 224, w - 224)
+
+
+def test_extract_cli_end_to_end(videos, cli, tmp_path):
+    root, m = videos
+    out = tmp_path / "f.zarr"
+    code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", root, "--out", out, "--model", TINY_MODEL,
+                     "--pretrained", "none", "--snippet", "middle", "--crops", "10", "--workers", "1",
+                     "--batch-size", "96", "--no-progress")
+    flat = " ".join(text.split())
+    assert code == 1 and "broken" in flat and "1 failed" in flat and "Traceback" not in text
+    s = open_store(out)
+    assert s.attrs["random_weights"] and "RANDOM WEIGHTS" in s.attrs["warning"]
+    assert s.attrs["snippet_rule"] == "middle" and s.crop_ids == list(range(10))
+    assert s.attrs["preprocessing"]["resize_short_side"] == 256
+    assert s.video_ids("failed") == ["broken"] and "unreadable" in s.video_info("broken")["error"]
+    for v in m.videos:
+        if v.id == "broken":
+            continue
+        info = s.video_info(v.id)
+        n = info["num_frames"]
+        assert info["T"] == (n // 16 if n >= 16 else 1) and info["padded"] == (n < 16)
+        if v.num_frames is not None:
+            assert n == v.num_frames
+        f = s.read(v.id)
+        assert f.shape == (10, info["T"], 512) and np.isfinite(f).all()
+        assert not np.allclose(f[0], f[1])  # centre and corner differ
+    assert s.video_info("short")["T"] == 1
+    rep = check_store(s)
+    assert rep.problems == ["broken: failed: " + s.video_info("broken")["error"]]
+    # same command again: nothing to do but the broken video, which fails again
+    code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", root, "--out", out, "--model", TINY_MODEL,
+                     "--pretrained", "none", "--snippet", "middle", "--crops", "10", "--no-progress")
+    assert code == 1 and "already done" in " ".join(text.split())
+    # another configuration is refused, never appended
+    code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", root, "--out", out, "--model", TINY_MODEL,
+                     "--pretrained", "none", "--snippet", "first", "--crops", "10", "--no-progress")
+    assert code == 2 and "different configuration" in " ".join(text.split())
+
+
+def test_single_frame_rules_pick_the_right_frames(videos, tmp_path):
+    """'first' rows equal 'mean' of a one-frame-per-snippet pick: check against per-frame encoding."""
+    root, m = videos
+    sub = m.select(["train_normal_000"])
+    cfg = ExtractConfig(**TINY, snippet="first", crops="center")
+    res = extract_features(sub, root, tmp_path / "a.zarr", cfg, RunOptions(workers=0, progress=False))
+    assert res.done == 1
+    from dsan_toolkit.clip import create_clip
+    import decord
+
+    vr = decord.VideoReader(str(root / sub.videos[0].path))
+    n = len(vr)
+    idx = list(range(0, (n // 16) * 16, 16))
+    frames = torch.from_numpy(vr.get_batch(idx).asnumpy())
+    b = create_clip(TINY_MODEL, None)
+    x = preprocess_frames(frames, [0], resize=224, size=224, mean=b.info.mean, std=b.info.std)
+    with torch.inference_mode():
+        ref = b.model.encode_image(x[:, 0]).numpy()
+    got = open_store(tmp_path / "a.zarr").read(sub.videos[0].id, 0)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def _cmd(root: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "dsan_toolkit.cli.app", "extract", "--dataset", str(root / "all.jsonl"),
+            "--root", str(root), "--out", str(out), "--model", TINY_MODEL, "--pretrained", "none", "--snippet", "mean",
+            "--crops", "center", "--workers", "0", "--batch-size", "16", "--block-frames", "16", "--no-progress"]
+
+
+def _assert_same_store(a, b) -> None:
+    assert a.video_ids(None) == b.video_ids(None) and a.lengths() == b.lengths()
+    for vid in a.video_ids():
+        np.testing.assert_allclose(a.read(vid), b.read(vid), rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def reference(videos, tmp_path_factory):
+    """An uninterrupted in-process run with the configuration of ``_cmd``."""
+    root, m = videos
+    ref = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    cfg = ExtractConfig(**TINY, snippet="mean", crops="center")
+    extract_features(m, root, ref, cfg, RunOptions(workers=0, batch_size=16, block_frames=16, progress=False))
+    return open_store(ref)
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(videos, reference, tmp_path):
+    root, m = videos
+    out = tmp_path / "k.zarr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_cmd(root, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "videos").is_dir() and any(p.name.startswith("v") for p in (out / "videos").iterdir()):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    partial = open_store(out)
+    assert 0 < len(partial.video_ids(None)) < len(m) and not partial.complete
+    rerun = subprocess.run(_cmd(root, out), env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1, rerun.stderr  # the broken video fails in both runs
+    done = open_store(out)
+    assert done.complete
+    _assert_same_store(done, reference)
+    assert not (out / ".staging").exists()
+
+
+def test_torchrun_two_ranks_write_one_store(videos, reference, tmp_path):
+    root, m = videos
+    out = tmp_path / "tr.zarr"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(29500 + os.getpid() % 1000),
+           *_cmd(root, out)[1:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    flat = " ".join(r.stdout.split())
+    assert "(shard 0/2)" in flat and "(shard 1/2)" in flat, r.stdout + r.stderr
+    assert r.returncode != 0  # the rank that met the broken video exits 1
+    s = open_store(out)
+    assert s.complete and len(s.video_ids(None)) == len(m)
+    _assert_same_store(s, reference)
