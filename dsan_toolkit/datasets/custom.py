@@ -217,6 +217,8 @@ def _row_record(
         if lab not in known:
             problems.append(f"{where}: unknown class {lab!r} (known: {', '.join(sorted(known))})")
     anomalies = [lab for lab in labels if lab != normal]
+    if anomalies and normal in labels:
+        problems.append(f"{where}: a video cannot be both normal and anomalous ({'|'.join(labels)})")
     segments: list[Segment] = []
     if row.segments and not anomalies:
         problems.append(f"{where}: a normal video cannot have anomaly segments")
