@@ -91,7 +91,7 @@ def test_protocol_marks_name_each_difference():
     marks = protocol_marks(g, paper)
     assert any("features" in m for m in marks) and any("selection last" in m for m in marks)
     assert protocol_marks(dict(g, features="vadclip-release", selection="best-on-test"), paper) == []
-    assert protocol_marks(g, None) == ["no published row"]
+    assert protocol_marks(dict(g, method="mil", dataset="xd"), None)[0] == "no published row for mil on xd"
 
 
 def test_ablation_table_in_paper_form():

@@ -67,7 +67,7 @@ def _check_results_csv(rep: AuditReport, out: Path, jobs: dict[str, Any]) -> Non
     by_dir = {str(r["run_dir"]): r for r in df.to_dict("records")}
     for entry in jobs.values():
         run_dir = out / str(entry.get("run_dir", ""))
-        row = next((r for d, r in by_dir.items() if Path(d).resolve() == run_dir.resolve()), None)
+        row = next((r for d, r in by_dir.items() if (out / d).resolve() == run_dir.resolve()), None)
         if row is None:
             rep.add("results row", f"results.csv[{entry.get('run_dir')}]", False, "present", "missing")
             continue

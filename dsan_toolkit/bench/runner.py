@@ -20,6 +20,7 @@ rewritten atomically after every job, so an interrupted bench resumes where it s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -288,7 +289,9 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: Any) -> ResultRow:
     entry = met.get("results", {}).get(label, {})
     metrics = canonical_metrics(entry.get("metrics", entry) if isinstance(entry, dict) else {})
     tag, model, random_w, synthetic = store_features_tag(fs)
-    text_bb = cfg.get("config", {}).get("backbone", {}) or {}
+    c = cfg.get("config", {})
+    text_random = bool((c.get("text_encoder") or {}).get("random_weights", False)) or bool(
+        met.get("random_text_encoder", False)) or bool((c.get("backbone") or {}).get("random_weights", False))
     params = met.get("params", {}) or {}
     comps = {name: dict(job.overrides).get(fld, True) for name, fld in ABLATION_COMPONENTS.get(job.method, {}).items()} \
         if job.ablation != "all" or job.overrides else {}
@@ -296,7 +299,7 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: Any) -> ResultRow:
         method=job.method, dataset=job.dataset, seed=job.seed, preset=job.preset,
         selection=label if _trainable(job.method) else "none",
         config_hash=str(cfg.get("hash", "")), features=tag, backbone=model,
-        random_backbone=random_w or bool(text_bb.get("random_weights", False)), synthetic=synthetic,
+        random_backbone=random_w or text_random, synthetic=synthetic,
         metrics=metrics, ablation=job.ablation, components=comps,
         train_time_s=met.get("train_seconds"), params_trainable=params.get("trainable"),
         params_total=params.get("total"), run_dir=str(run_dir), official_preset=job.preset in ("ucf", "xd"),
@@ -416,9 +419,10 @@ def run_bench(
             entry["lock_sha256"] = lock_hashes.get(job.dataset, "")
         done[job.key] = entry
         atomic_write_text(out / BENCH_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        rows.append(row_from_run(run_dir, job, stores[job.dataset]))
+        row = row_from_run(run_dir, job, stores[job.dataset])
+        rows.append(dataclasses.replace(row, run_dir=str(run_dir.relative_to(out))))  # relocatable
     say("building tables")
-    report = build_report(rows, cfg, stores, figures=figures)
+    report = build_report(rows, cfg, stores, figures=figures, base=out)
     atomic_write_text(out / "results.csv", rows_frame(rows).to_csv(index=False))
     return BenchResult(out=out, rows=rows, report=report, reused=reused, trained=trained)
 
@@ -440,7 +444,8 @@ def _check_config(cfg: BenchConfig) -> None:
             raise InputError(f"unknown method {m!r}; methods: {', '.join(list_methods())}")
 
 
-def build_report(rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, Any], *, figures: bool = True) -> BenchReport:
+def build_report(rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, Any], *, figures: bool = True,
+                 base: Path = Path(".")) -> BenchReport:
     agg = aggregate(rows)
     tables = []
     for ds in cfg.datasets:
@@ -464,7 +469,7 @@ def build_report(rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, 
             for r in rows:
                 if r.dataset == ds and r.ablation == "all" and r.method not in first:
                     first[r.method] = r
-            sets = [predictions_of(Path(r.run_dir), stores[ds].manifest, r.method, ds) for r in first.values()]
+            sets = [predictions_of(base / r.run_dir, stores[ds].manifest, r.method, ds) for r in first.values()]
             preds[ds] = [s for s in sets if s is not None]
     return BenchReport(title="dsan bench", tables=tables, notes=notes, rows=rows_frame(rows), predictions=preds,
                        footnotes=foot)

@@ -149,16 +149,17 @@ def protocol_marks(group: dict[str, Any], paper: PublishedRow | None) -> list[st
     """Why a group of runs is not comparable with the paper's number (empty = comparable)."""
     marks: list[str] = []
     if paper is None:
-        return ["no published row"]
+        marks.append(f"no published row for {group.get('method')} on {group.get('dataset')}")
     if bool(group.get("synthetic")):
         marks.append("synthetic data")
     if bool(group.get("random_backbone")):
         marks.append("random backbone")
     feats = str(group.get("features", ""))
-    if not bool(group.get("synthetic")) and feats != REFERENCE_FEATURES and feats != paper.features:
-        marks.append(f"features {feats} (paper: {paper.features})")
+    ref_feats = paper.features if paper else REFERENCE_FEATURES
+    if not bool(group.get("synthetic")) and feats not in (REFERENCE_FEATURES, ref_feats):
+        marks.append(f"features {feats} (paper: {ref_feats})")
     sel = str(group.get("selection", ""))
-    if paper.selection not in ("unknown", sel):
+    if paper is not None and paper.selection not in ("unknown", sel):
         marks.append(f"selection {sel} (paper: {paper.selection})")
     if group.get("official_preset") is False or str(group.get("preset")) not in ("ucf", "xd", "official", ""):
         marks.append(f"preset {group.get('preset')} (not official)")
