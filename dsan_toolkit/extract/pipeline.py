@@ -245,19 +245,31 @@ class _Encoder:
 
     @torch.inference_mode()
     def encode(self, pending: list[_Pending]) -> list[np.ndarray]:
-        """Rows (C, rows, D) float32 for each pending block."""
+        """Rows (C, rows, D) float32 for each pending block.
+
+        Frames of consecutive blocks (any video, any resolution) are cut into model batches
+        of ``batch_size // C`` frames; each batch is preprocessed into the reused buffer right
+        before its model call, so on a CPU the crops are still in cache when the model reads them.
+        """
         C, S = len(self.crops), self.info.image_size
-        total = sum(p.frames.shape[0] for p in pending)
-        buf = self._buffer(total)
-        pos = 0
+        g = max(1, self.batch_size // C)
+        buf = self._buffer(g)
+        outs: list[torch.Tensor] = []
+        fill = 0
         for p in pending:
-            n = p.frames.shape[0]
-            preprocess_frames(p.frames, self.crops, resize=int(self.cfg.resize or S), size=S,
-                              mean=self.info.mean, std=self.info.std, interpolation=self.cfg.interpolation,
-                              out=buf[pos : pos + n])
-            pos += n
-        flat = buf.view(total * C, 3, S, S)
-        feats = torch.cat([self._model(flat[s : s + self.batch_size]) for s in range(0, flat.shape[0], self.batch_size)])
+            n, s = p.frames.shape[0], 0
+            while s < n:
+                take = min(n - s, g - fill)
+                preprocess_frames(p.frames[s : s + take], self.crops, resize=int(self.cfg.resize or S), size=S,
+                                  mean=self.info.mean, std=self.info.std, interpolation=self.cfg.interpolation,
+                                  out=buf[fill : fill + take])
+                fill, s = fill + take, s + take
+                if fill == g:
+                    outs.append(self._model(buf[:fill].view(fill * C, 3, S, S)))
+                    fill = 0
+        if fill:
+            outs.append(self._model(buf[:fill].view(fill * C, 3, S, S)))
+        feats = torch.cat(outs)
         if self.cfg.normalize_features:
             feats = torch.nn.functional.normalize(feats, dim=-1)
         feats = feats.cpu()
@@ -286,12 +298,14 @@ def extract_features(
     *,
     overwrite: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    bundle: Any = None,
 ) -> ExtractResult:
     """Extract features of ``manifest``'s videos (files under ``root``) into the store ``out``.
 
     Resumes: videos already done in ``out`` are skipped. ``on_event(kind, data)`` receives
     ``("plan", {"videos", "skipped"})``, ``("video", {"id", "status", "T", "error"})`` and
-    ``("rows", {"rows"})`` for progress display.
+    ``("rows", {"rows"})`` for progress display. ``bundle``: an already built
+    :class:`~dsan_toolkit.clip.ClipBundle` on ``opts.device`` matching ``cfg`` (skips loading).
     """
     from ..clip import create_clip
 
@@ -301,7 +315,10 @@ def extract_features(
         raise InputError(f"video root {root} is not a folder")
     device = torch.device(opts.device)
     t_start = time.perf_counter()
-    bundle = create_clip(cfg.model, cfg.pretrained, weights=cfg.weights, device=device, seed=cfg.seed)
+    if bundle is None:
+        bundle = create_clip(cfg.model, cfg.pretrained, weights=cfg.weights, device=device, seed=cfg.seed)
+    elif bundle.info.model != cfg.model:
+        raise InputError(f"the given backbone is {bundle.info.model!r}, the config asks for {cfg.model!r}")
     cfg = resolve_config(cfg, device, bundle.info.image_size)
     spec = build_spec(cfg, manifest, bundle.info)
     result = ExtractResult(store=Path(out))
