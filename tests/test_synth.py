@@ -323,3 +323,24 @@ def test_cli_synth_refuses_foreign_and_other_config(cli, tmp_path):
     (tmp_path / "bad.json").write_text('{"seed": 1, "colour": "red"}')
     code, out = cli("synth", "--out", tmp_path / "t", "--config", tmp_path / "bad.json")
     assert code == 2 and "unknown config keys" in out
+
+
+def test_cli_synth_features(cli, tmp_path):
+    """`dsan synth --features`: a synthetic feature store instead of videos."""
+    from dsan_toolkit.store import open_store
+
+    (tmp_path / "f.json").write_text(json.dumps({"num_train": 3, "num_test": 2, "crops": 2, "feature_dim": 16,
+                                                 "median_t": 12.0, "max_t": 20}))
+    code, out = cli("synth", "--features", tmp_path / "f.zarr", "--config", tmp_path / "f.json", "--seed", "4")
+    assert code == 0, out
+    store = open_store(tmp_path / "f.zarr")
+    assert store.complete and store.num_crops == 2 and store.feature_dim == 16
+    assert len(store.video_ids()) == 5
+    v = store.video_ids()[0]
+    assert store.read(v).shape[-1] == 16
+    code, out = cli("synth", "--features", tmp_path / "g.zarr", "--width", "64")
+    assert code == 2 and "--width" in out and "video options" in out
+    code, out = cli("synth", "--out", tmp_path / "v", "--like", "ucf")
+    assert code == 2 and "--like only applies to --features" in out
+    code, out = cli("synth")
+    assert code == 2 and "exactly one of --out" in out

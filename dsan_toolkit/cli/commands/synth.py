@@ -25,7 +25,33 @@ from ...manifest import Manifest
 from ..errors import console, user_errors
 
 
-def _load_config(path: Path) -> SynthConfig:
+_LIKE = {
+    "ucf": {"class_table": "ucf", "num_train": 1610, "num_test": 290, "crops": 10, "fps": 30.0},
+    "xd": {"class_table": "xd", "num_train": 3954, "num_test": 800, "crops": 10, "fps": 24.0},
+}
+
+
+def _synth_features(store: Path, config: Path | None, like: str | None, seed: int | None, force: bool) -> None:
+    """`dsan synth --features`: a synthetic feature store (dsan_toolkit.store.synthetic)."""
+    from ...store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
+
+    cfg = _load_config(config, SynthFeaturesConfig) if config is not None else SynthFeaturesConfig()
+    if like is not None:
+        if like not in _LIKE:
+            raise InputError(f"--like must be one of {sorted(_LIKE)}, not {like!r}")
+        cfg = replace(cfg, **_LIKE[like])  # type: ignore[arg-type]
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    with console.status(f"writing {cfg.num_train + cfg.num_test} videos x {cfg.crops} crops of synthetic features"):
+        path = write_synthetic_feature_store(store, cfg, overwrite=force)
+    console.print(
+        f"[green]wrote[/green] {path}: synthetic CLIP-like features ({cfg.class_table} classes), "
+        f"{cfg.num_train} train / {cfg.num_test} test videos, {cfg.crops} crops, dim {cfg.feature_dim}; "
+        f"config sha256 {config_hash(cfg)[:16]}…"
+    )
+
+
+def _load_config(path: Path, cls: type = SynthConfig):  # noqa: ANN202 - an instance of cls
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -35,9 +61,9 @@ def _load_config(path: Path) -> SynthConfig:
     if isinstance(data, dict) and "config" in data and isinstance(data["config"], dict):
         data = data["config"]  # a synth.json sidecar
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object of SynthConfig fields")
+        raise InputError(f"{path}: expected a JSON object of {cls.__name__} fields")
     try:
-        cfg = from_dict({**data, "type": "SynthConfig"}, SynthConfig)
+        cfg = from_dict({**data, "type": cls.__name__}, cls)
     except TypeError as exc:
         raise InputError(f"{path}: {exc}") from None
     return cfg
@@ -73,8 +99,10 @@ def _print_summary(out: Path, cfg: SynthConfig, manifest: Manifest) -> None:
 
 @user_errors
 def synth_cmd(
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (videos/, manifest.jsonl, synth.json)."),
-    config: Path = typer.Option(None, "--config", help="JSON file of SynthConfig fields (or a synth.json); options below override it."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (videos/, manifest.jsonl, synth.json)."),
+    features: Path = typer.Option(None, "--features", help="Instead of videos, write a synthetic CLIP-like feature store (.zarr) here."),
+    like: str = typer.Option(None, "--like", help="With --features: the size and classes of 'ucf' (1,610/290 videos) or 'xd' (3,954/800), 10 crops."),
+    config: Path = typer.Option(None, "--config", help="JSON file of SynthConfig fields (or a synth.json; SynthFeaturesConfig with --features); options override it."),
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, same pixels). [default: 0]"),
     train_normal: int = typer.Option(None, "--train-normal", help="Normal training videos. [default: 8]"),
     train_anomalous: int = typer.Option(None, "--train-anomalous", help="Anomalous training videos (weak labels). [default: 8]"),
@@ -96,12 +124,29 @@ def synth_cmd(
     fire (pulsing red/orange disc), fight (two squares clashing), crash (streak).
     Training anomalous videos are weakly labelled; test ones carry segments.
     Deterministic for a seed; the same config again reuses the folder.
+    With --features: a synthetic feature store instead (for training tests).
 
     Examples:
       dsan synth --out synth
       dsan synth --out big --train-normal 40 --train-anomalous 40 -j 2
       dsan synth --out s2 --seed 1 --classes fire,crash --width 224 --height 224
+      dsan synth --features feats.zarr --like ucf     (CLIP-like features, no video)
     """
+    video_opts = {
+        "--train-normal": train_normal, "--train-anomalous": train_anomalous, "--test-normal": test_normal,
+        "--test-anomalous": test_anomalous, "--min-frames": min_frames, "--max-frames": max_frames,
+        "--width": width, "--height": height, "--fps": fps, "--classes": classes,
+    }
+    if (out is None) == (features is None):
+        raise InputError("give exactly one of --out DIR (videos) and --features STORE.zarr (features)")
+    if features is not None:
+        given = [k for k, v in video_opts.items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: video options, not for --features (use --config for a feature config)")
+        _synth_features(features, config, like, seed, force)
+        return
+    if like is not None:
+        raise InputError("--like only applies to --features")
     cfg = _load_config(config) if config is not None else SynthConfig()
     overrides = {
         "seed": seed, "train_normal": train_normal, "train_anomalous": train_anomalous,
