@@ -33,7 +33,8 @@ def audit_bench(
         rep.add("jobs", "bench.json", False, ">= 1 job", "0")
     for key, entry in sorted(jobs.items(), key=lambda kv: kv[1].get("run_dir", "")):
         run_dir = out / str(entry.get("run_dir", ""))
-        job_hash = config_hash({k: v for k, v in entry.get("job", {}).items() if k not in ("features", "device")})
+        job_hash = config_hash({k: v for k, v in entry.get("job", {}).items()
+                                if k not in ("features", "device", "clip_weights")})
         rep.add("job hash", f"bench.json[{entry.get('run_dir')}]", job_hash == key, key, job_hash)
         if not run_dir.is_dir():
             rep.add("run directory", str(entry.get("run_dir")), False, "present", "missing")

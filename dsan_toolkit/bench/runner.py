@@ -75,12 +75,13 @@ class BenchJob:
     overrides: tuple[tuple[str, Any], ...] = ()
     device: str = "cpu"
     store_hash: str = ""
+    clip_weights: str | None = None  # local CLIP file for the text encoder (offline machines)
 
     @property
     def key(self) -> str:
         d = to_dict(self)
-        d.pop("features")  # the store path does not matter, its content does
-        d.pop("device")
+        for k in ("features", "device", "clip_weights"):  # paths and devices do not change the run
+            d.pop(k)
         return config_hash(d)
 
     @property
@@ -102,6 +103,7 @@ class BenchConfig:
     device: str = "cpu"
     ablation: str | None = None  # a method name: run its component ablations
     lock: dict[str, str] = field(default_factory=dict)  # dataset -> lock file (verify)
+    clip_weights: str | None = None
 
 
 # -- training adapter ------------------------------------------------------------------------
@@ -116,6 +118,7 @@ def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], Non
     res = train(TrainOptions(
         method=job.method, features=Path(job.features), out=run_dir, preset=job.preset, seed=job.seed,
         epochs=job.epochs, device=job.device, select=job.select, overrides=dict(job.overrides), progress=True,
+        clip_weights=Path(job.clip_weights) if job.clip_weights else None,
     ))
     if not res.finished:
         raise InputError(f"training of {run_dir} stopped before the end; run the bench again to resume")
@@ -133,7 +136,7 @@ def _evaluate_training_free(job: BenchJob, run_dir: Path) -> None:
     from ..train.evaluate import evaluate_and_write
     from ..train.data import build_test_set
     from ..train.loop import (_backbone, _store_config_hash, build_model, count_params, open_feature_store,
-                              resolve_device)
+                              resolve_device, text_encoder_spec)
 
     t0 = _time.perf_counter()
     method = get_method(job.method)
@@ -150,11 +153,13 @@ def _evaluate_training_free(job: BenchJob, run_dir: Path) -> None:
         store_config_hash=_store_config_hash(store), feature_dim=int(store.feature_dim),
         train_crops=tuple(int(c) for c in store.crop_ids), test_crop=int(manifest.info.test_crop), seed=job.seed,
         select="last", backbone=_backbone(store), device=str(job.device),
+        text_encoder=text_encoder_spec(_backbone(store), Path(job.clip_weights) if job.clip_weights else None)
+        if getattr(method, "needs_clip", True) else {},
     )
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config_json(cfg))
     atomic_write_json(run_dir / "environment.json", capture_environment(device))
-    model = build_model(method, cfg, manifest, device)
+    model = build_model(method, cfg, manifest, device, Path(job.clip_weights) if job.clip_weights else None)
     ck = run_dir / "checkpoints" / "last.safetensors"
     save_weights(model, ck, {"format": "dsan-checkpoint", "method": method.name, "config_hash": cfg.hash,
                              "config": json.dumps(config_json(cfg)), "selection": "last", "epoch": "0", "step": "0"})
@@ -225,7 +230,8 @@ def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob
                 for abl, ov in variants:
                     jobs.append(BenchJob(method=method, dataset=dataset, features=cfg.features[dataset], preset=preset,
                                          seed=seed, select=cfg.select, epochs=cfg.epochs, ablation=abl, overrides=ov,
-                                         device=cfg.device, store_hash=store_hashes[dataset]))
+                                         device=cfg.device, store_hash=store_hashes[dataset],
+                                         clip_weights=cfg.clip_weights))
     return jobs
 
 

@@ -52,6 +52,7 @@ def bench_cmd(
     ablation: str = typer.Option(None, "--ablation", help="Run a method's component ablations (e.g. dsanet)."),
     lock: str = typer.Option(None, "--lock", help="Lock file per dataset (from dsan verify): ucf=FILE; hashed for audits."),
     device: str = typer.Option("cpu", "--device", help="Device for training and evaluation (cpu, cuda, cuda:1)."),
+    clip_weights: Path = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw figures in the HTML report."),
 ) -> None:
     """Benchmark methods on feature stores: mean ± std tables against the published numbers.
@@ -81,7 +82,7 @@ def bench_cmd(
     cfg = BenchConfig(
         methods=parse_list(methods, "--methods"), datasets=parse_list(datasets, "--datasets"), seeds=parse_seeds(seeds),
         features={k: str(Path(v).resolve()) for k, v in feats.items()}, preset=preset, epochs=epochs, select=select,
-        device=device, ablation=ablation, lock={k: str(Path(v).resolve()) for k, v in parse_mapping(lock, "--lock").items()},
+        device=device, ablation=ablation, clip_weights=str(clip_weights.resolve()) if clip_weights else None, lock={k: str(Path(v).resolve()) for k, v in parse_mapping(lock, "--lock").items()},
     )
     result = run_bench(cfg, out, progress=lambda m: err_console.print(f"[dim]bench[/dim] {m}"), figures=figures)
     paths = write_reports(result, sorted({report, "md", "csv"}))
