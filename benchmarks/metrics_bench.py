@@ -4,7 +4,7 @@ The test set is the built-in UCF test split (290 videos, their real segments and
 synthetic per-snippet predictions (mean T about 401 snippets; class probabilities with signal on
 the annotated segments, float32 like the official softmax output).
 
-Timed: our ``detection_map`` and ``evaluate_predictions`` (frame AUC/AP of two scores + mAP), the
+Timed: our ``fine_grained_map`` and ``evaluate_predictions`` (frame AUC/AP of two scores + mAP), the
 official ``getDetectionMAP`` (imported from a checked-out official snapshot, ``--official-src``,
 never committed) with its scikit-learn AUC/AP on repeated scores; without ``--official-src`` the
 mAP is compared with the loop reference of ``tests/test_detection_map.py`` instead. The values
@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dsan_toolkit.datasets.registry import load_builtin_manifest
-from dsan_toolkit.eval import DetectionMapConfig, detection_map, evaluate_predictions, frame_gt
+from dsan_toolkit.eval import DetectionMapConfig, fine_grained_map, evaluate_predictions, frame_gt
 from dsan_toolkit.eval.detection_map import installed_float_semantics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,8 +109,8 @@ def main() -> int:
         "dataset": args.dataset, "videos": len(test), "mean_T": float(t_arr.mean()),
         "snippets": int(t_arr.sum()), "numpy": np.__version__, "float_semantics": here,
     }
-    row["ours_map_s"], ours = best_of(lambda: detection_map(m, probs, config=cfg), args.repeats)
-    row["ours_map_default_s"], _ = best_of(lambda: detection_map(m, probs), args.repeats)
+    row["ours_map_s"], ours = best_of(lambda: fine_grained_map(m, probs, config=cfg), args.repeats)
+    row["ours_map_default_s"], _ = best_of(lambda: fine_grained_map(m, probs), args.repeats)
     row["ours_all_metrics_s"], allm = best_of(
         lambda: evaluate_predictions(m, lengths, scores, scores, probs, detection=cfg), args.repeats
     )

@@ -8,7 +8,7 @@ import pytest
 
 from dsan_toolkit.config import from_dict, to_dict
 from dsan_toolkit.errors import InputError
-from dsan_toolkit.eval import DetectionMapConfig, detection_map, resolve_normal_class
+from dsan_toolkit.eval import DetectionMapConfig, fine_grained_map, resolve_normal_class
 from dsan_toolkit.manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord
 
 UCF_CODES = ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
@@ -175,7 +175,7 @@ def test_equals_loop_reference(name, codes, multi, mode, semantics):
         videos, probs = random_case(codes, 24, seed, multi_label=multi)
         m = make_manifest(name, codes, videos)
         cfg = DetectionMapConfig(normal_class=mode if mode == "exclude" else "official", float_semantics=semantics)
-        res = detection_map(m, probs, config=cfg)
+        res = fine_grained_map(m, probs, config=cfg)
         probs_list = [probs[v.id] for v in videos]
         evaluated = list(range(1, len(codes))) if mode == "exclude" else None
         ref = loop_map(probs_list, gts_for(m, probs, mode), len(codes), semantics=semantics, evaluated=evaluated)
@@ -190,8 +190,8 @@ def test_float_semantics_matter_near_the_threshold():
     checked against the official code under numpy 1.26.4 and 2.4 while developing)."""
     videos, probs = random_case(UCF_CODES, 40, 1, multi_label=False)
     m = make_manifest("ucf", UCF_CODES, videos)
-    one = detection_map(m, probs, config=DetectionMapConfig(float_semantics="numpy1"))
-    two = detection_map(m, probs, config=DetectionMapConfig(float_semantics="numpy2"))
+    one = fine_grained_map(m, probs, config=DetectionMapConfig(float_semantics="numpy1"))
+    two = fine_grained_map(m, probs, config=DetectionMapConfig(float_semantics="numpy2"))
     assert one.map != two.map
 
 
@@ -199,7 +199,7 @@ def test_float64_input_equals_loop_reference():
     videos, probs = random_case(XD_CODES, 16, 7, multi_label=True)
     probs = {k: v.astype(np.float64) for k, v in probs.items()}
     m = make_manifest("xd", XD_CODES, videos)
-    res = detection_map(m, probs)
+    res = fine_grained_map(m, probs)
     assert list(res.map) == loop_map([probs[v.id] for v in videos], gts_for(m, probs, "whole-video"), 7)
 
 
@@ -225,17 +225,17 @@ def test_hand_computed_modes():
     # N: proposals [0,16) and [48,64) in a (FP, scores 1.53 / 1.43), [0,16) in n (1.19) whose
     #    IoU with the whole-video GT [0,32) is 0.5: TP at rank 3 -> AP 1/3 (for IoU <= 0.5).
     m, probs = hand_case()
-    whole = detection_map(m, probs, config=DetectionMapConfig(normal_class="whole-video"))
+    whole = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="whole-video"))
     assert whole.map == pytest.approx([100 * (1 / 3 + 1) / 2] * 5)
     assert whole.class_ap[:, 0] == pytest.approx([100 / 3] * 5)
     assert whole.class_ap[:, 1] == pytest.approx([100] * 5)
-    no_gt = detection_map(m, probs, config=DetectionMapConfig(normal_class="no-gt"))
+    no_gt = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="no-gt"))
     assert no_gt.map == pytest.approx([50.0] * 5)
-    excl = detection_map(m, probs, config=DetectionMapConfig(normal_class="exclude"))
+    excl = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="exclude"))
     assert excl.map == pytest.approx([100.0] * 5)
     assert np.isnan(excl.class_ap[:, 0]).all()
     # with IoU 0.6 the normal proposal (IoU 0.5) no longer matches
-    strict = detection_map(m, probs, config=DetectionMapConfig(normal_class="whole-video", iou_thresholds=(0.5, 0.6)))
+    strict = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="whole-video", iou_thresholds=(0.5, 0.6)))
     assert strict.map == pytest.approx([100 * (1 / 3 + 1) / 2, 50.0])
     assert strict.mean == pytest.approx((100 * (1 / 3 + 1) / 2 + 50.0) / 2)
 
@@ -251,9 +251,9 @@ def test_class_without_proposal_zeroes_the_map_unless_asked():
     m, probs = hand_case()
     probs["a"][:, 1] = 0.5  # class A constant everywhere -> no proposal at all
     probs["n"][:, 1] = 0.5
-    res = detection_map(m, probs, config=DetectionMapConfig(normal_class="whole-video"))
+    res = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="whole-video"))
     assert res.map == (0.0,) * 5 and res.classes_without_proposals == ("A",)
-    lenient = detection_map(m, probs, config=DetectionMapConfig(normal_class="whole-video", empty_class="zero-ap"))
+    lenient = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="whole-video", empty_class="zero-ap"))
     assert lenient.map == pytest.approx([100 / 3 / 2] * 5)
 
 
@@ -262,7 +262,7 @@ def test_partial_overlap_and_greedy_matching():
     m = make_manifest("toy", ["N", "A"], [video("a", ["A"], [(0, 64, "A"), (64, 96, "A")])])
     a_col = np.array([0.2, 0.2, 0.9, 0.95, 0.9, 0.9, 0.1, 0.1], np.float32)  # run = snippets 2..5 = [32, 96)
     probs = {"a": np.stack([1 - a_col, a_col], 1)}
-    res = detection_map(m, probs, config=DetectionMapConfig(normal_class="exclude", iou_thresholds=(0.3, 0.5, 0.7)))
+    res = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="exclude", iou_thresholds=(0.3, 0.5, 0.7)))
     # IoU([32,96), [0,64)) = 32/96, IoU([32,96), [64,96)) = 32/64 -> matches the second: AP = 1/2
     assert res.map == pytest.approx([50.0, 50.0, 0.0])
 
@@ -271,15 +271,15 @@ def test_ground_truth_past_the_end_is_not_cut():
     # the official mAP ground truth keeps raw intervals: GT [0, 64) on a 2-snippet video
     m = make_manifest("toy", ["N", "A"], [video("a", ["A"], [(0, 64, "A")]), video("n", ["N"])])
     probs = {"a": np.array([[0.9, 0.1], [0.1, 0.9]], np.float32), "n": np.array([[0.8, 0.2], [0.9, 0.1]], np.float32)}
-    res = detection_map(m, probs, config=DetectionMapConfig(normal_class="exclude", iou_thresholds=(0.25, 0.3)))
+    res = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="exclude", iou_thresholds=(0.25, 0.3)))
     # proposal [16, 32) vs GT [0, 64): IoU 0.25
     assert res.map == pytest.approx([100.0, 0.0])
 
 
 def test_video_order_does_not_matter_without_ties():
     videos, probs = random_case(XD_CODES, 20, 3, multi_label=True)
-    a = detection_map(make_manifest("xd", XD_CODES, videos), probs)
-    b = detection_map(make_manifest("xd", XD_CODES, videos[::-1]), probs)
+    a = fine_grained_map(make_manifest("xd", XD_CODES, videos), probs)
+    b = fine_grained_map(make_manifest("xd", XD_CODES, videos[::-1]), probs)
     assert a.map == b.map
 
 
@@ -297,13 +297,13 @@ def test_config_round_trip_and_bad_values():
 def test_bad_inputs():
     m, probs = hand_case()
     with pytest.raises(InputError, match="columns"):
-        detection_map(m, {"a": np.ones((4, 3), np.float32), "n": np.ones((2, 3), np.float32)})
+        fine_grained_map(m, {"a": np.ones((4, 3), np.float32), "n": np.ones((2, 3), np.float32)})
     with pytest.raises(InputError, match="NaN"):
-        detection_map(m, {**probs, "n": np.full((2, 2), np.nan, np.float32)})
+        fine_grained_map(m, {**probs, "n": np.full((2, 2), np.nan, np.float32)})
     with pytest.raises(InputError, match="not in manifest"):
-        detection_map(m, {**probs, "zzz": probs["n"]})
+        fine_grained_map(m, {**probs, "zzz": probs["n"]})
     bigger = Manifest(m.info, m.videos + (video("x", ["N"]),))
     with pytest.raises(InputError, match="no class probabilities"):
-        detection_map(bigger, probs, video_ids=["a", "n", "x"])
+        fine_grained_map(bigger, probs, video_ids=["a", "n", "x"])
     with pytest.raises(InputError, match="at least 1"):
-        detection_map(m, {**probs, "n": np.zeros((0, 2), np.float32)})
+        fine_grained_map(m, {**probs, "n": np.zeros((0, 2), np.float32)})

@@ -11,8 +11,8 @@ from dsan_toolkit.datasets.registry import load_builtin_manifest
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.eval import (
     DetectionMapConfig,
-    detection_map,
     evaluate_predictions,
+    fine_grained_map,
     frame_ap,
     frame_auc,
     frame_gt,
@@ -168,7 +168,7 @@ def test_evaluate_predictions_matches_the_parts():
     rep2 = np.repeat(np.concatenate([align[v.id] for v in test]).tolist(), 16)
     assert out["align_auc"] == roc_auc_score(gt, rep2)
     assert out["align_ap"] == average_precision_score(gt, rep2)
-    dm = detection_map(m, probs)
+    dm = fine_grained_map(m, probs)
     assert [out[f"map@{t}"] for t in (0.1, 0.2, 0.3, 0.4, 0.5)] == list(dm.map)
     assert out["map_mean"] == dm.mean and out["map_normal_class"] == "whole-video"
 

@@ -7,8 +7,8 @@ Numbers are identical to the official VadCLIP/DSANet test code on the same predi
 from .detection_map import (
     DetectionMapConfig,
     DetectionMapResult,
-    detection_map,
-    detection_map_arrays,
+    fine_grained_map,
+    fine_grained_map_arrays,
     installed_float_semantics,
     resolve_normal_class,
 )
@@ -19,9 +19,9 @@ __all__ = [
     "DetectionMapConfig",
     "DetectionMapResult",
     "SegmentTable",
-    "detection_map",
-    "detection_map_arrays",
     "evaluate_predictions",
+    "fine_grained_map",
+    "fine_grained_map_arrays",
     "frame_ap",
     "frame_auc",
     "frame_gt",

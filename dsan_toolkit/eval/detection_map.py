@@ -320,7 +320,7 @@ def _average_precision(tp: np.ndarray, n_gt: int) -> float:
     return float(np.sum((tp_c / (fp_c + tp_c)) * tp) / n_gt)
 
 
-def detection_map_arrays(
+def fine_grained_map_arrays(
     probs: Sequence[np.ndarray],
     gt: SegmentTable,
     class_codes: Sequence[str],
@@ -404,7 +404,7 @@ def detection_ground_truth(
     )
 
 
-def detection_map(
+def fine_grained_map(
     manifest: Manifest,
     class_probs: Mapping[str, np.ndarray],
     *,
@@ -433,6 +433,6 @@ def detection_map(
     evaluated = np.ones(len(manifest.class_codes), bool)
     if mode == "exclude":
         evaluated[manifest.class_index()[manifest.normal_class]] = False
-    return detection_map_arrays(
+    return fine_grained_map_arrays(
         probs, gt, manifest.class_codes, evaluated=evaluated, config=config, snippet_len=snip, normal_mode=mode
     )

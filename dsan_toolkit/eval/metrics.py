@@ -17,7 +17,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ..errors import InputError
 from ..manifest import Manifest, VideoRecord
-from .detection_map import DetectionMapConfig, detection_map
+from .detection_map import DetectionMapConfig, fine_grained_map
 from .gt import check_lengths, frame_gt, video_is_anomalous
 
 
@@ -148,5 +148,5 @@ def evaluate_predictions(
                 f"class probabilities of video {wrong[0]!r} have {shapes_t[wrong[0]]} rows "
                 f"but the video has {lengths[wrong[0]]} snippets"
             )
-        out.update(detection_map(manifest, probs, video_ids=ids, config=detection).to_dict())
+        out.update(fine_grained_map(manifest, probs, video_ids=ids, config=detection).to_dict())
     return out
