@@ -187,6 +187,7 @@ class EvalOptions:
     device: str = "cpu"
     batch: int = 64
     clip_weights: Path | None = None
+    clip_model: str | None = None
 
 
 def _store_and_manifest(features: Path, dataset: str | None) -> tuple[Any, Manifest]:
@@ -252,6 +253,8 @@ def evaluate_checkpoint(opts: EvalOptions) -> dict[str, Any]:
     from .loop import build_model, resolve_device
 
     ck = Path(opts.checkpoint)  # type: ignore[arg-type]
+    if opts.out is None:
+        raise InputError("pass --out DIR for the predictions and metrics")
     meta = read_metadata(ck)
     if "config" not in meta:
         raise InputError(f"{ck} carries no run config; for the authors' .pth files use --official-checkpoint")
@@ -265,8 +268,6 @@ def evaluate_checkpoint(opts: EvalOptions) -> dict[str, Any]:
     _check_classes(manifest, cfg.manifest_hash, cfg.dataset)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     load_weights(model, ck, device)
-    if opts.out is None:
-        raise InputError("pass --out DIR for the predictions and metrics")
     return evaluate_and_write(
         method, model, manifest, test, Path(opts.out), length=cfg.preset.visual_length, device=device,
         batch=opts.batch, label=meta.get("selection", "checkpoint"), selection=meta.get("selection"),
@@ -302,8 +303,9 @@ def evaluate_official(opts: EvalOptions) -> dict[str, Any]:
         raise InputError(f"pass --preset ({', '.join(sorted(method.presets))}) for dataset {manifest.name!r}")
     preset = method.get_preset(preset_name)
     test = _test_set(store, manifest, opts.test_crop, int(preset.feature_dim))
-    model = _call_official_loader(load_official_checkpoint, method.name, Path(opts.official_checkpoint), preset,
-                                  manifest, device)
+    loaded = load_official_checkpoint(method.name, Path(opts.official_checkpoint), preset=preset_name,  # type: ignore[arg-type]
+                                      classes=manifest.info.classes, device=device, clip_model=opts.clip_model)
+    model = loaded.model.to(device)
     ck = Path(opts.official_checkpoint)  # type: ignore[arg-type]
     return evaluate_and_write(
         method, model, manifest, test, Path(opts.out), length=int(preset.visual_length), device=device,
@@ -312,19 +314,3 @@ def evaluate_official(opts: EvalOptions) -> dict[str, Any]:
         checkpoint={"file": str(ck), "sha256": sha256_file(ck), "official": True},
         extra={"preset": preset_name},
     )
-
-
-def _call_official_loader(loader: Any, method: str, path: Path, preset: Any, manifest: Manifest,
-                          device: torch.device) -> torch.nn.Module:
-    import inspect
-
-    params = inspect.signature(loader).parameters
-    kwargs: dict[str, Any] = {}
-    if "preset" in params:
-        kwargs["preset"] = preset
-    if "classes" in params:
-        kwargs["classes"] = manifest.info.classes
-    if "device" in params:
-        kwargs["device"] = device
-    model = loader(method, path, **kwargs)
-    return model.to(device)

@@ -327,7 +327,7 @@ class RunLog:
             with open(self.path, "r+b") as fh:
                 fh.truncate(size)
 
-    def write(self, event: str, **fields: Any) -> None:
+    def write(self, event: str, /, **fields: Any) -> None:
         if not self.enabled:
             return
         rec = {"event": event, "time": now_iso(), **fields}
@@ -521,7 +521,7 @@ class Trainer:
                 s.scheduler.step()
         ddp.sync_buffers(self.model, self.dist)
         logged = {"loss": float(loss.detach())}
-        logged.update({k: float(v) for k, v in parts.items()})
+        logged.update({f"losses.{k}": float(v) for k, v in parts.items()})
         return ddp.all_reduce_mean(logged, share, self.dist)
 
     # -- run -----------------------------------------------------------------------------
@@ -547,7 +547,8 @@ class Trainer:
                 samples_done += n
                 losses.append(logged["loss"])
                 self.log.write("step", epoch=e, iter=self.state.iter - 1, step=self.state.step, lr=_lrs(self.specs),
-                               samples=n, **logged)
+                               samples=n, loss=logged["loss"],
+                               losses={k[7:]: v for k, v in logged.items() if k.startswith("losses.")})
                 if progress is not None:
                     progress.update(task, advance=1, description=f"epoch {e + 1}/{preset.epochs} loss {logged['loss']:.4f}")
                 self._maybe_eval(end_of_epoch=False)

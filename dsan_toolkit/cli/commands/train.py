@@ -110,6 +110,7 @@ def eval_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder."),
+    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip architecture of an official checkpoint's embedded CLIP (default: the release's ViT-B-16)."),
 ) -> None:
     """Evaluate a model on a store's test split: per-video scores (predictions.npz) and metrics.json.
 
@@ -131,7 +132,8 @@ def eval_cmd(
         raise InputError("give exactly one of --run, --checkpoint, --official-checkpoint")
     opts = EvalOptions(run=run, checkpoint=checkpoint, official_checkpoint=official_checkpoint, method=method,
                        preset=preset, features=features, dataset=dataset, out=out, select=select,
-                       test_crop=test_crop, device=device, batch=eval_batch, clip_weights=clip_weights)
+                       test_crop=test_crop, device=device, batch=eval_batch, clip_weights=clip_weights,
+                       clip_model=clip_model)
     if run is not None:
         rec = evaluate_run(opts)
         where = out or run / "eval" / rec["label"]

@@ -1,0 +1,182 @@
+"""`dsan train`: runs that learn (dsanet, vadclip), resume == uninterrupted, best-on-test
+labelling, the run directory contract, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+from dsan_toolkit.cli.app import app
+from dsan_toolkit.config import config_hash
+from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
+from dsan_toolkit.train.evaluate import read_predictions
+
+# small and quick, non-official: tiny preset, 4 + 4 samples per step, 32-snippet resampling
+FAST = ["--preset", "tiny", "--set", "batch_size=4", "--set", "visual_length=32", "--no-progress"]
+
+
+def run_cli(*args: object) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("train-store") / "synth.zarr"
+    cfg = SynthFeaturesConfig(num_train=16, num_test=8, crops=2, median_t=100, min_t=20, max_t=300, seed=5, signal=1.0)
+    return write_synthetic_feature_store(path, cfg)
+
+
+@pytest.fixture(scope="module")
+def vadclip_run(store, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "vadclip"
+    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--epochs", 3, *FAST)
+    assert code == 0, output
+    return out
+
+
+def _metrics(run: Path, label: str = "last") -> dict:
+    return json.loads((run / "metrics.json").read_text())["results"][label]["metrics"]
+
+
+def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
+    run = vadclip_run
+    m = _metrics(run)
+    assert m["auc"] > 0.75, m  # chance is 0.5
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["hash"] == config_hash(cfg["config"])
+    c = cfg["config"]
+    assert c["method"] == "vadclip" and c["preset_name"] == "tiny" and c["select"] == "last"
+    assert c["preset"]["batch_size"] == 4 and c["preset"]["visual_length"] == 32 and c["preset"]["epochs"] == 3
+    assert c["train_crops"] == [0, 1] and c["test_crop"] == 0
+    assert c["text_encoder"]["random_weights"] is True
+    env = json.loads((run / "environment.json").read_text())
+    assert {"torch", "device", "python", "world_size"} <= set(env)
+    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 13))  # 4 paired steps per epoch, 3 epochs
+    assert all(np.isfinite(e["loss"]) and e["losses"] for e in steps)
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "end"
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["selected"] == "last" and list(summary["results"]) == ["last"]
+    assert summary["config_hash"] == cfg["hash"]
+    # checkpoints carry the config hash; predictions are plain arrays of the store's lengths
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoints" / "last.safetensors"), framework="np") as fh:
+        meta = fh.metadata()
+    assert meta["config_hash"] == cfg["hash"] and meta["selection"] == "last"
+    preds = read_predictions(run / "eval" / "last" / "predictions.npz")
+    from dsan_toolkit.store import open_store
+
+    fs = open_store(store)
+    lengths = fs.lengths()
+    t = np.diff(preds["offsets"])
+    assert [lengths[v] for v in preds["video_ids"].tolist()] == t.tolist()
+    assert preds["class_probs"].shape == (t.sum(), len(fs.manifest.class_codes))
+    assert ((preds["scores"] >= 0) & (preds["scores"] <= 1)).all()
+    ev = json.loads((run / "eval" / "last" / "metrics.json").read_text())
+    assert ev["metrics"] == m and ev["store_hash"] == c["store_hash"]
+
+
+def test_dsanet_learns(store, tmp_path):
+    out = tmp_path / "dsanet"
+    code, output = run_cli("train", "-m", "dsanet", "-f", store, "--out", out, "--epochs", 3, *FAST)
+    assert code == 0, output
+    m = _metrics(out)
+    assert m["auc"] > 0.75, m
+    assert m["map_mean"] is not None
+
+
+def test_resume_equals_uninterrupted(vadclip_run, store, tmp_path):
+    out = tmp_path / "resumed"
+    args = ["train", "-m", "vadclip", "-f", store, "--out", out, "--epochs", 3, *FAST]
+    code, output = run_cli(*args, "--stop-after-steps", 6)  # stops in the middle of epoch 2
+    assert code == 0, output
+    assert not (out / "metrics.json").exists() and (out / "checkpoints" / "resume.safetensors").exists()
+    code, output = run_cli(*args)
+    assert code == 0, output
+    a = load_file(str(vadclip_run / "checkpoints" / "last.safetensors"))
+    b = load_file(str(out / "checkpoints" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert _metrics(out) == _metrics(vadclip_run)
+    steps_a = [json.loads(x) for x in (vadclip_run / "log.jsonl").read_text().splitlines()]
+    steps_b = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    la = [(e["step"], e["loss"]) for e in steps_a if e["event"] == "step"]
+    lb = [(e["step"], e["loss"]) for e in steps_b if e["event"] == "step"]
+    assert la == lb  # the log was cut back to the checkpoint: no duplicated steps
+    starts = [e for e in steps_b if e["event"] == "start"]
+    assert starts[0]["resumed_from"] is None and starts[1]["resumed_from"] == 6
+    # a finished run is recognised: nothing is retrained
+    code, output = run_cli(*args)
+    assert code == 0 and "nothing to do" in output
+
+
+def test_best_on_test_keeps_both_numbers_labelled(store, tmp_path):
+    out = tmp_path / "best"
+    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--epochs", 2,
+                           "--select", "best-on-test", "--set", "eval_every_iters=2",
+                           "--set", "reload_best_each_epoch=true", *FAST)
+    assert code == 0, output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["select"] == "best-on-test" and summary["selected"] == "best-on-test"
+    assert set(summary["results"]) == {"last", "best-on-test"}
+    events = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    evals = [e for e in events if e["event"] == "eval"]
+    # official rule: evaluate after iteration i when i % every == 0 and i > 0 (4 iterations per epoch)
+    assert [(e["epoch"], e["iter"]) for e in evals] == [(0, 2), (1, 2)]
+    best = summary["results"]["best-on-test"]
+    assert best["value"] == max(e["value"] for e in evals) and best["selection_metric"] == "auc"
+    # the selected checkpoint re-evaluated at the end gives the number it was selected on
+    assert best["metrics"]["auc"] == pytest.approx(best["value"], abs=1e-12)
+    assert (out / "checkpoints" / "best-on-test.safetensors").is_file()
+    assert (out / "eval" / "best-on-test" / "predictions.npz").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-m", "nosuch"], "unknown method"),
+        (["-m", "vadclip", "--select", "best"], "unknown --select"),
+        (["-m", "vadclip", "--test-crop", "7"], "test crop is 7"),
+        (["-m", "vadclip", "--dataset", "ucf"], "does not fit"),
+        (["-m", "vadclip", "--set", "batch_size=100"], "paired batches of 100"),
+        (["-m", "vadclip", "--set", "nosuch=1"], "unknown preset fields"),
+        (["-m", "vadclip", "--set", "batch_size"], "KEY=VALUE"),
+        (["-m", "vadclip", "--device", "cuda:0"], "CUDA is not available"),
+        (["-m", "vadclip", "--preset", "nope"], "no preset"),
+    ],
+)
+def test_bad_inputs_are_short_errors(store, tmp_path, extra, message):
+    args = ["train", "-f", store, "--out", tmp_path / "r", "--no-progress"]
+    if "--preset" not in extra:
+        args += ["--preset", "tiny"]
+    code, output = run_cli(*args, *extra)
+    assert code == 2, output
+    assert message in output and "Traceback" not in output
+
+
+def test_refuses_store_of_another_dimension_and_other_run_dirs(store, tmp_path):
+    small = write_synthetic_feature_store(tmp_path / "d64.zarr", SynthFeaturesConfig(num_train=4, num_test=2, crops=1,
+                                                                                    feature_dim=64, median_t=20))
+    code, output = run_cli("train", "-m", "vadclip", "-f", small, "--out", tmp_path / "r", *FAST)
+    assert code == 2 and "feature dimension 64" in output
+    code, output = run_cli("train", "-m", "vadclip", "-f", tmp_path / "nothing.zarr", "--out", tmp_path / "r", *FAST)
+    assert code == 2 and "Traceback" not in output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("x")
+    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", busy, *FAST)
+    assert code == 2 and "not a run directory" in output
+
+
+def test_refuses_a_run_dir_of_another_config(vadclip_run, store):
+    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", vadclip_run, "--epochs", 5, *FAST)
+    assert code == 2 and "another configuration" in output and "preset" in output
