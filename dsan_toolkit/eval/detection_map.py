@@ -180,6 +180,9 @@ def class_scores(x: np.ndarray, lengths: np.ndarray, snippet_len: int = 16) -> n
         rows = offsets[block][:, None] + np.minimum(j[None, :], t[:, None] - 1)
         neg = -x[rows].transpose(0, 2, 1)  # (videos, classes, snippets)
         neg[np.broadcast_to((j[None, :] >= t[:, None])[:, None, :], neg.shape)] = np.inf
+        q = -(-k // snippet_len)  # snippets that hold the top T frames, at most
+        if q < k:
+            neg = np.partition(neg, q - 1, axis=-1)[:, :, :q]
         top = -np.sort(neg, axis=-1)[:, :, j // snippet_len]  # frame j of the sorted frames
         total = np.cumsum(top, axis=-1)[np.arange(block.size), :, t - 1]  # sequential sum of T frames
         out[block] = total / t[:, None].astype(x.dtype)
