@@ -1,0 +1,85 @@
+"""`dsan score` on a real H.264 video with a run trained on features extracted from real
+videos (tiny random CLIP, vadclip tiny preset, one epoch), plus the interval logic."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsan_toolkit.bench.score import describe_intervals, find_intervals, frame_table
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory):
+    from dsan_toolkit.bench.demo import demo_extract_config
+    from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset
+    from dsan_toolkit.extract import RunOptions, extract_features
+    from dsan_toolkit.train.loop import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("score")
+    data = root / "data"
+    manifest = make_synthetic_dataset(data, SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal=1,
+                                                         test_anomalous=2, min_frames=48, max_frames=64))
+    store = root / "f.zarr"
+    res = extract_features(manifest, data, store, demo_extract_config(), RunOptions(workers=0, progress=False))
+    assert res.ok
+    run = root / "run"
+    out = train(TrainOptions(method="vadclip", features=store, out=run, preset="tiny", epochs=1, progress=False,
+                             overrides={"batch_size": 2}))
+    assert out.finished
+    video = next(data / v.path for v in manifest.videos if v.split == "test" and v.segments)
+    return root, run, video, manifest
+
+
+def test_score_cli_writes_csv_png_and_intervals(scored_run, tmp_path, cli):
+    from dsan_toolkit.decode.probe import probe_video
+
+    root, run, video, manifest = scored_run
+    code, out = cli("score", str(video), "--run", str(run), "--out", str(tmp_path), "--threshold", "0")
+    assert code == 0, out
+    probe = probe_video(video)
+    T = probe.num_frames // 16
+    rows = list(csv.DictReader((tmp_path / f"{video.stem}.scores.csv").open()))
+    assert len(rows) == min(probe.num_frames, T * 16)
+    assert set(rows[0]) >= {"frame", "time_s", "snippet", "score", "align_score", "top_class"}
+    assert {f"p_{c}" for c in manifest.class_codes} <= set(rows[0])
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    assert float(rows[16]["time_s"]) == pytest.approx(16 / probe.fps, abs=1e-3)
+    png = (tmp_path / f"{video.stem}.scores.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # threshold 0: the whole video is one interval, with its most likely anomaly classes
+    assert f"0-{T * 16}" in out.replace(" ", "")
+    assert any(c in out for c in manifest.class_codes[1:])
+    assert "random" in out  # the run's backbone is the random tiny CLIP
+
+
+def test_score_errors(scored_run, tmp_path, cli):
+    root, run, video, _ = scored_run
+    code, out = cli("score", str(tmp_path / "none.mp4"), "--run", str(run))
+    assert code == 2 and "video not found" in out
+    code, out = cli("score", str(video), "--run", str(tmp_path))
+    assert code == 2 and "not a finished run directory" in out
+    code, out = cli("score", str(video), "--run", str(run), "--select", "best-on-test")
+    assert code == 2 and "no 'best-on-test' model" in out
+
+
+def test_intervals_from_scores():
+    s = np.array([0.1, 0.6, 0.7, 0.2, 0.9, 0.95, 0.99, 0.1])
+    assert find_intervals(s, 0.5) == [(1, 3), (4, 7)]
+    assert find_intervals(s, 0.5, min_snippets=3) == [(4, 7)]
+    assert find_intervals(s, 1.0) == []
+    probs = np.zeros((8, 3))
+    probs[:, 0] = 0.5
+    probs[1:3, 1] = 0.4
+    probs[4:7, 2] = 0.45
+    probs[4:7, 1] = 0.05
+    ivs = describe_intervals(s, probs, ("N", "A", "B"), threshold=0.5, fps=16.0, snippet_len=16, num_frames=120)
+    assert [(i.start_frame, i.end_frame) for i in ivs] == [(16, 48), (64, 112)]
+    assert ivs[0].classes[0][0] == "A" and ivs[1].classes[0] == ("B", pytest.approx(0.45))
+    assert ivs[1].start_s == pytest.approx(4.0) and ivs[1].peak == pytest.approx(0.99)
+    text = frame_table(s, None, None, ("N",), fps=16.0, snippet_len=16, num_frames=120)
+    lines = text.splitlines()
+    assert lines[0] == "frame,time_s,snippet,score" and len(lines) == 1 + 120
