@@ -28,11 +28,27 @@ BANNER = (
 )
 
 
+COMPACT_COLUMNS: tuple[str, ...] = ("method", "selection", "seeds", "AUC", "AP", "AUC (align)", "AP (align)",
+                                     "mAP avg", "train s", "params")
+
+
+def compact_markdown(report: "BenchReport") -> str:  # noqa: F821 - imported lazily
+    """The bench tables with the headline columns only (the full table is in report.md)."""
+    from .report import markdown_table
+
+    parts = [f"> {n}\n" for n in report.notes[:1]]
+    for title, df in report.tables:
+        cols = [c for c in COMPACT_COLUMNS if c in df.columns]
+        parts.append(f"\n## {title}\n\n{markdown_table(df[cols] if cols else df)}")
+    return "".join(parts)
+
+
 @dataclass
 class DemoResult:
     out: Path
     markdown: str
     html: Path
+    report_md: Path
     audit_md: Path
     audit_ok: bool
     problems: list[str]
@@ -70,7 +86,7 @@ def run_demo(
     from ..datasets.verify import verify_dataset
     from ..extract import RunOptions, extract_features
     from ..models import list_methods
-    from .report import atomic_write_text, render
+    from .report import atomic_write_text
     from .runner import BenchConfig, run_bench, write_reports
 
     say = progress or (lambda _m: None)
@@ -131,6 +147,6 @@ def run_demo(
     audit = audit_bench(out / "bench", progress=lambda m: say(f"    {m}"))
     audit_md = atomic_write_text(out / "bench" / "audit.md", audit.to_markdown())
     timings["audit"] = time.perf_counter() - t
-    return DemoResult(out=out, markdown=render(bench.report, "md"), html=paths["html"], audit_md=audit_md,
+    return DemoResult(out=out, markdown=compact_markdown(bench.report), html=paths["html"], report_md=paths["md"], audit_md=audit_md,
                       audit_ok=audit.ok, problems=audit.problems, seconds=time.perf_counter() - t_all,
                       methods=use, skipped_methods=skipped, timings=timings)
