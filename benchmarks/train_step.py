@@ -1,6 +1,7 @@
 """Training-step time: our vectorised step vs the official code's step, same batch, same device.
 
     python benchmarks/train_step.py --method vadclip --preset ucf --official-src /tmp/official/vadclip/src
+    python benchmarks/train_step.py --method dsanet --preset ucf --official-src /tmp/official/dsanet/src
     python benchmarks/train_step.py --method vadclip --preset ucf            # vs the loop reference
 
 With ``--official-src DIR`` (the ``src/`` folder of a checkout of nwpu-zxr/VadCLIP, never
@@ -185,6 +186,68 @@ def official_test_scores(model: Any, mods: dict[str, Any], prompts: list[str], f
     return torch.sigmoid(logits1.squeeze(-1)).cpu().numpy(), (1 - probs[:, 0]).cpu().numpy(), probs.cpu().numpy()
 
 
+# ---------------------------------------------------------------- the official DSANet, imported from a checkout
+
+
+def import_official_dsanet(src: Path) -> dict[str, Any]:
+    """The official DSANet modules (same patches as VadCLIP, plus a stand-in for the unused ``ipdb`` import)."""
+    import types
+
+    sys.modules.setdefault("ipdb", types.ModuleType("ipdb"))
+    mods = import_official_vadclip(src)  # same clip/, utils/layers.py patches; imports src/model.py
+    mods["train"] = importlib.import_module("ucf_train")
+    mods["option"] = importlib.import_module("ucf_option")
+    mods["stable"] = importlib.import_module("utils.StableAdamW")
+    return mods
+
+
+def official_dsanet(src: Path, preset: Any, num_classes: int, device: str) -> tuple[Any, dict[str, Any]]:
+    mods = import_official_dsanet(src)
+    args = mods["option"].parser.parse_args([])
+    for ours, theirs in (("visual_layers", "visual_layers"), ("attn_window", "attn_window"), ("decoder_depth", "decoder_depth"),
+                         ("normal_selection_ratio", "normal_selection_ratio"), ("num_prototypes", "num_prototypes"),
+                         ("text_adapt_until", "text_adapt_until")):
+        if hasattr(preset, ours):
+            setattr(args, theirs, getattr(preset, ours))
+    torch.manual_seed(preset.seed)
+    model = mods["model"].DSANet(
+        num_classes, args.embed_dim, args.visual_length, args.visual_width, args.visual_head, args.visual_layers,
+        args.attn_window, args.prompt_prefix, args.prompt_postfix, args, device,
+    ).to(device)
+    mods["args"] = args
+    return model, mods
+
+
+def official_dsanet_step(model: Any, mods: dict[str, Any], prompts: list[str], batch: TrainBatch, preset: Any) -> torch.Tensor:
+    """The body of the official ``ucf_train.train`` loop for one batch (forward and all losses)."""
+    tr, dev, lab, lens = mods["train"], batch.feats.device, batch.labels, batch.lengths
+    text, logits1, logits2, logits3, logits4, dnp = model(batch.feats, None, prompts, lens, True)
+    loss1 = tr.CLAS2(logits1, lab, lens, dev)
+    loss2 = tr.CLASM(logits2, lab, lens, dev)
+    cons = tr.consistency_loss_fn(logits1=logits1, original_features=dnp["original_features"],
+                                  reconstructed_features=dnp["reconstructed_features"], lengths=lens)
+    loss4 = tr.CLASM_EVENT(logits3, lab, lens, dev)
+    loss5 = tr.CLASM_BKG(logits4, lab, lens, dev)
+    loss3 = torch.zeros(1, device=dev)
+    n0 = text[0] / text[0].norm(dim=-1, keepdim=True)
+    for j in range(1, text.shape[0]):
+        loss3 = loss3 + torch.abs(n0 @ (text[j] / text[j].norm(dim=-1, keepdim=True)))
+    loss3 = loss3 / (text.shape[0] - 1)
+    return loss1 + loss2 * mods["args"].loss2_weight + loss3 + loss4 + loss5 + cons + dnp["g_loss"]
+
+
+def official_dsanet_optimizers(model: Any, mods: dict[str, Any], iters_per_epoch: int) -> tuple[list[Any], list[Any]]:
+    """The official optimisers: AdamW (main) + StableAdamW with the warm-up cosine schedule (refiner)."""
+    args, tr = mods["args"], mods["train"]
+    refiner = [p for n, p in model.named_parameters() if p.requires_grad and "video_anomaly_refiner" in n]
+    main = [p for n, p in model.named_parameters() if p.requires_grad and "video_anomaly_refiner" not in n]
+    opt_r = mods["stable"].StableAdamW([{"params": refiner}], lr=args.lr, betas=(0.9, 0.999), weight_decay=1e-4, amsgrad=True, eps=1e-10)
+    sched = tr.WarmCosineScheduler(opt_r, base_value=args.lr, final_value=args.lr * 0.1,
+                                   total_iters=args.max_epoch * 2 * iters_per_epoch, warmup_iters=100)
+    opt_m = torch.optim.AdamW([{"params": main}], lr=args.lr)
+    return [opt_m, opt_r], [sched]
+
+
 # ---------------------------------------------------------------- timing
 
 
@@ -201,32 +264,54 @@ def make_batch(per_half: int, length: int, dim: int, num_classes: int, seed: int
     return TrainBatch(feats=feats, lengths=lengths, labels=labels, anomalous=labels[:, 0] == 0)
 
 
-def time_steps(step: Callable[[], torch.Tensor], params: list[torch.nn.Parameter], lr: float, repeats: int, warmup: int) -> list[float]:
-    opt = torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr)
-    times = []
-    for i in range(warmup + repeats):
+class Stepper:
+    """One training step: forward + losses, backward, every optimiser, per-iteration schedulers."""
+
+    def __init__(self, loss_fn: Callable[[], torch.Tensor], optimizers: list[Any], iter_schedulers: list[Any]) -> None:
+        self.loss_fn, self.optimizers, self.iter_schedulers = loss_fn, optimizers, iter_schedulers
+
+    def __call__(self) -> float:
         t0 = time.perf_counter()
-        loss = step()
-        opt.zero_grad()
+        loss = self.loss_fn()
+        for o in self.optimizers:
+            o.zero_grad()
         loss.sum().backward()
-        opt.step()
+        for o in self.optimizers:
+            o.step()
+        for s in self.iter_schedulers:
+            s.step()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+
+def our_stepper(method: Any, model: Any, batch: TrainBatch, preset: Any) -> Stepper:
+    specs = method.optimizers(model, preset, iters_per_epoch=100)
+    return Stepper(lambda: method.loss(model, batch, preset)[0], [s.optimizer for s in specs],
+                   [s.scheduler for s in specs if s.step_on == "iter" and s.scheduler is not None])
+
+
+def interleaved(ref: Stepper, ours: Stepper, repeats: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Alternate reference and our steps so that machine load affects both alike."""
+    t_ref, t_our = [], []
+    for i in range(warmup + repeats):
+        a, b = ref(), ours()
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return times
+            t_ref.append(a)
+            t_our.append(b)
+    return t_ref, t_our
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--method", default="vadclip", choices=["vadclip"])
+    ap.add_argument("--method", default="vadclip", choices=["vadclip", "dsanet"])
     ap.add_argument("--preset", default="ucf")
     ap.add_argument("--per-half", type=int, default=8, help="normal + anomalous videos per step (each)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--official-src", type=Path, default=None, help="src/ of a VadCLIP checkout")
+    ap.add_argument("--official-src", type=Path, default=None, help="src/ of a VadCLIP (or DSANet) checkout")
     ap.add_argument("--check", action="store_true", help="also compare losses and test scores with the official code")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -241,51 +326,76 @@ def main() -> None:
     if args.official_src is not None:
         from dsan_toolkit.models.official import load_official_checkpoint
 
-        off_model, mods = official_vadclip(args.official_src, preset, len(classes), args.device)
+        build, step = (official_vadclip, official_vadclip_step) if args.method == "vadclip" else (official_dsanet, official_dsanet_step)
+        off_model, mods = build(args.official_src, preset, len(classes), args.device)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "official.pth"
             torch.save(off_model.state_dict(), path)
             ours = load_official_checkpoint(args.method, path, preset=args.preset, classes=classes, device=args.device).model
         if args.check:
-            run_check(ours, off_model, mods, method, preset, prompts, batch, args.device)
+            run_check(ours, off_model, mods, method, preset, prompts, batch, args.device, step, args.method)
         ref_name = "official code"
-        ref_step = lambda: official_vadclip_step(off_model, mods, prompts, batch, preset)  # noqa: E731
-        ref_params = list(off_model.parameters())
+        off_model.train()
+        if args.method == "vadclip":
+            opts, scheds = [torch.optim.AdamW(off_model.parameters(), lr=preset.lr)], []
+        else:
+            opts, scheds = official_dsanet_optimizers(off_model, mods, iters_per_epoch=100)
+        ref = Stepper(lambda: step(off_model, mods, prompts, batch, preset), opts, scheds)
     else:
-        ours = method.build(preset, classes, feature_dim=preset.feature_dim, clip=create_clip(TINY_MODEL if args.preset == "tiny" else "ViT-B-16", pretrained=None), device=args.device)
+        if args.method != "vadclip":
+            raise SystemExit("the loop reference covers vadclip; pass --official-src for dsanet")
+        arch = TINY_MODEL if args.preset == "tiny" else "ViT-B-16-quickgelu"
+        ours = method.build(preset, classes, feature_dim=preset.feature_dim, clip=create_clip(arch, pretrained=None), device=args.device)
         ref_name = "loop reference"
-        ref_step = lambda: reference_vadclip_step(ours, batch, preset)  # noqa: E731
-        ref_params = list(ours.parameters())
+        ref_model = method.build(preset, classes, feature_dim=preset.feature_dim, clip=create_clip(arch, pretrained=None), device=args.device)
+        ref_model.load_state_dict(ours.state_dict())
+        ref_model.train()
+        ref = Stepper(lambda: reference_vadclip_step(ref_model, batch, preset),
+                      [torch.optim.AdamW([p for p in ref_model.parameters() if p.requires_grad], lr=preset.lr)], [])
     ours.train()
-    our_step = lambda: method.loss(ours, batch, preset)[0]  # noqa: E731
-    t_ref = time_steps(ref_step, ref_params, preset.lr, args.repeats, args.warmup)
-    t_our = time_steps(our_step, list(ours.parameters()), preset.lr, args.repeats, args.warmup)
+    t_ref, t_our = interleaved(ref, our_stepper(method, ours, batch, preset), args.repeats, args.warmup)
     m_ref, m_our = statistics.median(t_ref), statistics.median(t_our)
     b = batch.batch_size
+    print(f"threads={args.threads} repeats={args.repeats} (median), per-step times ref={['%.2f' % t for t in t_ref]} ours={['%.2f' % t for t in t_our]}")
     print("| method | preset | device | batch | reference | ref step (s) | ours step (s) | speed-up | ours samples/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.method} | {args.preset} | {args.device} | {b} | {ref_name} | {m_ref:.3f} | {m_our:.3f} | {m_ref / m_our:.2f}x | {b / m_our:.1f} |")
 
 
-def run_check(ours: Any, off_model: Any, mods: dict[str, Any], method: Any, preset: Any, prompts: list[str], batch: TrainBatch, device: str) -> None:
+def run_check(ours: Any, off_model: Any, mods: dict[str, Any], method: Any, preset: Any, prompts: list[str],
+              batch: TrainBatch, device: str, official_step: Callable[..., torch.Tensor], name: str) -> None:
     from dsan_toolkit.models import predict_video
 
     ours.train()
     off_model.train()
-    l_ours = method.loss(ours, batch, preset)[0].detach()
-    l_off = official_vadclip_step(off_model, mods, prompts, batch, preset).detach()
-    print(f"check: loss ours {float(l_ours):.7f} official {float(l_off):.7f} |diff| {abs(float(l_ours) - float(l_off)):.2e}")
+    l_ours = float(method.loss(ours, batch, preset)[0].detach())
+    l_off = float(official_step(off_model, mods, prompts, batch, preset).detach().sum())
+    print(f"check: loss ours {l_ours:.7f} official {l_off:.7f} |diff| {abs(l_ours - l_off):.2e}")
     ours.eval()
     off_model.eval()
     rng = np.random.default_rng(0)
     worst = [0.0, 0.0, 0.0]
     for t in (17, 255, 256, 300, 512, 700):
         feats = rng.standard_normal((t, preset.feature_dim)).astype(np.float32)
-        p1, p2, pc = official_test_scores(off_model, mods, prompts, feats, preset.visual_length, device)
         pred = predict_video(method, ours, feats)
-        for i, (a, b_) in enumerate(((pred.scores, p1), (pred.align_scores, p2), (pred.class_probs, pc))):
+        if name == "vadclip":
+            p1, p2, pc = official_test_scores(off_model, mods, prompts, feats, preset.visual_length, device)
+            pairs = ((pred.scores, p1), (pred.align_scores, p2), (pred.class_probs, pc))
+        else:  # classifier scores of the official forward (DSANet's refined outputs: see its own checks)
+            chunks, lengths = split_chunks_np(feats, preset.visual_length)
+            with torch.no_grad():
+                out = off_model(torch.from_numpy(chunks).to(device), None, prompts, torch.from_numpy(lengths), False)
+            p1 = torch.sigmoid(out[1].reshape(-1))[:t].cpu().numpy()
+            pairs = ((pred.scores, p1),)
+        for i, (a, b_) in enumerate(pairs):
             worst[i] = max(worst[i], float(np.abs(a.cpu().numpy() - b_).max()))
     print(f"check: max |diff| scores {worst[0]:.2e} align {worst[1]:.2e} class_probs {worst[2]:.2e} (T in 17..700)")
+
+
+def split_chunks_np(feats: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    from dsan_toolkit.models import split_chunks
+
+    return split_chunks(feats, length)  # type: ignore[return-value]
 
 
 if __name__ == "__main__":

@@ -79,6 +79,19 @@ def test_predict_video_stitches_chunks_like_per_chunk_calls(method, clip):
     torch.testing.assert_close(whole.scores, stitched, rtol=1e-5, atol=1e-6)
 
 
+def test_truncated_text_context_equals_full_context(method, clip):
+    """The causal text tower up to the last EOT gives the official 77-position features."""
+    fast, _ = build(method, clip)
+    full, _ = build(method, clip, truncate_text_context=False)
+    full.load_state_dict(fast.state_dict())
+    assert fast.text_context is not None and fast.text_context < 77 and full.text_context is None
+    a, b = fast.encode_text(), full.encode_text()
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    a.sum().backward()
+    b.sum().backward()
+    torch.testing.assert_close(fast.prompt.text_prompt_embeddings.weight.grad, full.prompt.text_prompt_embeddings.weight.grad, rtol=1e-3, atol=2e-4)
+
+
 def test_bad_inputs_are_refused(method, clip):
     preset = method.get_preset("tiny")
     with pytest.raises(InputError, match="512"):

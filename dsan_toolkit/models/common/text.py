@@ -9,7 +9,9 @@ mode. It exposes the pieces both methods need:
 - ``tokenize(texts)`` (the open_clip tokenizer = OpenAI's BPE, context 77);
 - ``embed_tokens(tokens)``; ``encode_embeddings(x, eot)`` = + positions -> causal transformer
   -> ``ln_final`` -> the EOT row -> ``@ text_projection`` (VadCLIP's ``encode_text(emb, tokens)``);
-- ``run_block(i, x)`` / ``begin`` / ``finish`` for per-layer hooks (DSANet's text adapter).
+- ``run_block(i, x)`` / ``begin`` / ``finish`` for per-layer hooks (DSANet's text adapter);
+  all accept a context shorter than 77 (positions after the last EOT can be dropped: the mask
+  is causal).
 
 :class:`LearnablePrompt` is VadCLIP's ``text_prompt_embeddings`` (77 x text width, std 0.01):
 the class words are placed after ``prefix`` learnable tokens and the EOT token ``postfix``
@@ -77,13 +79,14 @@ class ClipTextTower(nn.Module):
         return self.token_embedding(tokens)
 
     def begin(self, x: Tensor) -> Tensor:
-        """Token embeddings (N, 77, w) + positional embeddings."""
-        return x + self.positional_embedding.to(x.dtype)
+        """Token embeddings (N, n, w) + the first n positional embeddings (n <= 77)."""
+        return x + self.positional_embedding[: x.shape[1]].to(x.dtype)
 
     def run_block(self, i: int, x: Tensor) -> Tensor:
-        """Residual block ``i`` with the causal mask, on batch-first (N, 77, w)."""
+        """Residual block ``i`` with the causal mask, on batch-first (N, n, w)."""
         blk = self.transformer.resblocks[i]
-        mask = self.attn_mask.to(device=x.device, dtype=x.dtype)
+        n = x.shape[1]
+        mask = self.attn_mask[:n, :n].to(device=x.device, dtype=x.dtype)
         if getattr(self.transformer, "batch_first", True):
             return blk(x, attn_mask=mask)
         return blk(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
@@ -97,8 +100,15 @@ class ClipTextTower(nn.Module):
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
         return x
 
-    def encode_embeddings(self, x: Tensor, eot: Tensor, project: bool = True) -> Tensor:
-        """Text features (N, E) from token-level input embeddings (N, 77, w) and EOT positions (N,)."""
+    def encode_embeddings(self, x: Tensor, eot: Tensor, project: bool = True, context: int | None = None) -> Tensor:
+        """Text features (N, E) from token-level input embeddings (N, 77, w) and EOT positions (N,).
+
+        ``context``: run only the first ``context`` positions (> every EOT position). The mask is
+        causal, so the EOT rows do not depend on later positions: the result is the same (up to
+        float rounding) at a fraction of the cost.
+        """
+        if context is not None:
+            x = x[:, :context]
         h = self.begin(x)
         for i in range(self.num_layers):
             h = self.run_block(i, h)
