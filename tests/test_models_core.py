@@ -221,3 +221,79 @@ def test_learnable_prompt_layout_matches_official_loop():
     too_long[0, 16] = 999
     with pytest.raises(InputError, match="too long"):
         prompt(torch.randn(1, 20, 4), too_long)
+
+
+# ---- baselines
+
+
+def test_mil_ranking_loss_matches_loop_oracle():
+    from dsan_toolkit.models.mil import PRESETS as MIL_PRESETS
+    from dsan_toolkit.models.mil import mil_ranking_loss
+
+    preset = MIL_PRESETS["ucf"]
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(6, 32, generator=g)
+    lengths = torch.tensor([32, 5, 20, 32, 1, 17])
+    anomalous = torch.tensor([False, False, False, True, True, True])
+    total, parts = mil_ranking_loss(scores, lengths, anomalous, preset)
+    hinges, smooth, sparse = [], [], []
+    for a in range(6):
+        if not anomalous[a]:
+            continue
+        sa = scores[a, : lengths[a]]
+        smooth.append(((sa[1:] - sa[:-1]) ** 2).sum())
+        sparse.append(sa.sum())
+        for n in range(6):
+            if not anomalous[n]:
+                hinges.append(torch.clamp(1 - sa.max() + scores[n, : lengths[n]].max(), min=0))
+    want = torch.stack(hinges).mean() + 8e-5 * torch.stack(smooth).mean() + 8e-5 * torch.stack(sparse).mean()
+    torch.testing.assert_close(total, want)
+    with pytest.raises(InputError, match="both normal and anomalous"):
+        mil_ranking_loss(scores, lengths, torch.ones(6, dtype=torch.bool), preset)
+
+
+def test_mil_method_trains_and_predicts():
+    m = get_method("mil")
+    preset = m.get_preset("tiny")
+    classes = [ClassInfo("A", "normal", "normal", True), ClassInfo("B", "b", "b"), ClassInfo("C", "c", "c")]
+    torch.manual_seed(0)
+    model = m.build(preset, classes, feature_dim=16, clip=None)
+    from dsan_toolkit.models import TrainBatch
+
+    feats = torch.randn(8, 32, 16)
+    feats[4:, :4] += 3.0  # anomalous bags carry an event
+    labels = labels_from_codes([["A"]] * 4 + [["B"]] * 4, classes)
+    batch = TrainBatch(feats, torch.full((8,), 32), labels, labels[:, 0] == 0)
+    opt = m.optimizers(model, preset, 1)[0].optimizer
+    first = None
+    for _ in range(30):
+        loss, logs = m.loss(model, batch, preset)
+        first = first if first is not None else logs["ranking"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["ranking"] < first
+    model.eval()
+    pred = m.predict(model, feats, torch.full((8,), 32))
+    torch.testing.assert_close(pred.class_probs.sum(-1), torch.ones(8, 32))
+    assert float(pred.scores[4:, :4].mean()) > float(pred.scores[:4].mean())
+
+
+def test_zeroshot_scores_features_against_class_prompts():
+    from dsan_toolkit.clip import TINY_MODEL, create_clip
+    from dsan_toolkit.models.common import ClipTextTower
+
+    clip = create_clip(TINY_MODEL)
+    m = get_method("zeroshot")
+    classes = [ClassInfo("A", "normal", "normal", True), ClassInfo("B", "fighting", "fighting"), ClassInfo("C", "explosion", "explosion")]
+    model = m.build(m.get_preset("tiny"), classes, feature_dim=512, clip=clip)
+    tower = ClipTextTower(clip.model, clip.tokenizer)
+    text = tower.encode_texts([f"a video frame of {c.name}" for c in classes])
+    feats = text[[0, 1, 2, 2]].unsqueeze(0) * 3.0  # snippets equal (up to scale) to each class text
+    pred = m.predict(model, feats, torch.tensor([4]))
+    assert pred.class_probs[0].argmax(-1).tolist() == [0, 1, 2, 2]
+    torch.testing.assert_close(pred.scores, 1 - pred.class_probs[..., 0])
+    with pytest.raises(InputError, match="training-free"):
+        m.loss(model, None, m.get_preset("tiny"))  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="CLIP"):
+        m.build(m.get_preset("tiny"), classes, feature_dim=512, clip=None)
