@@ -152,3 +152,21 @@ def test_cli_datasets_and_validate(cli, tmp_path):
     assert code == 2 and "unknown class 'X'" in out and "Traceback" not in out
     code, out = cli("manifest", "show", "xd", "--video", "nope")
     assert code == 2 and "not in manifest" in out
+
+
+def test_xd_frame_ground_truth_follows_annotations_txt():
+    """annotations.txt (frame GT) and annotations_multiclasses.txt (classed segments) disagree
+    for 5 XD test videos; the frame GT keeps the former, the segments the latter."""
+    from dsan_toolkit.eval.gt import frame_gt
+
+    m = load_builtin_manifest("xd")
+    differing = [v for v in m.split("test") if v.frame_intervals]
+    assert len(differing) == 5
+    v = m.video("Casino.Royale.2006__#00-18-30_00-19-20_label_G-B2-0")
+    assert {(s.start, s.end) for s in v.segments} == {(261, 293), (293, 580)}
+    same = [x for x in m.split("test") if x.segments and not x.frame_intervals][0]
+    assert same.gt_intervals() == tuple((s.start, s.end) for s in same.segments)
+    d = next(x for x in differing if x.id.startswith("Salt.2010"))
+    gt = frame_gt(m, [d], {d.id: 60})
+    assert gt[25:92].all() and gt.sum() == sum(min(b, 960) - min(a, 960) for a, b in d.frame_intervals)
+    assert not gt[92:119].any()

@@ -1,7 +1,9 @@
 """XD-Violence: manifest built from the official lists (Wu et al., ECCV 2020).
 
-Raw inputs (``shared/datasets/xd_violence``): ``train_videos.txt``, ``test_videos.txt`` and
-``annotations_multiclasses.txt``. A video's labels are the codes after ``_label_`` in its
+Raw inputs (``shared/datasets/xd_violence``): ``train_videos.txt``, ``test_videos.txt``,
+``annotations_multiclasses.txt`` (classed intervals: the segments, used by the detection mAP)
+and ``annotations.txt`` (the intervals of the official frame-level ground truth; where their
+frames differ from the segments' union they are kept as ``frame_intervals``). A video's labels are the codes after ``_label_`` in its
 name (``0`` = none, ``A`` = normal); annotation intervals are 0-based frames at 24 fps and
 become ``[start, end)`` segments. Videos live under ``train/`` and ``test/`` of the root.
 """
@@ -80,17 +82,48 @@ def _parse_annotations(path: Path) -> dict[str, tuple[Segment, ...]]:
     return out
 
 
+def _parse_frame_annotations(path: Path) -> dict[str, tuple[tuple[int, int], ...]]:
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        nums = parts[1:]
+        if len(nums) % 2 or not nums:
+            raise ManifestError(f"cannot parse {path}", [f"{path}:{lineno}: expected pairs 'start end'"])
+        try:
+            vals = [int(x) for x in nums]
+        except ValueError:
+            raise ManifestError(f"cannot parse {path}", [f"{path}:{lineno}: frame indices must be integers"]) from None
+        out[_strip_ext(parts[0])] = tuple(zip(vals[::2], vals[1::2]))
+    return out
+
+
+def _frames(intervals: tuple[tuple[int, int], ...]) -> set[int]:
+    return {f for a, b in intervals for f in range(a, b)}
+
+
 def build_xd_manifest(raw_dir: Path) -> Manifest:
     """Build the XD-Violence manifest from the raw official lists in ``raw_dir``."""
     raw_dir = Path(raw_dir)
     annotations = _parse_annotations(raw_dir / "annotations_multiclasses.txt")
+    frame_annotations = _parse_frame_annotations(raw_dir / "annotations.txt")
+    if set(frame_annotations) != set(annotations):
+        diff = sorted(set(frame_annotations) ^ set(annotations))
+        raise ManifestError("annotations.txt and annotations_multiclasses.txt name different videos", diff)
     videos: list[VideoRecord] = []
     for split in ("train", "test"):
         for name in _names(raw_dir / f"{split}_videos.txt"):
             name = _strip_ext(name)
             segs = annotations.get(name, ()) if split == "test" else ()
+            frame_iv = frame_annotations.get(name, ()) if split == "test" else ()
+            if frame_iv and _frames(frame_iv) == _frames(tuple((s.start, s.end) for s in segs)):
+                frame_iv = ()  # the segments give the same frame ground truth
             videos.append(
-                VideoRecord(id=name, path=f"{split}/{name}.mp4", split=split, labels=labels_from_name(name), segments=segs)
+                VideoRecord(
+                    id=name, path=f"{split}/{name}.mp4", split=split, labels=labels_from_name(name),
+                    segments=segs, frame_intervals=frame_iv,
+                )
             )
     test_ids = {v.id for v in videos if v.split == "test"}
     stray = sorted(set(annotations) - test_ids)

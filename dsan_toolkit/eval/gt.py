@@ -3,7 +3,9 @@
 The official code (``list/make_gt_*.py`` of VadCLIP/DSANet) concatenates one frame vector per
 test video: zeros of length ``(T + 1) * 16``, every annotated interval ``[s, e)`` set to 1, then
 the last 16 frames dropped. That is the same as a vector of length ``T * 16`` with the
-intervals cut at ``T * 16``, which is what :func:`frame_gt` builds (vectorised over all videos
+intervals cut at ``T * 16``, which is what :func:`frame_gt` builds (from
+``VideoRecord.gt_intervals()``: the segments, or the separate frame-level intervals where a
+dataset's official frame ground truth differs from them, as XD-Violence's does) (vectorised over all videos
 with a difference array, no pickled files, no dependence on CSV row order).
 
 Detection-mAP ground truth keeps the raw, uncut intervals (the official code does too): see
@@ -95,8 +97,9 @@ def frame_gt(
     builds it: video ``i`` contributes ``T_i * snippet_len`` frames (float32 0/1)."""
     snip = manifest.info.snippet_len if snippet_len is None else int(snippet_len)
     t = check_lengths(videos, lengths)
-    seg = segment_table(manifest, videos)
-    return intervals_to_frames(t * snip, seg.video, seg.start, seg.end)
+    rows = [(i, a, b) for i, v in enumerate(videos) for a, b in v.gt_intervals()]
+    video, start, end = (np.array([r[k] for r in rows], dtype=np.int64) for k in range(3))
+    return intervals_to_frames(t * snip, video, start, end)
 
 
 def video_frame_gt(

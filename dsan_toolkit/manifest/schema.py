@@ -61,7 +61,10 @@ class VideoRecord:
     """One video of a dataset.
 
     ``labels`` are class codes (the normal class for normal videos); ``segments`` are the
-    temporal annotations of a test video. ``fps`` overrides the dataset's nominal fps and
+    temporal annotations of a test video. ``frame_intervals`` is set only where the official
+    frame-level ground truth differs from the union of the segments (XD-Violence: its
+    ``annotations.txt``, used for AUC/AP, and ``annotations_multiclasses.txt``, used for the
+    detection mAP, disagree for a few videos). ``fps`` overrides the dataset's nominal fps and
     ``num_frames`` is filled when known (custom datasets, synthetic data, lock files).
     """
 
@@ -72,6 +75,11 @@ class VideoRecord:
     segments: tuple[Segment, ...] = ()
     fps: float | None = None
     num_frames: int | None = None
+    frame_intervals: tuple[tuple[int, int], ...] = ()
+
+    def gt_intervals(self) -> tuple[tuple[int, int], ...]:
+        """Intervals ``[start, end)`` of the frame-level ground truth (AUC/AP)."""
+        return self.frame_intervals or tuple((s.start, s.end) for s in self.segments)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -87,6 +95,8 @@ class VideoRecord:
             d["fps"] = self.fps
         if self.num_frames is not None:
             d["num_frames"] = self.num_frames
+        if self.frame_intervals:
+            d["frame_intervals"] = [list(iv) for iv in self.frame_intervals]
         return d
 
     @classmethod
@@ -102,6 +112,7 @@ class VideoRecord:
             segments=tuple(Segment.from_dict(s) for s in d.get("segments", ()) or ()),
             fps=None if d.get("fps") is None else float(d["fps"]),
             num_frames=None if d.get("num_frames") is None else int(d["num_frames"]),
+            frame_intervals=tuple((int(a), int(b)) for a, b in d.get("frame_intervals", ()) or ()),
         )
 
 

@@ -72,6 +72,13 @@ def find_problems(
                 problems.append(
                     f"{where}: segment [{s.start}, {s.end}) lies outside the video ({v.num_frames} frames)"
                 )
+        for a, b in v.frame_intervals:
+            if a < 0 or b <= a:
+                problems.append(f"{where}: frame interval [{a}, {b}) is empty or starts before frame 0")
+            elif v.num_frames is not None and b > v.num_frames:
+                problems.append(f"{where}: frame interval [{a}, {b}) lies outside the video ({v.num_frames} frames)")
+        if v.frame_intervals and not v.segments:
+            problems.append(f"{where}: frame_intervals without segments")
         if v.segments and normal is not None and v.labels == (normal,):
             problems.append(f"{where}: normal video {v.id!r} has anomaly segments")
     return problems
