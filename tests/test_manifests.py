@@ -166,7 +166,9 @@ def test_xd_frame_ground_truth_follows_annotations_txt():
     assert {(s.start, s.end) for s in v.segments} == {(261, 293), (293, 580)}
     same = [x for x in m.split("test") if x.segments and not x.frame_intervals][0]
     assert same.gt_intervals() == tuple((s.start, s.end) for s in same.segments)
-    d = next(x for x in differing if x.id.startswith("Salt.2010"))
-    gt = frame_gt(m, [d], {d.id: 60})
-    assert gt[25:92].all() and gt.sum() == sum(min(b, 960) - min(a, 960) for a, b in d.frame_intervals)
-    assert not gt[92:119].any()
+    d = m.video("Love.Death.and.Robots.S01E10__#0-01-00_0-02-13_label_B2-G-0")
+    assert d.frame_intervals == ((560, 600), (846, 905), (1050, 1295))
+    assert (1190, 1191) not in {(s.start, s.end) for s in d.segments}
+    gt = frame_gt(m, [d], {d.id: 100})  # 1,600 frames
+    assert gt[1190] == 1  # frame 1190 is anomalous in annotations.txt, a gap between two segments
+    assert gt.sum() == 40 + 59 + 245 and not gt[600:846].any()
