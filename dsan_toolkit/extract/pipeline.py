@@ -40,7 +40,7 @@ from ..manifest import Manifest
 from ..store import StoreSpec, StoreWriter
 from ..store.writer import FinalizeResult, VideoSink
 from .config import ExtractConfig, RunOptions
-from .preprocess import preprocess_frames
+from .preprocess import preprocess_frames, resize_impl
 
 ROW_RULE = "T = N // L rows (snippet t = frames [t*L, (t+1)*L), the last N % L frames dropped); one padded row when 0 < N < L"
 
@@ -80,7 +80,7 @@ def resolve_config(cfg: ExtractConfig, device: torch.device, image_size: int) ->
     return dataclasses.replace(cfg, precision=precision, resize=resize)
 
 
-def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any) -> StoreSpec:
+def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any, device: torch.device) -> StoreSpec:
     """The store identity of an extraction (the weight file is identified by its sha256)."""
     backbone = info.to_dict()
     weights_file = backbone.pop("weights_file", None)
@@ -98,6 +98,7 @@ def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any) -> StoreSpec:
         "interpolation": cfg.interpolation,
         "antialias": True,
         "rounding": "resized pixels rounded and clamped to 0..255 (as an 8-bit PIL image)",
+        "resize_impl": resize_impl(device),
         "normalisation": {"mean": list(info.mean), "std": list(info.std)},
         "precision": cfg.precision,
         "normalize_features": cfg.normalize_features,
@@ -320,7 +321,7 @@ def extract_features(
     elif bundle.info.model != cfg.model:
         raise InputError(f"the given backbone is {bundle.info.model!r}, the config asks for {cfg.model!r}")
     cfg = resolve_config(cfg, device, bundle.info.image_size)
-    spec = build_spec(cfg, manifest, bundle.info)
+    spec = build_spec(cfg, manifest, bundle.info, device)
     result = ExtractResult(store=Path(out))
     emit = on_event or (lambda kind, data: None)
     rank = opts.shard[0]
