@@ -141,3 +141,15 @@ def test_number_comparison_verdicts():
     assert NumberComparison("w", "auc", None, 0.5, 1.0).status == FAIL
     diffs = compare_environments({"torch": "2.0", "started": "x"}, {"torch": "2.1", "started": "y"})
     assert [d.key for d in diffs] == ["torch"]
+
+
+def test_rerun_reproduces_the_recorded_numbers(trained, tmp_path, cli):
+    run = _copy(trained, tmp_path)
+    code, out = cli("audit", str(run), "--rerun", "--tolerance", "1e-6")
+    assert code == 0, out
+    md = (run / "audit.md").read_text()
+    assert "## Re-training with the same config and seed" in md
+    rerun_rows = [ln for ln in md.split("## Re-training")[1].splitlines() if ln.startswith("| last |")]
+    keys = {ln.split("|")[2].strip() for ln in rerun_rows}
+    assert {"auc", "ap", "map_mean"} <= keys
+    assert all(("exact" in ln) or ("within" in ln) for ln in rerun_rows)
