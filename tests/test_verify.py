@@ -291,3 +291,17 @@ def test_manifest_written_and_read_back_verifies(data, tmp_path):
     root, m = data
     write_manifest(m, tmp_path / "elsewhere.jsonl")
     assert verify_dataset(read_manifest(tmp_path / "elsewhere.jsonl"), root).ok
+
+
+def test_decord_logging_is_silenced_during_verify(data, capfd):
+    """decord's C++ logger writes to fd 2 for every unreadable file; verify keeps it quiet."""
+    root, m = data
+    make_not_a_video(root / m.videos[0].path)
+    import decord
+
+    with pytest.raises(Exception):
+        decord.VideoReader(str(root / m.videos[0].path))
+    assert "ERROR opening" in capfd.readouterr().err  # what decord does on its own
+    report = verify_dataset(m, root, workers=2)
+    assert report.counts()["unreadable"] == 1
+    assert capfd.readouterr().err == ""
