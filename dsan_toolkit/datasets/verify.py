@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -225,8 +226,10 @@ def check_video(
 # ----------------------------------------------------------------------------------------
 
 
-def default_lock_path(manifest: Manifest, root: str | Path) -> Path:
-    return Path(root) / f"{manifest.name}.lock.json"
+def default_lock_path(manifest: Manifest, root: str | Path, split: str | None = None) -> Path:
+    """``ROOT/<dataset>.lock.json`` (``<dataset>-<split>.lock.json`` for one split)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", manifest.name).strip("._") or "dataset"
+    return Path(root) / (f"{stem}-{split}.lock.json" if split else f"{stem}.lock.json")
 
 
 def read_lock(path: str | Path) -> LockFile:

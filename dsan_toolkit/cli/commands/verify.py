@@ -111,12 +111,7 @@ def verify_cmd(
         raise InputError("--show must be >= 0")
     lock_path = None
     if not no_lock:
-        if lock is not None:
-            lock_path = lock
-        elif split is not None:
-            lock_path = Path(root) / f"{manifest.name}-{split}.lock.json"
-        else:
-            lock_path = default_lock_path(manifest, root)
+        lock_path = lock if lock is not None else default_lock_path(manifest, root, split)
     if not Path(root).is_dir():
         raise InputError(f"dataset root {root} is not a folder")
 
