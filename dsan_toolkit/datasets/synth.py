@@ -45,8 +45,10 @@ NORMAL_CODE = "Normal"
 # Event renderers: a registry of class-specific overlays
 # ----------------------------------------------------------------------------------------
 
-# A renderer paints an event into frames in place: (frames (T,H,W,3) float32 in [0,1],
-# local time t (T,) float32 = frame index inside the interval, rng) -> None.
+# A renderer paints an event into frames in place: (frames (n,H,W,3) float32 in [0,1],
+# local time t (n,) float32 = frame indices inside the interval, rng) -> None. Frames come
+# in chunks: every call for one interval gets a fresh Generator with the same seed, so a
+# renderer must draw its parameters from ``rng`` first and be a pure function of ``t``.
 Renderer = Callable[[np.ndarray, np.ndarray, np.random.Generator], None]
 
 
