@@ -402,7 +402,9 @@ def run_bench(
     jobs = expand_jobs(cfg, hashes)
     record = _load_record(out)
     record.update({"format": "dsan-bench", "config": to_dict(cfg), "config_hash": config_hash(cfg)})
-    done: dict[str, Any] = record.setdefault("jobs", {})
+    # only the current grid's jobs are listed (runs of other grids stay on disk and are reused)
+    done: dict[str, Any] = {}
+    record["jobs"] = done
     lock_hashes = {ds: sha256_file(p) for ds, p in cfg.lock.items() if Path(p).is_file()}
     rows: list[ResultRow] = []
     reused = trained = 0
