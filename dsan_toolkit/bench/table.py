@@ -221,7 +221,7 @@ def format_dataset_table(
 def format_ablation_table(agg: pd.DataFrame, dataset: str, method: str = "dsanet") -> pd.DataFrame:
     """The paper's ablation form: one column per component (✓ on, ✗ off), then the metrics."""
     sub = agg[(agg["dataset"] == dataset) & (agg["method"] == method)] if not agg.empty else agg
-    comp_cols = sorted(c for c in sub.columns if c.startswith("component:"))
+    comp_cols = [c for c in sub.columns if c.startswith("component:")]  # the components' own order
     main = MAIN_METRIC.get(dataset, "auc")
     recs = []
     for _, g in sub.iterrows():
