@@ -89,14 +89,20 @@ def published_table(dataset: str | None = None) -> "Any":
     """The published rows as a DataFrame (one row per method and dataset)."""
     import pandas as pd
 
+    from .table import METRICS
+
     recs = []
     for r in load_published():
         if dataset and r.dataset != dataset:
             continue
         rec: dict[str, Any] = {"method": r.name, "dataset": r.dataset, "backbone": r.backbone,
                                "features": r.features, "selection": r.selection}
-        for k, v in r.metrics.items():
-            rec[k] = f"{v:.2f}" + ("" if r.is_confirmed(k) else "†")
+        for k in METRICS:
+            if k in r.metrics:
+                rec[METRICS[k].label] = f"{r.metrics[k]:.2f}" + ("" if r.is_confirmed(k) else "†")
         rec["source"] = f"{r.source}; {r.table}"
         recs.append(rec)
-    return pd.DataFrame.from_records(recs)
+    df = pd.DataFrame.from_records(recs)
+    fixed = ["method", "dataset", "backbone", "features", "selection"]
+    order = fixed + [m.label for m in METRICS.values() if m.label in df.columns] + ["source"]
+    return df[order] if recs else df

@@ -17,6 +17,7 @@ import html
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,10 +194,17 @@ def markdown_table(df: pd.DataFrame) -> str:
 
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cell(c) for c in cols) + " |"]
-    lines.append("| " + " | ".join("---" if c in ("method", "protocol", "ablation", "preset", "selection") else "---:"
-                                   for c in cols) + " |")
+    lines.append("| " + " | ".join("---:" if _numeric(df[c]) else "---" for c in df.columns) + " |")
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+_NUMBER = re.compile(r"[-+–]?[\d.]+(e[-+]?\d+)?( ± [\d.]+)?†?( [kM])?|–|n/c|✓|✗|nan|")
+
+
+def _numeric(col: pd.Series) -> bool:
+    """Right-align a column whose every cell is a number (or a placeholder)."""
+    return all(_NUMBER.fullmatch(str(v).strip()) for v in col)
 
 
 @dataclass

@@ -54,6 +54,7 @@ def bench_cmd(
     device: str = typer.Option("cpu", "--device", help="Device for training and evaluation (cpu, cuda, cuda:1)."),
     clip_weights: Path = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw figures in the HTML report."),
+    published: bool = typer.Option(False, "--published", help="Print the published reference rows and exit."),
 ) -> None:
     """Benchmark methods on feature stores: mean ± std tables against the published numbers.
 
@@ -67,9 +68,17 @@ def bench_cmd(
       dsan bench --datasets ucf --features ucf=ucf.zarr --report html --out bench-ucf
       dsan bench --ablation dsanet --datasets xd --features xd=xd.zarr --seeds 0,1,2
       dsan bench --methods dsanet,vadclip,mil --datasets synth --features synth=s.zarr --preset tiny
+      dsan bench --published
     """
-    from ...bench.report import REPORT_FORMATS, atomic_write_text, render
+    from ...bench.report import REPORT_FORMATS, atomic_write_text, markdown_table, render
     from ...bench.runner import BenchConfig, run_bench, write_reports
+
+    if published:
+        from ...bench.published import published_table
+
+        typer.echo(markdown_table(published_table().fillna("–")), nl=False)
+        typer.echo("† not confirmed against a public copy of the paper (dsan_toolkit/bench/published.json)")
+        return
 
     if report not in REPORT_FORMATS:
         raise InputError(f"--report must be one of {', '.join(REPORT_FORMATS)}, not {report!r}")
