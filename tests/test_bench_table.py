@@ -168,3 +168,11 @@ def test_html_report_is_self_contained_with_figures():
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
     assert "http://" not in page and "https://" not in page
     assert "<table" in page
+
+
+def test_cli_prints_published_rows(cli):
+    code, out = cli("bench", "--published")
+    assert code == 0
+    dsanet = [ln for ln in out.splitlines() if ln.startswith("| DSANet | ucf |")]
+    assert dsanet and "89.44" in dsanet[0] and "arXiv:2511.10334" in dsanet[0]
+    assert "6.68†" in out  # unconfirmed values carry the mark
