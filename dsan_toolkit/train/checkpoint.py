@@ -70,9 +70,26 @@ class RunConfig:
 
 
 def run_config_from_json(data: dict[str, Any]) -> RunConfig:
+    """A :class:`RunConfig` from ``config.json`` content (or its ``config`` member)."""
+    from ..models.registry import list_methods
+
+    list_methods()  # registers every method's preset type, so the nested preset is rebuilt
     cfg = from_dict(data["config"] if "config" in data else data)
     if not isinstance(cfg, RunConfig):
         raise InputError("config.json does not hold a RunConfig")
+    return with_typed_preset(cfg)
+
+
+def with_typed_preset(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its preset as the method's preset dataclass (a dict is converted)."""
+    if isinstance(cfg.preset, dict):
+        from dataclasses import replace
+
+        from ..models.registry import list_methods
+
+        list_methods()
+        preset = from_dict(cfg.preset)
+        return replace(cfg, preset=preset)
     return cfg
 
 

@@ -50,6 +50,7 @@ from .checkpoint import (
     save_resume,
     save_weights,
     set_rng_state,
+    with_typed_preset,
 )
 from .data import BatchPlan, TestSet, TrainSamples, build_test_set, build_train_samples, iterate_batches
 from .environment import capture_environment, now_iso
@@ -440,7 +441,7 @@ class Trainer:
         ddp.broadcast_module(self.model, self.dist)
         # the official warm-up schedules are sized from the loaders' lengths
         self.iters_per_epoch = self.plan.steps_per_epoch()
-        self.specs = self.method.optimizers(self.model, preset, _official_iters(self.plan))
+        self.specs = build_optimizers(self.method, self.model, preset, self.plan)
         self.params = _trainable_params(self.model)
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -587,10 +588,16 @@ class Trainer:
         return True
 
 
-def _official_iters(plan: BatchPlan) -> int:
-    """Iterations per epoch as the official code sizes per-iteration schedules: the sum of the
-    loaders' lengths (twice the steps actually run on paired batches, a documented quirk)."""
-    return int(sum(plan.loader_lengths()))
+def build_optimizers(method: Method, model: torch.nn.Module, preset: MethodPreset, plan: BatchPlan) -> list[OptimSpec]:
+    """The method's optimisers for the steps an epoch runs; a method that sizes a per-iteration
+    schedule as the official code does (``schedule_iters_per_epoch``) gets the sum of the
+    official loaders' lengths (twice the steps run on paired batches: an official quirk)."""
+    import inspect
+
+    kwargs: dict[str, Any] = {}
+    if "schedule_iters_per_epoch" in inspect.signature(method.optimizers).parameters:
+        kwargs["schedule_iters_per_epoch"] = int(sum(plan.loader_lengths()))
+    return method.optimizers(model, preset, plan.steps_per_epoch(), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -666,10 +673,12 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, con: An
     trainer.setup()
     resumed = trainer.try_resume() if status == "resume" else False
     if dist.is_main:
-        atomic_write_json(out / "environment.json", capture_environment(
+        env_path = out / "environment.json"
+        previous = json.loads(env_path.read_text()) if resumed and env_path.is_file() else None
+        atomic_write_json(env_path, capture_environment(
             device, world_size=dist.world_size, backend=dist.backend, deterministic=cfg.deterministic))
         trainer.log.write("start", config_hash=cfg.hash, resumed_from=trainer.state.step if resumed else None,
-                          world_size=dist.world_size)
+                          world_size=dist.world_size, **({"previous_environment": previous} if previous else {}))
         con.print(f"{len(trainer.samples)} training samples ({trainer.samples.nbytes / 2**20:.1f} MiB cached), "
                   f"{trainer.iters_per_epoch} steps/epoch, {count_params(trainer.model)['trainable']:,} trainable "
                   f"parameters" + (f"; resuming at step {trainer.state.step}" if resumed else ""))
@@ -751,6 +760,7 @@ def retrain_from_config(cfg: RunConfig, out: Path, *, device: str = "cpu", progr
     (used by ``dsan audit --rerun``)."""
     if not isinstance(cfg, RunConfig):
         raise InputError("retrain_from_config needs a RunConfig")
+    cfg = with_typed_preset(cfg)
     preset = cfg.preset
     method = get_method(cfg.method)
     base = method.get_preset(cfg.preset_name)

@@ -52,9 +52,7 @@ def train_cmd(
 ) -> None:
     """Train a method on a feature store into a run directory (config, checkpoints, log, metrics).
 
-    The run directory layout is documented in docs/training.md. Running the same command on an
-    unfinished run directory resumes it; on a finished one it does nothing. Under `torchrun`
-    the processes train data-parallel (gloo on CPU, nccl on GPU) and rank 0 writes.
+    The run directory layout is documented in docs/training.md. Running the same command on an unfinished run directory resumes it; on a finished one it does nothing. Under `torchrun` the processes train data-parallel (gloo on CPU, nccl on GPU) and rank 0 writes.
 
     Examples:
       dsan train --method dsanet --features ucf.zarr --dataset ucf --out runs/dsanet-ucf
@@ -114,10 +112,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on a store's test split: per-video scores (predictions.npz) and metrics.json.
 
-    Exactly one of --run, --checkpoint, --official-checkpoint. Scores are written per snippet
-    (classifier score, alignment score, class probabilities) as a numpy .npz readable with
-    allow_pickle=False; metrics are frame AUC/AP of both branches, AUC on anomalous videos
-    and detection mAP@0.1..0.5.
+    Exactly one of --run, --checkpoint, --official-checkpoint. Scores are written per snippet (classifier score, alignment score, class probabilities) as a numpy .npz readable with allow_pickle=False; metrics are frame AUC/AP of both branches, AUC on anomalous videos and detection mAP@0.1..0.5.
 
     Examples:
       dsan eval --run runs/dsanet-ucf
