@@ -155,10 +155,58 @@ class FeatureStore:
             raise InputError(f"video {video_id!r} has status {self._index['status'][i]!r}: {self._index['error'][i]}")
         return zarr.open_array(str(self.path / VIDEOS_GROUP / self._index["key"][i]), mode="r")
 
+    @cached_property
+    def _raw_layout(self) -> bool:
+        """Whether arrays use the layout this toolkit writes (uncompressed little-endian chunks,
+        default chunk keys, chunks (1, min(chunk_t, T), D)): then crops are read straight from
+        the chunk files (Zarr v3 spec layout), ~10x faster than through zarr for small arrays."""
+        ix = self._index
+        try:
+            i = next(i for i, st in enumerate(ix["status"]) if st == STATUS_DONE)
+            doc = json.loads((self.path / VIDEOS_GROUP / ix["key"][i] / "zarr.json").read_text(encoding="utf-8"))
+        except (StopIteration, OSError, ValueError):
+            return False
+        T, ct = int(ix["T"][i]), int(self.attrs.get("chunk_t", 0))
+        return (
+            doc.get("codecs") == [{"name": "bytes", "configuration": {"endian": "little"}}]
+            and doc.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
+            and doc.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape") == [1, max(1, min(ct, T)), self.feature_dim]
+            and doc.get("data_type") == self.dtype
+            and doc.get("fill_value") == 0.0
+        )
+
+    def _read_crop_raw(self, i: int, pos: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Crop position ``pos`` of index row ``i`` as float32 (T, D), from the chunk files."""
+        ix = self._index
+        T, D = int(ix["T"][i]), self.feature_dim
+        ct = max(1, min(int(self.attrs["chunk_t"]), T))
+        dt = np.dtype(self.dtype).newbyteorder("<")
+        if out is None:
+            out = np.empty((T, D), dtype=np.float32)
+        base = self.path / VIDEOS_GROUP / ix["key"][i] / "c" / str(pos)
+        for j, t0 in enumerate(range(0, T, ct)):
+            n = min(ct, T - t0)
+            try:
+                chunk = np.fromfile(base / str(j) / "0", dtype=dt, count=n * D)
+            except FileNotFoundError:  # zarr does not write chunks equal to the fill value
+                out[t0 : t0 + n] = 0.0
+                continue
+            out[t0 : t0 + n] = chunk.reshape(n, D)
+        return out
+
     def read(self, video_id: str, crop: CropArg = None) -> np.ndarray:
         """float32 features: (T, D) for an int crop id, (C, T, D) for a list of ids or None (all)."""
-        arr = self._array(video_id)
         sel = self._crop_index(crop)
+        if self._raw_layout:
+            i = self._rec(video_id)
+            if self._index["status"][i] != STATUS_DONE:
+                self._array(video_id)  # raises the status error
+            if isinstance(sel, int):
+                return self._read_crop_raw(i, sel)
+            positions = list(range(self.num_crops)) if sel is None else sel
+            return np.stack([self._read_crop_raw(i, p) for p in positions]) if positions else np.zeros(
+                (0, int(self._index["T"][i]), self.feature_dim), np.float32)
+        arr = self._array(video_id)
         if sel is None:
             out = arr[...]
         elif isinstance(sel, int):
@@ -188,8 +236,14 @@ class FeatureStore:
         out = np.empty((int(offsets[-1]), self.feature_dim), dtype=np.float32)
         c = self._crop_index(int(crop))
 
+        raw = self._raw_layout
+        rows = [self._rec(v) for v in ids]
+
         def fill(i: int) -> None:
-            out[offsets[i] : offsets[i + 1]] = self._array(ids[i])[c]
+            if raw:
+                self._read_crop_raw(rows[i], c, out[offsets[i] : offsets[i + 1]])
+            else:
+                out[offsets[i] : offsets[i + 1]] = self._array(ids[i])[c]
 
         if ids:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
