@@ -187,3 +187,30 @@ def test_store_cli_info_check_finalize(cli, tmp_path):
     assert code == 0 and "complete" in out
     code, out = run("store", "info", tmp_path / "missing.zarr")
     assert code == 2 and "not found" in out and "Traceback" not in out
+
+
+def test_raw_chunk_reads_equal_zarr_reads(tmp_path):
+    """The direct chunk-file path gives exactly what zarr gives: float16 storage, several
+    chunks with a partial edge chunk, and an all-zero crop whose chunks zarr never writes."""
+    import zarr
+
+    m = _manifest(3)
+    path = tmp_path / "h.zarr"
+    with StoreWriter(path, _spec(m, dtype="float16", chunk_t=4)) as w:
+        for i, v in enumerate(m.videos):
+            f = _feats(i, 3 + 4 * i)
+            if i == 1:
+                f[0] = 0.0
+            w.write_video(v.id, f)
+        w.finalize()
+    s = open_store(path)
+    assert s._raw_layout
+    assert not (path / "videos" / "v000001" / "c" / "0").exists()  # zarr skipped the zero chunks
+    for i, v in enumerate(m.videos):
+        ref = zarr.open_array(str(path / "videos" / f"v{i:06d}"), mode="r")[...].astype(np.float32)
+        np.testing.assert_array_equal(s.read(v.id), ref)
+        np.testing.assert_array_equal(s.read(v.id, 5), ref[1])
+        np.testing.assert_allclose(ref, _feats(i, 3 + 4 * i) * (np.arange(2)[:, None, None] > 0 if i == 1 else 1),
+                                   rtol=1e-3, atol=1e-3)
+    feats, offs = s.load_all(crop=0)
+    assert offs.tolist() == [0, 3, 10, 21] and not feats[3:10].any()
