@@ -214,3 +214,17 @@ def test_raw_chunk_reads_equal_zarr_reads(tmp_path):
                                    rtol=1e-3, atol=1e-3)
     feats, offs = s.load_all(crop=0)
     assert offs.tolist() == [0, 3, 10, 21] and not feats[3:10].any()
+
+
+def test_content_hash_same_through_zarr_and_raw_paths(tmp_path):
+    m = _manifest(3)
+    path = tmp_path / "h.zarr"
+    with StoreWriter(path, _spec(m, dtype="float16", chunk_t=2)) as w:
+        for i, v in enumerate(m.videos):
+            w.write_video(v.id, _feats(i, 5))
+        w.finalize()
+    s = open_store(path)
+    assert s._raw_layout
+    fast = s.content_hash()
+    s.__dict__["_raw_layout"] = False  # force the zarr path
+    assert s.content_hash() == fast

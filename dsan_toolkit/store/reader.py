@@ -175,14 +175,14 @@ class FeatureStore:
             and doc.get("fill_value") == 0.0
         )
 
-    def _read_crop_raw(self, i: int, pos: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Crop position ``pos`` of index row ``i`` as float32 (T, D), from the chunk files."""
+    def _read_crop_raw(self, i: int, pos: int, out: np.ndarray | None = None, dtype: Any = np.float32) -> np.ndarray:
+        """Crop position ``pos`` of index row ``i`` as (T, D) ``dtype``, from the chunk files."""
         ix = self._index
         T, D = int(ix["T"][i]), self.feature_dim
         ct = max(1, min(int(self.attrs["chunk_t"]), T))
         dt = np.dtype(self.dtype).newbyteorder("<")
         if out is None:
-            out = np.empty((T, D), dtype=np.float32)
+            out = np.empty((T, D), dtype=dtype)
         base = self.path / VIDEOS_GROUP / ix["key"][i] / "c" / str(pos)
         for j, t0 in enumerate(range(0, T, ct)):
             n = min(ct, T - t0)
@@ -258,9 +258,15 @@ class FeatureStore:
         ix = self._index
         h.update(json.dumps([ix["id"], ix["status"], ix["T"]], separators=(",", ":")).encode())
         h.update(json.dumps({"crops": self.crop_ids, "dim": self.feature_dim, "dtype": self.dtype}).encode())
-        for vid, st in zip(ix["id"], ix["status"]):
-            if st == STATUS_DONE:
-                data = np.ascontiguousarray(self._array(vid)[...])
-                h.update(vid.encode())
-                h.update(data.tobytes())
+        raw = self._raw_layout
+        stored = np.dtype(self.dtype)
+        for i, (vid, st) in enumerate(zip(ix["id"], ix["status"])):
+            if st != STATUS_DONE:
+                continue
+            h.update(vid.encode())
+            if raw:  # the same bytes as below (stored dtype, crop-major C order), without zarr
+                for pos in range(self.num_crops):
+                    h.update(self._read_crop_raw(i, pos, dtype=stored).tobytes())
+            else:
+                h.update(np.ascontiguousarray(self._array(vid)[...]).tobytes())
         return h.hexdigest()
