@@ -17,6 +17,9 @@ normal plus that many anomalous samples).
 
     python benchmarks/train_throughput.py                       # defaults used in docs/benchmarks.md
     python benchmarks/train_throughput.py --videos 400 --crops 10 --steps 5 --device cuda
+
+Official presets run with a random-init ViT-B-16 text tower (``--clip-model``): the cost of the
+real one, without downloading weights.
 """
 
 from __future__ import annotations
@@ -99,8 +102,10 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
     store = open_store(store_path)
     m = get_method(method)
     with tempfile.TemporaryDirectory() as tmp:
+        # official presets need the real text tower depth: a random-init ViT-B-16 (same cost)
         opts = TrainOptions(method=method, features=store_path, out=Path(tmp) / "run", preset=preset,
-                            overrides={"batch_size": batch_size}, device=device, progress=False)
+                            overrides={"batch_size": batch_size}, device=device, progress=False,
+                            clip_model=None if preset == "tiny" else "ViT-B-16")
         cfg = resolve_config(opts, store, store.manifest, m, 1)
         tr = Trainer(opts, cfg, m, store.manifest, store, torch.device(device), ddp.DistInfo())
         tr.setup()

@@ -62,8 +62,9 @@ def resample_ragged(
     ``rows`` (sum T, D), ``offsets`` (N + 1,). Returns ``(out_rows (sum min(T, L), D), out_lengths (N,))``
     where video i's resampled rows are ``out_rows[cs[i]:cs[i+1]]`` with ``cs`` the cumulative
     sum of ``out_lengths``: T > L gives L bin means (bins ``linspace(0, T, L + 1)`` as int32),
-    T <= L the T rows unchanged (the zero padding is added at batch time). Means are summed in
-    float64 and rounded once to float32 (within 1 ulp of the official float32 ``np.mean``).
+    T <= L the T rows unchanged (the zero padding is added at batch time). Means are float32
+    sums in row order divided by the count (the official float32 ``np.mean`` sums pairwise:
+    results agree to float32 rounding).
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     t = np.diff(offsets)
@@ -91,13 +92,17 @@ def resample_ragged(
         dst = (out_start[long_idx][:, None] + np.arange(length)[None, :]).reshape(-1)
         starts[dst] = (offsets[long_idx][:, None] + edges[:, :-1]).reshape(-1)
         ends[dst] = (offsets[long_idx][:, None] + edges[:, 1:]).reshape(-1)
-    # bins tile each video's rows, and videos tile ``rows``: one reduceat per block of videos
+    # bins tile each video's rows and videos tile ``rows``: one segment sum (index_add, float32
+    # accumulation in row order, as a plain loop would) per block of videos
     out = np.empty((total, rows.shape[1]), dtype=np.float32)
     for a, b in _blocks(len(t), block):
         r0, r1 = int(offsets[a]), int(offsets[b])
         o0, o1 = int(out_start[a]), int(out_start[b])
-        sums = np.add.reduceat(rows[r0:r1], starts[o0:o1] - r0, axis=0, dtype=np.float64)
-        out[o0:o1] = sums / (ends[o0:o1] - starts[o0:o1]).astype(np.float64)[:, None]
+        counts = ends[o0:o1] - starts[o0:o1]
+        seg = torch.from_numpy(np.repeat(np.arange(o1 - o0), counts))
+        acc = torch.zeros(o1 - o0, rows.shape[1], dtype=torch.float32)
+        acc.index_add_(0, seg, torch.from_numpy(np.ascontiguousarray(rows[r0:r1], dtype=np.float32)))
+        out[o0:o1] = (acc / torch.from_numpy(counts.astype(np.float32))[:, None]).numpy()
     return out, out_len.astype(np.int64)
 
 
@@ -174,6 +179,22 @@ class TrainSamples:
                           anomalous=self.anomalous[idx].clone())
 
 
+def resample_video(x: np.ndarray, length: int) -> np.ndarray:
+    """Official training resampling of one video's crops at once: ``x`` (C, T, D) ->
+    (C, min(T, L), D) (bin means for T > L, the rows unchanged otherwise; no padding)."""
+    t = x.shape[1]
+    if t == 0:
+        raise InputError("every video needs at least one feature row")
+    if t <= length:
+        return np.asarray(x, dtype=np.float32)
+    edges = _linspace_int32(np.array([t]), length)[0]
+    counts = np.diff(edges)
+    seg = torch.from_numpy(np.repeat(np.arange(length), counts))
+    acc = torch.zeros(x.shape[0], length, x.shape[2], dtype=torch.float32)
+    acc.index_add_(1, seg, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return (acc / torch.from_numpy(counts.astype(np.float32))[None, :, None]).numpy()
+
+
 def build_train_samples(
     store: Any,
     manifest: Manifest,
@@ -181,25 +202,41 @@ def build_train_samples(
     crops: Sequence[int],
     classes: Sequence[ClassInfo],
     length: int,
+    *,
+    workers: int = 4,
 ) -> TrainSamples:
-    """Read, resample and cache every (video, crop) sample; samples are video-major."""
+    """Read, resample and cache every (video, crop) sample (video-major: sample ``v * C + c``).
+
+    Each video's crops are read in one store access and resampled together, in a thread pool
+    writing into one preallocated table (memory: the resampled split plus one video)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     video_ids = list(video_ids)
     crops = [int(c) for c in crops]
     n_v, n_c = len(video_ids), len(crops)
-    per_crop = []
-    for c in crops:
-        rows, offsets = load_split(store, video_ids, c)
-        per_crop.append(resample_ragged(rows, offsets, length))
-    # interleave to video-major order: sample index = v * n_c + c
-    out_lengths = np.stack([lens for _, lens in per_crop], axis=1).reshape(-1)  # (n_v * n_c,)
-    crop_starts = []
-    base = 0
-    for rows, lens in per_crop:
-        crop_starts.append(base + np.concatenate([[0], np.cumsum(lens)[:-1]]))
-        base += rows.shape[0]
-    starts = np.stack(crop_starts, axis=1).reshape(-1)
-    dim = per_crop[0][0].shape[1] if per_crop else int(store.feature_dim)
-    table = np.concatenate([r for r, _ in per_crop] + [np.zeros((1, dim), np.float32)], axis=0)
+    all_lengths = store.lengths()
+    missing = [v for v in video_ids if v not in all_lengths]
+    if missing:
+        raise InputError(f"{len(missing)} training videos have no features in the store, e.g. {missing[:3]}")
+    t = np.array([all_lengths[v] for v in video_ids], dtype=np.int64)
+    if (t <= 0).any():
+        raise InputError(f"training video {video_ids[int(np.argmax(t <= 0))]!r} has no feature rows")
+    n = np.minimum(t, length)
+    block = np.concatenate([[0], np.cumsum(n * n_c)])
+    dim = int(store.feature_dim)
+    table = np.empty((int(block[-1]) + 1, dim), dtype=np.float32)
+    table[-1] = 0.0  # the padding sentinel
+
+    def fill(i: int) -> None:
+        x = np.asarray(store.read(video_ids[i], crops), dtype=np.float32)
+        if x.shape != (n_c, int(t[i]), dim):
+            raise InputError(f"features of {video_ids[i]!r} have shape {x.shape}, expected {(n_c, int(t[i]), dim)}")
+        table[block[i]:block[i + 1]] = resample_video(x, length).reshape(-1, dim)
+
+    if n_v:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(fill, range(n_v)))
+    starts = (block[:-1, None] + np.arange(n_c)[None, :] * n[:, None]).reshape(-1)
     codes = [manifest.video(v).labels for v in video_ids]
     labels_v = labels_from_codes(codes, classes)
     normal_code = next(c.code for c in classes if c.normal)
@@ -208,7 +245,7 @@ def build_train_samples(
     return TrainSamples(
         table=torch.from_numpy(table),
         starts=torch.from_numpy(starts.astype(np.int64)),
-        lengths=torch.from_numpy(out_lengths.astype(np.int64)),
+        lengths=torch.from_numpy(np.repeat(n, n_c).astype(np.int64)),
         labels=labels_v[vid],
         anomalous=anom_v[vid],
         video=vid,
@@ -302,10 +339,31 @@ def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, flo
 
 
 def iterate_batches(samples: TrainSamples, batches: Sequence[tuple[Tensor, ...]], rank: int = 0,
-                    world: int = 1) -> Iterator[tuple[TrainBatch, float]]:
-    for parts in batches:
+                    world: int = 1, *, prefetch: bool = True, pin_memory: bool = False) -> Iterator[tuple[TrainBatch, float]]:
+    """This rank's share of each global batch, assembled one batch ahead in a background
+    thread (the gather releases the GIL) so that the next batch is ready when a step ends;
+    ``pin_memory`` pins it for asynchronous host-to-GPU copies."""
+
+    def make(parts: tuple[Tensor, ...]) -> tuple[TrainBatch, float]:
         idx, share = shard(parts, rank, world)
-        yield samples.batch(idx), share
+        b = samples.batch(idx)
+        if pin_memory:
+            b = TrainBatch(b.feats.pin_memory(), b.lengths.pin_memory(), b.labels.pin_memory(), b.anomalous.pin_memory())
+        return b, share
+
+    if not prefetch or len(batches) < 2:
+        for parts in batches:
+            yield make(parts)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsan-batches") as pool:
+        pending = pool.submit(make, batches[0])
+        for nxt in list(batches[1:]) + [None]:
+            ready = pending.result()
+            if nxt is not None:
+                pending = pool.submit(make, nxt)
+            yield ready
 
 
 # ---------------------------------------------------------------------------------------

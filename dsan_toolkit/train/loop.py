@@ -29,7 +29,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +79,7 @@ class TrainOptions:
     checkpoint_every: int = 0
     stop_after_steps: int | None = None
     clip_weights: Path | None = None
+    clip_model: str | None = None
     progress: bool = True
     eval_batch: int = 64
 
@@ -230,7 +231,7 @@ def resolve_config(opts: TrainOptions, store: Any, manifest: Manifest, method: M
         deterministic=bool(opts.deterministic),
         world_size=int(world_size),
         backbone=_backbone(store),
-        text_encoder=text_encoder_spec(_backbone(store), opts.clip_weights) if method.needs_clip else {},
+        text_encoder=text_encoder_spec(_backbone(store), opts.clip_weights, opts.clip_model) if method.needs_clip else {},
         device=str(opts.device),
     )
 
@@ -252,12 +253,21 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def text_encoder_spec(backbone: dict[str, Any], clip_weights: Path | None = None) -> dict[str, Any]:
+def text_encoder_spec(backbone: dict[str, Any], clip_weights: Path | None = None,
+                      clip_model: str | None = None) -> dict[str, Any]:
     """Which CLIP text encoder a run uses: the store's image backbone's own (same model and
     weights), a local weight file (``--clip-weights``), or, for stores whose backbone is not an
-    open_clip model (synthetic features), the tiny random-init text tower (marked random)."""
+    open_clip model (synthetic features), the tiny random-init text tower (marked random).
+    ``clip_model`` forces an architecture (random-init unless ``clip_weights`` is given)."""
     from ..clip import TINY_MODEL, list_backbones
 
+    if clip_model is not None:
+        if clip_model not in list_backbones():
+            raise InputError(f"unknown open_clip model {clip_model!r} for --clip-model")
+        if clip_weights is None:
+            return {"model": clip_model, "pretrained": None, "random_weights": True, "seed": 0,
+                    "reason": "--clip-model without weights"}
+        backbone = {"model": clip_model}
     model = str(backbone.get("model") or "ViT-B-16")
     if model not in list_backbones():
         return {"model": TINY_MODEL, "pretrained": None, "random_weights": True, "seed": 0,
@@ -422,7 +432,6 @@ class Trainer:
         self.log = RunLog(self.out / "log.jsonl", dist.is_main)
         self.ckpt_dir = self.out / "checkpoints"
         self.state = LoopState()
-        self.say: Callable[[str], None] = lambda _m: None
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -439,7 +448,6 @@ class Trainer:
         seed_everything(cfg.seed, cfg.deterministic)  # model init as the official scripts: right after seeding
         self.model = build_model(self.method, cfg, self.manifest, self.device, self.opts.clip_weights)
         ddp.broadcast_module(self.model, self.dist)
-        # the official warm-up schedules are sized from the loaders' lengths
         self.iters_per_epoch = self.plan.steps_per_epoch()
         self.specs = build_optimizers(self.method, self.model, preset, self.plan)
         self.params = _trainable_params(self.model)
@@ -453,11 +461,11 @@ class Trainer:
     def save_resume(self) -> None:
         if not self.dist.is_main:
             return
-        self.state.log_size = self.log.size()
+        self.log.write("checkpoint", epoch=self.state.epoch, step=self.state.step, files=["resume.safetensors"])
+        self.state.log_size = self.log.size()  # a resumed run cuts the log back to here
         state = {"loop": self.state.to_state(), "model": self.model.state_dict(), "optim": _optim_state(self.specs),
                  "rng": rng_state()}
         save_resume(self.ckpt_dir / "resume.safetensors", state, self.cfg.hash)
-        self.log.write("checkpoint", epoch=self.state.epoch, step=self.state.step, files=["resume.safetensors"])
 
     def try_resume(self) -> bool:
         path = self.ckpt_dir / "resume.safetensors"
@@ -540,7 +548,7 @@ class Trainer:
             task = progress.add_task(f"epoch {e + 1}/{preset.epochs}", total=len(batches),
                                      completed=self.state.iter) if progress is not None else None
             for batch, share in iterate_batches(self.samples, batches[self.state.iter:], self.dist.rank,
-                                                self.dist.world_size):
+                                                self.dist.world_size, pin_memory=self.device.type == "cuda"):
                 logged = self._step(batch, share)
                 self.state.iter += 1
                 self.state.step += 1
@@ -572,15 +580,14 @@ class Trainer:
             if progress is not None and task is not None:
                 progress.remove_task(task)
             last_epoch = e + 1 == preset.epochs
-            if last_epoch and self.dist.is_main:
-                self.last_model = _state_copy(self.model)
+            if self.dist.is_main:
                 save_weights(self.model, self.ckpt_dir / "last.safetensors", self._meta(LAST))
+                if last_epoch:
+                    self.last_model = _state_copy(self.model)
             self._reload_best()
             self.state.epoch += 1
             self.state.iter = 0
             if not last_epoch:
-                if self.dist.is_main:
-                    save_weights(self.model, self.ckpt_dir / "last.safetensors", self._meta(LAST))
                 self.save_resume()
                 if self.opts.stop_after_steps is not None and self.state.step >= self.opts.stop_after_steps:
                     return False

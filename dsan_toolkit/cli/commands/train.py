@@ -47,6 +47,7 @@ def train_cmd(
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Also write a resume checkpoint every N steps (0: only at epoch ends)."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after-steps", help="Stop after N steps leaving a resumable run (for testing resume and time-limited jobs)."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline machines)."),
+    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="Force the text encoder's open_clip architecture (random-init unless --clip-weights), e.g. ViT-B-16 for official shapes on synthetic features."),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass at evaluation."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -66,7 +67,7 @@ def train_cmd(
         method=method, features=features, out=out, dataset=dataset, preset=preset, seed=seed, epochs=epochs,
         device=device, select=select, deterministic=deterministic, test_crop=test_crop,
         overrides=_parse_overrides(set_), checkpoint_every=checkpoint_every, stop_after_steps=stop_after,
-        clip_weights=clip_weights, progress=not no_progress, eval_batch=eval_batch,
+        clip_weights=clip_weights, clip_model=clip_model, progress=not no_progress, eval_batch=eval_batch,
     )
     result = train(opts, console=err_console)
     if not result.finished or not result.metrics:
