@@ -208,6 +208,10 @@ def audit_run(
                     str(exc)[:200])
             continue
         flat = _flat_numbers(recomputed)
+        for key, val in (em.get("metrics") or {}).items():  # protocol labels (mAP normal-class mode, config hash)
+            if isinstance(val, str) and isinstance(recomputed.get(key), str):
+                rep.add(f"metric protocol {key}", name(f"eval/{label}/metrics.json"), val == recomputed[key], val,
+                        recomputed[key], "" if val == recomputed[key] else "evaluated with another protocol")
         rep.numbers += compare_numbers(name(f"eval/{label}/metrics.json"), _flat_numbers(em.get("metrics", {})), flat,
                                        RECOMPUTE_TOLERANCE)
         rep.numbers += compare_numbers(name(f"metrics.json[{label}]"), _flat_numbers(_result_metrics(results[label])),

@@ -113,13 +113,15 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def figure_score_curves(preds: Sequence[PredictionSet], max_videos: int = 4) -> bytes:
+def figure_score_curves(preds: Sequence[PredictionSet], max_videos: int = 4) -> bytes | None:
     """Per-video score curves of each method, annotated intervals shaded."""
     plt = _plt()
     ref = preds[0]
     anomalous = [v for v in ref.videos if v.segments]
     normal = [v for v in ref.videos if not v.segments]
     chosen = (anomalous[: max(1, max_videos - 1)] + normal[:1])[:max_videos]
+    if not chosen:
+        return None
     fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.0 * max(1, len(chosen))), squeeze=False)
     for ax, v in zip(axes[:, 0], chosen):
         for p in preds:
