@@ -122,30 +122,59 @@ def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any, device: torch.
 
 # -- decode stage ----------------------------------------------------------------------------
 class _DecodeJobs(torch.utils.data.IterableDataset):
-    """Videos split over DataLoader workers; each yields its videos' blocks in order."""
+    """Videos shared by the DataLoader workers; each yields its videos' blocks in order.
 
-    def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int) -> None:
+    With a shared counter (fork start method) a free worker takes the next video in manifest
+    order, so long videos do not leave one worker with a backlog; otherwise videos are dealt
+    round-robin.
+    """
+
+    def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int,
+                 counter: Any = None) -> None:
         self.jobs = jobs
         self.rule = rule
         self.snippet_len = snippet_len
         self.block_frames = block_frames
+        self.counter = counter
+
+    def _order(self) -> Iterator[int]:
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            yield from range(len(self.jobs))
+        elif self.counter is None:
+            yield from range(info.id, len(self.jobs), info.num_workers)
+        else:
+            while True:
+                with self.counter.get_lock():
+                    i = self.counter.value
+                    self.counter.value += 1
+                if i >= len(self.jobs):
+                    return
+                yield i
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        if info is not None:
+        if torch.utils.data.get_worker_info() is not None:
             torch.set_num_threads(1)
-        for vid, path in self.jobs[wid::nw]:
+        for i in self._order():
+            vid, path = self.jobs[i]
             yield from iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
                                          block_frames=self.block_frames)
 
 
 def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, device: torch.device) -> Any:
-    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames)
+    import multiprocessing as mp
+    import sys
+
     workers = max(0, min(opts.workers, len(jobs)))
     kwargs: dict[str, Any] = {}
+    counter = None
     if workers > 0:
         kwargs = {"prefetch_factor": max(1, opts.prefetch), "in_order": False, "persistent_workers": False}
+        if sys.platform.startswith("linux"):
+            ctx = mp.get_context("fork")
+            counter = ctx.Value("i", 0)
+            kwargs["multiprocessing_context"] = ctx
+    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter)
     return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda", **kwargs
     )
@@ -364,8 +393,13 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
                     sink.put(("rows", ev[1], ev[2], block))
                 result.snippets += block.shape[1]
                 emit("rows", {"rows": block.shape[1], "crops": C})
-            else:
-                sink.put(ev)
+                continue
+            sink.put(ev)
+            if ev[0] == "end":  # reported once its rows are encoded, not when decoding ends
+                result.done += 1
+                emit("video", {"id": ev[1], "status": "done", "T": lengths.get(ev[1]), "error": None})
+            elif ev[0] == "fail":
+                emit("video", {"id": ev[1], "status": "failed", "T": 0, "error": ev[2]})
         pending, events = [], []
 
     images_waiting = 0
@@ -386,13 +420,10 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
                     images_waiting = 0
             elif kind == "end":
                 events.append(("end", vid))
-                result.done += 1
-                emit("video", {"id": vid, "status": "done", "T": lengths.get(vid), "error": None})
             elif kind == "fail":
                 failed_ids.add(vid)
                 events.append(("fail", vid, msg["error"], msg.get("num_frames"), msg.get("fps")))
                 result.failed.append((vid, msg["error"]))
-                emit("video", {"id": vid, "status": "failed", "T": 0, "error": msg["error"]})
         flush()
     finally:
         sink.close()
