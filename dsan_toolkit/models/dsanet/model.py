@@ -372,7 +372,8 @@ class DSANetModel(nn.Module):
             )
         self.clip_adapter = TextAdapter(text_encoder.width, w, preset.text_adapt_until, preset.text_adapter_weight)
         self.video_anomaly_refiner = NormalityBranch(preset)
-        tokens = text_encoder.tokenize(self.prompts).cpu()
+        with torch.device("cpu"):  # token ids are data: made on the CPU whatever the default device
+            tokens = text_encoder.tokenizer(self.prompts)
         self.register_buffer("prompt_tokens", tokens, persistent=False)
         full = int(tokens.shape[1])
         self.text_context = int(tokens.argmax(dim=-1).max()) + 1 if preset.truncate_text_context else full
