@@ -122,6 +122,8 @@ def test_cli_bench_bad_inputs(tmp_path, cli, bench):
     assert code == 2 and "--report must be one of" in text
     code, text = cli("bench", "--seeds", "a,b", "--features", f"synth={store}", "--datasets", "synth")
     assert code == 2 and "--seeds must be integers" in text
+    code, text = cli("bench", "--methods", "vadclip", "--datasets", "xd", "--features", f"xd={store}", "--preset", "tiny")
+    assert code == 2 and "holds dataset 'synth'" in text
 
 
 def test_ablation_grid_is_each_component_off_then_all():

@@ -399,6 +399,10 @@ def run_bench(
         say(f"hashing feature store {cfg.features[ds]}")
         info = _store_info(cfg.features[ds])
         stores[ds], hashes[ds] = info["store"], info["hash"]
+        held = stores[ds].manifest.name
+        if ds in ("ucf", "xd") and held != ds:  # the key decides which published row is compared
+            raise InputError(f"--features {ds}=...: that store holds dataset {held!r}, not {ds!r}; "
+                             f"name it --features {held}=STORE")
     jobs = expand_jobs(cfg, hashes)
     record = _load_record(out)
     record.update({"format": "dsan-bench", "config": to_dict(cfg), "config_hash": config_hash(cfg)})
