@@ -180,3 +180,16 @@ def test_refuses_store_of_another_dimension_and_other_run_dirs(store, tmp_path):
 def test_refuses_a_run_dir_of_another_config(vadclip_run, store):
     code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", vadclip_run, "--epochs", 5, *FAST)
     assert code == 2 and "another configuration" in output and "preset" in output
+
+
+def test_training_free_method_gets_a_run_dir_of_the_same_layout(store, tmp_path):
+    out = tmp_path / "zs"
+    code, output = run_cli("train", "-m", "zeroshot", "-f", store, "--out", out, "--preset", "tiny", "--no-progress")
+    assert code == 0, output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["training_free"] is True and summary["steps"] == 0 and summary["selected"] == "last"
+    assert (out / "checkpoints" / "last.safetensors").is_file() and (out / "eval" / "last" / "predictions.npz").is_file()
+    assert 0.0 <= summary["results"]["last"]["metrics"]["auc"] <= 1.0
+    code, output = run_cli("train", "-m", "zeroshot", "-f", store, "--out", tmp_path / "zs2", "--preset", "tiny",
+                           "--select", "best-on-test")
+    assert code == 2 and "training-free" in output

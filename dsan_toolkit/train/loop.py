@@ -184,7 +184,7 @@ def resolve_preset(method: Method, manifest: Manifest, opts: TrainOptions) -> tu
     if opts.seed is not None:
         changes["seed"] = int(opts.seed)
     preset = method.get_preset(name, **changes)
-    if preset.epochs < 1:
+    if method.trainable and preset.epochs < 1:
         raise InputError("epochs must be at least 1")
     return name, preset
 
@@ -207,11 +207,12 @@ def resolve_config(opts: TrainOptions, store: Any, manifest: Manifest, method: M
                    world_size: int) -> RunConfig:
     if opts.select not in SELECTIONS:
         raise InputError(f"unknown --select {opts.select!r}; choose one of {', '.join(SELECTIONS)}")
-    if not method.trainable:
-        raise InputError(f"method {method.name!r} is training-free: evaluate it with `dsan eval --method {method.name}`")
+    if not method.trainable and opts.select != LAST:
+        raise InputError(f"method {method.name!r} is training-free: there is nothing to select (use --select last)")
     preset_name, preset = resolve_preset(method, manifest, opts)
     test_crop = manifest.info.test_crop if opts.test_crop is None else int(opts.test_crop)
-    check_store_fits(store, manifest, int(preset.feature_dim), test_crop=test_crop)
+    check_store_fits(store, manifest, int(preset.feature_dim), test_crop=test_crop,
+                     splits=("train", "test") if method.trainable else ("test",))
     return RunConfig(
         method=method.name,
         preset_name=preset_name,
@@ -673,6 +674,10 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, con: An
         if dist.is_main:
             con.print(f"{out} is a finished run of this configuration (config {cfg.hash[:12]}); nothing to do")
         return TrainResult(out, cfg, True, metrics, 0)
+    if not method.trainable:
+        metrics = _training_free_run(opts, cfg, method, manifest, store, device, con) if dist.is_main else {}
+        ddp.barrier(dist)
+        return TrainResult(out, cfg, True, metrics, 0)
     trainer = Trainer(opts, cfg, method, manifest, store, device, dist)
     if dist.is_main:
         con.print(f"[bold]{method.name}[/bold] preset {cfg.preset_name} on {manifest.name}: "
@@ -758,6 +763,42 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
         "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)),
     }
     trainer.log.write("end", seconds=trainer.state.train_seconds, selections=list(results))
+    atomic_write_json(out / "metrics.json", summary)
+    return summary
+
+
+def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manifest: Manifest, store: Any,
+                       device: torch.device, con: Any) -> dict[str, Any]:
+    """A training-free method (zero-shot CLIP) as a run directory of the same layout: config,
+    environment, the frozen weights as the ``last`` checkpoint, predictions and metrics."""
+    from ..config import sha256_file
+    from .evaluate import evaluate_and_write
+
+    out = Path(opts.out)
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed, cfg.deterministic)
+    atomic_write_json(out / "environment.json", capture_environment(device, deterministic=cfg.deterministic))
+    log = RunLog(out / "log.jsonl", True)
+    log.write("start", config_hash=cfg.hash, resumed_from=None, world_size=1, training_free=True)
+    model = build_model(method, cfg, manifest, device, opts.clip_weights)
+    ck = out / "checkpoints" / "last.safetensors"
+    save_weights(model, ck, {"method": cfg.method, "config_hash": cfg.hash, "config": json.dumps(config_json(cfg)),
+                             "selection": LAST, "epoch": "0", "step": "0"})
+    test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
+    con.print(f"[bold]{method.name}[/bold] is training-free: evaluating on {len(test.video_ids)} test videos")
+    rec = evaluate_and_write(method, model, manifest, test, out / "eval" / LAST, length=int(cfg.preset.visual_length),
+                             device=device, batch=opts.eval_batch, label=LAST, selection=LAST, config_hash=cfg.hash,
+                             store_hash=cfg.store_hash, manifest_hash=cfg.manifest_hash,
+                             checkpoint={"file": ck.name, "sha256": sha256_file(ck)})
+    summary = {
+        "config_hash": cfg.hash, "method": cfg.method, "preset": cfg.preset_name, "dataset": cfg.dataset,
+        "seed": cfg.seed, "select": LAST, "selected": LAST,
+        "results": {LAST: {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}},
+        "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0, "steps": 0, "params": count_params(model),
+        "random_backbone": bool(cfg.backbone.get("random_weights", False)),
+        "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)), "training_free": True,
+    }
+    log.write("end", seconds=0.0, selections=[LAST])
     atomic_write_json(out / "metrics.json", summary)
     return summary
 
