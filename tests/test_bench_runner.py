@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dsan_toolkit.audit.bench import audit_bench
-from dsan_toolkit.bench.runner import BenchConfig, BenchJob, _default_trainer, expand_jobs, run_bench, write_reports
+from dsan_toolkit.bench.runner import BenchConfig, BenchJob, _default_trainer, run_bench, write_reports
 from dsan_toolkit.errors import InputError
 
 

@@ -4,7 +4,6 @@ videos (tiny random CLIP, vadclip tiny preset, one epoch), plus the interval log
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest

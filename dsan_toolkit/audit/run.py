@@ -10,7 +10,6 @@ compared (exact, drift within tolerance, or mismatch).
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -295,6 +294,3 @@ def rerun_and_compare(run: Path, cfg: dict[str, Any], results: dict[str, Any], *
                                  _flat_numbers(_result_metrics(new.get(label, {}))), tolerance)
     return comps
 
-
-def is_nan(v: float) -> bool:
-    return isinstance(v, float) and math.isnan(v)
