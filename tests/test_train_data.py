@@ -197,3 +197,23 @@ def test_rng_state_round_trip():
     set_rng_state(decode_state(tensors, skeleton))
     b = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_prefetched_batches_equal_direct_ones(store):
+    """The training loop's path (background assembly into a ring of reused buffers) yields the
+    same batches as direct assembly, as long as a batch is used before two more are asked for."""
+    from dsan_toolkit.train.data import iterate_batches
+
+    m = store.manifest
+    s = build_train_samples(store, m, [v.id for v in m.split("train")], store.crop_ids, m.info.classes, 16)
+    plan = BatchPlan.create(s, "paired", 2, seed=1)
+    batches = plan.epoch(0) + plan.epoch(1)
+    direct = [s.batch(torch.cat(p)) for p in batches]
+    for (b, share), ref in zip(iterate_batches(s, batches), direct):
+        assert share == 1.0
+        assert torch.equal(b.feats, ref.feats) and torch.equal(b.lengths, ref.lengths)
+        assert torch.equal(b.labels, ref.labels) and torch.equal(b.anomalous, ref.anomalous)
+    for rank in range(2):
+        for (b, share), parts in zip(iterate_batches(s, batches, rank, 2), batches):
+            idx, sh = shard(parts, rank, 2)
+            assert share == sh and torch.equal(b.feats, s.batch(idx).feats)

@@ -171,10 +171,16 @@ class TrainSamples:
         sentinel = self.table.shape[0] - 1
         return torch.where(pos[None, :] < lens[:, None], rows, torch.full_like(rows, sentinel))
 
-    def batch(self, idx: Tensor) -> TrainBatch:
+    def batch(self, idx: Tensor, out: Tensor | None = None) -> TrainBatch:
+        """The samples ``idx`` as a padded batch; ``out`` (a reusable buffer of at least
+        ``len(idx) * L * D`` floats) avoids allocating the features tensor."""
         idx = torch.as_tensor(idx, dtype=torch.long)
-        gi = self.gather_index(idx)
-        feats = self.table.index_select(0, gi.reshape(-1)).view(len(idx), self.length, -1)
+        gi = self.gather_index(idx).reshape(-1)
+        if out is not None and out.numel() >= gi.numel() * self.feature_dim:
+            buf = out.view(-1)[: gi.numel() * self.feature_dim].view(gi.numel(), self.feature_dim)
+            feats = torch.index_select(self.table, 0, gi, out=buf).view(len(idx), self.length, -1)
+        else:
+            feats = self.table.index_select(0, gi).view(len(idx), self.length, -1)
         return TrainBatch(feats=feats, lengths=self.lengths[idx].clone(), labels=self.labels[idx].clone(),
                           anomalous=self.anomalous[idx].clone())
 
@@ -341,28 +347,38 @@ def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, flo
 def iterate_batches(samples: TrainSamples, batches: Sequence[tuple[Tensor, ...]], rank: int = 0,
                     world: int = 1, *, prefetch: bool = True, pin_memory: bool = False) -> Iterator[tuple[TrainBatch, float]]:
     """This rank's share of each global batch, assembled one batch ahead in a background
-    thread (the gather releases the GIL) so that the next batch is ready when a step ends;
-    ``pin_memory`` pins it for asynchronous host-to-GPU copies."""
+    thread (the gather releases the GIL) so that the next batch is ready when a step ends.
 
-    def make(parts: tuple[Tensor, ...]) -> tuple[TrainBatch, float]:
+    With ``prefetch`` the features go into a ring of three reusable buffers (pinned with
+    ``pin_memory``, for asynchronous host-to-GPU copies): a yielded batch stays valid until
+    the consumer has asked for two more, so a consumer must not keep batches longer."""
+    ring: list[Tensor] = []
+
+    def make(parts: tuple[Tensor, ...], slot: int | None) -> tuple[TrainBatch, float]:
         idx, share = shard(parts, rank, world)
-        b = samples.batch(idx)
-        if pin_memory:
-            b = TrainBatch(b.feats.pin_memory(), b.lengths.pin_memory(), b.labels.pin_memory(), b.anomalous.pin_memory())
-        return b, share
+        if slot is None:
+            b = samples.batch(idx)
+            if pin_memory:
+                b = TrainBatch(b.feats.pin_memory(), b.lengths, b.labels, b.anomalous)
+            return b, share
+        need = len(idx) * samples.length * samples.feature_dim
+        if ring[slot].numel() < need:
+            ring[slot] = torch.empty(need, dtype=samples.table.dtype, pin_memory=pin_memory)
+        return samples.batch(idx, out=ring[slot]), share
 
     if not prefetch or len(batches) < 2:
         for parts in batches:
-            yield make(parts)
+            yield make(parts, None)
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    ring.extend(torch.empty(0) for _ in range(3))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsan-batches") as pool:
-        pending = pool.submit(make, batches[0])
-        for nxt in list(batches[1:]) + [None]:
+        pending = pool.submit(make, batches[0], 0)
+        for i, nxt in enumerate(list(batches[1:]) + [None]):
             ready = pending.result()
             if nxt is not None:
-                pending = pool.submit(make, nxt)
+                pending = pool.submit(make, nxt, (i + 1) % 3)
             yield ready
 
 
