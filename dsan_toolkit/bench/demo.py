@@ -56,6 +56,7 @@ class DemoResult:
     methods: tuple[str, ...]
     skipped_methods: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    score_hint: str = ""
 
 
 def demo_synth_config(seed: int = 0):  # noqa: ANN201 - SynthConfig, imported lazily
@@ -147,6 +148,11 @@ def run_demo(
     audit = audit_bench(out / "bench", progress=lambda m: say(f"    {m}"))
     audit_md = atomic_write_text(out / "bench" / "audit.md", audit.to_markdown())
     timings["audit"] = time.perf_counter() - t
-    return DemoResult(out=out, markdown=compact_markdown(bench.report), html=paths["html"], report_md=paths["md"], audit_md=audit_md,
+    hint = ""
+    trainable = [r for r in bench.rows if r.selection != "none"]
+    test_video = next((v for v in manifest.videos if v.split == "test" and v.segments), None)
+    if trainable and test_video is not None:
+        hint = f"dsan score {data / test_video.path} --run {out / 'bench' / trainable[0].run_dir}"
+    return DemoResult(score_hint=hint, out=out, markdown=compact_markdown(bench.report), html=paths["html"], report_md=paths["md"], audit_md=audit_md,
                       audit_ok=audit.ok, problems=audit.problems, seconds=time.perf_counter() - t_all,
                       methods=use, skipped_methods=skipped, timings=timings)

@@ -44,6 +44,8 @@ def demo_cmd(
     console.print(f"Full table (every metric, published values, protocol): {res.report_md.resolve()}")
     console.print(f"HTML report (tables, score curves, ROC/PR, confusion): {res.html.resolve()}")
     console.print(f"Audit report: {res.audit_md.resolve()}")
+    if res.score_hint:
+        typer.echo(f"Score a video with a trained run:\n  {res.score_hint}")
     console.print(f"Done in {res.seconds:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in res.timings.items()) + ")")
     if not res.audit_ok:
         raise CheckFailed("the audit of the demo bench failed:\n" + "\n".join(f"  - {p}" for p in res.problems))
