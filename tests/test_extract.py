@@ -3,7 +3,6 @@ rule, failures, SIGKILL-resume and a two-process torchrun run into one store."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess

@@ -34,7 +34,6 @@ import torch
 from ..config import to_dict
 from ..decode.crops import parse_crops
 from ..decode.reader import iter_video_blocks
-from ..decode.snippets import get_snippet_rule
 from ..errors import InputError
 from ..manifest import Manifest
 from ..store import StoreSpec, StoreWriter

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..manifest import Manifest
 from .reader import FeatureStore
-from .schema import RECORD_FIELDS, STATUS_DONE, STATUS_FAILED, STATUSES, VIDEOS_GROUP
+from .schema import RECORD_FIELDS, STATUS_FAILED, STATUSES, VIDEOS_GROUP
 
 REQUIRED_ATTRS = (
     "schema_version", "dataset", "manifest_hash", "backbone", "random_weights", "preprocessing",

@@ -22,7 +22,7 @@ from .schema import (
     STATUS_DONE,
     VIDEOS_GROUP,
 )
-from .writer import build_index, read_root_attrs
+from .writer import build_index
 
 CropArg = int | Sequence[int] | None
 
