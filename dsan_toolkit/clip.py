@@ -106,17 +106,21 @@ def create_clip(
 ) -> ClipBundle:
     """Build an open_clip model in eval mode with frozen parameters.
 
-    ``weights`` (a local file) wins over ``pretrained``; the tiny model is always random.
+    ``weights`` (a local file) wins over ``pretrained``; without a file the tiny model is random.
     """
     _register_configs()
     import open_clip
 
     if model_name not in open_clip.list_models():
         raise InputError(f"unknown open_clip model {model_name!r} (see `open_clip.list_models()`)")
-    random = model_name == TINY_MODEL or (pretrained is None and weights is None)
+    # A local weight file always wins; the tiny architecture has no published weights.
+    random = weights is None and (model_name == TINY_MODEL or pretrained is None)
     if random:
-        torch.manual_seed(seed)
-        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+        # A private RNG state: the random init depends on `seed` alone and leaves the caller's
+        # global torch RNG (a training run's seed) untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.create_model(model_name, pretrained=None, device="cpu")
     elif weights is not None:
         model = open_clip.create_model(model_name, pretrained=None, device="cpu")
         state = load_state_dict_file(weights)
