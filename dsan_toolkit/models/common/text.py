@@ -149,9 +149,13 @@ class LearnablePrompt(nn.Module):
         src = torch.where(pos == new_eot.unsqueeze(1), eot.unsqueeze(1).expand(-1, ctx), src)
         return src, new_eot
 
-    def forward(self, word_embeddings: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """Prompted input embeddings (N, ctx, w) and their EOT positions (N,)."""
-        src, new_eot = self.layout(tokens)
+    def forward(self, word_embeddings: Tensor, tokens: Tensor, layout: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Prompted input embeddings (N, ctx, w) and their EOT positions (N,).
+
+        ``layout``: a precomputed :meth:`layout` of ``tokens`` (fixed class prompts: compute it
+        once, no host synchronisation per step).
+        """
+        src, new_eot = layout if layout is not None else self.layout(tokens)
         n, ctx = tokens.shape
         ctx_emb = self.text_prompt_embeddings.weight.unsqueeze(0).expand(n, -1, -1)
         picked = word_embeddings.gather(1, src.clamp(min=0).unsqueeze(-1).expand(-1, -1, word_embeddings.shape[-1]))

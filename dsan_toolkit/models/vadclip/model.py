@@ -67,14 +67,16 @@ class VadCLIPModel(nn.Module):
         self.text_encoder = text_encoder
         self.prompt = LearnablePrompt(text_encoder.context_length, text_encoder.width, preset.prompt_prefix, preset.prompt_postfix)
         self.register_buffer("prompt_tokens", text_encoder.tokenize(self.prompts).cpu(), persistent=False)
-        _, eot = self.prompt.layout(self.prompt_tokens)  # refuses prompts that do not fit, now
+        src, eot = self.prompt.layout(self.prompt_tokens)  # refuses prompts that do not fit, now
+        self.register_buffer("prompt_src", src, persistent=False)
+        self.register_buffer("prompt_eot", eot, persistent=False)
         # the causal text tower only needs the positions up to the last EOT (exact speed-up)
         self.text_context = int(eot.max()) + 1 if preset.truncate_text_context else None
 
     def encode_text(self) -> Tensor:
         """(C, E) class features through the learnable prompt and the frozen CLIP text encoder."""
         tokens = self.prompt_tokens
-        emb, eot = self.prompt(self.text_encoder.embed_tokens(tokens), tokens)
+        emb, eot = self.prompt(self.text_encoder.embed_tokens(tokens), tokens, (self.prompt_src, self.prompt_eot))
         return self.text_encoder.encode_embeddings(emb, eot, context=self.text_context)
 
     def forward(self, feats: Tensor, lengths: Tensor | None) -> VadCLIPOutput:
