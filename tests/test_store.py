@@ -228,3 +228,72 @@ def test_content_hash_same_through_zarr_and_raw_paths(tmp_path):
     fast = s.content_hash()
     s.__dict__["_raw_layout"] = False  # force the zarr path
     assert s.content_hash() == fast
+
+
+_CREATE_AND_HANG = """
+import os, sys, time
+from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest import DatasetInfo, Manifest, VideoRecord
+from dsan_toolkit.store import StoreSpec, StoreWriter
+
+def hang(src, dst):  # the process dies between building the store and renaming it into place
+    print("building", src, flush=True)
+    time.sleep(600)
+
+os.rename = hang
+info = DatasetInfo(name="t", classes=load_builtin_manifest("ucf").info.classes, fps=30.0)
+m = Manifest(info, (VideoRecord(id="a", path="a.mp4", split="test", labels=("Normal",)),))
+spec = StoreSpec(manifest=m, crops=(0,), feature_dim=4, backbone={"model": "x"}, random_weights=False,
+                 preprocessing={}, snippet_rule="middle", config={}, producer="test")
+StoreWriter(sys.argv[1], spec).open()
+"""
+
+
+def test_sigkill_during_creation_leaves_a_folder_the_next_run_removes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dsan_toolkit.store.writer import CREATING_TAG, _HOST, remove_stale_creating
+
+    path = tmp_path / "s.zarr"
+    proc = subprocess.Popen([sys.executable, "-c", _CREATE_AND_HANG, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("building"), line
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    stale = tmp_path / f".s.zarr{CREATING_TAG}{_HOST}-{proc.pid}"
+    assert stale.is_dir() and (stale / "zarr.json").is_file() and not path.exists()
+    # folders that must survive: a live process's, another host's, an unrelated name
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        live = tmp_path / f".s.zarr{CREATING_TAG}{_HOST}-{sleeper.pid}"
+        other_host = tmp_path / f".s.zarr{CREATING_TAG}elsewhere.example-{proc.pid}"
+        unrelated = tmp_path / ".t.zarr.creating-1"
+        for d in (live, other_host, unrelated):
+            d.mkdir()
+        m = _manifest(2)
+        with StoreWriter(path, _spec(m)) as w:
+            w.write_video(m.videos[0].id, _feats(0, 2))
+        assert not stale.exists() and open_store(path).video_ids() == [m.videos[0].id]
+        assert live.is_dir() and other_host.is_dir() and unrelated.is_dir()
+        # the old name format (no host) of a dead process is removed too; a rerun cleans when the store exists
+        legacy = tmp_path / f".s.zarr{CREATING_TAG}{proc.pid}"
+        legacy.mkdir()
+        assert remove_stale_creating(path) == [legacy] and not legacy.exists()
+        legacy.mkdir()
+        StoreWriter(path, _spec(m)).open()
+        assert not legacy.exists() and live.is_dir()
+        if sys.platform.startswith("linux"):  # a reused PID: its process started after the folder was made
+            os.utime(live, (time.time() - 3600, time.time() - 3600))
+            assert remove_stale_creating(path) == [live]
+            live.mkdir()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert remove_stale_creating(path) == [live]  # its process is gone now
+    assert other_host.is_dir() and unrelated.is_dir()

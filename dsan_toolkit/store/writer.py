@@ -8,8 +8,9 @@ A :class:`StoreWriter` is used by extraction, import and the synthetic generator
         w.finalize()
 
 Semantics:
-- creating a store is atomic (built in a temporary folder and renamed into place), so two
-  ranks starting at once agree on one store;
+- creating a store is atomic (built in ``.NAME.creating-HOST-PID`` and renamed into place), so
+  two ranks starting at once agree on one store; such folders left by killed processes are
+  removed by the next writer (:func:`remove_stale_creating`);
 - a store made from a different :meth:`StoreSpec.identity` is refused, never appended to;
 - every video becomes visible complete or not at all (staging + directory rename); a writer
   first removes its own rank's staging debris, so a SIGKILLed run rerun with the same
@@ -26,6 +27,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,64 @@ def scan_records(path: Path) -> dict[str, dict[str, Any]]:
             if "id" in attrs and "status" in attrs:
                 out[entry.name] = attrs
     return out
+
+
+CREATING_TAG = ".creating-"  # a store is built in ``.NAME.creating-HOST-PID`` next to it, then renamed
+_HOST = socket.gethostname().replace("/", "_") or "localhost"
+
+
+def _pid_alive(pid: int, since: float) -> bool:
+    """Whether ``pid`` runs here and may be the process that made something at time ``since``.
+
+    A PID that was reused by a process started after ``since`` is not the creator (Linux:
+    start time from ``/proc``); elsewhere a live PID counts as alive.
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time after boot, clock ticks
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") <= since + 1.0
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True
+
+
+def remove_stale_creating(path: str | Path) -> list[Path]:
+    """Remove the temporary creation folders of ``path`` left by dead processes of this host.
+
+    A writer killed (SIGKILL, power loss) while creating a store leaves
+    ``.NAME.creating-HOST-PID`` next to it. Folders whose process is gone are removed;
+    those of live processes or of other hosts (a shared file system) are left alone.
+    Returns the removed folders.
+    """
+    path = Path(path)
+    prefix = f".{path.name}{CREATING_TAG}"
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.iterdir():
+        if not tmp.name.startswith(prefix):
+            continue
+        host, _, pid_text = tmp.name[len(prefix):].rpartition("-")
+        if (host and host != _HOST) or not pid_text.isdigit():
+            continue  # another machine's (or not ours): its PID means nothing here
+        try:
+            since = tmp.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if _pid_alive(int(pid_text), since):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
 
 
 @contextmanager
@@ -187,6 +247,7 @@ class StoreWriter:
             if read_root_attrs(self.path) is None and any(self.path.iterdir()):
                 raise InputError(f"{self.path} exists and is not a dsan feature store; refusing to overwrite it")
             shutil.rmtree(self.path)
+        remove_stale_creating(self.path)
         if not self.path.exists():
             self._create()
         attrs = read_root_attrs(self.path)
@@ -246,7 +307,7 @@ class StoreWriter:
         from zarr.storage import LocalStore
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.parent / f".{self.path.name}.creating-{os.getpid()}"
+        tmp = self.path.parent / f".{self.path.name}{CREATING_TAG}{_HOST}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         store = LocalStore(tmp)
         root = zarr.create_group(store, attributes=self._root_attrs())
