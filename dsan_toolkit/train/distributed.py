@@ -106,6 +106,15 @@ def all_reduce_mean(values: dict[str, float], weight: float, info: DistInfo) -> 
     return {k: float(v) for k, v in zip(keys, t.tolist())}
 
 
+def broadcast_int(value: int, info: DistInfo) -> int:
+    """Rank 0's integer on every rank (a tensor broadcast: nothing is pickled)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([int(value)], dtype=torch.long)
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
 def sync_buffers(module: torch.nn.Module, info: DistInfo) -> None:
     """Rank 0's buffers on every rank (as DDP's ``broadcast_buffers``)."""
     if not info.enabled:

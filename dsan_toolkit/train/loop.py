@@ -612,7 +612,7 @@ def build_optimizers(method: Method, model: torch.nn.Module, preset: MethodPrese
 # the public entry point
 
 
-def prepare_run_dir(out: Path, cfg: RunConfig, is_main: bool) -> str:
+def prepare_run_dir(out: Path, cfg: RunConfig, is_main: bool = True) -> str:
     """'new', 'resume' or 'finished'; refuses a run directory of another configuration."""
     cj = out / "config.json"
     if cj.is_file():
@@ -665,10 +665,11 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, con: An
     manifest = resolve_manifest_for(store, opts.dataset)
     cfg = resolve_config(opts, store, manifest, method, dist.world_size)
     out = Path(opts.out)
-    status = prepare_run_dir(out, cfg, dist.is_main)
+    statuses = ("new", "resume", "finished")
+    status = prepare_run_dir(out, cfg) if dist.is_main else "new"
+    status = statuses[ddp.broadcast_int(statuses.index(status), dist)]  # rank 0 decides, the others follow
     if status != "new":  # keep the recorded config (and hash); only the runtime device may differ
         cfg = run_config_from_json(json.loads((out / "config.json").read_text()))
-    ddp.barrier(dist)
     if status == "finished":
         metrics = json.loads((out / "metrics.json").read_text())
         if dist.is_main:
