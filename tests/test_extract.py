@@ -204,3 +204,39 @@ def test_torchrun_two_ranks_write_one_store(videos, reference, tmp_path):
     s = open_store(out)
     assert s.complete and len(s.video_ids(None)) == len(m)
     _assert_same_store(s, reference)
+
+
+def test_store_made_in_fp16_on_gpu_is_re_extracted_in_fp32_on_cpu(videos, reference, tmp_path):
+    """`dsan score`'s re-extraction uses the store's config; fp16 (recorded by a CUDA run) runs as fp32 on CPU."""
+    import dataclasses
+
+    from dsan_toolkit.bench.score import _extract_like_store
+    from dsan_toolkit.clip import create_clip
+    from dsan_toolkit.config import from_dict
+    from dsan_toolkit.errors import InputError
+    from dsan_toolkit.extract.pipeline import build_spec, precision_for_device, resolve_config
+    from dsan_toolkit.store import StoreWriter
+
+    root, m = videos
+    assert precision_for_device("fp16", "cuda:1") == "fp16" and precision_for_device("bf16", "cuda") == "bf16"
+    assert precision_for_device("fp16", "cpu") == "fp32" and precision_for_device("bf16", "cpu") == "fp32"
+    assert precision_for_device("auto", "cpu") == "auto"
+    b = create_clip(TINY_MODEL, None)
+    cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
+    rcfg = resolve_config(cfg, torch.device("cpu"), b.info.image_size)
+    gpu_cfg = dataclasses.replace(rcfg, precision="fp16")  # what a CUDA run records
+    with pytest.raises(InputError, match="fp16 needs a CUDA device"):
+        resolve_config(gpu_cfg, torch.device("cpu"), b.info.image_size)  # a plain CPU run still refuses it
+    store = tmp_path / "gpu.zarr"
+    with StoreWriter(store, build_spec(gpu_cfg, m, b.info, torch.device("cuda"))) as w:
+        for vid in reference.video_ids():
+            w.write_video(vid, reference.read(vid), num_frames=reference.video_info(vid)["num_frames"])
+        w.finalize()
+    s = open_store(store)
+    assert from_dict(s.attrs["config"], ExtractConfig).precision == "fp16"
+    v = next(v for v in m.videos if v.id == "train_normal_001")
+    said: list[str] = []
+    feats, L, random_bb = _extract_like_store(root / v.path, s, crop=0, device="cpu", say=said.append)
+    assert L == 16 and random_bb is True  # the tiny backbone is random and says so
+    assert any("fp16" in x and "fp32" in x for x in said)
+    np.testing.assert_allclose(feats, reference.read(v.id, 0), rtol=1e-4, atol=1e-5)

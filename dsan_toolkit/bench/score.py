@@ -10,6 +10,7 @@ excluded). Writes a per-frame CSV and a PNG plot.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
@@ -213,13 +214,18 @@ def _load_run_model(run: Path, label: str, device: str) -> tuple[Any, Any, Any, 
 def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
                         say: Callable[[str], None]) -> tuple[np.ndarray, int, bool]:
     """(T, D) features of the run's test crop, extracted with the store's own (hashed)
-    extraction config: a one-video manifest through the normal extraction pipeline."""
+    extraction config: a one-video manifest through the normal extraction pipeline.
+
+    The precision follows ``device`` (:func:`~dsan_toolkit.extract.pipeline.precision_for_device`):
+    features made on a GPU in fp16/bf16 are re-extracted in fp32 on a CPU."""
     import tempfile
 
     from ..config import from_dict
     from ..extract import ExtractConfig, RunOptions, extract_features
+    from ..extract.pipeline import precision_for_device
     from ..manifest import Manifest, VideoRecord
     from ..store import open_store
+    from ..train.loop import resolve_device
 
     attrs = getattr(store, "attrs", {}) or {}
     raw = attrs.get("config") or {}
@@ -229,6 +235,11 @@ def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
             "scoring a new video needs the extraction config of the training features"
         )
     cfg = from_dict(raw, ExtractConfig)
+    dev = resolve_device(device)
+    precision = precision_for_device(cfg.precision, dev)
+    if precision != cfg.precision:
+        say(f"the run's features were extracted in {cfg.precision} (GPU autocast); on {dev.type} in {precision}")
+        cfg = dataclasses.replace(cfg, precision=precision)
     if cfg.weights is not None and str(cfg.weights).startswith("sha256:"):
         raise InputError("the run's features were extracted from a local weight file; re-extract with --weights")
     info = store.manifest.info
@@ -236,7 +247,7 @@ def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
     one = Manifest(info, (rec,))
     with tempfile.TemporaryDirectory(prefix="dsan-score-") as tmp:
         res = extract_features(one, video.parent, Path(tmp) / "one.zarr", cfg,
-                               RunOptions(device=device, workers=0, progress=False))
+                               RunOptions(device=str(dev), workers=0, progress=False))
         if res.failed:
             raise InputError(f"cannot extract features from {video}: {res.failed[0][1]}")
         feats = open_store(Path(tmp) / "one.zarr").read(rec.id, crop=crop)

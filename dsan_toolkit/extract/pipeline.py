@@ -79,6 +79,18 @@ def resolve_config(cfg: ExtractConfig, device: torch.device, image_size: int) ->
     return dataclasses.replace(cfg, precision=precision, resize=resize)
 
 
+def precision_for_device(precision: str, device: torch.device | str) -> str:
+    """The precision a recorded config runs with on ``device``: reduced precision (fp16/bf16
+    autocast) only on CUDA; elsewhere fp32. ``auto`` stays ``auto``.
+
+    For re-extracting with a stored config on another device (``dsan score`` on a CPU with
+    features made on a GPU); the values then differ by the fp16/bf16 rounding only.
+    """
+    if precision == "auto" or torch.device(device).type == "cuda":
+        return precision
+    return "fp32"
+
+
 def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any, device: torch.device) -> StoreSpec:
     """The store identity of an extraction (the weight file is identified by its sha256)."""
     backbone = info.to_dict()
