@@ -87,7 +87,7 @@ def run_demo(
     from ..datasets.verify import verify_dataset
     from ..extract import RunOptions, extract_features
     from ..models import list_methods
-    from .report import atomic_write_text
+    from ..utils.atomic import atomic_write_text
     from .runner import BenchConfig, run_bench, write_reports
 
     say = progress or (lambda _m: None)

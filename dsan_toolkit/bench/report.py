@@ -16,15 +16,15 @@ import base64
 import html
 import io
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..utils.atomic import atomic_write_text  # noqa: F401 - re-exported (bench.score, cli)
 
 REPORT_FORMATS: tuple[str, ...] = ("md", "html", "csv", "json")
 
@@ -292,16 +292,3 @@ def render(rep: BenchReport, fmt: str) -> str:
         raise InputError(f"unknown report format {fmt!r}; choose one of {', '.join(REPORT_FORMATS)}") from None
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file so that no half-written file ever appears under its name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

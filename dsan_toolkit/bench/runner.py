@@ -32,7 +32,8 @@ import numpy as np
 from ..config import config_hash, register_config, sha256_file, to_dict
 from ..errors import InputError
 from .published import REFERENCE_FEATURES
-from .report import BenchReport, PredictionSet, VideoPrediction, atomic_write_text, render
+from ..utils.atomic import atomic_write_json, atomic_write_text
+from .report import BenchReport, PredictionSet, VideoPrediction, render
 from .table import (
     METRICS,
     ResultRow,
@@ -57,6 +58,9 @@ ABLATION_COMPONENTS: dict[str, dict[str, str]] = {
         "refinement": "use_refinement",
     },
 }
+
+
+_RUN_JSON: dict[str, Any] = {"indent": 2, "sort_keys": False}  # the layout dsan train writes
 
 
 @register_config
@@ -131,7 +135,7 @@ def _evaluate_training_free(job: BenchJob, run_dir: Path) -> None:
 
     from ..config import sha256_file as _sha
     from ..models import get_method
-    from ..train.checkpoint import RunConfig, atomic_write_json, config_json, save_weights
+    from ..train.checkpoint import RunConfig, config_json, save_weights
     from ..train.environment import capture_environment
     from ..train.evaluate import evaluate_and_write
     from ..train.data import build_test_set
@@ -157,8 +161,8 @@ def _evaluate_training_free(job: BenchJob, run_dir: Path) -> None:
         if getattr(method, "needs_clip", True) else {},
     )
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config_json(cfg))
-    atomic_write_json(run_dir / "environment.json", capture_environment(device))
+    atomic_write_json(run_dir / "config.json", config_json(cfg), **_RUN_JSON)
+    atomic_write_json(run_dir / "environment.json", capture_environment(device), **_RUN_JSON)
     model = build_model(method, cfg, manifest, device, Path(job.clip_weights) if job.clip_weights else None)
     ck = run_dir / "checkpoints" / "last.safetensors"
     save_weights(model, ck, {"format": "dsan-checkpoint", "method": method.name, "config_hash": cfg.hash,
@@ -175,7 +179,7 @@ def _evaluate_training_free(job: BenchJob, run_dir: Path) -> None:
         "train_seconds": 0.0, "eval_seconds": _time.perf_counter() - t0, "steps": 0,
         "params": count_params(model), "random_backbone": bool(cfg.backbone.get("random_weights", False)),
         "training_free": True,
-    })
+    }, **_RUN_JSON)
 
 
 Trainer = Callable[[BenchJob, Path, Callable[[str], None]], None]

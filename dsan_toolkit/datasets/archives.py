@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator, Protocol
 
 from ..errors import InputError
+from ..utils.atomic import default_dir_mode
 
 COPY_CHUNK = 1 << 20
 # What corrupt or truncated archive data raises while being read.
@@ -280,6 +281,7 @@ def safe_extract(path: Path, dest: Path, *, check_space: bool = True) -> list[st
                 else:
                     _write_member(reader, raw, target)
                     files.append(m.name)
+            os.chmod(tmp, default_dir_mode())  # mkdtemp made it 0700
             os.replace(tmp, dest)
         except _READ_ERRORS as exc:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -46,6 +45,7 @@ from .. import __version__
 from ..config import config_hash, register_config, sha256_text, to_dict
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
+from ..utils.atomic import atomic_path, atomic_write_json
 from .archives import ArchiveError, is_archive, safe_extract
 from .registry import ArchivePart, get_dataset, load_builtin_manifest
 
@@ -163,20 +163,6 @@ def work_dir(root: Path) -> Path:
 
 def archive_cache(root: Path) -> Path:
     return work_dir(root) / "archives"
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -719,7 +705,7 @@ def _download(
         report.missing = [v.path for v in manifest if not (root / v.path).is_file()]
         if report.ok:
             present_now = sorted(set(index.values()) - set(report.missing))
-            _atomic_write_json(
+            atomic_write_json(
                 marker_path,
                 {
                     "key": key,
@@ -750,14 +736,8 @@ def _place_single(got: _Obtained, video: str, root: Path) -> _Placement:
         return out
     dest.parent.mkdir(parents=True, exist_ok=True)
     if got.origin == "from":  # copy (a --from file is never moved), then rename into place
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        os.close(fd)
-        try:
+        with atomic_path(dest) as tmp:
             shutil.copyfile(got.path, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     else:
         os.replace(got.path, dest)
     out.moved = 1
@@ -829,7 +809,7 @@ def _do_part(
         "placed": sorted(set(placement.videos)),
         "extras": placement.extras,
     }
-    _atomic_write_json(state_path, state)
+    atomic_write_json(state_path, state)
     if got.origin != "from" and not cfg.keep_archives:
         got.path.unlink(missing_ok=True)
 

@@ -23,9 +23,7 @@ Pixels depend only on the config (one ``numpy.random.Generator`` per video, seed
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 from ..config import config_hash, register_config, to_dict
 from ..errors import InputError
 from ..manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord, read_manifest, write_manifest
+from ..utils.atomic import atomic_path, atomic_write_json
 
 MANIFEST_NAME = "manifest.jsonl"
 SIDECAR_NAME = "synth.json"
@@ -424,26 +423,17 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 
     _, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise InputError(f"H.264/yuv420p needs an even frame size, got {w}x{h}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps_fraction(fps))
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.thread_count = 1
-            stream.options = {"crf": str(crf), "preset": "ultrafast", "threads": "1", "bframes": "0"}
-            container.metadata["comment"] = "dsan_toolkit synthetic video"
-            for i, img in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-                frame.pts = i
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".mp4") as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps_fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.thread_count = 1
+        stream.options = {"crf": str(crf), "preset": "ultrafast", "threads": "1", "bframes": "0"}
+        container.metadata["comment"] = "dsan_toolkit synthetic video"
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     return path
 
 
@@ -480,19 +470,6 @@ def build_manifest(cfg: SynthConfig) -> Manifest:
             )
         )
     return Manifest(info, tuple(videos))
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_sidecar(out_dir: str | Path) -> dict[str, Any] | None:
@@ -560,7 +537,7 @@ def make_synthetic_dataset(
     shutil.rmtree(out_dir / "videos", ignore_errors=True)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
     sidecar = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "toolkit_version": __version__}
-    _write_json(out_dir / SIDECAR_NAME, {**sidecar, "complete": False})
+    atomic_write_json(out_dir / SIDECAR_NAME, {**sidecar, "complete": False})
 
     manifest = build_manifest(cfg)
     plan = plan_dataset(cfg)
@@ -584,7 +561,7 @@ def make_synthetic_dataset(
     events = {
         v.id: [{"start": s, "end": e, "label": EVENTS[v.label].code} for s, e in v.events] for v in plan if v.events
     }
-    _write_json(
+    atomic_write_json(
         out_dir / SIDECAR_NAME,
         {**sidecar, "complete": True, "manifest_hash": manifest.content_hash(), "events": events},
     )

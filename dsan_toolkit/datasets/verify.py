@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from ..config import sha256_file
 from ..decode.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
 from ..errors import InputError
 from ..manifest import Manifest, VideoRecord
+from ..utils.atomic import atomic_write_json
 
 LOCK_VERSION = 1
 STATUSES: tuple[str, ...] = ("ok", "missing", "empty", "unreadable", "undecodable", "mismatch")
@@ -251,19 +251,7 @@ def read_lock(path: str | Path) -> LockFile:
 
 def write_lock(lock: LockFile, path: str | Path) -> Path:
     """Write a lock file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(lock.to_dict(), fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_json(path, lock.to_dict(), indent=1, sort_keys=True)
 
 
 def _fmt(value: Any) -> str:

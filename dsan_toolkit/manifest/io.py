@@ -8,12 +8,11 @@ under its final name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import ManifestError
+from ..utils.atomic import atomic_writer
 from .schema import DatasetInfo, Manifest, VideoRecord
 from .validate import validate_manifest
 
@@ -89,15 +88,7 @@ def write_manifest(manifest: Manifest, path: str | Path, *, validate: bool = Tru
     path = Path(path)
     if validate:
         validate_manifest(manifest, source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for rec in manifest.to_records():
-                fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        for rec in manifest.to_records():
+            fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
     return path

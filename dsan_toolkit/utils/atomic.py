@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_writer",
     "current_umask",
+    "default_dir_mode",
     "default_file_mode",
 ]
 
@@ -48,6 +49,11 @@ def current_umask() -> int:
 def default_file_mode() -> int:
     """The mode ``open(path, "w")`` gives a new file: 0666 minus the umask (0644 usually)."""
     return 0o666 & ~current_umask()
+
+
+def default_dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: 0777 minus the umask (``mkdtemp`` gives 0700)."""
+    return 0o777 & ~current_umask()
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ def audit_cmd(
       dsan audit runs/dsanet-ucf-s0 --rerun --tolerance 1e-6
     """
     from ...audit.bench import audit_path
-    from ...bench.report import atomic_write_text
+    from ...utils.atomic import atomic_write_text
 
     kw = {"rerun": rerun, "tolerance": tolerance, "device": device,
           "progress": lambda m: err_console.print(f"[dim]audit[/dim] {m}")}

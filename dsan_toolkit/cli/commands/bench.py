@@ -70,7 +70,8 @@ def bench_cmd(
       dsan bench --methods dsanet,vadclip,mil --datasets synth --features synth=s.zarr --preset tiny
       dsan bench --published
     """
-    from ...bench.report import REPORT_FORMATS, atomic_write_text, markdown_table, render
+    from ...bench.report import REPORT_FORMATS, markdown_table, render
+    from ...utils.atomic import atomic_write_text
     from ...bench.runner import BenchConfig, run_bench, write_reports
 
     if published:
