@@ -106,3 +106,18 @@ def test_writer_mode_is_checked(tmp_path: Path) -> None:
         with atomic_writer(tmp_path / "x", "a"):
             pass
     assert not any(tmp_path.iterdir())
+
+
+def test_file_system_refusals_become_input_errors(tmp_path: Path) -> None:
+    from dsan_toolkit.errors import InputError
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match=r"cannot write .*afile/x\.json: a file is in the way"):
+        atomic_write_json(blocker / "x.json", {})
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(InputError, match="it is a folder"):
+        atomic_write_text(folder, "x")
+    assert folder.is_dir() and not any(folder.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder"]

@@ -66,3 +66,19 @@ def test_extracted_archive_folder_is_not_private(tmp_path, umask):
     assert _mode(dest) == 0o777 & ~umask  # mkdtemp alone would leave 0700
     assert _mode(dest / "videos") == 0o777 & ~umask
     assert _mode(dest / "videos" / "x.mp4") == 0o666 & ~umask
+
+
+def test_file_system_refusals_are_short_messages(cli, tmp_path):
+    """An OSError the user can fix (a file where a folder must be) is a message, not a traceback."""
+    (tmp_path / "afile").write_text("x")
+    code, text = cli("synth", "--out", "afile/sub")
+    assert code == 2 and "cannot use afile/sub" in text and "Not a directory" in text
+    assert "Traceback" not in text
+    write_test_video(tmp_path / "vids" / "a.mp4", 20, seed=1)
+    (tmp_path / "labels.csv").write_text("path,split,labels\na.mp4,train,Normal\n")
+    (tmp_path / "outdir").mkdir()
+    code, text = cli("manifest", "create", "--videos", "vids", "--labels", "labels.csv", "-o", "outdir", "--force")
+    assert code == 2 and "outdir is a folder" in text
+    code, text = cli("manifest", "create", "--videos", "vids", "--labels", "labels.csv", "-o", "afile/m.jsonl")
+    assert code == 2 and "cannot write afile/m.jsonl: a file is in the way" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "labels.csv", "outdir", "vids"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from typing import Any, Callable, TypeVar
 
@@ -33,8 +34,26 @@ def user_errors(fn: F) -> F:
             raise fail(_escape(str(exc)), exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except OSError as exc:
+            if exc.errno not in _ENVIRONMENT_ERRNOS:
+                raise  # anything else is a bug: keep the traceback
+            raise fail(_escape(os_error_message(exc)), 2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# File-system refusals a user meets (and fixes) rather than bugs of ours.
+_ENVIRONMENT_ERRNOS = frozenset({
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EEXIST,
+    errno.EISDIR, errno.ENOTDIR, errno.ENOENT, errno.ENAMETOOLONG, errno.EMFILE, errno.ENOTEMPTY, errno.EIO,
+})
+
+
+def os_error_message(exc: OSError) -> str:
+    """``OSError`` -> "cannot use PATH: reason" (the paths the OS names, no traceback)."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(paths) if paths else "a file"
+    return f"cannot use {where}: {exc.strerror or exc}"
 
 
 def _escape(text: str) -> str:

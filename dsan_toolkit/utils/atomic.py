@@ -4,18 +4,23 @@ Every writer creates a temporary file in the destination's folder (so the final
 ``os.replace`` is a rename on one file system), writes and fsyncs it, gives it the
 permissions a plain ``open()`` would have given it under the current umask
 (``tempfile.mkstemp`` creates files with mode 0600), renames it into place and removes
-it again on any failure, Ctrl-C included.
+it again on any failure, Ctrl-C included. A file-system refusal of the writer's own
+steps (read-only folder, no space left, a folder or a file in the way) becomes an
+:class:`~dsan_toolkit.errors.InputError` naming the destination.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+from ..errors import InputError
 
 __all__ = [
     "atomic_path",
@@ -29,6 +34,7 @@ __all__ = [
 ]
 
 _UMASK_LOCK = threading.Lock()
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def current_umask() -> int:
@@ -66,8 +72,13 @@ def atomic_path(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
     ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -75,6 +86,11 @@ def atomic_path(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
         _fsync_file(tmp)
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename in (str(tmp), tmp) or exc.errno in _NO_ROOM:
+            raise _cannot_write(path, exc) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -113,6 +129,13 @@ def atomic_write_json(
     """Write ``data`` as JSON (UTF-8, a final newline) atomically; returns ``path``."""
     text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii) + "\n"
     return atomic_write_text(path, text)
+
+
+def _cannot_write(path: Path, exc: OSError) -> InputError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        reason = "a file is in the way of its folder"
+    return InputError(f"cannot write {path}: {reason}")
 
 
 def _fsync_file(path: Path) -> None:

@@ -97,6 +97,8 @@ def create_cmd(
         raise InputError(f"--videos {videos} is not a folder")
     n_rows = len(parse_labels_csv(labels)[0])
     target = out if out is not None else Path(f"{name or videos.resolve().name}.jsonl")
+    if target.is_dir():
+        raise InputError(f"--out {target} is a folder; give a manifest file name (e.g. {target}/{name or 'dataset'}.jsonl)")
     if target.exists() and not force:
         raise InputError(f"{target} exists; pass --force to overwrite it or choose another --out")
     with Progress(
