@@ -301,6 +301,27 @@ def test_normality_branch_equals_oracle(tiny_clip):
     torch.testing.assert_close(recon, x, rtol=1e-4, atol=1e-5)
 
 
+def test_reconstruction_on_valid_rows_equals_dense(tiny_clip):
+    branch = build(SMALL, tiny_clip).video_anomaly_refiner
+    with torch.no_grad():
+        for p in branch.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    g = torch.Generator().manual_seed(2)
+    visual = torch.randn(4, SMALL.visual_length, SMALL.visual_width, generator=g)
+    patterns = torch.randn(4, SMALL.num_prototypes, SMALL.visual_width, generator=g)
+    lengths = torch.tensor([SMALL.visual_length, 1, 7, 20])
+    valid = torch.arange(SMALL.visual_length)[None, :] < lengths[:, None]
+    a, b = visual.clone().requires_grad_(True), visual.clone().requires_grad_(True)
+    dense = branch.reconstruct(a, patterns)
+    packed = branch.reconstruct(b, patterns, lengths)
+    torch.testing.assert_close(packed[valid], dense[valid], rtol=1e-5, atol=1e-6)
+    assert torch.equal(packed[~valid], torch.zeros_like(packed[~valid]))
+    w = torch.randn(dense.shape, generator=g) * valid.unsqueeze(-1)
+    (dense * w).sum().backward()
+    (packed * w).sum().backward()
+    torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_normal_selection_padding_official_and_masked(tiny_clip):
     model = build(SMALL, tiny_clip)
     n = SMALL.visual_length

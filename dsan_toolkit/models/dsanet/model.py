@@ -198,9 +198,25 @@ class PrototypeAttention(nn.Module):
 
     def forward(self, x: Tensor, prototypes: Tensor) -> Tensor:
         q = F.normalize(_heads(self.q(x), self.num_heads), dim=-1)
+        return self.proj(_merge(self._mix(q, prototypes)))
+
+    def _mix(self, q: Tensor, prototypes: Tensor) -> Tensor:
+        """(B, H, N, d) normalised queries -> (B, H, N, d) ``relu(s * q.k) @ v``."""
         k, v = (_heads(t, self.num_heads) for t in self.kv(prototypes).chunk(2, dim=-1))
         attn = torch.relu((q @ F.normalize(k, dim=-1).transpose(-2, -1)) * self.learn_scale)
-        return self.proj(_merge(attn @ v))
+        return attn @ v
+
+    def forward_packed(self, x: Tensor, prototypes: Tensor, index: Tensor, shape: tuple[int, int]) -> Tensor:
+        """The same on the valid tokens only: ``x`` (V, C) are the rows ``index`` of the (B*N, C)
+        grid ``shape = (B, N)``. The linear maps run on the V rows; the cheap per-video attention
+        to the prototypes runs on the grid, with zero queries (hence zero outputs) at padding."""
+        b, n = shape
+        c = x.shape[-1]
+        h = self.num_heads
+        q = F.normalize(self.q(x).view(-1, h, c // h), dim=-1).reshape(-1, c)
+        grid = q.new_zeros(b * n, c).index_copy(0, index, q).view(b, n, c)
+        mixed = _merge(self._mix(_heads(grid, h), prototypes)).reshape(b * n, c).index_select(0, index)
+        return self.proj(mixed)
 
 
 class AggregationBlock(nn.Module):
@@ -233,6 +249,11 @@ class PrototypeBlock(nn.Module):
 
     def forward(self, x: Tensor, prototypes: Tensor) -> Tensor:
         y = self.attn(self.norm1(x), self.norm1(prototypes))
+        return y + self.mlp(self.norm2(y))
+
+    def forward_packed(self, x: Tensor, prototypes: Tensor, index: Tensor, shape: tuple[int, int]) -> Tensor:
+        """:meth:`forward` on the valid rows ``x`` (V, C) only (see :meth:`PrototypeAttention.forward_packed`)."""
+        y = self.attn.forward_packed(self.norm1(x), self.norm1(prototypes), index, shape)
         return y + self.mlp(self.norm2(y))
 
 
@@ -308,10 +329,27 @@ class NormalityBranch(nn.Module):
         for blk in self.dnp_extractor:
             patterns = blk(patterns, selected, pad)
         g_loss = gather_loss(selected, patterns, sel_valid)
-        recon = self.bottleneck(visual)
+        return self.reconstruct(visual, patterns, lengths), g_loss
+
+    def reconstruct(self, visual: Tensor, patterns: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Bottleneck MLP then the prototype blocks, token by token.
+
+        With ``lengths`` only the valid snippets are computed and padding rows are 0 (the
+        official code also reconstructs padding, whose rows no loss reads: the consistency loss
+        is masked). Every block is per token, so valid rows are the same either way; this skips
+        most of the branch's work on padded batches.
+        """
+        b, n, c = visual.shape
+        if lengths is None or bool((lengths >= n).all()):
+            recon = self.bottleneck(visual)
+            for blk in self.decoder:
+                recon = blk(recon, patterns)
+            return recon
+        index = length_mask(lengths, n).reshape(-1).nonzero().squeeze(1)
+        rows = self.bottleneck(visual.reshape(b * n, c).index_select(0, index))
         for blk in self.decoder:
-            recon = blk(recon, patterns)
-        return recon, g_loss
+            rows = blk.forward_packed(rows, patterns, index, (b, n))
+        return rows.new_zeros(b * n, c).index_copy(0, index, rows).view(b, n, c)
 
 
 # --------------------------------------------------------------------------- refinement
