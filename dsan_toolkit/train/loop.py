@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..config import to_dict
-from ..errors import InputError
+from ..errors import DsanError, InputError
 from ..manifest.schema import Manifest
 from ..models.api import Method, MethodPreset, OptimSpec
 from ..models.registry import get_method
@@ -521,7 +521,11 @@ class Trainer:
             s.optimizer.zero_grad(set_to_none=True)
         loss, parts = self.method.loss(self.model, batch, self.preset)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.state.step}")
+            raise DsanError(
+                f"the loss became {float(loss)} at step {self.state.step + 1} (parts: "
+                f"{ {k: round(float(v), 4) for k, v in parts.items()} }); lower the learning rate (--set lr=...) "
+                "and start a new run directory"
+            )
         loss.backward()
         ddp.all_reduce_gradients(self.params, share, self.dist)
         for s in self.specs:
@@ -538,7 +542,6 @@ class Trainer:
     def run(self, progress: Any = None) -> bool:
         """Train until the end; False when stopped early by ``stop_after_steps``."""
         preset = self.preset
-        global_bs = self.plan.batch_size * (2 if self.plan.composition == "paired" else 1)
         self.model.train()
         while self.state.epoch < preset.epochs:
             e = self.state.epoch
