@@ -123,8 +123,12 @@ def test_best_on_test_keeps_both_numbers_labelled(store, tmp_path):
     out = tmp_path / "best"
     code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--epochs", 1,
                            "--select", "best-on-test", "--set", "eval_every_iters=1",
-                           "--set", "reload_best_each_epoch=true", *FAST)
+                           "--set", "reload_best_each_epoch=true", "--deterministic", *FAST)
     assert code == 0, output
+    import torch
+
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
+    assert json.loads((out / "config.json").read_text())["config"]["deterministic"] is True
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["select"] == "best-on-test" and summary["selected"] == "best-on-test"
     assert set(summary["results"]) == {"last", "best-on-test"}

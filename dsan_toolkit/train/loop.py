@@ -656,9 +656,13 @@ def train(opts: TrainOptions, *, console: Any = None) -> TrainResult:
     con = console or Console(stderr=True, highlight=False)
     device = resolve_device(opts.device)
     dist = ddp.init_distributed(device)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
         return _train(opts, device, dist, con)
-    finally:
+    finally:  # --deterministic is process-wide: restore the caller's settings
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
         ddp.shutdown(dist)
 
 
