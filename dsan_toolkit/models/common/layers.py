@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -205,5 +204,4 @@ __all__ = [
     "length_mask",
     "cosine_matrix",
     "similarity_adjacency",
-    "F",
 ]
