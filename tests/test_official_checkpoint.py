@@ -89,6 +89,20 @@ def test_round_trip_is_exact_and_scores_identical(tiny_official):
     assert loaded.report()["sha256"] and loaded.report()["dropped_keys"] == len(extras)
 
 
+def test_float16_clip_weights_load_and_round_trip(tiny_official, tmp_path):
+    """GPU-trained releases hold CLIP in float16: loaded into float32 (as the official CPU code
+    does), and written back in the file's dtypes."""
+    method, model, extras, path = tiny_official
+    state = torch.load(path, weights_only=True)
+    half = {k: (v.half() if k.startswith("clipmodel.") and v.is_floating_point() else v) for k, v in state.items()}
+    torch.save(half, tmp_path / "half.pth")
+    loaded = load_tiny(tmp_path / "half.pth")
+    assert loaded.model.text_encoder.token_embedding.weight.dtype == torch.float32
+    torch.testing.assert_close(loaded.model.text_encoder.token_embedding.weight, half["clipmodel.token_embedding.weight"].float())
+    again = to_official_state_dict(loaded.model, "vadclip", loaded.extras, loaded.dtypes)
+    assert all(again[k].dtype == half[k].dtype and torch.equal(again[k], half[k]) for k in half)
+
+
 def test_clip_text_weights_come_from_the_checkpoint(tiny_official):
     method, model, _, path = tiny_official
     loaded = load_tiny(path)  # built on a CLIP of another seed: the file's text tower must win

@@ -118,6 +118,9 @@ class OfficialLoad:
     extras: dict[str, Tensor] = field(default_factory=dict)  # dropped official tensors (CLIP image tower)
     source: str = ""
     sha256: str = ""
+    # the file's dtype per official key (GPU-trained releases hold the CLIP weights in float16;
+    # ours computes in float32, as the official code does on CPU)
+    dtypes: dict[str, torch.dtype] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         return {"method": self.method, "preset": self.preset.name, "source": self.source, "sha256": self.sha256,
@@ -213,32 +216,46 @@ def load_official_checkpoint(
         )
     model.load_state_dict(ours, strict=True)
     model.to(device).eval()
-    return OfficialLoad(model=model, method=method, preset=p, extras=extras, source=str(path), sha256=sha)
+    dtypes = {k: v.dtype for k, v in state.items()}
+    return OfficialLoad(model=model, method=method, preset=p, extras=extras, source=str(path), sha256=sha, dtypes=dtypes)
 
 
-def to_official_state_dict(model: nn.Module, method: str, extras: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
-    """Our model's state dict under the official key names (+ ``extras``, e.g. the CLIP image tower)."""
+def to_official_state_dict(
+    model: nn.Module,
+    method: str,
+    extras: dict[str, Tensor] | None = None,
+    dtypes: dict[str, torch.dtype] | None = None,
+) -> dict[str, Tensor]:
+    """Our model's state dict under the official key names (+ ``extras``, e.g. the CLIP image tower),
+    cast to ``dtypes`` per official key where given (``OfficialLoad.dtypes`` restores a file exactly)."""
     keymap = get_keymap(method)
+    dtypes = dtypes or {}
     out: dict[str, Tensor] = {}
     for key, value in model.state_dict().items():
         names = keymap.to_official(key)
         if not names:
             raise InputError(f"our key {key!r} has no official name in the {method} key map")
         for name in names:
-            out[name] = value
+            out[name] = value.to(dtypes[name]) if name in dtypes else value
     for key, value in (extras or {}).items():
         out.setdefault(key, value)
     return out
 
 
-def save_official_checkpoint(model: nn.Module, method: str, path: str | Path, extras: dict[str, Tensor] | None = None) -> Path:
+def save_official_checkpoint(
+    model: nn.Module,
+    method: str,
+    path: str | Path,
+    extras: dict[str, Tensor] | None = None,
+    dtypes: dict[str, torch.dtype] | None = None,
+) -> Path:
     """Write an official-format ``.pth`` (a plain tensor dict; atomic)."""
     import os
     import tempfile
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in to_official_state_dict(model, method, extras).items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in to_official_state_dict(model, method, extras, dtypes).items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
