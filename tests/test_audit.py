@@ -127,6 +127,8 @@ def test_environment_difference_reported_not_failed(trained, tmp_path):
 def test_unfinished_and_wrong_dirs(tmp_path, cli, trained):
     code, out = cli("audit", str(tmp_path))
     assert code == 2 and "neither a run directory" in out
+    code, out = cli("audit", str(trained), "--report", str(tmp_path))
+    assert code == 2 and "--report" in out and "is a folder" in out
     run = _copy(trained, tmp_path)
     (run / "metrics.json").unlink()
     code, out = cli("audit", str(run))

@@ -124,6 +124,18 @@ def test_cli_bench_bad_inputs(tmp_path, cli, bench):
     assert code == 2 and "--seeds must be integers" in text
     code, text = cli("bench", "--methods", "vadclip", "--datasets", "xd", "--features", f"xd={store}", "--preset", "tiny")
     assert code == 2 and "holds dataset 'synth'" in text
+    # paths checked before any work: a lock or weight file that is not there, outputs in the way
+    base = ("bench", "--methods", "vadclip", "--datasets", "synth", "--features", f"synth={store}", "--preset", "tiny")
+    code, text = cli(*base, "--lock", f"synth={tmp_path / 'none.lock.json'}")
+    assert code == 2 and "none.lock.json: file not found" in text
+    code, text = cli(*base, "--clip-weights", str(tmp_path / "none.pt"))
+    assert code == 2 and "--clip-weights" in text and "file not found" in text
+    (tmp_path / "taken").write_text("x")
+    code, text = cli(*base, "--out", str(tmp_path / "taken"))
+    assert code == 2 and "taken is a file, not a folder" in text and "training" not in text
+    code, text = cli(*base, "--report-file", str(tmp_path))
+    assert code == 2 and "--report-file" in text and "is a folder" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
 def test_ablation_grid_is_each_component_off_then_all():

@@ -63,6 +63,12 @@ def test_score_errors(scored_run, tmp_path, cli):
     assert code == 2 and "not a finished run directory" in out
     code, out = cli("score", str(video), "--run", str(run), "--select", "best-on-test")
     assert code == 2 and "no 'best-on-test' model" in out
+    code, out = cli("score", str(tmp_path), "--run", str(run))
+    assert code == 2 and "is a folder; give one video file" in out
+    (tmp_path / "f").write_text("x")
+    code, out = cli("score", str(video), "--run", str(run), "--out", str(tmp_path / "f"))
+    assert code == 2 and "--out" in out and "is a file, not a folder" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # nothing written
 
 
 def test_intervals_from_scores():

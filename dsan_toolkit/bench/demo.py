@@ -88,18 +88,18 @@ def run_demo(
     from ..extract import RunOptions, extract_features
     from ..models import list_methods
     from ..utils.atomic import atomic_write_text
+    from ..utils.paths import output_folder
     from .runner import BenchConfig, run_bench, write_reports
 
     say = progress or (lambda _m: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t_all = time.perf_counter()
-    timings: dict[str, float] = {}
     known = set(list_methods())
     use = tuple(m for m in methods if m in known)
     skipped = tuple(m for m in methods if m not in known)
     if not use:
         raise InputError(f"none of the demo methods {list(methods)} is available; methods: {sorted(known)}")
+    out = output_folder(out)
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
 
     say("1/5 generating the synthetic dataset (real H.264 videos, class-specific events)")
     t = time.perf_counter()

@@ -33,6 +33,7 @@ from ..config import config_hash, register_config, sha256_file, to_dict
 from ..errors import InputError
 from .published import REFERENCE_FEATURES
 from ..utils.atomic import atomic_write_json, atomic_write_text
+from ..utils.paths import output_folder
 from .report import BenchReport, PredictionSet, VideoPrediction, render
 from .table import (
     METRICS,
@@ -397,6 +398,8 @@ def run_bench(
     say = progress or (lambda _m: None)
     train = trainer or _default_trainer
     _check_config(cfg)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"bench directory {out} is a file, not a folder")
     stores: dict[str, Any] = {}
     hashes: dict[str, str] = {}
     for ds in cfg.datasets:
@@ -408,6 +411,7 @@ def run_bench(
             raise InputError(f"--features {ds}=...: that store holds dataset {held!r}, not {ds!r}; "
                              f"name it --features {held}=STORE")
     jobs = expand_jobs(cfg, hashes)
+    output_folder(out)
     record = _load_record(out)
     record.update({"format": "dsan-bench", "config": to_dict(cfg), "config_hash": config_hash(cfg)})
     # only the current grid's jobs are listed (runs of other grids stay on disk and are reused)

@@ -35,12 +35,14 @@ def audit_cmd(
     from ...audit.bench import audit_path
     from ...utils.atomic import atomic_write_text
 
+    from ...utils.paths import output_file
+
+    out = output_file(report or (path / "audit.md"), "--report")
     kw = {"rerun": rerun, "tolerance": tolerance, "device": device,
           "progress": lambda m: err_console.print(f"[dim]audit[/dim] {m}")}
     if store or lock:
         kw.update(store=store, lock=lock)
     rep = audit_path(path, **kw)
-    out = report or (path / "audit.md")
     atomic_write_text(out, rep.to_markdown())
     n_checks = len(rep.checks) + len(rep.numbers) + len(rep.rerun)
     numeric_env = [d for d in rep.env_diffs if d.numeric]

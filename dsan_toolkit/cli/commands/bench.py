@@ -83,6 +83,13 @@ def bench_cmd(
 
     if report not in REPORT_FORMATS:
         raise InputError(f"--report must be one of {', '.join(REPORT_FORMATS)}, not {report!r}")
+    from ...utils.paths import input_file, output_file
+
+    if report_file is not None:
+        output_file(report_file, "--report-file")
+    locks = {k: input_file(v, f"--lock {k}=") for k, v in parse_mapping(lock, "--lock").items()}
+    if clip_weights is not None:
+        input_file(clip_weights, "--clip-weights")
     feats = parse_mapping(features, "--features")
     if not feats:
         raise InputError("--features is required: DATASET=STORE for each dataset, e.g. --features ucf=ucf.zarr")
@@ -92,7 +99,7 @@ def bench_cmd(
     cfg = BenchConfig(
         methods=parse_list(methods, "--methods"), datasets=parse_list(datasets, "--datasets"), seeds=parse_seeds(seeds),
         features={k: str(Path(v).resolve()) for k, v in feats.items()}, preset=preset, epochs=epochs, select=select,
-        device=device, ablation=ablation, clip_weights=str(clip_weights.resolve()) if clip_weights else None, lock={k: str(Path(v).resolve()) for k, v in parse_mapping(lock, "--lock").items()},
+        device=device, ablation=ablation, clip_weights=str(clip_weights.resolve()) if clip_weights else None, lock={k: str(v.resolve()) for k, v in locks.items()},
     )
     result = run_bench(cfg, out, progress=lambda m: err_console.print(f"[dim]bench[/dim] {m}"), figures=figures)
     paths = write_reports(result, sorted({report, "md", "csv"}))

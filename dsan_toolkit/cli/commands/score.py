@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ...errors import InputError
 from ..errors import console, err_console, user_errors
 
 
@@ -31,7 +32,10 @@ def score_cmd(
       dsan score street.mp4 --run runs/dsanet-ucf --threshold 0.6 --out scores/
     """
     from ...bench.score import score_video
-
+    if video.is_dir():
+        raise InputError(f"{video} is a folder; give one video file")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
     res = score_video(video, run, out=out, threshold=threshold, selection=select, device=device,
                       min_snippets=min_snippets, progress=lambda m: err_console.print(f"[dim]score[/dim] {m}"))
     if res.random_backbone:
