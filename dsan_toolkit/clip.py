@@ -8,6 +8,12 @@
   style vision tower of width 64, 2-layer text tower, 512-d embeddings like ViT-B/16) with
   random weights, for tests and the demo. :class:`BackboneInfo` says loudly when weights are
   random, and every artifact records it.
+
+Activation: OpenAI's CLIP uses QuickGELU, open_clip's plain ``ViT-B-16`` config GELU, and
+open_clip only *warns* when a pretrained tag and the config disagree. :func:`needs_quick_gelu`
+reads the tag's own flag and the model is built with the matching activation, so
+``ViT-B-16`` + ``openai`` gives the real OpenAI features. A local OpenAI weight file should be
+used with ``ViT-B-16-quickgelu`` (a file carries no activation flag).
 """
 
 from __future__ import annotations
@@ -76,6 +82,16 @@ def list_backbones() -> list[str]:
     return open_clip.list_models()
 
 
+def needs_quick_gelu(model_name: str, pretrained: str | None) -> bool:
+    """Whether ``pretrained`` weights of ``model_name`` were trained with QuickGELU."""
+    if not pretrained:
+        return False
+    _register_configs()
+    import open_clip
+
+    return bool(open_clip.get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False))
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weight file without unpickling: safetensors, or torch with ``weights_only=True``."""
     path = Path(path)
@@ -132,7 +148,10 @@ def create_clip(
             )
     else:
         try:
-            model = open_clip.create_model(model_name, pretrained=pretrained, device="cpu")
+            model = open_clip.create_model(
+                model_name, pretrained=pretrained, device="cpu",
+                force_quick_gelu=needs_quick_gelu(model_name, pretrained),
+            )
         except RuntimeError as exc:
             raise InputError(
                 f"cannot load {model_name} pretrained={pretrained!r}: {exc}. Without network access pass a "

@@ -46,3 +46,13 @@ def test_weight_file_round_trip_and_refusals(tmp_path):
         load_state_dict_file(tmp_path / "missing.safetensors")
     with pytest.raises(InputError, match="unknown open_clip model"):
         create_clip("no-such-model")
+
+
+def test_openai_weights_get_quickgelu():
+    """open_clip only warns when the tag's activation differs from the config's: we match it."""
+    from dsan_toolkit.clip import needs_quick_gelu
+
+    assert needs_quick_gelu("ViT-B-16", "openai")
+    assert needs_quick_gelu("ViT-B-16-quickgelu", "openai")
+    assert not needs_quick_gelu("ViT-B-16", "laion2b_s34b_b88k")
+    assert not needs_quick_gelu("ViT-B-16", None)
