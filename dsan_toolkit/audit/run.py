@@ -19,7 +19,7 @@ import numpy as np
 from ..config import config_hash, sha256_file
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
-from .environment import capture_environment, compare_environments
+from .environment import compare_environments
 
 # Recomputed metrics are deterministic functions of the stored arrays: they must agree exactly
 # up to float summation order.
@@ -257,11 +257,9 @@ def _store_config_hash(fs: Any) -> str | None:
 
 def _capture(device: str) -> dict[str, Any]:
     """The environment in the training loop's schema (same keys as ``environment.json``)."""
-    try:
-        from ..train.environment import capture_environment as train_capture
-    except ImportError:
-        return capture_environment(device)
-    return dict(train_capture(device))
+    from ..train.environment import capture_environment
+
+    return dict(capture_environment(device))
 
 
 def _check_lock(rep: AuditReport, lock: Path, want_sha: str | None, manifest: Any) -> None:
