@@ -107,9 +107,7 @@ def _render_fire(frames: np.ndarray, t: np.ndarray, rng: np.random.Generator) ->
     core = np.clip(1.0 - d / np.maximum(radius, 1.0), 0.0, 1.0)
     flicker = (0.85 + 0.15 * np.sin(2 * np.pi * t / 2.5 + phase))[:, None, None]
     color = np.stack([flicker * np.ones_like(core), flicker * (0.15 + 0.7 * core), 0.05 * core], axis=-1)
-    m = mask[..., None]
-    frames *= 1.0 - m
-    frames += m * color
+    _paint(frames, mask, color)
 
 
 @register_event("fight", "Fight", "fighting", "two bright yellow/cyan squares clashing fast")

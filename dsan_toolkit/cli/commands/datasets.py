@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ...datasets.registry import get_dataset, list_datasets, load_builtin_manifest, resolve_manifest
-from ...manifest import read_manifest
+from ...manifest import Manifest, read_manifest
 from ..errors import console, user_errors
 
 manifest_app = typer.Typer(
@@ -30,20 +30,28 @@ def datasets_cmd(
     for n in names:
         spec = get_dataset(n)
         m = load_builtin_manifest(n)
-        counts = m.counts()
-        splits = sorted(counts)
-        table = Table(title=f"{n}: {spec.title} — {len(m)} videos, {m.info.fps:g} fps, snippet {m.info.snippet_len}")
-        table.add_column("class")
-        table.add_column("prompt")
-        for s in splits:
-            table.add_column(s, justify="right")
-        for c in m.info.classes:
-            table.add_row(c.code, c.prompt, *(str(counts[s][f"class:{c.code}"]) for s in splits))
-        table.add_section()
-        table.add_row("videos", "", *(str(counts[s]["videos"]) for s in splits))
-        table.add_row("anomalous", "", *(str(counts[s]["anomalous"]) for s in splits))
-        table.add_row("with segments", "", *(str(counts[s]["annotated"]) for s in splits))
-        console.print(table)
+        title = f"{n}: {spec.title} — {len(m)} videos, {m.info.fps:g} fps, snippet {m.info.snippet_len}"
+        console.print(class_counts_table(m, title))
+
+
+def class_counts_table(
+    manifest: Manifest, title: str, totals: tuple[str, ...] = ("videos", "anomalous", "annotated")
+) -> Table:
+    """Videos per class and split (columns), then the ``totals`` rows of ``Manifest.counts()``."""
+    labels = {"videos": "videos", "anomalous": "anomalous", "annotated": "with segments"}
+    counts = manifest.counts()
+    splits = sorted(counts)
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("prompt")
+    for s in splits:
+        table.add_column(s, justify="right")
+    for c in manifest.info.classes:
+        table.add_row(c.code, c.prompt, *(str(counts[s][f"class:{c.code}"]) for s in splits))
+    table.add_section()
+    for key in totals:
+        table.add_row(labels[key], "", *(str(counts[s][key]) for s in splits))
+    return table
 
 
 @manifest_app.command("validate")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ...config import config_hash, from_dict
 from ...datasets.synth import (
@@ -23,6 +22,7 @@ from ...datasets.synth import (
 from ...errors import InputError
 from ...manifest import Manifest
 from ..errors import console, user_errors
+from .datasets import class_counts_table
 
 
 _LIKE = {
@@ -78,17 +78,8 @@ def _parse_classes(text: str) -> tuple[str, ...]:
 
 
 def _print_summary(out: Path, cfg: SynthConfig, manifest: Manifest) -> None:
-    counts = manifest.counts()
-    splits = sorted(counts)
-    table = Table(title=f"synthetic dataset in {out}: {len(manifest)} videos, {cfg.width}x{cfg.height} @ {cfg.fps:g} fps")
-    table.add_column("class")
-    table.add_column("prompt")
-    for s in splits:
-        table.add_column(s, justify="right")
-    for c in manifest.info.classes:
-        table.add_row(c.code, c.prompt, *(str(counts[s][f"class:{c.code}"]) for s in splits))
-    table.add_section()
-    table.add_row("with segments", "", *(str(counts[s]["annotated"]) for s in splits))
+    title = f"synthetic dataset in {out}: {len(manifest)} videos, {cfg.width}x{cfg.height} @ {cfg.fps:g} fps"
+    table = class_counts_table(manifest, title, totals=("annotated",))
     frames = [v.num_frames or 0 for v in manifest.videos]
     console.print(table)
     console.print(
