@@ -228,6 +228,8 @@ def test_config_round_trip_and_checks():
     for what, kw in bad.items():
         with pytest.raises(InputError):
             replace(TINY_SYNTH, **kw).check()
+    with pytest.raises(InputError, match=r"min_frames \(24\) must be at least 32 \(8, and twice min_event_frames = 2 x 16\)"):
+        replace(TINY_SYNTH, min_frames=24, max_frames=40, min_event_frames=16).check()
     with pytest.raises(InputError, match="even"):
         write_video(Path("/tmp/never.mp4"), np.zeros((2, 5, 6, 3), np.uint8), 16.0)
 

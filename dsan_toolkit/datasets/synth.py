@@ -207,7 +207,8 @@ class SynthConfig:
             problems.append(f"min_frames ({self.min_frames}) > max_frames ({self.max_frames})")
         if self.min_frames < max(2 * self.min_event_frames, 8):
             problems.append(
-                f"min_frames ({self.min_frames}) must be >= 8 and >= twice min_event_frames ({self.min_event_frames})"
+                f"min_frames ({self.min_frames}) must be at least {max(2 * self.min_event_frames, 8)} "
+                f"(8, and twice min_event_frames = 2 x {self.min_event_frames})"
             )
         if not 0 <= self.crf <= 51:
             problems.append(f"crf must be in 0..51, got {self.crf}")
