@@ -517,6 +517,7 @@ def test_bad_inputs_get_clear_errors(cli, tmp_path, toy):
         (["-d", man, "--root", tmp_path / "r"], "--parts"),
         (["-d", "ucf", "--root", tmp_path / "r", "--mirror", "ftp://x"], "--mirror"),
         (["-d", "ucf", "--root", tmp_path / "r", "--from", tmp_path / "none"], "--from folder not found"),
+        (["-d", "ucf", "--root", tmp_path / "r", "--from", man], "--from is a file, not a folder"),
         (["-d", man, "--parts", tmp_path / "missing.json", "--root", tmp_path / "r"], "parts file not found"),
         (["-d", man, "--parts", man, "--root", tmp_path / "r"], "cannot read parts file"),
         (["-d", man, "--parts", good, "--root", man], "is a file"),

@@ -651,7 +651,8 @@ def download_dataset(
     if problems:
         raise InputError("invalid archive parts:\n" + "\n".join(f"  - {p}" for p in problems))
     if source_dir is not None and not Path(source_dir).is_dir():
-        raise InputError(f"--from folder not found: {source_dir}")
+        what = "is a file, not a folder" if Path(source_dir).exists() else "folder not found"
+        raise InputError(f"--from {what}: {source_dir}")
     if root.exists() and not root.is_dir():
         raise InputError(f"--root is a file, not a folder: {root}")
     try:
