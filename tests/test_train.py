@@ -86,18 +86,46 @@ def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
 
 def test_dsanet_learns(store, tmp_path):
     out = tmp_path / "dsanet"
-    code, output = run_cli("train", "-m", "dsanet", "-f", store, "--out", out, "--epochs", 2, *FAST)
+    code, output = run_cli("train", "-m", "dsanet", "-f", store, "--out", out, "--epochs", 2, "--set", "lr=5e-4", *FAST)
     assert code == 0, output
     m = _metrics(out)
     assert m["auc"] > 0.75, m
     assert m["map_mean"] is not None
 
 
-def test_resume_equals_uninterrupted(vadclip_run, store, tmp_path):
+def _kill_after_checkpoint(cmd: list[str], log: Path, min_step: int) -> None:
+    """Start ``cmd``, SIGKILL it as soon as ``log`` records a checkpoint at step >= min_step."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.Popen([sys.executable, "-m", "dsan_toolkit.cli.app", *cmd], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if log.exists():
+                events = [json.loads(x) for x in log.read_text().splitlines() if x.endswith("}")]
+                if any(e["event"] == "checkpoint" and e["step"] >= min_step for e in events):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()[-2000:]
+
+
+def test_resume_after_sigkill_equals_uninterrupted(vadclip_run, store, tmp_path):
     out = tmp_path / "resumed"
-    args = ["train", "-m", "vadclip", "-f", store, "--out", out, "--epochs", 2, *FAST]
-    code, output = run_cli(*args, "--stop-after-steps", 6)  # stops in the middle of epoch 2
-    assert code == 0, output
+    args = ["train", "-m", "vadclip", "-f", str(store), "--out", str(out), "--epochs", "2", *FAST]
+    # checkpoints after every step; killed after the one of step 3 (at the latest the run stops
+    # by itself after step 7, so it is unfinished either way)
+    _kill_after_checkpoint([*args, "--checkpoint-every", "1", "--stop-after-steps", "7"], out / "log.jsonl", 3)
     assert not (out / "metrics.json").exists() and (out / "checkpoints" / "resume.safetensors").exists()
     code, output = run_cli(*args)
     assert code == 0, output
@@ -107,13 +135,13 @@ def test_resume_equals_uninterrupted(vadclip_run, store, tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert _metrics(out) == _metrics(vadclip_run)
-    steps_a = [json.loads(x) for x in (vadclip_run / "log.jsonl").read_text().splitlines()]
-    steps_b = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    la = [(e["step"], e["loss"]) for e in steps_a if e["event"] == "step"]
-    lb = [(e["step"], e["loss"]) for e in steps_b if e["event"] == "step"]
-    assert la == lb  # the log was cut back to the checkpoint: no duplicated steps
-    starts = [e for e in steps_b if e["event"] == "start"]
-    assert starts[0]["resumed_from"] is None and starts[1]["resumed_from"] == 6
+    events_a = [json.loads(x) for x in (vadclip_run / "log.jsonl").read_text().splitlines()]
+    events_b = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    la = [(e["step"], e["loss"]) for e in events_a if e["event"] == "step"]
+    lb = [(e["step"], e["loss"]) for e in events_b if e["event"] == "step"]
+    assert la == lb  # the log was cut back to the checkpoint: no step twice, none missing
+    starts = [e for e in events_b if e["event"] == "start"]
+    assert len(starts) == 2 and starts[0]["resumed_from"] is None and starts[1]["resumed_from"] >= 3
     # a finished run is recognised: nothing is retrained
     code, output = run_cli(*args)
     assert code == 0 and "nothing to do" in output

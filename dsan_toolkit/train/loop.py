@@ -335,17 +335,30 @@ class RunLog:
         return self.path.stat().st_size if self.enabled and self.path.exists() else 0
 
     def truncate(self, size: int) -> None:
-        if self.enabled and self.path.exists() and self.path.stat().st_size > size:
+        """Cut the log back to ``size`` bytes, and never leave a partial last line."""
+        if not (self.enabled and self.path.exists()):
+            return
+        data = self.path.read_bytes()[:size]
+        keep = data.rfind(b"\n") + 1
+        if keep != self.path.stat().st_size:
             with open(self.path, "r+b") as fh:
-                fh.truncate(size)
+                fh.truncate(keep)
 
-    def write(self, event: str, /, **fields: Any) -> None:
+    @staticmethod
+    def line(event: str, /, **fields: Any) -> bytes:
+        rec = {"event": event, "time": now_iso(), **fields}
+        return (json.dumps(rec, default=_json_default) + "\n").encode("utf-8")
+
+    def append(self, line: bytes) -> None:
         if not self.enabled:
             return
-        rec = {"event": event, "time": now_iso(), **fields}
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, default=_json_default) + "\n")
+        with open(self.path, "ab") as fh:
+            fh.write(line)
             fh.flush()
+
+    def write(self, event: str, /, **fields: Any) -> None:
+        if self.enabled:
+            self.append(self.line(event, **fields))
 
 
 def _json_default(o: Any) -> Any:
@@ -462,11 +475,14 @@ class Trainer:
     def save_resume(self) -> None:
         if not self.dist.is_main:
             return
-        self.log.write("checkpoint", epoch=self.state.epoch, step=self.state.step, files=["resume.safetensors"])
-        self.state.log_size = self.log.size()  # a resumed run cuts the log back to here
+        # the event is logged once the file is in place; the size a resumed run cuts the log
+        # back to includes it
+        line = self.log.line("checkpoint", epoch=self.state.epoch, step=self.state.step, files=["resume.safetensors"])
+        self.state.log_size = self.log.size() + len(line)
         state = {"loop": self.state.to_state(), "model": self.model.state_dict(), "optim": _optim_state(self.specs),
                  "rng": rng_state()}
         save_resume(self.ckpt_dir / "resume.safetensors", state, self.cfg.hash)
+        self.log.append(line)
 
     def try_resume(self) -> bool:
         path = self.ckpt_dir / "resume.safetensors"
