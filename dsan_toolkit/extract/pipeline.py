@@ -21,6 +21,7 @@ videos ``i`` (manifest position) with ``i % N == K``; every process finalizes at
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -41,6 +42,8 @@ from ..store.writer import FinalizeResult, VideoSink
 from .config import ExtractConfig, RunOptions
 from .preprocess import preprocess_frames, resize_impl
 
+DECODE_NICE_ON_CPU = 10  # decode workers' priority increment when the model runs on the CPU
+CPU_BATCH_BYTES = 16 * 2**20  # float crops per model call on a CPU: about what a last-level cache holds
 ROW_RULE = "T = N // L rows (snippet t = frames [t*L, (t+1)*L), the last N % L frames dropped); one padded row when 0 < N < L"
 
 
@@ -141,8 +144,9 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int,
-                 counter: Any = None) -> None:
+                 counter: Any = None, nice: int = 0) -> None:
         self.jobs = jobs
+        self.nice = nice
         self.rule = rule
         self.snippet_len = snippet_len
         self.block_frames = block_frames
@@ -165,7 +169,12 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if torch.utils.data.get_worker_info() is not None:
-            torch.set_num_threads(1)
+            torch.set_num_threads(1)  # decord itself decodes with one thread per worker
+            if self.nice:
+                try:
+                    os.nice(self.nice)
+                except OSError:  # not permitted: run at normal priority
+                    pass
         for i in self._order():
             vid, path = self.jobs[i]
             yield from iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
@@ -185,7 +194,10 @@ def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, d
             ctx = mp.get_context("fork")
             counter = ctx.Value("i", 0)
             kwargs["multiprocessing_context"] = ctx
-    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter)
+    # On a CPU the model uses every core: decoders yield to it (they stay ahead through the
+    # prefetch queue and use the gaps where the model's threads wait for each other).
+    nice = DECODE_NICE_ON_CPU if device.type == "cpu" else 0
+    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter, nice)
     return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda", **kwargs
     )
@@ -284,16 +296,26 @@ class _Encoder:
                 return self.model.encode_image(x).float()
         return self.model.encode_image(x).float()
 
+    def frames_per_call(self) -> int:
+        """Frames per model call: ``batch_size // C``; on a CPU also at most what fits in
+        :data:`CPU_BATCH_BYTES` of float crops, so that the crops are still in cache when the
+        model reads them (a bigger batch makes the CPU write, then re-read, them through DRAM)."""
+        C, S = len(self.crops), self.info.image_size
+        g = max(1, self.batch_size // C)
+        if self.device.type == "cpu":
+            g = min(g, max(1, CPU_BATCH_BYTES // (C * 3 * S * S * 4)))
+        return g
+
     @torch.inference_mode()
     def encode(self, pending: list[_Pending]) -> list[np.ndarray]:
         """Rows (C, rows, D) float32 for each pending block.
 
         Frames of consecutive blocks (any video, any resolution) are cut into model batches
-        of ``batch_size // C`` frames; each batch is preprocessed into the reused buffer right
-        before its model call, so on a CPU the crops are still in cache when the model reads them.
+        of :meth:`frames_per_call` frames; each batch is preprocessed into the reused buffer
+        right before its model call.
         """
         C, S = len(self.crops), self.info.image_size
-        g = max(1, self.batch_size // C)
+        g = self.frames_per_call()
         buf = self._buffer(g)
         outs: list[torch.Tensor] = []
         fill = 0
