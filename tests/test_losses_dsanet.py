@@ -329,6 +329,7 @@ def test_warm_cosine_schedule_equals_table_and_resumes():
 
 
 def test_refiner_schedule_sizing():
-    assert refiner_total_iters(UCF, 125) == 10 * 250  # two loaders' lengths, half of which run
-    assert refiner_total_iters(UCF, 125, schedule_iters_per_epoch=251) == 2510  # exact official sizing
-    assert refiner_total_iters(XD, 412) == 10 * 412
+    assert refiner_total_iters(UCF, 125) == 10 * 250  # two loaders, about half of whose batches run
+    assert refiner_total_iters(UCF, 125, schedule_iters_per_epoch=251) == 2510  # the loaders' exact lengths
+    assert refiner_total_iters(XD, 412) == 10 * 412  # one loader
+    assert refiner_total_iters(UCF.replace(refiner_schedule="steps"), 125, schedule_iters_per_epoch=251) == 1250

@@ -82,7 +82,8 @@ class DSANetMethod(Method):
         self, model: nn.Module, preset: MethodPreset, iters_per_epoch: int, *, schedule_iters_per_epoch: int | None = None
     ) -> list[OptimSpec]:
         """Main AdamW (per-epoch cosine) and the normality branch's StableAdamW (per-iteration
-        warm-up cosine); ``schedule_iters_per_epoch`` gives the official sizing exactly
-        (UCF: ``len(normal_loader) + len(anomaly_loader)``), else ``refiner_schedule_factor * iters_per_epoch``."""
+        warm-up cosine); ``schedule_iters_per_epoch`` (the sum of the loaders' lengths, UCF:
+        ``len(normal_loader) + len(anomaly_loader)``) sizes the latter exactly as the official code
+        (see :func:`~dsan_toolkit.models.dsanet.optim.refiner_total_iters`)."""
         assert isinstance(preset, DSANetPreset)
         return build_optimizers(model, preset, iters_per_epoch, schedule_iters_per_epoch=schedule_iters_per_epoch)

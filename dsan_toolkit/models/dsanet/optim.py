@@ -13,9 +13,9 @@
 - :func:`build_optimizers`: main AdamW (all trainable parameters outside the normality branch,
   lr, weight decay 0.01) with ``CosineAnnealingLR(T_max=epochs)`` stepped per epoch; the
   normality branch's StableAdamW (lr, wd 1e-4, amsgrad, eps 1e-10) with the warm-up cosine
-  schedule stepped per iteration, sized for ``epochs * factor * iters_per_epoch`` iterations
-  (official: ``len(normal_loader) + len(anomaly_loader)`` per epoch on UCF, i.e. about twice the
-  iterations that run; factor 1 on XD). The official loop steps the main optimiser, then the
+  schedule stepped per iteration, sized (official) for ``len(normal_loader) + len(anomaly_loader)``
+  iterations per epoch on UCF, i.e. about twice the iterations that run (``len(train_loader)`` on
+  XD); see :func:`refiner_total_iters`. The official loop steps the main optimiser, then the
   refiner's, then the refiner's schedule.
 """
 
@@ -155,10 +155,19 @@ class WarmCosineSchedule(LRScheduler):
 
 
 def refiner_total_iters(preset: DSANetPreset, iters_per_epoch: int, schedule_iters_per_epoch: int | None = None) -> int:
-    """Iterations the refiner's schedule is sized for: ``epochs * schedule_iters_per_epoch``
-    (official UCF: ``len(normal_loader) + len(anomaly_loader)``), by default
-    ``round(refiner_schedule_factor * iters_per_epoch)`` per epoch."""
-    per_epoch = schedule_iters_per_epoch if schedule_iters_per_epoch is not None else round(preset.refiner_schedule_factor * iters_per_epoch)
+    """Iterations the refiner's schedule is sized for, ``epochs *`` per epoch:
+
+    - ``refiner_schedule="loaders"`` (official): ``schedule_iters_per_epoch`` when given (the sum
+      of the loaders' lengths, e.g. 125 + 126 on UCF), else ``2 * iters_per_epoch`` for paired
+      batches (two loaders) and ``iters_per_epoch`` for mixed ones;
+    - ``"steps"``: ``iters_per_epoch``, the steps that run.
+    """
+    if preset.refiner_schedule == "steps":
+        per_epoch = iters_per_epoch
+    elif schedule_iters_per_epoch is not None:
+        per_epoch = schedule_iters_per_epoch
+    else:
+        per_epoch = (2 if preset.batch_composition == "paired" else 1) * iters_per_epoch
     return max(1, preset.epochs * int(per_epoch))
 
 

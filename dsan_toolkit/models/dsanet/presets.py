@@ -81,7 +81,9 @@ class DSANetPreset(MethodPreset):
     refiner_clip_threshold: float = 1.0
     refiner_warmup_iters: int = 100
     refiner_final_lr_ratio: float = 0.1
-    refiner_schedule_factor: float = 2.0  # schedule sized for factor * iters_per_epoch per epoch (UCF: 2 loaders)
+    # "loaders": sized as the official code, for the sum of the loaders' lengths per epoch (paired
+    # batches: about twice the steps that run); "steps": for the steps that run
+    refiner_schedule: str = "loaders"
     # ---- deviations from the official code (defaults = official behaviour)
     mask_padding_attention: bool = False  # official: padding takes part in the windowed attention
     mask_padding_pooling: bool = False  # official: event/background pooling over all positions
@@ -105,6 +107,8 @@ class DSANetPreset(MethodPreset):
             raise InputError(f"text_cache must be 'official' or 'refresh', got {self.text_cache!r}")
         if self.sim_cut not in ("zero", "exclude"):
             raise InputError(f"sim_cut must be 'zero' or 'exclude', got {self.sim_cut!r}")
+        if self.refiner_schedule not in ("loaders", "steps"):
+            raise InputError(f"refiner_schedule must be 'loaders' or 'steps', got {self.refiner_schedule!r}")
         if self.text_adapt_until < 0:
             raise InputError("text_adapt_until must be >= 0")
 
@@ -130,7 +134,6 @@ UCF = DSANetPreset(
     refine_temp=5.0,
     align_weight=1.1,
     text_sep_divisor=13.0,
-    refiner_schedule_factor=2.0,
 )
 
 XD = DSANetPreset(
@@ -154,7 +157,6 @@ XD = DSANetPreset(
     refine_temp=1.0,
     align_weight=5.0,
     text_sep_divisor=6.0,
-    refiner_schedule_factor=1.0,
 )
 
 TINY = DSANetPreset(
@@ -181,7 +183,6 @@ TINY = DSANetPreset(
     align_weight=1.1,
     text_sep_divisor=None,
     refiner_warmup_iters=5,
-    refiner_schedule_factor=2.0,
 )
 
 PRESETS: dict[str, DSANetPreset] = {p.name: p for p in (UCF, XD, TINY)}
