@@ -14,7 +14,10 @@ from safetensors.numpy import load_file
 
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
 
-ARGS = ["--preset", "tiny", "--epochs", "1", "--set", "batch_size=4", "--set", "visual_length=32", "--no-progress"]
+# best-on-test with an evaluation after iterations 1, 2 and 3 and the reload at the epoch end:
+# rank 0 evaluates and decides, every rank continues from its choice
+ARGS = ["--preset", "tiny", "--epochs", "1", "--set", "batch_size=4", "--set", "visual_length=32", "--no-progress",
+        "--select", "best-on-test", "--set", "eval_every_iters=1", "--set", "reload_best_each_epoch=true"]
 
 
 def _env() -> dict[str, str]:
@@ -63,6 +66,10 @@ def test_two_process_torchrun_matches_single_process(store, tmp_path):
     wb = load_file(str(ref_out / "checkpoints" / "last.safetensors"))
     worst = max(float(np.abs(wa[k] - wb[k]).max()) for k in wa)
     assert worst < 1e-3
-    ma = json.loads((ddp_out / "metrics.json").read_text())["results"]["last"]["metrics"]
-    mb = json.loads((ref_out / "metrics.json").read_text())["results"]["last"]["metrics"]
-    assert ma["auc"] == pytest.approx(mb["auc"], abs=0.02)
+    ra = json.loads((ddp_out / "metrics.json").read_text())["results"]
+    rb = json.loads((ref_out / "metrics.json").read_text())["results"]
+    assert set(ra) == set(rb) == {"last", "best-on-test"}
+    assert ra["last"]["metrics"]["auc"] == pytest.approx(rb["last"]["metrics"]["auc"], abs=0.02)
+    assert ra["best-on-test"]["value"] == pytest.approx(rb["best-on-test"]["value"], abs=0.02)
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["iter"] for e in evals] == [1, 2, 3]

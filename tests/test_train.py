@@ -170,6 +170,15 @@ def test_best_on_test_keeps_both_numbers_labelled(store, tmp_path):
     assert best["metrics"]["auc"] == pytest.approx(best["value"], abs=1e-12)
     assert (out / "checkpoints" / "best-on-test.safetensors").is_file()
     assert (out / "eval" / "best-on-test" / "predictions.npz").is_file()
+    # interrupted after step 2 and resumed: the best-so-far state travels in the resume file
+    again = tmp_path / "best-resumed"
+    args = ["train", "-m", "vadclip", "-f", store, "--out", again, "--epochs", 1, "--select", "best-on-test",
+            "--set", "eval_every_iters=1", "--set", "reload_best_each_epoch=true", "--deterministic", *FAST]
+    assert run_cli(*args, "--stop-after-steps", 2)[0] == 0 and not (again / "metrics.json").exists()
+    code, output = run_cli(*args)
+    assert code == 0, output
+    resumed = json.loads((again / "metrics.json").read_text())
+    assert resumed["results"] == summary["results"]
 
 
 @pytest.mark.parametrize(
