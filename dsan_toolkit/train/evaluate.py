@@ -223,6 +223,8 @@ def evaluate_run(opts: EvalOptions) -> dict[str, Any]:
     ck = run / "checkpoints" / f"{label}.safetensors"
     if not ck.is_file():
         raise InputError(f"{run} has no {label} checkpoint ({ck.name}); was it trained with --select {label}?")
+    if opts.features is None and not Path(cfg.store).exists():
+        raise InputError(f"the run's feature store {cfg.store} is not found from here; pass --features STORE")
     device = resolve_device(opts.device)
     method = get_method(cfg.method)
     store, manifest = _store_and_manifest(Path(opts.features or cfg.store), opts.dataset)

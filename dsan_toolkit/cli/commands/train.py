@@ -83,13 +83,13 @@ def _print_results(results: dict[str, Any], selected: str | None, where: Path) -
     from rich.table import Table
 
     keys = ("auc", "ap", "align_auc", "align_ap", "auc_anomalous", "map_mean")
-    table = Table(title=f"test metrics ({where})")
-    table.add_column("model")
+    table = Table(title=f"test metrics ({where})", caption="* the run's selected model" if selected else None)
+    table.add_column("model", no_wrap=True)
     for k in keys:
         table.add_column(k, justify="right")
     for label, entry in results.items():
         m = entry.get("metrics", entry)
-        name = f"{label} (selected)" if label == selected else label
+        name = f"{label} *" if label == selected else label
         table.add_row(name, *(_fmt(m.get(k)) for k in keys))
     console.print(table)
 
