@@ -306,6 +306,12 @@ class _Encoder:
             g = min(g, max(1, CPU_BATCH_BYTES // (C * 3 * S * S * 4)))
         return g
 
+    def flush_images(self) -> int:
+        """Images that trigger encoding: one model call's worth, so the model starts as soon
+        as the decoders have delivered that much (decoding and encoding overlap from the start,
+        even when a whole run is smaller than ``batch_size``)."""
+        return self.frames_per_call() * len(self.crops)
+
     @torch.inference_mode()
     def encode(self, pending: list[_Pending]) -> list[np.ndarray]:
         """Rows (C, rows, D) float32 for each pending block.
@@ -448,7 +454,7 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
                 pending.append(_Pending(vid, msg["t0"], msg["rows"], msg["k"], frames))
                 events.append(("rows", vid, msg["t0"]))
                 images_waiting += frames.shape[0] * C
-                if images_waiting >= encoder.batch_size:
+                if images_waiting >= encoder.flush_images():
                     flush()
                     images_waiting = 0
             elif kind == "end":

@@ -56,7 +56,11 @@ def preprocess_frames(
     """
     n, h, w, _ = frames.shape
     (rh, rw), boxes = crop_boxes(tuple(crops), h, w, resize, size)
-    x = _resize(frames, (rh, rw), interpolation).contiguous().float()  # once per frame, not per crop
+    x = _resize(frames, (rh, rw), interpolation)
+    if len(boxes) > 1 or x.dtype != torch.uint8:
+        # several crops: convert the resized frame to float once (contiguous rows), not per crop;
+        # a single crop reads the uint8 frame directly (the conversion is fused into its one pass)
+        x = x.contiguous().float()
     scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32, device=x.device))).view(1, 3, 1, 1)
     bias = (-torch.tensor(mean, dtype=torch.float32, device=x.device) / torch.tensor(std, dtype=torch.float32, device=x.device)).view(1, 3, 1, 1)
     xf = x.flip(-1) if any(b.flip for b in boxes) else None
