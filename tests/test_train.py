@@ -82,6 +82,15 @@ def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
     assert ((preds["scores"] >= 0) & (preds["scores"] <= 1)).all()
     ev = json.loads((run / "eval" / "last" / "metrics.json").read_text())
     assert ev["metrics"] == m and ev["store_hash"] == c["store_hash"]
+    # every file has the permissions a plain open() gives (atomic writes go through 0600 temp files)
+    import stat
+
+    from dsan_toolkit.utils.atomic import default_file_mode
+
+    modes = {p.relative_to(run).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
+    assert {"checkpoints/last.safetensors", "checkpoints/resume.safetensors", "config.json", "log.jsonl"} <= set(modes)
+    assert all(mode == default_file_mode() for mode in modes.values()), modes
+    assert not [p for p in run.rglob(".*") if p.name.endswith(".tmp")]  # no temporary debris
 
 
 def test_dsanet_learns(store, tmp_path):

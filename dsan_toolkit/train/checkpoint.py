@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 
 from ..config import canonical_json, config_hash, from_dict, register_config, to_dict
 from ..errors import InputError
+from ..utils import atomic as _atomic
 
 CHECKPOINT_FORMAT = "dsan-checkpoint"
 RESUME_FORMAT = "dsan-resume"
@@ -98,29 +97,12 @@ def with_typed_preset(cfg: RunConfig) -> RunConfig:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Complete-or-absent write with the umask's permissions (``dsan_toolkit.utils.atomic``)."""
+    _atomic.atomic_write_bytes(path, data)
 
 
 def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=indent, sort_keys=False) + "\n").encode("utf-8"))
-
-
-def _tmp_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    _atomic.atomic_write_json(path, obj, indent=indent, sort_keys=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,14 +220,8 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, Any]) -
 
     meta = {"format": CHECKPOINT_FORMAT}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
+    with _atomic.atomic_path(Path(path), suffix=".safetensors") as tmp:
         save_model(model, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -289,14 +265,8 @@ def save_resume(path: Path, state: dict[str, Any], config_hash_: str) -> None:
     from safetensors.torch import save_file
 
     tensors, skeleton = encode_state(state)
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
+    with _atomic.atomic_path(Path(path), suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": RESUME_FORMAT, "config_hash": config_hash_, "state": skeleton})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_resume(path: Path) -> tuple[dict[str, Any], str]:
