@@ -225,6 +225,10 @@ def test_refuses_store_of_another_dimension_and_other_run_dirs(store, tmp_path):
     (busy / "notes.txt").write_text("x")
     code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", busy, *FAST)
     assert code == 2 and "not a run directory" in output
+    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", busy / "notes.txt", *FAST)
+    assert code == 2 and "is a file" in output
+    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", busy / "notes.txt" / "run", *FAST)
+    assert code == 2 and "cannot create the run directory" in output and "Traceback" not in output
 
 
 def test_refuses_a_run_dir_of_another_config(vadclip_run, store):

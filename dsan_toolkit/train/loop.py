@@ -646,10 +646,16 @@ def prepare_run_dir(out: Path, cfg: RunConfig, is_main: bool = True) -> str:
                 "use a new --out directory"
             )
         return "finished" if (out / "metrics.json").is_file() else "resume"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not a run directory; choose a new --out")
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "checkpoints").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the run directory {out}: {exc.strerror or exc}") from None
         atomic_write_json(out / "config.json", config_json(cfg))
     return "new"
 
