@@ -247,3 +247,26 @@ def test_training_free_method_gets_a_run_dir_of_the_same_layout(store, tmp_path)
     code, output = run_cli("train", "-m", "zeroshot", "-f", store, "--out", tmp_path / "zs2", "--preset", "tiny",
                            "--select", "best-on-test")
     assert code == 2 and "training-free" in output
+
+
+def test_refuses_a_store_missing_videos(tmp_path):
+    """A store whose extraction failed for a test video is refused, naming the video."""
+    from dsan_toolkit.config import to_dict
+    from dsan_toolkit.store import StoreSpec, StoreWriter
+    from dsan_toolkit.store.synthetic import synthetic_manifest
+
+    cfg = SynthFeaturesConfig(num_train=4, num_test=2, crops=1, median_t=20, seed=1)
+    manifest, _ = synthetic_manifest(cfg)
+    spec = StoreSpec(manifest=manifest, crops=(0,), feature_dim=512, backbone={"model": "synthetic"},
+                     random_weights=False, preprocessing={}, snippet_rule="synthetic", config=to_dict(cfg),
+                     producer="test")
+    broken = manifest.split("test").videos[0].id
+    with StoreWriter(tmp_path / "partial.zarr", spec) as w:
+        for v in manifest.videos:
+            if v.id == broken:
+                w.fail_video(v.id, "cannot decode")
+            else:
+                w.write_video(v.id, np.full((1, 12, 512), 0.1, np.float32), num_frames=v.num_frames, fps=v.fps)
+        w.finalize()
+    code, output = run_cli("train", "-m", "vadclip", "-f", tmp_path / "partial.zarr", "--out", tmp_path / "r", *FAST)
+    assert code == 2 and "lacks features of 1 test videos" in output and broken in output
