@@ -31,7 +31,7 @@ def store(tmp_path_factory) -> Path:
 def run(store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval-runs") / "run"
     code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--preset", "tiny", "--epochs", 1,
-                           "--set", "batch_size=2", "--no-progress")
+                           "--set", "batch_size=2", "--no-progress", "--cache", "none")  # features read per batch
     assert code == 0, output
     return out
 

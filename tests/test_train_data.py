@@ -217,3 +217,19 @@ def test_prefetched_batches_equal_direct_ones(store):
         for (b, share), parts in zip(iterate_batches(s, batches, rank, 2), batches):
             idx, sh = shard(parts, rank, 2)
             assert share == sh and torch.equal(b.feats, s.batch(idx).feats)
+
+
+def test_streaming_samples_give_the_cached_batches(store):
+    from dsan_toolkit.train.data import StreamingSamples, make_train_samples
+
+    m = store.manifest
+    ids = [v.id for v in m.split("train")]
+    cached = build_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16)
+    streamed = make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16, cache="none")
+    assert isinstance(streamed, StreamingSamples) and len(streamed) == len(cached)
+    assert torch.equal(streamed.anomalous, cached.anomalous) and torch.equal(streamed.lengths, cached.lengths)
+    idx = torch.randperm(len(cached), generator=torch.Generator().manual_seed(0))[:10]
+    a, b = cached.batch(idx), streamed.batch(idx, out=torch.full((10 * 16 * 512,), 7.0))
+    assert torch.equal(a.feats, b.feats) and torch.equal(a.labels, b.labels)
+    with pytest.raises(Exception, match="unknown --cache"):
+        make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16, cache="disk")

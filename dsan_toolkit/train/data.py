@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -261,6 +262,101 @@ def build_train_samples(
     )
 
 
+class StreamingSamples:
+    """The same samples as :class:`TrainSamples`, read from the store at batch time (for a split
+    that does not fit in memory): each batch reads its samples' features in a thread pool and
+    resamples them exactly as the cache does, so batches are identical."""
+
+    def __init__(self, store: Any, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
+                 classes: Sequence[ClassInfo], length: int, *, workers: int = 4) -> None:
+        self.store = store
+        self.video_ids = list(video_ids)
+        self.crops = [int(c) for c in crops]
+        self.length = int(length)
+        self.workers = workers
+        all_lengths = store.lengths()
+        missing = [v for v in self.video_ids if v not in all_lengths]
+        if missing:
+            raise InputError(f"{len(missing)} training videos have no features in the store, e.g. {missing[:3]}")
+        t = np.array([all_lengths[v] for v in self.video_ids], dtype=np.int64)
+        n_c = len(self.crops)
+        codes = [manifest.video(v).labels for v in self.video_ids]
+        labels_v = labels_from_codes(codes, classes)
+        normal_code = next(c.code for c in classes if c.normal)
+        anom_v = torch.tensor([any(code != normal_code for code in cs) for cs in codes], dtype=torch.bool)
+        self.video = torch.arange(len(self.video_ids)).repeat_interleave(n_c)
+        self.crop = torch.tensor(self.crops, dtype=torch.long).repeat(len(self.video_ids))
+        self.lengths = torch.from_numpy(np.repeat(np.minimum(t, length), n_c).astype(np.int64))
+        self.labels = labels_v[self.video]
+        self.anomalous = anom_v[self.video]
+        self._dim = int(store.feature_dim)
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return self._dim
+
+    @property
+    def nbytes(self) -> int:
+        return 0
+
+    def batch(self, idx: Tensor, out: Tensor | None = None) -> TrainBatch:
+        from concurrent.futures import ThreadPoolExecutor
+
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        need = len(idx) * self.length * self._dim
+        if out is not None and out.numel() >= need:
+            feats = out.view(-1)[:need].view(len(idx), self.length, self._dim)
+        else:
+            feats = torch.empty(len(idx), self.length, self._dim)
+
+        def fill(j: int) -> None:
+            i = int(idx[j])
+            x = np.asarray(self.store.read(self.video_ids[int(self.video[i])], [int(self.crop[i])]), np.float32)
+            rows = torch.from_numpy(resample_video(x, self.length)[0])
+            feats[j, : rows.shape[0]] = rows
+            feats[j, rows.shape[0]:] = 0.0
+
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            list(pool.map(fill, range(len(idx))))
+        return TrainBatch(feats=feats, lengths=self.lengths[idx].clone(), labels=self.labels[idx].clone(),
+                          anomalous=self.anomalous[idx].clone())
+
+
+CACHE_MODES = ("auto", "memory", "none")
+
+
+def cache_bytes(store: Any, video_ids: Sequence[str], crops: Sequence[int], length: int) -> int:
+    """Memory the in-memory cache of these samples needs."""
+    lengths = store.lengths()
+    rows = sum(min(int(lengths.get(v, 0)), length) for v in video_ids) * len(crops) + 1
+    return rows * int(store.feature_dim) * 4
+
+
+def available_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def make_train_samples(store: Any, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
+                       classes: Sequence[ClassInfo], length: int, *, cache: str = "auto") -> Any:
+    """The training samples, cached in memory (``memory``), read per batch (``none``), or
+    cached when the cache takes at most 70% of the available memory (``auto``)."""
+    if cache not in CACHE_MODES:
+        raise InputError(f"unknown --cache {cache!r}; choose one of {', '.join(CACHE_MODES)}")
+    if cache == "auto":
+        avail = available_memory()
+        need = cache_bytes(store, video_ids, crops, length)
+        cache = "memory" if avail is None or need <= 0.7 * avail else "none"
+    if cache == "none":
+        return StreamingSamples(store, manifest, video_ids, crops, classes, length)
+    return build_train_samples(store, manifest, video_ids, crops, classes, length)
+
+
 # ---------------------------------------------------------------------------------------
 # batch order
 
@@ -290,7 +386,7 @@ class BatchPlan:
     drop_last: bool = False
 
     @classmethod
-    def create(cls, samples: TrainSamples, composition: str, batch_size: int, seed: int,
+    def create(cls, samples: TrainSamples | StreamingSamples, composition: str, batch_size: int, seed: int,
                drop_last: bool = False) -> "BatchPlan":
         if composition not in BATCH_COMPOSITIONS:
             raise InputError(f"unknown batch composition {composition!r}; known: {BATCH_COMPOSITIONS}")
@@ -344,7 +440,7 @@ def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, flo
     return local, (len(local) / total if total else 0.0)
 
 
-def iterate_batches(samples: TrainSamples, batches: Sequence[tuple[Tensor, ...]], rank: int = 0,
+def iterate_batches(samples: TrainSamples | StreamingSamples, batches: Sequence[tuple[Tensor, ...]], rank: int = 0,
                     world: int = 1, *, prefetch: bool = True, pin_memory: bool = False) -> Iterator[tuple[TrainBatch, float]]:
     """This rank's share of each global batch, assembled one batch ahead in a background
     thread (the gather releases the GIL) so that the next batch is ready when a step ends.
@@ -363,7 +459,7 @@ def iterate_batches(samples: TrainSamples, batches: Sequence[tuple[Tensor, ...]]
             return b, share
         need = len(idx) * samples.length * samples.feature_dim
         if ring[slot].numel() < need:
-            ring[slot] = torch.empty(need, dtype=samples.table.dtype, pin_memory=pin_memory)
+            ring[slot] = torch.empty(need, dtype=torch.float32, pin_memory=pin_memory)
         return samples.batch(idx, out=ring[slot]), share
 
     if not prefetch or len(batches) < 2:

@@ -52,7 +52,7 @@ from .checkpoint import (
     set_rng_state,
     with_typed_preset,
 )
-from .data import BatchPlan, TestSet, TrainSamples, build_test_set, build_train_samples, iterate_batches
+from .data import BatchPlan, TestSet, build_test_set, iterate_batches, make_train_samples
 from .environment import capture_environment, now_iso
 
 SELECTIONS = ("last", "best-on-test")
@@ -82,6 +82,7 @@ class TrainOptions:
     clip_model: str | None = None
     progress: bool = True
     eval_batch: int = 64
+    cache: str = "auto"
 
 
 @dataclass
@@ -453,9 +454,8 @@ class Trainer:
         seed_everything(cfg.seed, cfg.deterministic)
         classes = self.manifest.info.classes
         train_ids = [v.id for v in self.manifest.split("train")]
-        self.samples: TrainSamples = build_train_samples(
-            self.store, self.manifest, train_ids, cfg.train_crops, classes, preset.visual_length
-        )
+        self.samples = make_train_samples(self.store, self.manifest, train_ids, cfg.train_crops, classes,
+                                          preset.visual_length, cache=self.opts.cache)
         self.plan = BatchPlan.create(self.samples, preset.batch_composition, preset.batch_size, cfg.seed,
                                      drop_last=bool(preset.drop_last) if preset.batch_composition == "mixed" else True)
         self.test: TestSet = build_test_set(self.store, [v.id for v in self.manifest.split("test")], cfg.test_crop)
@@ -721,7 +721,9 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, con: An
             device, world_size=dist.world_size, backend=dist.backend, deterministic=cfg.deterministic))
         trainer.log.write("start", config_hash=cfg.hash, resumed_from=trainer.state.step if resumed else None,
                           world_size=dist.world_size, **({"previous_environment": previous} if previous else {}))
-        con.print(f"{len(trainer.samples)} training samples ({trainer.samples.nbytes / 2**20:.1f} MiB cached), "
+        cached = (f"{trainer.samples.nbytes / 2**20:.1f} MiB cached" if trainer.samples.nbytes
+                  else "read from the store per batch")
+        con.print(f"{len(trainer.samples)} training samples ({cached}), "
                   f"{trainer.iters_per_epoch} steps/epoch, {count_params(trainer.model)['trainable']:,} trainable "
                   f"parameters" + (f"; resuming at step {trainer.state.step}" if resumed else ""))
     finished = _run_with_progress(trainer, opts.progress and dist.is_main, con)

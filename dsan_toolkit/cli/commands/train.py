@@ -49,6 +49,7 @@ def train_cmd(
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline machines)."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="Force the text encoder's open_clip architecture (random-init unless --clip-weights), e.g. ViT-B-16 for official shapes on synthetic features."),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass at evaluation."),
+    cache: str = typer.Option("auto", "--cache", help="Training features: 'memory' (resampled split cached once), 'none' (read from the store per batch), 'auto' (memory when it takes at most 70% of the free RAM). Same batches either way."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Train a method on a feature store into a run directory (config, checkpoints, log, metrics).
@@ -68,6 +69,7 @@ def train_cmd(
         device=device, select=select, deterministic=deterministic, test_crop=test_crop,
         overrides=_parse_overrides(set_), checkpoint_every=checkpoint_every, stop_after_steps=stop_after,
         clip_weights=clip_weights, clip_model=clip_model, progress=not no_progress, eval_batch=eval_batch,
+        cache=cache,
     )
     result = train(opts, console=err_console)
     if not result.finished or not result.metrics:
