@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
 from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, class_prompts
+from ..input_norm import attach_input_norm
 from ..registry import register_method
 from .losses import dsanet_loss
 from .model import DSANetModel, build_dsanet, refine_scores_hierarchical
@@ -53,7 +54,8 @@ class DSANetMethod(Method):
             raise InputError(
                 f"without the text adapter the CLIP text features ({clip.info.embed_dim}-d) must match the visual width {preset.visual_width}"
             )
-        return build_dsanet(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
+        model = build_dsanet(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
+        return attach_input_norm(model, preset.input_norm, feature_dim)
 
     def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
         assert isinstance(model, DSANetModel) and isinstance(preset, DSANetPreset)

@@ -166,6 +166,32 @@ def _merge(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+class _TakeRows(torch.autograd.Function):
+    """``x.index_select(0, index)`` for unique ``index``, whose gradient is a plain
+    ``index_copy`` into zeros (autograd's generic scatter-add is several times slower on CPU)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, index: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index)
+        ctx.rows = x.shape[0]
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        return grad.new_zeros((ctx.rows, *grad.shape[1:])).index_copy_(0, index, grad), None
+
+
+def take_rows(x: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` (unique) of ``x``."""
+    return _TakeRows.apply(x, index)
+
+
+def put_rows(rows: Tensor, index: Tensor, total: int) -> Tensor:
+    """A (total, ...) zero tensor with ``rows`` at ``index`` (unique)."""
+    return rows.new_zeros((total, *rows.shape[1:])).index_copy(0, index, rows)
+
+
 class AggregationAttention(nn.Module):
     """Cross-attention of queries ``x`` to ``y`` (scaled dot product, softmax); official names
     ``q``, ``kv``, ``proj``."""
@@ -214,8 +240,8 @@ class PrototypeAttention(nn.Module):
         c = x.shape[-1]
         h = self.num_heads
         q = F.normalize(self.q(x).view(-1, h, c // h), dim=-1).reshape(-1, c)
-        grid = q.new_zeros(b * n, c).index_copy(0, index, q).view(b, n, c)
-        mixed = _merge(self._mix(_heads(grid, h), prototypes)).reshape(b * n, c).index_select(0, index)
+        grid = put_rows(q, index, b * n).view(b, n, c)
+        mixed = take_rows(_merge(self._mix(_heads(grid, h), prototypes)).reshape(b * n, c), index)
         return self.proj(mixed)
 
 
@@ -346,10 +372,10 @@ class NormalityBranch(nn.Module):
                 recon = blk(recon, patterns)
             return recon
         index = length_mask(lengths, n).reshape(-1).nonzero().squeeze(1)
-        rows = self.bottleneck(visual.reshape(b * n, c).index_select(0, index))
+        rows = self.bottleneck(take_rows(visual.reshape(b * n, c), index))
         for blk in self.decoder:
             rows = blk.forward_packed(rows, patterns, index, (b, n))
-        return rows.new_zeros(b * n, c).index_copy(0, index, rows).view(b, n, c)
+        return put_rows(rows, index, b * n).view(b, n, c)
 
 
 # --------------------------------------------------------------------------- refinement

@@ -184,7 +184,8 @@ def build_optimizers(
         raise InputError(f"iters_per_epoch must be >= 1, got {iters_per_epoch}")
     refiner = list(model.refiner_parameters())  # type: ignore[operator]
     main = list(model.main_parameters())  # type: ignore[operator]
-    opt_main = torch.optim.AdamW(main, lr=preset.lr, weight_decay=preset.weight_decay)
+    # foreach: one multi-tensor pass on every device (torch only picks it by default on GPUs); same arithmetic
+    opt_main = torch.optim.AdamW(main, lr=preset.lr, weight_decay=preset.weight_decay, foreach=True)
     sched_main = CosineAnnealingLR(opt_main, T_max=preset.epochs)
     opt_ref = StableAdamW(
         refiner,

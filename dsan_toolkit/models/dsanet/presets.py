@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from ...config import register_config
 from ...errors import InputError
 from ..api import MethodPreset
+from ..input_norm import check_input_norm
 
 
 @register_config
@@ -93,6 +94,9 @@ class DSANetPreset(MethodPreset):
     mask_distance_graph: bool = False
     text_cache: str = "official"  # "official": eval-mode cache never cleared; "refresh": cleared by train()
     truncate_text_context: bool = True  # exact speed-up: the causal text tower only needs tokens up to EOT
+    # NOT official: "none" (official) | "center" | "standardize" the input features with training-split
+    # statistics kept in the model (dsan_toolkit.models.input_norm); only the tiny preset uses it
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         if self.visual_length % self.attn_window:
@@ -111,6 +115,7 @@ class DSANetPreset(MethodPreset):
             raise InputError(f"refiner_schedule must be 'loaders' or 'steps', got {self.refiner_schedule!r}")
         if self.text_adapt_until < 0:
             raise InputError("text_adapt_until must be >= 0")
+        check_input_norm(self.input_norm)
 
 
 UCF = DSANetPreset(
