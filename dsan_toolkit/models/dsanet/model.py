@@ -45,7 +45,6 @@ from ...errors import InputError
 from ..common import (
     ClipTextTower,
     EncoderOptions,
-    QuickGELU,
     TemporalGraphEncoder,
     alignment_logits,
     classifier_logits,

@@ -167,12 +167,12 @@ XD = DSANetPreset(
 TINY = DSANetPreset(
     name="tiny",
     official=False,
-    visual_length=64,
+    visual_length=32,
     feature_dim=512,
     batch_size=8,
     batch_composition="paired",
     drop_last=True,
-    epochs=3,
+    epochs=16,
     seed=234,
     lr=2e-4,
     eval_every_iters=None,
@@ -184,10 +184,12 @@ TINY = DSANetPreset(
     text_adapter_weight=0.1,
     num_prototypes=4,
     decoder_depth=1,
+    normality_mlp_ratio=1.0,
     refine_temp=5.0,
     align_weight=1.1,
     text_sep_divisor=None,
     refiner_warmup_iters=5,
+    input_norm="standardize",
 )
 
 PRESETS: dict[str, DSANetPreset] = {p.name: p for p in (UCF, XD, TINY)}
