@@ -95,7 +95,7 @@ def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
 
 def test_dsanet_learns(store, tmp_path):
     out = tmp_path / "dsanet"
-    code, output = run_cli("train", "-m", "dsanet", "-f", store, "--out", out, "--epochs", 2, "--set", "lr=5e-4", *FAST)
+    code, output = run_cli("train", "-m", "dsanet", "-f", store, "--out", out, "--epochs", 2, *FAST)  # tiny lr 2e-4 (standardised inputs; 5e-4 overflows the background loss)
     assert code == 0, output
     m = _metrics(out)
     assert m["auc"] > 0.75, m

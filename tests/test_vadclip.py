@@ -38,13 +38,14 @@ def build(method, clip, **over):
 def test_forward_shapes_and_prediction_ranges(method, clip):
     model, preset = build(method, clip)
     feats = torch.randn(3, preset.visual_length, 512)
-    lengths = torch.tensor([64, 20, 1])
+    n = preset.visual_length
+    lengths = torch.tensor([n, 20, 1])
     out = model(feats, lengths)
-    assert out.logits1.shape == (3, 64, 1) and out.logits2.shape == (3, 64, 3) and out.text_features.shape == (3, 512)
+    assert out.logits1.shape == (3, n, 1) and out.logits2.shape == (3, n, 3) and out.text_features.shape == (3, 512)
     pred = method.predict(model, feats, lengths)
-    assert pred.scores.shape == (3, 64) and pred.class_probs.shape == (3, 64, 3)
+    assert pred.scores.shape == (3, n) and pred.class_probs.shape == (3, n, 3)
     assert float(pred.scores.min()) >= 0 and float(pred.scores.max()) <= 1
-    torch.testing.assert_close(pred.class_probs.sum(-1), torch.ones(3, 64))
+    torch.testing.assert_close(pred.class_probs.sum(-1), torch.ones(3, n))
     torch.testing.assert_close(pred.align_scores, 1 - pred.class_probs[..., 0])
 
 
@@ -58,7 +59,7 @@ def test_only_the_prompt_and_heads_train_and_clip_stays_frozen(method, clip):
     before = {n: p.detach().clone() for n, p in model.text_encoder.named_parameters()}
     opt = method.optimizers(model, preset, iters_per_epoch=1)[0]
     labels = torch.tensor([[1.0, 0, 0], [0, 1, 1]])
-    batch = TrainBatch(torch.randn(2, 64, 512), torch.tensor([64, 30]), labels, torch.tensor([False, True]))
+    batch = TrainBatch(torch.randn(2, preset.visual_length, 512), torch.tensor([preset.visual_length, 30]), labels, torch.tensor([False, True]))
     loss, logs = method.loss(model, batch, preset)
     loss.backward()
     assert model.prompt.text_prompt_embeddings.weight.grad is not None

@@ -9,9 +9,11 @@ Modes (registry :data:`INPUT_NORMS`):
 
 - ``none``: features unchanged (official);
 - ``center``: ``x - mean``;
-- ``standardize``: ``(x - mean) / std`` per feature dimension.
+- ``standardize``: ``(x - mean) / std`` per feature dimension, times one global factor
+  ``mean_row_norm / sqrt(D)`` so that rows keep the average norm of the raw features (every
+  dimension gets the same weight, the scale the learning rates were chosen for stays).
 
-``mean`` / ``std`` are statistics of the *training* split (every valid snippet of every training
+``mean`` / ``std`` (the divisor, scale included) are statistics of the *training* split (every valid snippet of every training
 crop, raw rows before resampling), fitted once when training starts
 (:func:`fit_input_norm`, called by the training loop) and kept as model buffers
 (``input_norm_mean`` / ``input_norm_std``), so checkpoints carry them and evaluation, ``dsan eval``
@@ -97,21 +99,23 @@ def attach_input_norm(model: nn.Module, mode: str, feature_dim: int) -> nn.Modul
     return model
 
 
-def feature_moments(chunks: Sequence[np.ndarray] | Any) -> tuple[np.ndarray, np.ndarray, int]:
-    """(mean, std, n) per dimension over the rows of ``chunks`` ((n_i, D) arrays), in float64."""
+def feature_moments(chunks: Sequence[np.ndarray] | Any) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """(mean, std, mean row norm, n) per dimension over the rows of ``chunks`` ((n_i, D) arrays), in float64."""
     total = None
     sq = None
+    norms = 0.0
     n = 0
     for rows in chunks:
         r = np.asarray(rows, dtype=np.float64).reshape(-1, np.shape(rows)[-1])
         total = r.sum(0) if total is None else total + r.sum(0)
         sq = (r * r).sum(0) if sq is None else sq + (r * r).sum(0)
+        norms += float(np.sqrt((r * r).sum(1)).sum())
         n += r.shape[0]
     if not n or total is None or sq is None:
         raise InputError("input normalisation needs at least one training feature row")
     mean = total / n
     var = np.maximum(sq / n - mean * mean, 0.0)
-    return mean, np.sqrt(var), n
+    return mean, np.sqrt(var), norms / n, n
 
 
 def fit_input_norm(model: nn.Module, store: Any, video_ids: Sequence[str], crops: Sequence[int],
@@ -122,13 +126,15 @@ def fit_input_norm(model: nn.Module, store: Any, video_ids: Sequence[str], crops
         return None
     mode = str(getattr(model, "_input_norm_mode"))
     use_mean, use_std = INPUT_NORMS[mode]
-    mean, std, n = feature_moments(store.read(v, [int(c) for c in crops]) for v in video_ids)
+    mean, std, row_norm, n = feature_moments(store.read(v, [int(c) for c in crops]) for v in video_ids)
     buf_mean, buf_std = getattr(model, MEAN_BUFFER), getattr(model, STD_BUFFER)
     with torch.no_grad():
         if use_mean:
             buf_mean.copy_(torch.from_numpy(mean).to(buf_mean))
         if use_std:
-            buf_std.copy_(torch.from_numpy(np.maximum(std, STD_FLOOR * max(float(std.max()), 1.0))).to(buf_std))
+            scale = max(row_norm, STD_FLOOR) / np.sqrt(mean.shape[0])  # rows keep their average norm
+            divisor = np.maximum(std, STD_FLOOR * max(float(std.max()), 1e-12)) / scale
+            buf_std.copy_(torch.from_numpy(divisor).to(buf_std))
     if progress:
         progress(f"input normalisation {mode!r} fitted on {n} training snippet rows")
     return {"mode": mode, "rows": n, "mean_norm": float(np.linalg.norm(mean)), "std_mean": float(std.mean())}

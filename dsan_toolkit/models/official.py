@@ -28,6 +28,7 @@ from ..config import sha256_file
 from ..errors import InputError
 from ..manifest.schema import ClassInfo
 from .api import Method
+from .input_norm import BUFFER_KEYS, is_identity
 from .registry import get_method
 
 
@@ -206,6 +207,8 @@ def load_official_checkpoint(
     clip = _clip_bundle_from_state(clip_model or keymap.clip_model, path, sha)
     model = m.build(p, classes, feature_dim=p.feature_dim, clip=clip, device="cpu")
     expected = model.state_dict()
+    # a preset's (non-official) input normalisation starts as the identity: official weights have none
+    ours.update({k: expected[k] for k in BUFFER_KEYS if k in expected and k not in ours})
     missing = sorted(set(expected) - set(ours))
     unexpected = sorted(set(ours) - set(expected))
     wrong = [k for k in ours if k in expected and expected[k].shape != ours[k].shape]
@@ -231,7 +234,14 @@ def to_official_state_dict(
     keymap = get_keymap(method)
     dtypes = dtypes or {}
     out: dict[str, Tensor] = {}
+    if not is_identity(model):
+        raise InputError(
+            "this model standardises its input features (preset input_norm, fitted on training data); the "
+            f"official {method} code has no such step, so it cannot be written as an official checkpoint"
+        )
     for key, value in model.state_dict().items():
+        if key in BUFFER_KEYS:
+            continue  # the identity normalisation: nothing to write
         names = keymap.to_official(key)
         if not names:
             raise InputError(f"our key {key!r} has no official name in the {method} key map")

@@ -52,6 +52,7 @@ from .checkpoint import (
     set_rng_state,
     with_typed_preset,
 )
+from ..models.input_norm import fit_input_norm
 from .data import BatchPlan, TestSet, build_test_set, iterate_batches, make_train_samples
 from .environment import capture_environment, now_iso
 
@@ -461,6 +462,7 @@ class Trainer:
         self.test: TestSet = build_test_set(self.store, [v.id for v in self.manifest.split("test")], cfg.test_crop)
         seed_everything(cfg.seed, cfg.deterministic)  # model init as the official scripts: right after seeding
         self.model = build_model(self.method, cfg, self.manifest, self.device, self.opts.clip_weights)
+        fit_input_norm(self.model, self.store, train_ids, cfg.train_crops)  # no-op unless the preset asks for one
         ddp.broadcast_module(self.model, self.dist)
         self.iters_per_epoch = self.plan.steps_per_epoch()
         self.specs = build_optimizers(self.method, self.model, preset, self.plan)

@@ -24,7 +24,8 @@ Official values (and where they come from):
 
 Ablation switches (the paper's ablation table): ``use_normality`` (the official ``DNP_use``),
 ``use_event_background``, ``use_text_adapter``, ``use_refinement``. Deviations from the official
-code are fields too, all defaulting to the official behaviour (see docs/models.md, ``## DSANet``).
+code are fields too, all defaulting to the official behaviour (see docs/models.md, ``## DSANet``);
+``tiny`` also standardises its input features (``input_norm``, NOT official), as VadCLIP's ``tiny``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from ...config import register_config
 from ...errors import InputError
 from ..api import MethodPreset
+from ..input_norm import check_input_norm
 from ..input_norm import check_input_norm
 
 
@@ -94,6 +96,8 @@ class DSANetPreset(MethodPreset):
     mask_distance_graph: bool = False
     text_cache: str = "official"  # "official": eval-mode cache never cleared; "refresh": cleared by train()
     truncate_text_context: bool = True  # exact speed-up: the causal text tower only needs tokens up to EOT
+    # NON-official input standardisation (models.input_norm): "none" (official) | "center" | "standardize"
+    input_norm: str = "none"
     # NOT official: "none" (official) | "center" | "standardize" the input features with training-split
     # statistics kept in the model (dsan_toolkit.models.input_norm); only the tiny preset uses it
     input_norm: str = "none"
@@ -113,6 +117,7 @@ class DSANetPreset(MethodPreset):
             raise InputError(f"sim_cut must be 'zero' or 'exclude', got {self.sim_cut!r}")
         if self.refiner_schedule not in ("loaders", "steps"):
             raise InputError(f"refiner_schedule must be 'loaders' or 'steps', got {self.refiner_schedule!r}")
+        check_input_norm(self.input_norm)
         if self.text_adapt_until < 0:
             raise InputError("text_adapt_until must be >= 0")
         check_input_norm(self.input_norm)

@@ -11,6 +11,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
 from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, class_prompts
+from ..input_norm import attach_input_norm
 from ..registry import register_method
 from .losses import vadclip_loss
 from .model import VadCLIPModel, build_vadclip
@@ -53,7 +54,8 @@ class VadCLIPMethod(Method):
         if len(prompts) < 2:
             raise InputError("vadclip needs a normal class and at least one anomaly class")
         check_dims(preset, feature_dim, int(clip.info.embed_dim))
-        return build_vadclip(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
+        model = build_vadclip(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
+        return attach_input_norm(model, preset.input_norm, feature_dim)
 
     def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
         assert isinstance(model, VadCLIPModel) and isinstance(preset, VadCLIPPreset)
