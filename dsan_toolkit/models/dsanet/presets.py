@@ -36,7 +36,6 @@ from ...config import register_config
 from ...errors import InputError
 from ..api import MethodPreset
 from ..input_norm import check_input_norm
-from ..input_norm import check_input_norm
 
 
 @register_config
@@ -98,9 +97,6 @@ class DSANetPreset(MethodPreset):
     truncate_text_context: bool = True  # exact speed-up: the causal text tower only needs tokens up to EOT
     # NON-official input standardisation (models.input_norm): "none" (official) | "center" | "standardize"
     input_norm: str = "none"
-    # NOT official: "none" (official) | "center" | "standardize" the input features with training-split
-    # statistics kept in the model (dsan_toolkit.models.input_norm); only the tiny preset uses it
-    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         if self.visual_length % self.attn_window:
@@ -120,7 +116,6 @@ class DSANetPreset(MethodPreset):
         check_input_norm(self.input_norm)
         if self.text_adapt_until < 0:
             raise InputError("text_adapt_until must be >= 0")
-        check_input_norm(self.input_norm)
 
 
 UCF = DSANetPreset(
