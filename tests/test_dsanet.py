@@ -29,7 +29,7 @@ UCF_CLASSES = load_builtin_manifest("ucf").info.classes
 XD_CLASSES = load_builtin_manifest("xd").info.classes
 METHOD = get_method("dsanet")
 # a fast variant of the tiny preset for unit tests: 64-d features (the tiny CLIP text width)
-SMALL = TINY.replace(visual_width=64, feature_dim=64, visual_length=32, num_prototypes=4, decoder_depth=2)
+SMALL = TINY.replace(visual_width=64, feature_dim=64, visual_length=32, num_prototypes=4, decoder_depth=2, input_norm="none")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,8 @@ COMMON = dict(align_temperature=0.07, pool_scale=10.0, label_smoothing=0.1, back
               refiner_betas=(0.9, 0.999), refiner_eps=1e-10, refiner_amsgrad=True, refiner_clip_threshold=1.0,
               refiner_warmup_iters=100, refiner_final_lr_ratio=0.1, mask_padding_attention=False, mask_padding_pooling=False,
               mask_padding_selection=False, sim_threshold=0.7, sim_cut="zero", mask_distance_graph=False, text_cache="official",
-              use_event_background=True, use_text_adapter=True, use_refinement=True, official=True, reload_best_each_epoch=True)
+              use_event_background=True, use_text_adapter=True, use_refinement=True, official=True, reload_best_each_epoch=True,
+              input_norm="none")
 
 
 @pytest.mark.parametrize("name", ["ucf", "xd"])
@@ -454,6 +455,26 @@ def test_training_learns(tiny_clip):
     auc = roc_auc_score(gt.flatten().numpy(), pred.scores.flatten().numpy())
     assert auc > 0.85, auc
     assert np.isfinite(loss.item())
+
+
+def test_tiny_input_norm_hook(tiny_clip):
+    """input_norm (NOT official) works through models.input_norm's buffers + forward pre-hook."""
+    p = SMALL.replace(input_norm="standardize")
+    model = build(p, tiny_clip)
+    assert TINY.input_norm == "none" and UCF.input_norm == "none"
+    b = batch()
+    model.eval()
+    before = METHOD.predict(model, b.feats, b.lengths).scores
+    with torch.no_grad():
+        model.input_norm_mean.fill_(0.5)
+        model.input_norm_std.fill_(2.0)
+    after = METHOD.predict(model, b.feats, b.lengths).scores
+    plain = build(SMALL, tiny_clip)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("input_norm_")})
+    plain.eval()
+    x = (b.feats - 0.5) / 2.0 * (torch.arange(p.visual_length)[None, :] < b.lengths[:, None]).unsqueeze(-1)
+    torch.testing.assert_close(after, METHOD.predict(plain, x, b.lengths).scores)
+    assert not torch.allclose(before, after)
 
 
 # ----------------------------------------------------------------- bad inputs
