@@ -461,7 +461,7 @@ def test_tiny_input_norm_hook(tiny_clip):
     """input_norm (NOT official) works through models.input_norm's buffers + forward pre-hook."""
     p = SMALL.replace(input_norm="standardize")
     model = build(p, tiny_clip)
-    assert TINY.input_norm == "none" and UCF.input_norm == "none"
+    assert TINY.input_norm == "standardize" and UCF.input_norm == "none" and XD.input_norm == "none"
     b = batch()
     model.eval()
     before = METHOD.predict(model, b.feats, b.lengths).scores

@@ -11,7 +11,6 @@ from ...errors import InputError
 from ...manifest.schema import ClassInfo
 from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, class_prompts
 from ..input_norm import attach_input_norm
-from ..input_norm import attach_input_norm
 from ..registry import register_method
 from .losses import dsanet_loss
 from .model import DSANetModel, build_dsanet, refine_scores_hierarchical

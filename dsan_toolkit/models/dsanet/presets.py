@@ -24,9 +24,9 @@ Official values (and where they come from):
 
 Ablation switches (the paper's ablation table): ``use_normality`` (the official ``DNP_use``),
 ``use_event_background``, ``use_text_adapter``, ``use_refinement``. Deviations from the official
-code are fields too, all defaulting to the official behaviour (see docs/models.md, ``## DSANet``),
-as is the NON-official input standardisation ``input_norm`` (:mod:`dsan_toolkit.models.input_norm`;
-``none`` in every preset: on ``dsan synth --features`` stores ``standardize`` trained worse).
+code are fields too, all defaulting to the official behaviour (see docs/models.md, ``## DSANet``).
+The NON-official input standardisation ``input_norm`` (:mod:`dsan_toolkit.models.input_norm`) is
+``none`` in ``ucf``/``xd``; ``tiny`` standardises (the demo's random-CLIP features).
 """
 
 from __future__ import annotations
