@@ -36,6 +36,17 @@ def run(store, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def plain_run(store, tmp_path_factory) -> Path:
+    """A run without the tiny preset's input standardisation: the official code has no such
+    step, so only such a model can be written as an official checkpoint."""
+    out = tmp_path_factory.mktemp("eval-runs") / "plain"
+    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--preset", "tiny", "--epochs", 1,
+                           "--set", "batch_size=2", "--set", "input_norm=none", "--no-progress")
+    assert code == 0, output
+    return out
+
+
 def _same_predictions(a: Path, b: Path) -> None:
     pa, pb = read_predictions(a), read_predictions(b)
     assert pa["video_ids"].tolist() == pb["video_ids"].tolist()
@@ -67,9 +78,10 @@ def test_eval_checkpoint_of_ours(run, store, tmp_path):
     _same_predictions(run / "eval" / "last" / "predictions.npz", out / "predictions.npz")
 
 
-def test_eval_official_format_checkpoint(run, store, tmp_path):
+def test_eval_official_format_checkpoint(run, plain_run, store, tmp_path):
     """Our trained weights exported under the official key names (a plain torch .pth) and read
-    back through --official-checkpoint give the same per-snippet scores."""
+    back through --official-checkpoint give the same per-snippet scores; a model with fitted
+    input standardisation (not in the official code) is refused."""
     from dsan_toolkit.clip import TINY_MODEL
     from dsan_toolkit.models.official import save_official_checkpoint
     from dsan_toolkit.models.registry import get_method
@@ -77,16 +89,25 @@ def test_eval_official_format_checkpoint(run, store, tmp_path):
     from dsan_toolkit.train.checkpoint import load_weights, run_config_from_json
     from dsan_toolkit.train.loop import build_model
 
-    cfg = run_config_from_json(json.loads((run / "config.json").read_text()))
+    from dsan_toolkit.errors import InputError
+
     manifest = open_store(store).manifest
-    model = build_model(get_method("vadclip"), cfg, manifest, torch.device("cpu"))
-    load_weights(model, run / "checkpoints" / "last.safetensors")
-    pth = save_official_checkpoint(model, "vadclip", tmp_path / "model_official.pth")
+
+    def trained(run_dir: Path) -> torch.nn.Module:
+        cfg = run_config_from_json(json.loads((run_dir / "config.json").read_text()))
+        model = build_model(get_method("vadclip"), cfg, manifest, torch.device("cpu"))
+        load_weights(model, run_dir / "checkpoints" / "last.safetensors")
+        return model
+
+    with pytest.raises(InputError, match="cannot be written as an official checkpoint"):
+        save_official_checkpoint(trained(run), "vadclip", tmp_path / "refused.pth")
+    assert not (tmp_path / "refused.pth").exists()
+    pth = save_official_checkpoint(trained(plain_run), "vadclip", tmp_path / "model_official.pth")
     out = tmp_path / "official"
     code, output = run_cli("eval", "--official-checkpoint", pth, "--method", "vadclip", "--preset", "tiny",
                            "--clip-model", TINY_MODEL, "--features", store, "--out", out)
     assert code == 0, output
-    _same_predictions(run / "eval" / "last" / "predictions.npz", out / "predictions.npz")
+    _same_predictions(plain_run / "eval" / "last" / "predictions.npz", out / "predictions.npz")
     rec = json.loads((out / "metrics.json").read_text())
     assert rec["checkpoint"]["official"] is True and rec["label"] == "official"
 
