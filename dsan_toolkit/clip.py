@@ -18,9 +18,11 @@ used with ``ViT-B-16-quickgelu`` (a file carries no activation flag).
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -30,6 +32,24 @@ from .errors import InputError
 TINY_MODEL = "dsan-tiny"
 _CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
 _registered = False
+
+
+class _NoRandomInitWarning(logging.Filter):
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" for every random
+    build; we record and print that ourselves (BackboneInfo.random_weights), once, in context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init() -> Iterator[None]:
+    root, flt = logging.getLogger(), _NoRandomInitWarning()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
 
 
 def _register_configs() -> None:
@@ -134,11 +154,12 @@ def create_clip(
     if random:
         # A private RNG state: the random init depends on `seed` alone and leaves the caller's
         # global torch RNG (a training run's seed) untouched.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_random_init():
             torch.manual_seed(seed)
             model = open_clip.create_model(model_name, pretrained=None, device="cpu")
     elif weights is not None:
-        model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+        with _quiet_random_init():  # the file's weights replace the init just below
+            model = open_clip.create_model(model_name, pretrained=None, device="cpu")
         state = load_state_dict_file(weights)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -56,3 +56,16 @@ def test_openai_weights_get_quickgelu():
     assert needs_quick_gelu("ViT-B-16-quickgelu", "openai")
     assert not needs_quick_gelu("ViT-B-16", "laion2b_s34b_b88k")
     assert not needs_quick_gelu("ViT-B-16", None)
+
+
+def test_random_build_does_not_log_open_clip_warning(caplog):
+    """The random init is recorded in BackboneInfo; open_clip's own root-logger warning is muted
+    for that build only."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        create_clip(TINY_MODEL, seed=0)
+        logging.getLogger().warning("unrelated warning")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "unrelated warning" in messages
+    assert not any("No pretrained weights loaded" in m for m in messages)
