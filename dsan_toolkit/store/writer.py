@@ -252,7 +252,7 @@ class StoreWriter:
             self._create()
         attrs = read_root_attrs(self.path)
         if attrs is None:
-            raise InputError(f"{self.path} exists and is not a dsan feature store; choose another --out")
+            raise InputError(f"{self.path} exists and is not a dsan feature store; choose another output path")
         if attrs.get("schema_version") != SCHEMA_VERSION:
             raise InputError(
                 f"{self.path} has store schema version {attrs.get('schema_version')}, this toolkit writes "
