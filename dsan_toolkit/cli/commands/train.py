@@ -32,7 +32,7 @@ def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 @user_errors
 def train_cmd(
-    method: str = typer.Option(..., "--method", "-m", help="Method to train (see `dsan models` / registry): dsanet, vadclip, mil."),
+    method: str = typer.Option(..., "--method", "-m", help="Method to train (`dsan models` lists them): dsanet, vadclip, mil, zeroshot."),
     features: Path = typer.Option(..., "--features", "-f", help="Feature store (.zarr) written by `dsan extract`, `dsan import-features` or `dsan synth --features`."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; an unfinished one is resumed)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Built-in dataset or manifest file the store must match (default: the store's own manifest)."),
