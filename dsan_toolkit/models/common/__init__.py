@@ -1,6 +1,13 @@
 """Modules shared by VadCLIP and DSANet: temporal encoder, graph convolutions, heads, CLIP text."""
 
-from .encoder import EncoderOptions, TemporalGraphEncoder, alignment_logits, classifier_logits, visual_prompted_text
+from .encoder import (
+    EncoderOptions,
+    TemporalGraphEncoder,
+    alignment_logits,
+    classifier_logits,
+    init_core,
+    visual_prompted_text,
+)
 from .layers import (
     DistanceAdj,
     GraphConvolution,
@@ -20,6 +27,7 @@ from .text import ClipTextTower, LearnablePrompt
 __all__ = [
     "EncoderOptions",
     "TemporalGraphEncoder",
+    "init_core",
     "alignment_logits",
     "classifier_logits",
     "visual_prompted_text",

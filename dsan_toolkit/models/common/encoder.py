@@ -17,6 +17,7 @@ Heads (pure functions on the official modules):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ from .layers import (
     GraphConvolution,
     QuickGELU,
     WindowedTransformer,
+    clip_mlp,
     length_mask,
     similarity_adjacency,
 )
@@ -41,6 +43,16 @@ class EncoderOptions:
     sim_threshold: float = 0.7  # official hard threshold of the similarity graph
     sim_cut: str = "zero"  # official: cut pairs become 0 (weigh e^0); "exclude" removes them
     mask_distance_graph: bool = False  # official: the distance graph spans all positions
+
+    @classmethod
+    def from_preset(cls, preset: Any) -> "EncoderOptions":
+        """The four encoder switches of a VadCLIP or DSANet preset."""
+        return cls(
+            mask_padding_attention=preset.mask_padding_attention,
+            sim_threshold=preset.sim_threshold,
+            sim_cut=preset.sim_cut,
+            mask_distance_graph=preset.mask_distance_graph,
+        )
 
 
 class TemporalGraphEncoder(nn.Module):
@@ -110,3 +122,21 @@ def alignment_logits(visual: Tensor, text: Tensor, temperature: float = 0.07) ->
     v = visual / visual.norm(dim=-1, keepdim=True)
     t = text / text.norm(dim=-1, keepdim=True)
     return v @ t.transpose(1, 2).to(v.dtype) / temperature
+
+
+def init_core(model: nn.Module, preset: Any, prompts: Sequence[str], text_encoder: nn.Module) -> None:
+    """Give ``model`` the VadCLIP core that VadCLIP and DSANet share, under the official
+    attribute names (``encoder``, ``mlp1``, ``mlp2``, ``classifier``, ``text_encoder``)."""
+    model.preset = preset
+    model.visual_length = preset.visual_length
+    model.num_classes = len(prompts)
+    model.prompts = list(prompts)
+    w = preset.visual_width
+    model.encoder = TemporalGraphEncoder(
+        w, preset.visual_layers, preset.visual_heads, preset.visual_length, preset.attn_window,
+        EncoderOptions.from_preset(preset),
+    )
+    model.mlp1 = clip_mlp(w)
+    model.mlp2 = clip_mlp(w)
+    model.classifier = nn.Linear(w, 1)
+    model.text_encoder = text_encoder

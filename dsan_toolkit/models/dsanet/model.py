@@ -44,11 +44,10 @@ from torch.nn.init import trunc_normal_
 from ...errors import InputError
 from ..common import (
     ClipTextTower,
-    EncoderOptions,
-    TemporalGraphEncoder,
     alignment_logits,
     classifier_logits,
     clip_mlp,
+    init_core,
     length_mask,
     visual_prompted_text,
 )
@@ -395,15 +394,6 @@ def refine_scores_hierarchical(logits1: Tensor, logits2: Tensor, temp: float) ->
 # --------------------------------------------------------------------------- the model
 
 
-def encoder_options(preset: DSANetPreset) -> EncoderOptions:
-    return EncoderOptions(
-        mask_padding_attention=preset.mask_padding_attention,
-        sim_threshold=preset.sim_threshold,
-        sim_cut=preset.sim_cut,
-        mask_distance_graph=preset.mask_distance_graph,
-    )
-
-
 def _pool_weights(probs: Tensor, scale: float, valid: Tensor | None) -> tuple[Tensor, Tensor]:
     """(B, L, 1) L1-normalised event and background pooling weights."""
     abn = (scale * probs).exp() - 1  # not expm1: the official arithmetic
@@ -417,23 +407,12 @@ def _pool_weights(probs: Tensor, scale: float, valid: Tensor | None) -> tuple[Te
 class DSANetModel(nn.Module):
     def __init__(self, preset: DSANetPreset, prompts: Sequence[str], text_encoder: ClipTextTower) -> None:
         super().__init__()
-        self.preset = preset
-        self.visual_length = preset.visual_length
-        self.num_classes = len(prompts)
-        self.prompts = list(prompts)
-        w = preset.visual_width
-        self.encoder = TemporalGraphEncoder(
-            w, preset.visual_layers, preset.visual_heads, preset.visual_length, preset.attn_window, encoder_options(preset)
-        )
-        self.mlp1 = clip_mlp(w)
-        self.mlp2 = clip_mlp(w)
-        self.classifier = nn.Linear(w, 1)
-        self.text_encoder = text_encoder
+        init_core(self, preset, prompts, text_encoder)
         if preset.text_adapt_until > text_encoder.num_layers:
             raise InputError(
                 f"text_adapt_until={preset.text_adapt_until} but the CLIP text tower has {text_encoder.num_layers} layers"
             )
-        self.clip_adapter = TextAdapter(text_encoder.width, w, preset.text_adapt_until, preset.text_adapter_weight)
+        self.clip_adapter = TextAdapter(text_encoder.width, preset.visual_width, preset.text_adapt_until, preset.text_adapter_weight)
         self.video_anomaly_refiner = NormalityBranch(preset)
         with torch.device("cpu"):  # token ids are data: made on the CPU whatever the default device
             tokens = text_encoder.tokenizer(self.prompts)

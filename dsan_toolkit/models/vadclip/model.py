@@ -22,12 +22,10 @@ from torch import Tensor, nn
 
 from ..common import (
     ClipTextTower,
-    EncoderOptions,
     LearnablePrompt,
-    TemporalGraphEncoder,
     alignment_logits,
     classifier_logits,
-    clip_mlp,
+    init_core,
     visual_prompted_text,
 )
 from .presets import VadCLIPPreset
@@ -41,30 +39,10 @@ class VadCLIPOutput:
     visual: Tensor  # (B, L, W) encoded snippets
 
 
-def encoder_options(preset: VadCLIPPreset) -> EncoderOptions:
-    return EncoderOptions(
-        mask_padding_attention=preset.mask_padding_attention,
-        sim_threshold=preset.sim_threshold,
-        sim_cut=preset.sim_cut,
-        mask_distance_graph=preset.mask_distance_graph,
-    )
-
-
 class VadCLIPModel(nn.Module):
     def __init__(self, preset: VadCLIPPreset, prompts: Sequence[str], text_encoder: ClipTextTower) -> None:
         super().__init__()
-        self.preset = preset
-        self.visual_length = preset.visual_length
-        self.num_classes = len(prompts)
-        self.prompts = list(prompts)
-        w = preset.visual_width
-        self.encoder = TemporalGraphEncoder(
-            w, preset.visual_layers, preset.visual_heads, preset.visual_length, preset.attn_window, encoder_options(preset)
-        )
-        self.mlp1 = clip_mlp(w)
-        self.mlp2 = clip_mlp(w)
-        self.classifier = nn.Linear(w, 1)
-        self.text_encoder = text_encoder
+        init_core(self, preset, prompts, text_encoder)
         self.prompt = LearnablePrompt(text_encoder.context_length, text_encoder.width, preset.prompt_prefix, preset.prompt_postfix)
         self.register_buffer("prompt_tokens", text_encoder.tokenize(self.prompts).cpu(), persistent=False)
         src, eot = self.prompt.layout(self.prompt_tokens)  # refuses prompts that do not fit, now
