@@ -199,6 +199,19 @@ def class_prompts(classes: Sequence[ClassInfo]) -> list[str]:
     return [c.prompt for c in classes]
 
 
+def text_method_prompts(method: str, preset: Any, preset_cls: type, classes: Sequence[ClassInfo], clip: Any) -> list[str]:
+    """The checks every method with a CLIP text branch makes before building: the right preset
+    type, a CLIP bundle, a normal class and at least one anomaly class. Returns the prompts."""
+    if not isinstance(preset, preset_cls):
+        raise InputError(f"{method} needs a {preset_cls.__name__}, got {type(preset).__name__}")
+    if clip is None:
+        raise InputError(f"{method} needs a CLIP model for its text branch (clip=create_clip(...))")
+    prompts = class_prompts(classes)
+    if len(prompts) < 2:
+        raise InputError(f"{method} needs a normal class and at least one anomaly class")
+    return prompts
+
+
 def labels_from_codes(codes: Sequence[Sequence[str]], classes: Sequence[ClassInfo]) -> Tensor:
     """Multi-hot (N, C) labels from each video's class codes (unknown codes -> InputError)."""
     index = {c.code: i for i, c in enumerate(classes)}

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
-from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, class_prompts
+from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, text_method_prompts
 from ..input_norm import attach_input_norm
 from ..registry import register_method
 from .losses import dsanet_loss
@@ -42,13 +42,7 @@ class DSANetMethod(Method):
         clip: Any | None,
         device: str | torch.device = "cpu",
     ) -> nn.Module:
-        if not isinstance(preset, DSANetPreset):
-            raise InputError(f"dsanet needs a DSANetPreset, got {type(preset).__name__}")
-        if clip is None:
-            raise InputError("dsanet needs a CLIP model for its text branch (clip=create_clip(...))")
-        prompts = class_prompts(classes)
-        if len(prompts) < 2:
-            raise InputError("dsanet needs a normal class and at least one anomaly class")
+        prompts = text_method_prompts("dsanet", preset, DSANetPreset, classes, clip)
         check_dims(preset, feature_dim)
         if not preset.use_text_adapter and int(clip.info.embed_dim) != preset.visual_width:
             raise InputError(

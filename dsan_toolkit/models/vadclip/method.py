@@ -10,7 +10,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
-from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, class_prompts
+from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, text_method_prompts
 from ..input_norm import attach_input_norm
 from ..registry import register_method
 from .losses import vadclip_loss
@@ -46,13 +46,7 @@ class VadCLIPMethod(Method):
         clip: Any | None,
         device: str | torch.device = "cpu",
     ) -> nn.Module:
-        if not isinstance(preset, VadCLIPPreset):
-            raise InputError(f"vadclip needs a VadCLIPPreset, got {type(preset).__name__}")
-        if clip is None:
-            raise InputError("vadclip needs a CLIP model for its text branch (clip=create_clip(...))")
-        prompts = class_prompts(classes)
-        if len(prompts) < 2:
-            raise InputError("vadclip needs a normal class and at least one anomaly class")
+        prompts = text_method_prompts("vadclip", preset, VadCLIPPreset, classes, clip)
         check_dims(preset, feature_dim, int(clip.info.embed_dim))
         model = build_vadclip(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
         return attach_input_norm(model, preset.input_norm, feature_dim)
