@@ -240,3 +240,37 @@ def test_store_made_in_fp16_on_gpu_is_re_extracted_in_fp32_on_cpu(videos, refere
     assert L == 16 and random_bb is True  # the tiny backbone is random and says so
     assert any("fp16" in x and "fp32" in x for x in said)
     np.testing.assert_allclose(feats, reference.read(v.id, 0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("encode_in_workers", [True, False])
+def test_two_workers_equal_in_process_whether_or_not_they_encode(videos, reference, tmp_path, encode_in_workers):
+    """Workers that decode and encode (the CPU default) and workers that only decode (the
+    accelerator layout, main process encodes) give the in-process store, failures included."""
+    from dsan_toolkit.extract.pipeline import _lanes
+
+    root, m = videos
+    opts = RunOptions(workers=2, batch_size=16, block_frames=16, progress=False, encode_in_workers=encode_in_workers)
+    assert _lanes(torch.device("cpu"), opts, len(m)) == (2 if encode_in_workers else 0)
+    cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
+    events: list[tuple[str, str]] = []
+    res = extract_features(m, root, tmp_path / "w.zarr", cfg, opts,
+                           on_event=lambda kind, d: events.append((kind, d.get("status"))))
+    assert res.done == len(m) - 1 and [vid for vid, _ in res.failed] == ["broken"]
+    assert res.snippets == sum(reference.lengths().values())
+    assert events.count(("video", "done")) == len(m) - 1 and events.count(("video", "failed")) == 1
+    s = open_store(tmp_path / "w.zarr")
+    assert s.complete
+    _assert_same_store(s, reference)
+
+
+def test_default_workers_and_refused_gpu_encoding_workers(videos, tmp_path):
+    from dsan_toolkit.errors import InputError
+    from dsan_toolkit.extract import auto_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert auto_workers("cpu") == cores and auto_workers("cuda:1") == min(8, cores)
+    root, m = videos
+    with pytest.raises(InputError, match="CPU devices"):
+        extract_features(m, root, tmp_path / "g.zarr", ExtractConfig(**TINY, crops="center"),
+                         RunOptions(device="cuda", encode_in_workers=True, progress=False))
+    assert not (tmp_path / "g.zarr").exists()

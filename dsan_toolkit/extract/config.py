@@ -61,11 +61,24 @@ class RunOptions:
     device: str = "cpu"
     batch_size: int = 256  # images (frames x crops) per model call
     block_frames: int = 64  # decoded frames per work item (bounds memory)
-    workers: int = 1  # decode processes (0: decode in the main process)
+    workers: int | None = None  # decode processes (0: decode in the main process; None: auto_workers)
+    encode_in_workers: bool | None = None  # workers also run the model (None: on a CPU device, see pipeline)
     prefetch: int = 2  # work items queued per decode worker
     shard: tuple[int, int] = (0, 1)  # (K, N): this process writes videos i with i % N == K
     progress: bool = True
     limit: int | None = None  # only the first n pending videos (smoke tests)
+
+
+def auto_workers(device: str) -> int:
+    """Default worker processes: on a CPU one per usable core (each decodes and encodes its
+    videos), on an accelerator as many decoders as cores, at most 8."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores if str(device).split(":")[0] == "cpu" else min(8, cores)
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:

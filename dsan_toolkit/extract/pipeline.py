@@ -5,13 +5,14 @@ Stages, overlapped with bounded queues:
 1. **decode** (``workers`` processes, a DataLoader over :func:`iter_video_blocks`): each
    worker opens its videos with decord and yields blocks of at most ``block_frames`` uint8
    frames; at most ``prefetch`` blocks wait per worker, whatever the video length;
-2. **preprocess + model** (main process, on ``device``): a block's frames go to the device as
-   uint8 (pinned, non-blocking on CUDA) and are resized/cropped/normalised there
+2. **preprocess + model** (on ``device``): a block's frames go to the device as uint8
+   (pinned, non-blocking on CUDA) and are resized/cropped/normalised there
    (:func:`preprocess_frames`); crops of blocks from several videos are batched into model
-   calls of ``batch_size`` images under autocast (fp16/bf16 on GPU); per-frame features are
-   averaged into rows by the snippet rule;
-3. **write** (a thread): rows go to the :class:`StoreWriter` through a bounded queue; each
-   video is committed atomically when its last row is written.
+   calls under autocast (fp16/bf16 on GPU); per-frame features are averaged into rows by the
+   snippet rule (:func:`_encode_stream`). On an accelerator this runs in the main process; on
+   a CPU each worker runs it on its own blocks (:func:`_lanes`), so only rows leave the workers;
+3. **write** (a thread of the main process): rows go to the :class:`StoreWriter` through a
+   bounded queue; each video is committed atomically when its last row is written.
 
 A video that fails to decode is recorded as failed and the rest go on. Sharding writes
 videos ``i`` (manifest position) with ``i % N == K``; every process finalizes at its end
@@ -27,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from ..errors import InputError
 from ..manifest import Manifest
 from ..store import StoreSpec, StoreWriter
 from ..store.writer import FinalizeResult, VideoSink
-from .config import ExtractConfig, RunOptions
+from .config import ExtractConfig, RunOptions, auto_workers
 from .preprocess import preprocess_frames, resize_impl
 
 DECODE_NICE_ON_CPU = 10  # decode workers' priority increment when the model runs on the CPU
@@ -144,9 +145,10 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int,
-                 counter: Any = None, nice: int = 0) -> None:
+                 counter: Any = None, nice: int = 0, encoder: _Encoder | None = None) -> None:
         self.jobs = jobs
         self.nice = nice
+        self.encoder = encoder  # set: the worker also encodes (see _lanes)
         self.rule = rule
         self.snippet_len = snippet_len
         self.block_frames = block_frames
@@ -167,25 +169,46 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
                     return
                 yield i
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Any]:
         if torch.utils.data.get_worker_info() is not None:
-            torch.set_num_threads(1)  # decord itself decodes with one thread per worker
+            # one thread: decord decodes with one; a worker that encodes runs the model with one
+            # (the workers share the cores; more would also deadlock OpenMP in a forked child)
+            torch.set_num_threads(1)
             if self.nice:
                 try:
                     os.nice(self.nice)
                 except OSError:  # not permitted: run at normal priority
                     pass
+        blocks = self._blocks()
+        yield from blocks if self.encoder is None else _encode_stream(blocks, self.encoder)
+
+    def _blocks(self) -> Iterator[dict[str, Any]]:
         for i in self._order():
             vid, path = self.jobs[i]
             yield from iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
                                          block_frames=self.block_frames)
 
 
-def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, device: torch.device) -> Any:
+def _lanes(device: torch.device, opts: RunOptions, n_jobs: int) -> int:
+    """Worker processes that each decode *and* encode their videos (0: none).
+
+    The default on a CPU device, where decoding, preprocessing and the model share the same
+    cores: each worker runs its stages one after the other with one thread, so only rows cross
+    processes (no frames through shared memory) and no thread waits for another; the workers
+    together keep every core busy. On an accelerator the workers only decode and the main
+    process feeds the device (``encode_in_workers`` forces either way).
+    """
+    workers = max(0, min(opts.workers or 0, n_jobs))
+    lanes = device.type == "cpu" if opts.encode_in_workers is None else opts.encode_in_workers
+    return workers if lanes else 0
+
+
+def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, device: torch.device,
+            encoder: _Encoder | None = None, workers: int | None = None) -> Any:
     import multiprocessing as mp
     import sys
 
-    workers = max(0, min(opts.workers, len(jobs)))
+    workers = max(0, min(opts.workers or 0, len(jobs))) if workers is None else workers
     kwargs: dict[str, Any] = {}
     counter = None
     if workers > 0:
@@ -194,12 +217,12 @@ def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, d
             ctx = mp.get_context("fork")
             counter = ctx.Value("i", 0)
             kwargs["multiprocessing_context"] = ctx
-    # On a CPU the model uses every core: decoders yield to it (they stay ahead through the
-    # prefetch queue and use the gaps where the model's threads wait for each other).
-    nice = DECODE_NICE_ON_CPU if device.type == "cpu" else 0
-    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter, nice)
+    # Decode-only workers feeding a model on the CPU yield to it (they stay ahead through the
+    # prefetch queue); lanes share the cores evenly instead.
+    nice = DECODE_NICE_ON_CPU if device.type == "cpu" and encoder is None else 0
+    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter, nice, encoder)
     return torch.utils.data.DataLoader(
-        ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda", **kwargs
+        ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda" and encoder is None, **kwargs
     )
 
 
@@ -383,6 +406,10 @@ def extract_features(
     if not root.is_dir():
         raise InputError(f"video root {root} is not a folder")
     device = torch.device(opts.device)
+    if opts.encode_in_workers and device.type != "cpu":
+        raise InputError(f"encoding in the decode workers is for CPU devices (forked workers cannot use {device})")
+    if opts.workers is None:
+        opts = dataclasses.replace(opts, workers=auto_workers(str(device)))
     t_start = time.perf_counter()
     if bundle is None:
         bundle = create_clip(cfg.model, cfg.pretrained, weights=cfg.weights, device=device, seed=cfg.seed)
@@ -409,60 +436,77 @@ def extract_features(
     return result
 
 
+def _encode_stream(messages: Iterable[dict[str, Any]], encoder: _Encoder) -> Iterator[tuple[Any, ...]]:
+    """Decoder messages -> writer messages, in order: ``("begin", vid, T, n, fps, padded)``,
+    ``("rows", vid, t0, rows (C, r, D), frames)``, ``("end", vid)``, ``("fail", vid, error, n, fps)``.
+
+    Blocks (of any videos) are encoded once they hold one model call's worth of images; the
+    messages that came after a block wait for its rows, so the order is the decoders'.
+    """
+    pending: list[_Pending] = []
+    events: list[tuple[Any, ...]] = []
+    images = 0
+
+    def flush() -> Iterator[tuple[Any, ...]]:
+        rows = iter(encoder.encode(pending) if pending else [])
+        for ev in events:
+            yield ("rows", ev[1], ev[2], next(rows), ev[3]) if ev[0] == "rows" else ev
+        pending.clear()
+        events.clear()
+
+    for msg in messages:
+        kind, vid = msg["kind"], msg["id"]
+        if kind == "start":
+            events.append(("begin", vid, msg["T"], msg["num_frames"], msg["fps"], msg["padded"]))
+        elif kind == "rows":
+            frames = encoder.to_device(msg["frames"])
+            pending.append(_Pending(vid, msg["t0"], msg["rows"], msg["k"], frames))
+            events.append(("rows", vid, msg["t0"], int(frames.shape[0])))
+            images += frames.shape[0] * len(encoder.crops)
+            if images >= encoder.flush_images():
+                yield from flush()
+                images = 0
+        elif kind == "end":
+            events.append(("end", vid))
+        elif kind == "fail":
+            events.append(("fail", vid, msg["error"], msg.get("num_frames"), msg.get("fps")))
+    yield from flush()
+
+
 def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions,
          device: torch.device, info: Any, writer: StoreWriter, result: ExtractResult,
          emit: Callable[[str, dict[str, Any]], None]) -> None:
     encoder = _Encoder(model, cfg, opts, device, info)
     C = len(encoder.crops)
-    loader_iter = iter(_loader(jobs, cfg, opts, device))  # workers fork before the writer thread starts
+    lanes = _lanes(device, opts, len(jobs))
+    if lanes:  # CPU: each worker decodes and encodes its videos; only rows cross processes
+        stream: Iterator[tuple[Any, ...]] = iter(_loader(jobs, cfg, opts, device, encoder=encoder, workers=lanes))
+    else:
+        stream = _encode_stream(_loader(jobs, cfg, opts, device), encoder)  # workers fork before the writer thread starts
     sink = _AsyncWriter(writer)
-    pending: list[_Pending] = []
-    events: list[tuple[Any, ...]] = []  # writer messages waiting for the pending rows before them
     lengths: dict[str, int] = {}
     failed_ids: set[str] = set()
-
-    def flush() -> None:
-        nonlocal pending, events
-        rows = encoder.encode(pending) if pending else []
-        it = iter(rows)
-        for ev in events:
-            if ev[0] == "rows":
-                block = next(it)
-                if ev[1] not in failed_ids:
-                    sink.put(("rows", ev[1], ev[2], block))
+    try:
+        for ev in stream:
+            kind, vid = ev[0], ev[1]
+            if kind == "begin":
+                lengths[vid] = ev[2]
+                sink.put(ev)
+            elif kind == "rows":
+                block = ev[3].numpy() if isinstance(ev[3], torch.Tensor) else ev[3]
+                if vid not in failed_ids:
+                    sink.put(("rows", vid, ev[2], block))
+                result.frames += int(ev[4])
                 result.snippets += block.shape[1]
                 emit("rows", {"rows": block.shape[1], "crops": C})
-                continue
-            sink.put(ev)
-            if ev[0] == "end":  # reported once its rows are encoded, not when decoding ends
+            elif kind == "end":  # reported once its rows are encoded, not when decoding ends
+                sink.put(ev)
                 result.done += 1
-                emit("video", {"id": ev[1], "status": "done", "T": lengths.get(ev[1]), "error": None})
-            elif ev[0] == "fail":
-                emit("video", {"id": ev[1], "status": "failed", "T": 0, "error": ev[2]})
-        pending, events = [], []
-
-    images_waiting = 0
-    try:
-        for msg in loader_iter:
-            kind, vid = msg["kind"], msg["id"]
-            if kind == "start":
-                lengths[vid] = msg["T"]
-                events.append(("begin", vid, msg["T"], msg["num_frames"], msg["fps"], msg["padded"]))
-            elif kind == "rows":
-                frames = encoder.to_device(msg["frames"])
-                result.frames += int(frames.shape[0])
-                pending.append(_Pending(vid, msg["t0"], msg["rows"], msg["k"], frames))
-                events.append(("rows", vid, msg["t0"]))
-                images_waiting += frames.shape[0] * C
-                if images_waiting >= encoder.flush_images():
-                    flush()
-                    images_waiting = 0
-            elif kind == "end":
-                events.append(("end", vid))
+                emit("video", {"id": vid, "status": "done", "T": lengths.get(vid), "error": None})
             elif kind == "fail":
                 failed_ids.add(vid)
-                events.append(("fail", vid, msg["error"], msg.get("num_frames"), msg.get("fps")))
-                result.failed.append((vid, msg["error"]))
-        flush()
+                sink.put(ev)
+                result.failed.append((vid, ev[2]))
+                emit("video", {"id": vid, "status": "failed", "T": 0, "error": ev[2]})
     finally:
         sink.close()

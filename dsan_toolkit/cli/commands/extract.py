@@ -65,7 +65,7 @@ def extract_cmd(
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
-    workers: int = typer.Option(2, "--workers", help="Decode processes (0: decode in this process)."),
+    workers: int = typer.Option(None, "--workers", help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process)."),
     block_frames: int = typer.Option(64, "--block-frames", help="Frames decoded per work item (bounds memory)."),
     shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
