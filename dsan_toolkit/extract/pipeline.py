@@ -381,6 +381,20 @@ def shard_ids(manifest: Manifest, shard: tuple[int, int]) -> list[str]:
     return [v.id for i, v in enumerate(manifest.videos) if i % n == k]
 
 
+def largest_first(jobs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Jobs by decreasing file size (a proxy for length; missing files last): workers take the
+    next job when free, so the longest videos start first and the run does not end with one
+    worker finishing a long video while the others wait."""
+
+    def size(job: tuple[str, str]) -> int:
+        try:
+            return os.stat(job[1]).st_size
+        except OSError:
+            return -1
+
+    return sorted(jobs, key=size, reverse=True)
+
+
 def extract_features(
     manifest: Manifest,
     root: str | Path,
@@ -429,7 +443,7 @@ def extract_features(
         result.skipped = len(mine) - len(writer.pending_ids(mine))
         emit("plan", {"videos": len(pending), "skipped": result.skipped})
         if pending:
-            jobs = [(vid, str(root / manifest.video(vid).path)) for vid in pending]
+            jobs = largest_first([(vid, str(root / manifest.video(vid).path)) for vid in pending])
             _run(jobs, bundle.model, cfg, opts, device, bundle.info, writer, result, emit)
         result.finalize = writer.finalize()
     result.seconds = time.perf_counter() - t_start
