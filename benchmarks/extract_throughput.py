@@ -96,21 +96,18 @@ def model_only(bundle, n_images: int, batch: int) -> tuple[float, float]:
 
 
 def decode_only(manifest, root: Path, snippet: str, keep: bool = False) -> tuple[float, int, float, list]:
-    """Frames/s, frames, CPU seconds (decord's threads included) and, with ``keep``, the frames."""
-    import decord
-
-    from dsan_toolkit.decode.snippets import snippet_frame_indices
+    """The pipeline's decode stage alone (its reader, its block sizes, one thread): frames/s,
+    frames, CPU seconds (decord's threads included) and, with ``keep``, the frame blocks."""
+    from dsan_toolkit.decode.reader import iter_video_blocks
 
     n, kept = 0, []
     t0, c0 = time.perf_counter(), time.process_time()
     for v in manifest.videos:
-        vr = decord.VideoReader(str(root / v.path), num_threads=1)
-        idx = snippet_frame_indices(snippet, len(vr)).reshape(-1)
-        for s in range(0, len(idx), 64):
-            block = vr.get_batch(idx[s : s + 64].tolist())
-            n += block.shape[0]
-            if keep:
-                kept.append(torch.from_numpy(block.asnumpy()))
+        for msg in iter_video_blocks(v.id, root / v.path, rule=snippet):
+            if msg["kind"] == "rows":
+                n += msg["frames"].shape[0]
+                if keep:
+                    kept.append(msg["frames"])
     return n / (time.perf_counter() - t0), n, time.process_time() - c0, kept
 
 

@@ -5,7 +5,8 @@ they cross process boundaries through a DataLoader):
 
 - ``{"kind": "start", "id", "T", "num_frames", "fps", "padded"}``
 - ``{"kind": "rows", "id", "t0", "rows", "k", "frames"}``: uint8 ``(rows * k, H, W, 3)``,
-  the ``k`` encoded frames of rows ``[t0, t0 + rows)``; at most ``block_frames`` frames
+  the ``k`` encoded frames of rows ``[t0, t0 + rows)``; at most ``block_bytes`` of frames
+  (and ``block_frames`` frames when given), at least one row
 - ``{"kind": "end", "id"}`` after the last block, or ``{"kind": "fail", "id", "error"}``
   (the video cannot be opened, has no frame, or a block fails to decode).
 """
@@ -21,8 +22,42 @@ from .probe import _decord, _short
 from .snippets import row_count, snippet_frame_indices
 
 
+BLOCK_BYTES = 64 * 2**20
+
+
+def rows_per_block(k: int, frame_shape: tuple[int, ...], block_bytes: int = BLOCK_BYTES,
+                   block_frames: int | None = None) -> int:
+    """Rows per decoded block: as many as fit in ``block_bytes`` of uint8 frames (and in
+    ``block_frames`` frames when given), at least one.
+
+    Blocks are sized in bytes, not frames, because decord charges each pause between two sparse
+    ``get_batch`` calls: while the caller computes, its decoding thread runs ahead (up to
+    ~0.2 s of CPU per pause, measured in ``docs/benchmarks.md``) and that work is discarded
+    at the next sparse call. Few, large calls per video keep that waste small; the byte
+    budget keeps memory bounded whatever the resolution and length.
+    """
+    frame_bytes = max(1, int(np.prod(frame_shape)))
+    frames = block_bytes // frame_bytes
+    if block_frames is not None:
+        frames = min(frames, block_frames)
+    return max(1, frames // k)
+
+
+def _stop_read_ahead(vr: Any) -> None:
+    """After a sparse ``get_batch`` decord's decoding thread keeps decoding the frames that
+    follow, and the next sparse call discards them: while the caller computes on a block, that
+    costs up to ~0.2 s of CPU per pause (``docs/benchmarks.md``). Seeking to frame 0 (a key
+    frame) stops it; the next call seeks to the key frame before its first frame, as it would
+    anyway. Frames are unchanged (``tests/test_extract.py`` compares blocks with one call)."""
+    try:
+        vr.seek(0)
+    except Exception:  # only a missed saving: the next get_batch seeks by itself
+        pass
+
+
 def iter_video_blocks(
-    video_id: str, path: str | Path, *, rule: str, snippet_len: int = 16, block_frames: int = 64
+    video_id: str, path: str | Path, *, rule: str, snippet_len: int = 16, block_frames: int | None = None,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Iterator[dict[str, Any]]:
     import torch
 
@@ -44,10 +79,15 @@ def iter_video_blocks(
         return
     idx = snippet_frame_indices(rule, n, snippet_len)
     k = idx.shape[1]
-    rows_per_block = max(1, block_frames // k)
+    try:
+        shape = tuple(vr[0].shape)  # one frame, for the block size (decord has no size query)
+    except Exception as exc:
+        yield {"kind": "fail", "id": video_id, "error": f"undecodable: frame 0: {_short(exc)}", "num_frames": n, "fps": fps}
+        return
+    rows = rows_per_block(k, shape, block_bytes, block_frames)
     yield {"kind": "start", "id": video_id, "T": T, "num_frames": n, "fps": fps, "padded": padded}
-    for t0 in range(0, T, rows_per_block):
-        sel = idx[t0 : t0 + rows_per_block].reshape(-1)
+    for t0 in range(0, T, rows):
+        sel = idx[t0 : t0 + rows].reshape(-1)
         uniq, inverse = np.unique(sel, return_inverse=True)
         try:
             frames = vr.get_batch(uniq.tolist()).asnumpy()
@@ -55,6 +95,8 @@ def iter_video_blocks(
             yield {"kind": "fail", "id": video_id, "error": f"undecodable: frames {int(uniq[0])}..{int(uniq[-1])}: {_short(exc)}",
                    "num_frames": n, "fps": fps}
             return
+        if t0 + rows < T:
+            _stop_read_ahead(vr)
         if len(uniq) != len(sel):
             frames = frames[inverse]
         yield {"kind": "rows", "id": video_id, "t0": t0, "rows": len(sel) // k, "k": k,

@@ -60,13 +60,21 @@ class RunOptions:
 
     device: str = "cpu"
     batch_size: int = 256  # images (frames x crops) per model call
-    block_frames: int = 64  # decoded frames per work item (bounds memory)
+    block_frames: int | None = None  # at most this many decoded frames per work item (None: by block_mb)
+    block_mb: int = 64  # decoded uint8 frames per work item, MiB (bounds memory; see decode.reader)
     workers: int | None = None  # decode processes (0: decode in the main process; None: auto_workers)
     encode_in_workers: bool | None = None  # workers also run the model (None: on a CPU device, see pipeline)
     prefetch: int = 2  # work items queued per decode worker
     shard: tuple[int, int] = (0, 1)  # (K, N): this process writes videos i with i % N == K
     progress: bool = True
     limit: int | None = None  # only the first n pending videos (smoke tests)
+
+    def check(self) -> None:
+        for name in ("batch_size", "block_mb", "block_frames", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "workers" else 1):
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be {'>= 0' if name == 'workers' else '>= 1'}, not {value}")
 
 
 def auto_workers(device: str) -> int:

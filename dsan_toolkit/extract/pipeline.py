@@ -3,7 +3,7 @@
 Stages, overlapped with bounded queues:
 
 1. **decode** (``workers`` processes, a DataLoader over :func:`iter_video_blocks`): each
-   worker opens its videos with decord and yields blocks of at most ``block_frames`` uint8
+   worker opens its videos with decord and yields blocks of at most ``block_mb`` MiB of uint8
    frames; at most ``prefetch`` blocks wait per worker, whatever the video length;
 2. **preprocess + model** (on ``device``): a block's frames go to the device as uint8
    (pinned, non-blocking on CUDA) and are resized/cropped/normalised there
@@ -144,14 +144,15 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     round-robin.
     """
 
-    def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int,
-                 counter: Any = None, nice: int = 0, encoder: _Encoder | None = None) -> None:
+    def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int | None,
+                 counter: Any = None, nice: int = 0, encoder: _Encoder | None = None, block_bytes: int = 64 * 2**20) -> None:
         self.jobs = jobs
         self.nice = nice
         self.encoder = encoder  # set: the worker also encodes (see _lanes)
         self.rule = rule
         self.snippet_len = snippet_len
         self.block_frames = block_frames
+        self.block_bytes = block_bytes
         self.counter = counter
 
     def _order(self) -> Iterator[int]:
@@ -186,7 +187,7 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
         for i in self._order():
             vid, path = self.jobs[i]
             yield from iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
-                                         block_frames=self.block_frames)
+                                         block_frames=self.block_frames, block_bytes=self.block_bytes)
 
 
 def _lanes(device: torch.device, opts: RunOptions, n_jobs: int) -> int:
@@ -220,7 +221,8 @@ def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, d
     # Decode-only workers feeding a model on the CPU yield to it (they stay ahead through the
     # prefetch queue); lanes share the cores evenly instead.
     nice = DECODE_NICE_ON_CPU if device.type == "cpu" and encoder is None else 0
-    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter, nice, encoder)
+    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter, nice, encoder,
+                     block_bytes=opts.block_mb * 2**20)
     return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda" and encoder is None, **kwargs
     )
@@ -416,6 +418,7 @@ def extract_features(
     from ..clip import create_clip
 
     cfg.check()
+    opts.check()
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"video root {root} is not a folder")

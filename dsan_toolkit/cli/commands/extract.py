@@ -66,7 +66,8 @@ def extract_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process)."),
-    block_frames: int = typer.Option(64, "--block-frames", help="Frames decoded per work item (bounds memory)."),
+    block_mb: int = typer.Option(64, "--block-mb", help="MiB of decoded frames per work item (bounds memory)."),
+    block_frames: int = typer.Option(None, "--block-frames", help="At most this many decoded frames per work item."),
     shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
     limit: int = typer.Option(None, "--limit", help="Only the first N pending videos (smoke test)."),
@@ -111,7 +112,7 @@ def extract_cmd(
         precision=precision,
         dtype=dtype,
     )
-    opts = RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, workers=workers,
+    opts = RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, block_mb=block_mb, workers=workers,
                       shard=shard_kn, limit=limit)
     bar = _Progress(progress)
     try:
