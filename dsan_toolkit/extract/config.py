@@ -62,7 +62,7 @@ class RunOptions:
     batch_size: int = 256  # images (frames x crops) per model call
     block_frames: int | None = None  # at most this many decoded frames per work item (None: by block_mb)
     block_mb: int = 64  # decoded uint8 frames per work item, MiB (bounds memory; see decode.reader)
-    workers: int | None = None  # decode processes (0: decode in the main process; None: auto_workers)
+    workers: int | None = None  # worker processes (0: all in the main process; None: auto_workers)
     encode_in_workers: bool | None = None  # workers also run the model (None: on a CPU device, see pipeline)
     prefetch: int = 2  # work items queued per decode worker
     shard: tuple[int, int] = (0, 1)  # (K, N): this process writes videos i with i % N == K

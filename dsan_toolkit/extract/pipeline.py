@@ -137,7 +137,8 @@ def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any, device: torch.
 
 # -- decode stage ----------------------------------------------------------------------------
 class _DecodeJobs(torch.utils.data.IterableDataset):
-    """Videos shared by the DataLoader workers; each yields its videos' blocks in order.
+    """Videos shared by the DataLoader workers; each yields its videos' blocks in order or,
+    given an ``encoder``, the writer messages of its videos (see :func:`_lanes`).
 
     With a shared counter (fork start method) a free worker takes the next video in manifest
     order, so long videos do not leave one worker with a backlog; otherwise videos are dealt
@@ -496,13 +497,13 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
     encoder = _Encoder(model, cfg, opts, device, info)
     C = len(encoder.crops)
     lanes = _lanes(device, opts, len(jobs))
+    # iter() forks the workers: before the writer thread starts
     if lanes:  # CPU: each worker decodes and encodes its videos; only rows cross processes
         stream: Iterator[tuple[Any, ...]] = iter(_loader(jobs, cfg, opts, device, encoder=encoder, workers=lanes))
     else:
-        stream = _encode_stream(_loader(jobs, cfg, opts, device), encoder)  # workers fork before the writer thread starts
+        stream = _encode_stream(iter(_loader(jobs, cfg, opts, device)), encoder)
     sink = _AsyncWriter(writer)
     lengths: dict[str, int] = {}
-    failed_ids: set[str] = set()
     try:
         for ev in stream:
             kind, vid = ev[0], ev[1]
@@ -511,8 +512,7 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
                 sink.put(ev)
             elif kind == "rows":
                 block = ev[3].numpy() if isinstance(ev[3], torch.Tensor) else ev[3]
-                if vid not in failed_ids:
-                    sink.put(("rows", vid, ev[2], block))
+                sink.put(("rows", vid, ev[2], block))
                 result.frames += int(ev[4])
                 result.snippets += block.shape[1]
                 emit("rows", {"rows": block.shape[1], "crops": C})
@@ -520,8 +520,7 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
                 sink.put(ev)
                 result.done += 1
                 emit("video", {"id": vid, "status": "done", "T": lengths.get(vid), "error": None})
-            elif kind == "fail":
-                failed_ids.add(vid)
+            elif kind == "fail":  # rows written before it are dropped with the video
                 sink.put(ev)
                 result.failed.append((vid, ev[2]))
                 emit("video", {"id": vid, "status": "failed", "T": 0, "error": ev[2]})
