@@ -48,7 +48,8 @@ def _stop_read_ahead(vr: Any) -> None:
     follow, and the next sparse call discards them: while the caller computes on a block, that
     costs up to ~0.2 s of CPU per pause (``docs/benchmarks.md``). Seeking to frame 0 (a key
     frame) stops it; the next call seeks to the key frame before its first frame, as it would
-    anyway. Frames are unchanged (``tests/test_extract.py`` compares blocks with one call)."""
+    anyway. Frames are unchanged (``tests/test_extract.py`` compares blocks with one call).
+    Called after the last block too: the reader stays open while that block is encoded."""
     try:
         vr.seek(0)
     except Exception:  # only a missed saving: the next get_batch seeks by itself
@@ -95,8 +96,7 @@ def iter_video_blocks(
             yield {"kind": "fail", "id": video_id, "error": f"undecodable: frames {int(uniq[0])}..{int(uniq[-1])}: {_short(exc)}",
                    "num_frames": n, "fps": fps}
             return
-        if t0 + rows < T:
-            _stop_read_ahead(vr)
+        _stop_read_ahead(vr)  # also after the last block: the reader lives while it is encoded
         if len(uniq) != len(sel):
             frames = frames[inverse]
         yield {"kind": "rows", "id": video_id, "t0": t0, "rows": len(sel) // k, "k": k,
