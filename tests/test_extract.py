@@ -328,3 +328,56 @@ def test_block_size_is_bounded_in_bytes():
     assert rows_per_block(16, (240, 320, 3), 64 * 2**20) == 18  # the mean rule: 16 frames a row
     assert rows_per_block(1, (720, 1280, 3), 64 * 2**20, block_frames=16) == 16
     assert rows_per_block(16, (2160, 3840, 3), 64 * 2**20) == 1  # never less than one row
+
+
+def _crash_worker_on(monkeypatch, video_id: str, marker: Path | None = None) -> None:
+    """Fault injection: the worker process that starts ``video_id`` kills itself with SIGKILL,
+    as a decoder segfault would (always, or only while ``marker`` does not exist). The forked
+    workers inherit the patched reader."""
+    import dsan_toolkit.extract.pipeline as pipeline
+
+    real = pipeline.iter_video_blocks
+
+    def crashing(vid, path, **kw):
+        if vid == video_id and torch.utils.data.get_worker_info() is not None:
+            if marker is None or not marker.exists():
+                if marker is not None:
+                    marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+        yield from real(vid, path, **kw)
+
+    monkeypatch.setattr(pipeline, "iter_video_blocks", crashing)
+
+
+def test_a_video_that_kills_its_worker_twice_is_failed_and_the_rest_go_on(videos, reference, tmp_path, monkeypatch):
+    root, m = videos
+    victim = m.videos[3].id
+    _crash_worker_on(monkeypatch, victim)
+    cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
+    res = extract_features(m, root, tmp_path / "c.zarr", cfg, RunOptions(workers=2, batch_size=16, progress=False))
+    failed = dict(res.failed)
+    assert set(failed) == {victim, "broken"} and "decoder crashed" in failed[victim]
+    assert res.done == len(m) - 2
+    s = open_store(tmp_path / "c.zarr")
+    assert s.complete and set(s.video_ids("failed")) == {victim, "broken"}
+    assert "worker process died twice" in s.video_info(victim)["error"]
+    assert set(s.video_ids()) == set(reference.video_ids()) - {victim}
+    for vid in s.video_ids():
+        np.testing.assert_allclose(s.read(vid), reference.read(vid), rtol=1e-5, atol=1e-5)
+    assert res.snippets == sum(n for vid, n in reference.lengths().items() if vid != victim)
+
+
+def test_a_worker_crash_once_loses_nothing(videos, reference, tmp_path, monkeypatch):
+    """The videos in flight when a worker dies are retried alone; the store equals an
+    uninterrupted run (decode-only workers: the accelerator layout)."""
+    root, m = videos
+    _crash_worker_on(monkeypatch, m.videos[6].id, marker=tmp_path / "crashed-once")
+    cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
+    opts = RunOptions(workers=2, batch_size=16, progress=False, encode_in_workers=False)
+    res = extract_features(m, root, tmp_path / "o.zarr", cfg, opts)
+    assert (tmp_path / "crashed-once").exists()
+    assert [vid for vid, _ in res.failed] == ["broken"] and res.done == len(m) - 1
+    s = open_store(tmp_path / "o.zarr")
+    assert s.complete
+    _assert_same_store(s, reference)
+    assert res.snippets == sum(reference.lengths().values())

@@ -140,7 +140,7 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     """Videos shared by the DataLoader workers; each yields its videos' blocks in order or,
     given an ``encoder``, the writer messages of its videos (see :func:`_lanes`).
 
-    With a shared counter (fork start method) a free worker takes the next video in manifest
+    With a shared counter (fork start method) a free worker takes the next video in job
     order, so long videos do not leave one worker with a backlog; otherwise videos are dealt
     round-robin.
     """
@@ -206,19 +206,17 @@ def _lanes(device: torch.device, opts: RunOptions, n_jobs: int) -> int:
 
 
 def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, device: torch.device,
-            encoder: _Encoder | None = None, workers: int | None = None) -> Any:
+            encoder: _Encoder | None = None, workers: int | None = None, counter: Any = None) -> Any:
+    """The DataLoader of the workers; ``counter`` (:func:`_taken_counter`): forked workers take
+    the next job from it, otherwise they are dealt round-robin."""
     import multiprocessing as mp
-    import sys
 
     workers = max(0, min(opts.workers or 0, len(jobs))) if workers is None else workers
     kwargs: dict[str, Any] = {}
-    counter = None
     if workers > 0:
         kwargs = {"prefetch_factor": max(1, opts.prefetch), "in_order": False, "persistent_workers": False}
-        if sys.platform.startswith("linux"):
-            ctx = mp.get_context("fork")
-            counter = ctx.Value("i", 0)
-            kwargs["multiprocessing_context"] = ctx
+        if counter is not None:
+            kwargs["multiprocessing_context"] = mp.get_context("fork")
     # Decode-only workers feeding a model on the CPU yield to it (they stay ahead through the
     # prefetch queue); lanes share the cores evenly instead.
     nice = DECODE_NICE_ON_CPU if device.type == "cpu" and encoder is None else 0
@@ -491,38 +489,104 @@ def _encode_stream(messages: Iterable[dict[str, Any]], encoder: _Encoder) -> Ite
     yield from flush()
 
 
+def _worker_died(exc: BaseException) -> bool:
+    """Whether the DataLoader raised because a worker process died (a decoder crash, the OOM
+    killer), as opposed to an error raised by Python code in a worker."""
+    msg = str(exc)
+    return isinstance(exc, RuntimeError) and "DataLoader worker" in msg and (
+        "exited unexpectedly" in msg or "killed by signal" in msg)
+
+
 def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions,
          device: torch.device, info: Any, writer: StoreWriter, result: ExtractResult,
          emit: Callable[[str, dict[str, Any]], None]) -> None:
+    """All ``jobs``, surviving worker crashes.
+
+    A worker process that dies (a decoder that segfaults on a corrupt file, the OOM killer)
+    ends its pass: the videos done stay done; the videos in flight (taken by a worker and not
+    finished) are each retried alone in a fresh worker; one that kills its worker again is
+    recorded as failed with the reason; then the remaining videos go on.
+    """
     encoder = _Encoder(model, cfg, opts, device, info)
+    todo = list(jobs)
+    while todo:
+        died, unfinished, in_flight = _pass(todo, encoder, cfg, opts, device, writer, result, emit)
+        if died is None:
+            return
+        for job in in_flight:
+            again, _, _ = _pass([job], encoder, cfg, dataclasses.replace(opts, workers=1), device, writer, result, emit)
+            if again is not None:
+                error = f"decoder crashed: its worker process died twice ({again})"
+                writer.fail_video(job[0], error)
+                result.failed.append((job[0], error))
+                emit("video", {"id": job[0], "status": "failed", "T": 0, "error": error})
+        todo = [job for job in unfinished if job not in in_flight]
+
+
+def _pass(jobs: list[tuple[str, str]], encoder: _Encoder, cfg: ExtractConfig, opts: RunOptions,
+          device: torch.device, writer: StoreWriter, result: ExtractResult,
+          emit: Callable[[str, dict[str, Any]], None]) -> tuple[str | None, list[tuple[str, str]], list[tuple[str, str]]]:
+    """One DataLoader over ``jobs``. Returns ``(None, [], [])`` when all are finished, else
+    ``(reason, unfinished jobs, jobs in flight)`` after a worker died (``workers > 0`` only)."""
     C = len(encoder.crops)
     lanes = _lanes(device, opts, len(jobs))
+    taken = _taken_counter(opts, len(jobs))
     # iter() forks the workers: before the writer thread starts
     if lanes:  # CPU: each worker decodes and encodes its videos; only rows cross processes
-        stream: Iterator[tuple[Any, ...]] = iter(_loader(jobs, cfg, opts, device, encoder=encoder, workers=lanes))
+        stream: Iterator[tuple[Any, ...]] = iter(_loader(jobs, cfg, opts, device, encoder, lanes, taken))
     else:
-        stream = _encode_stream(iter(_loader(jobs, cfg, opts, device)), encoder)
+        stream = _encode_stream(iter(_loader(jobs, cfg, opts, device, counter=taken)), encoder)
     sink = _AsyncWriter(writer)
     lengths: dict[str, int] = {}
+    counts: dict[str, list[int]] = {}  # frames, rows of each video so far; counted once it is done
+    finished: set[str] = set()
+    died: str | None = None
     try:
         for ev in stream:
             kind, vid = ev[0], ev[1]
             if kind == "begin":
                 lengths[vid] = ev[2]
+                counts[vid] = [0, 0]
                 sink.put(ev)
             elif kind == "rows":
                 block = ev[3].numpy() if isinstance(ev[3], torch.Tensor) else ev[3]
                 sink.put(("rows", vid, ev[2], block))
-                result.frames += int(ev[4])
-                result.snippets += block.shape[1]
+                counts[vid][0] += int(ev[4])
+                counts[vid][1] += block.shape[1]
                 emit("rows", {"rows": block.shape[1], "crops": C})
             elif kind == "end":  # reported once its rows are encoded, not when decoding ends
                 sink.put(ev)
+                finished.add(vid)
                 result.done += 1
+                result.frames += counts[vid][0]
+                result.snippets += counts[vid][1]
                 emit("video", {"id": vid, "status": "done", "T": lengths.get(vid), "error": None})
             elif kind == "fail":  # rows written before it are dropped with the video
                 sink.put(ev)
+                finished.add(vid)
                 result.failed.append((vid, ev[2]))
                 emit("video", {"id": vid, "status": "failed", "T": 0, "error": ev[2]})
+    except RuntimeError as exc:
+        if not _worker_died(exc):
+            raise
+        died = str(exc).strip()
     finally:
-        sink.close()
+        del stream  # shuts the workers down
+        sink.close()  # aborts the videos left open
+    if died is None:
+        return None, [], []
+    unfinished = [job for job in jobs if job[0] not in finished]
+    n_taken = taken.value if taken is not None else len(jobs)  # without a shared counter: any may be
+    in_flight = [job for job in jobs[:n_taken] if job[0] not in finished]
+    return died, unfinished, in_flight
+
+
+def _taken_counter(opts: RunOptions, n_jobs: int) -> Any:
+    """A counter shared with forked workers: the next job to take (so, after a crash, the
+    jobs before it were taken); ``None`` without workers or without fork."""
+    import multiprocessing as mp
+    import sys
+
+    if min(opts.workers or 0, n_jobs) == 0 or not sys.platform.startswith("linux"):
+        return None
+    return mp.get_context("fork").Value("i", 0)
