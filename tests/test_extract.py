@@ -381,3 +381,20 @@ def test_a_worker_crash_once_loses_nothing(videos, reference, tmp_path, monkeypa
     assert s.complete
     _assert_same_store(s, reference)
     assert res.snippets == sum(reference.lengths().values())
+
+
+def test_workers_that_die_before_taking_a_video_end_the_run_with_a_message(videos, tmp_path, monkeypatch):
+    """No video to blame and no progress: a clear error, not an endless retry."""
+    import dsan_toolkit.extract.pipeline as pipeline
+    from dsan_toolkit.errors import DsanError
+
+    def die(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(pipeline._DecodeJobs, "__iter__", die)
+    root, m = videos
+    with pytest.raises(DsanError, match="died before it took a video"):
+        extract_features(m, root, tmp_path / "d.zarr", ExtractConfig(**TINY, crops="center"),
+                         RunOptions(workers=2, progress=False))
+    assert not open_store(tmp_path / "d.zarr").complete

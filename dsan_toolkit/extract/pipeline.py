@@ -36,7 +36,7 @@ import torch
 from ..config import to_dict
 from ..decode.crops import parse_crops
 from ..decode.reader import iter_video_blocks
-from ..errors import InputError
+from ..errors import DsanError, InputError
 from ..manifest import Manifest
 from ..store import StoreSpec, StoreWriter
 from ..store.writer import FinalizeResult, VideoSink
@@ -513,6 +513,9 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
         died, unfinished, in_flight = _pass(todo, encoder, cfg, opts, device, writer, result, emit)
         if died is None:
             return
+        if not in_flight and len(unfinished) == len(todo):  # no video to blame, no progress
+            raise DsanError(f"a worker process died before it took a video ({died}); the videos done "
+                            "so far are kept: rerun the same command to resume (with --workers 0 if it recurs)")
         for job in in_flight:
             again, _, _ = _pass([job], encoder, cfg, dataclasses.replace(opts, workers=1), device, writer, result, emit)
             if again is not None:
