@@ -35,7 +35,7 @@ import torch
 
 from ..config import to_dict
 from ..decode.crops import parse_crops
-from ..decode.reader import iter_video_blocks
+from ..decode.reader import BLOCK_BYTES, iter_video_blocks
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
 from ..store import StoreSpec, StoreWriter
@@ -146,7 +146,7 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int | None,
-                 counter: Any = None, nice: int = 0, encoder: _Encoder | None = None, block_bytes: int = 64 * 2**20) -> None:
+                 counter: Any = None, nice: int = 0, encoder: _Encoder | None = None, block_bytes: int = BLOCK_BYTES) -> None:
         self.jobs = jobs
         self.nice = nice
         self.encoder = encoder  # set: the worker also encodes (see _lanes)
