@@ -398,3 +398,33 @@ def test_workers_that_die_before_taking_a_video_end_the_run_with_a_message(video
         extract_features(m, root, tmp_path / "d.zarr", ExtractConfig(**TINY, crops="center"),
                          RunOptions(workers=2, progress=False))
     assert not open_store(tmp_path / "d.zarr").complete
+
+
+def test_a_decoder_that_hangs_is_stopped_retried_then_failed(videos, reference, tmp_path, monkeypatch):
+    """The watchdog stops a worker stuck in one decode call past --decode-timeout; the video is
+    retried alone, hangs again and is recorded failed; the rest equal an uninterrupted run."""
+    import time as _time
+
+    import dsan_toolkit.extract.pipeline as pipeline
+
+    root, m = videos
+    victim = m.videos[2].id
+    real = pipeline.iter_video_blocks
+
+    def hanging(vid, path, **kw):
+        if vid == victim and torch.utils.data.get_worker_info() is not None:
+            _time.sleep(3600)  # as decord stuck inside get_batch
+        yield from real(vid, path, **kw)
+
+    monkeypatch.setattr(pipeline, "iter_video_blocks", hanging)
+    cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
+    t0 = _time.monotonic()
+    res = extract_features(m, root, tmp_path / "h.zarr", cfg,
+                           RunOptions(workers=2, batch_size=16, decode_timeout=1.0, progress=False))
+    assert _time.monotonic() - t0 < 60
+    failed = dict(res.failed)
+    assert set(failed) == {victim, "broken"} and failed[victim].startswith("decoder hung: one decode call took more than 1 s")
+    s = open_store(tmp_path / "h.zarr")
+    assert s.complete and set(s.video_ids()) == set(reference.video_ids()) - {victim}
+    for vid in s.video_ids():
+        np.testing.assert_allclose(s.read(vid), reference.read(vid), rtol=1e-5, atol=1e-5)

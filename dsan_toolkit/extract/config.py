@@ -68,6 +68,7 @@ class RunOptions:
     shard: tuple[int, int] = (0, 1)  # (K, N): this process writes videos i with i % N == K
     progress: bool = True
     limit: int | None = None  # only the first n pending videos (smoke tests)
+    decode_timeout: float = 600.0  # s; a worker stuck longer in one decode call is stopped (0: never)
 
     def check(self) -> None:
         for name in ("batch_size", "block_mb", "block_frames", "workers"):
@@ -75,6 +76,8 @@ class RunOptions:
             if value is not None and value < (0 if name == "workers" else 1):
                 flag = "--" + name.replace("_", "-")
                 raise InputError(f"{flag} must be {'>= 0' if name == 'workers' else '>= 1'}, not {value}")
+        if not self.decode_timeout >= 0:
+            raise InputError(f"--decode-timeout must be >= 0 seconds (0: no limit), not {self.decode_timeout}")
 
 
 def auto_workers(device: str) -> int:

@@ -140,13 +140,14 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     """Videos shared by the DataLoader workers; each yields its videos' blocks in order or,
     given an ``encoder``, the writer messages of its videos (see :func:`_lanes`).
 
-    With a shared counter (fork start method) a free worker takes the next video in job
-    order, so long videos do not leave one worker with a backlog; otherwise videos are dealt
-    round-robin.
+    With :class:`_Shared` state (fork start method) a free worker takes the next video in job
+    order, so long videos do not leave one worker with a backlog, and each worker says when it
+    is inside a decode call (for the watchdog); otherwise videos are dealt round-robin.
     """
 
     def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int | None,
-                 counter: Any = None, nice: int = 0, encoder: _Encoder | None = None, block_bytes: int = BLOCK_BYTES) -> None:
+                 shared: _Shared | None = None, nice: int = 0, encoder: _Encoder | None = None,
+                 block_bytes: int = BLOCK_BYTES) -> None:
         self.jobs = jobs
         self.nice = nice
         self.encoder = encoder  # set: the worker also encodes (see _lanes)
@@ -154,19 +155,20 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
         self.snippet_len = snippet_len
         self.block_frames = block_frames
         self.block_bytes = block_bytes
-        self.counter = counter
+        self.shared = shared
 
     def _order(self) -> Iterator[int]:
         info = torch.utils.data.get_worker_info()
         if info is None:
             yield from range(len(self.jobs))
-        elif self.counter is None:
+        elif self.shared is None:
             yield from range(info.id, len(self.jobs), info.num_workers)
         else:
+            taken = self.shared.taken
             while True:
-                with self.counter.get_lock():
-                    i = self.counter.value
-                    self.counter.value += 1
+                with taken.get_lock():
+                    i = taken.value
+                    taken.value += 1
                 if i >= len(self.jobs):
                     return
                 yield i
@@ -185,10 +187,25 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
         yield from blocks if self.encoder is None else _encode_stream(blocks, self.encoder)
 
     def _blocks(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        watched = self.shared is not None and info is not None
+        if watched:
+            self.shared.pids[info.id] = os.getpid()
         for i in self._order():
             vid, path = self.jobs[i]
-            yield from iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
-                                         block_frames=self.block_frames, block_bytes=self.block_bytes)
+            blocks = iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
+                                       block_frames=self.block_frames, block_bytes=self.block_bytes)
+            while True:
+                if watched:  # inside a decode call since now (a monotonic clock shared by processes)
+                    self.shared.busy_since[info.id] = time.monotonic()
+                try:
+                    msg = next(blocks)
+                except StopIteration:
+                    break
+                finally:
+                    if watched:
+                        self.shared.busy_since[info.id] = 0.0
+                yield msg
 
 
 def _lanes(device: torch.device, opts: RunOptions, n_jobs: int) -> int:
@@ -206,21 +223,21 @@ def _lanes(device: torch.device, opts: RunOptions, n_jobs: int) -> int:
 
 
 def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, device: torch.device,
-            encoder: _Encoder | None = None, workers: int | None = None, counter: Any = None) -> Any:
-    """The DataLoader of the workers; ``counter`` (:func:`_taken_counter`): forked workers take
-    the next job from it, otherwise they are dealt round-robin."""
+            encoder: _Encoder | None = None, workers: int | None = None, shared: _Shared | None = None) -> Any:
+    """The DataLoader of the workers; with ``shared`` (:func:`_shared_state`) they are forked
+    and take the next job when free, otherwise they are dealt jobs round-robin."""
     import multiprocessing as mp
 
     workers = max(0, min(opts.workers or 0, len(jobs))) if workers is None else workers
     kwargs: dict[str, Any] = {}
     if workers > 0:
         kwargs = {"prefetch_factor": max(1, opts.prefetch), "in_order": False, "persistent_workers": False}
-        if counter is not None:
+        if shared is not None:
             kwargs["multiprocessing_context"] = mp.get_context("fork")
     # Decode-only workers feeding a model on the CPU yield to it (they stay ahead through the
     # prefetch queue); lanes share the cores evenly instead.
     nice = DECODE_NICE_ON_CPU if device.type == "cpu" and encoder is None else 0
-    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, counter, nice, encoder,
+    ds = _DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, shared, nice, encoder,
                      block_bytes=opts.block_mb * 2**20)
     return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda" and encoder is None, **kwargs
@@ -500,50 +517,61 @@ def _worker_died(exc: BaseException) -> bool:
 def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions,
          device: torch.device, info: Any, writer: StoreWriter, result: ExtractResult,
          emit: Callable[[str, dict[str, Any]], None]) -> None:
-    """All ``jobs``, surviving worker crashes.
+    """All ``jobs``, surviving worker crashes and hung decoders.
 
-    A worker process that dies (a decoder that segfaults on a corrupt file, the OOM killer)
-    ends its pass: the videos done stay done; the videos in flight (taken by a worker and not
-    finished) are each retried alone in a fresh worker; one that kills its worker again is
-    recorded as failed with the reason; then the remaining videos go on.
+    A worker process that dies (a decoder that segfaults on a corrupt file, the OOM killer) or
+    that the watchdog stops (one decode call longer than ``opts.decode_timeout``) ends its
+    pass: the videos done stay done; the videos in flight (taken by a worker and not finished)
+    are each retried alone in a fresh worker; one that fails so again is recorded as failed
+    with the reason; then the remaining videos go on.
     """
     encoder = _Encoder(model, cfg, opts, device, info)
     todo = list(jobs)
     while todo:
-        died, unfinished, in_flight = _pass(todo, encoder, cfg, opts, device, writer, result, emit)
-        if died is None:
+        lost, unfinished, in_flight = _pass(todo, encoder, cfg, opts, device, writer, result, emit)
+        if lost is None:
             return
         if not in_flight and len(unfinished) == len(todo):  # no video to blame, no progress
-            raise DsanError(f"a worker process died before it took a video ({died}); the videos done "
+            raise DsanError(f"a worker process died before it took a video ({lost.reason}); the videos done "
                             "so far are kept: rerun the same command to resume (with --workers 0 if it recurs)")
         for job in in_flight:
             again, _, _ = _pass([job], encoder, cfg, dataclasses.replace(opts, workers=1), device, writer, result, emit)
             if again is not None:
-                error = f"decoder crashed: its worker process died twice ({again})"
+                error = (f"decoder hung: {again.reason}, twice" if again.hung
+                         else f"decoder crashed: its worker process died twice ({again.reason})")
                 writer.fail_video(job[0], error)
                 result.failed.append((job[0], error))
                 emit("video", {"id": job[0], "status": "failed", "T": 0, "error": error})
         todo = [job for job in unfinished if job not in in_flight]
 
 
+@dataclass
+class _Lost:
+    """Why a pass ended early: a worker died (``hung``: the watchdog stopped it)."""
+
+    reason: str
+    hung: bool = False
+
+
 def _pass(jobs: list[tuple[str, str]], encoder: _Encoder, cfg: ExtractConfig, opts: RunOptions,
           device: torch.device, writer: StoreWriter, result: ExtractResult,
-          emit: Callable[[str, dict[str, Any]], None]) -> tuple[str | None, list[tuple[str, str]], list[tuple[str, str]]]:
+          emit: Callable[[str, dict[str, Any]], None]) -> tuple[_Lost | None, list[tuple[str, str]], list[tuple[str, str]]]:
     """One DataLoader over ``jobs``. Returns ``(None, [], [])`` when all are finished, else
-    ``(reason, unfinished jobs, jobs in flight)`` after a worker died (``workers > 0`` only)."""
+    ``(why, unfinished jobs, jobs in flight)`` after a worker died (``workers > 0`` only)."""
     C = len(encoder.crops)
     lanes = _lanes(device, opts, len(jobs))
-    taken = _taken_counter(opts, len(jobs))
-    # iter() forks the workers: before the writer thread starts
+    shared = _shared_state(opts, len(jobs))
+    # iter() forks the workers: before the writer and watchdog threads start
     if lanes:  # CPU: each worker decodes and encodes its videos; only rows cross processes
-        stream: Iterator[tuple[Any, ...]] = iter(_loader(jobs, cfg, opts, device, encoder, lanes, taken))
+        stream: Iterator[tuple[Any, ...]] = iter(_loader(jobs, cfg, opts, device, encoder, lanes, shared))
     else:
-        stream = _encode_stream(iter(_loader(jobs, cfg, opts, device, counter=taken)), encoder)
+        stream = _encode_stream(iter(_loader(jobs, cfg, opts, device, shared=shared)), encoder)
+    watchdog = _Watchdog(shared, opts.decode_timeout) if shared is not None and opts.decode_timeout else None
     sink = _AsyncWriter(writer)
     lengths: dict[str, int] = {}
     counts: dict[str, list[int]] = {}  # frames, rows of each video so far; counted once it is done
     finished: set[str] = set()
-    died: str | None = None
+    lost: _Lost | None = None
     try:
         for ev in stream:
             kind, vid = ev[0], ev[1]
@@ -572,24 +600,74 @@ def _pass(jobs: list[tuple[str, str]], encoder: _Encoder, cfg: ExtractConfig, op
     except RuntimeError as exc:
         if not _worker_died(exc):
             raise
-        died = str(exc).strip()
+        lost = _Lost(str(exc).strip())
     finally:
+        if watchdog is not None:
+            stalled = watchdog.stop()
+            if lost is not None and stalled:
+                lost = _Lost(stalled, hung=True)
         del stream  # shuts the workers down
         sink.close()  # aborts the videos left open
-    if died is None:
+    if lost is None:
         return None, [], []
     unfinished = [job for job in jobs if job[0] not in finished]
-    n_taken = taken.value if taken is not None else len(jobs)  # without a shared counter: any may be
+    n_taken = shared.taken.value if shared is not None else len(jobs)  # without shared state: any may be
     in_flight = [job for job in jobs[:n_taken] if job[0] not in finished]
-    return died, unfinished, in_flight
+    return lost, unfinished, in_flight
 
 
-def _taken_counter(opts: RunOptions, n_jobs: int) -> Any:
-    """A counter shared with forked workers: the next job to take (so, after a crash, the
-    jobs before it were taken); ``None`` without workers or without fork."""
+@dataclass
+class _Shared:
+    """State shared with forked workers: ``taken``, the next job to take (after a crash, the
+    jobs before it were taken); per worker, its ``pids`` and ``busy_since``, the monotonic
+    time its current decode call started (0: not decoding)."""
+
+    taken: Any
+    pids: Any
+    busy_since: Any
+
+
+def _shared_state(opts: RunOptions, n_jobs: int) -> _Shared | None:
+    """``None`` without workers or without fork (round-robin jobs, no watchdog)."""
     import multiprocessing as mp
     import sys
 
-    if min(opts.workers or 0, n_jobs) == 0 or not sys.platform.startswith("linux"):
+    workers = min(opts.workers or 0, n_jobs)
+    if workers == 0 or not sys.platform.startswith("linux"):
         return None
-    return mp.get_context("fork").Value("i", 0)
+    ctx = mp.get_context("fork")
+    return _Shared(ctx.Value("i", 0), ctx.Array("i", workers), ctx.Array("d", workers))
+
+
+class _Watchdog:
+    """A thread that stops (SIGKILL) a worker whose decode call has lasted more than
+    ``timeout`` seconds (decord can hang on some files); the pass then ends as if it had died."""
+
+    def __init__(self, shared: _Shared, timeout: float) -> None:
+        self.shared = shared
+        self.timeout = timeout
+        self.stalled = ""
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dsan-decode-watchdog", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import signal
+
+        while not self._stop.wait(min(1.0, self.timeout / 4)):
+            now = time.monotonic()
+            for wid, since in enumerate(self.shared.busy_since[:]):
+                pid = self.shared.pids[wid]
+                if since > 0 and now - since > self.timeout and pid > 0:
+                    self.stalled = f"one decode call took more than {self.timeout:g} s (worker stopped)"
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    self.shared.busy_since[wid] = 0.0
+
+    def stop(self) -> str:
+        """Stops the thread; what it did ('' when nothing stalled)."""
+        self._stop.set()
+        self.thread.join()
+        return self.stalled

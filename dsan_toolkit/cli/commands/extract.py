@@ -68,6 +68,7 @@ def extract_cmd(
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process)."),
     block_mb: int = typer.Option(64, "--block-mb", help="MiB of decoded frames per work item (bounds memory)."),
     block_frames: int = typer.Option(None, "--block-frames", help="At most this many decoded frames per work item."),
+    decode_timeout: float = typer.Option(600.0, "--decode-timeout", help="Seconds one decode call may take before its worker is stopped and the video retried, then failed (0: no limit)."),
     shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
     limit: int = typer.Option(None, "--limit", help="Only the first N pending videos (smoke test)."),
@@ -113,7 +114,7 @@ def extract_cmd(
         dtype=dtype,
     )
     opts = RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, block_mb=block_mb, workers=workers,
-                      shard=shard_kn, limit=limit)
+                      shard=shard_kn, limit=limit, decode_timeout=decode_timeout)
     bar = _Progress(progress)
     try:
         res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=bar)
