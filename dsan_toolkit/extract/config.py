@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import register_config
+from ..decode.reader import BLOCK_BYTES
 from ..errors import InputError
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -61,7 +62,7 @@ class RunOptions:
     device: str = "cpu"
     batch_size: int = 256  # images (frames x crops) per model call
     block_frames: int | None = None  # at most this many decoded frames per work item (None: by block_mb)
-    block_mb: int = 64  # decoded uint8 frames per work item, MiB (bounds memory; see decode.reader)
+    block_mb: int = BLOCK_BYTES // 2**20  # decoded uint8 frames per work item, MiB (bounds memory; see decode.reader)
     workers: int | None = None  # worker processes (0: all in the main process; None: auto_workers)
     encode_in_workers: bool | None = None  # workers also run the model (None: on a CPU device, see pipeline)
     prefetch: int = 2  # work items queued per decode worker

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from ...decode.reader import BLOCK_BYTES
 from ...errors import CheckFailed, InputError
 from ..errors import console, err_console, user_errors
 
@@ -66,7 +67,7 @@ def extract_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
     workers: int = typer.Option(None, "--workers", help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process)."),
-    block_mb: int = typer.Option(64, "--block-mb", help="MiB of decoded frames per work item (bounds memory)."),
+    block_mb: int = typer.Option(BLOCK_BYTES // 2**20, "--block-mb", help="MiB of decoded frames per work item (bounds memory)."),
     block_frames: int = typer.Option(None, "--block-frames", help="At most this many decoded frames per work item."),
     decode_timeout: float = typer.Option(600.0, "--decode-timeout", help="Seconds one decode call may take before its worker is stopped and the video retried, then failed (0: no limit)."),
     shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
