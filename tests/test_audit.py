@@ -77,7 +77,7 @@ def test_swapped_feature_array_is_caught(trained, tmp_path, cli):
     tmp = np.array(a[:, :n])
     a[:, :n] = b[:, :n]
     b[:, :n] = tmp
-    code, out = cli("audit", str(run), "--store", str(store2), "--report", str(tmp_path / "a.md"))
+    code, out = cli("audit", str(run), "--features", str(store2), "--report", str(tmp_path / "a.md"))
     assert code == 1
     assert "feature store content hash" in out
     assert "a feature array changed" in (tmp_path / "a.md").read_text()
@@ -110,18 +110,31 @@ def test_changed_checkpoint_is_caught(trained, tmp_path, cli):
     assert "checkpoint sha256: checkpoints/last.safetensors" in out
 
 
-def test_environment_difference_reported_not_failed(trained, tmp_path):
+def test_environment_difference_reported_not_failed(trained, tmp_path, monkeypatch):
+    """Auditing on another machine: the differences are listed (marked when they can change
+    numbers) but are not failures."""
+    import dsan_toolkit.audit.run as audit_run_mod
+
+    run = _copy(trained, tmp_path)
+    now = json.loads((run / "environment.json").read_text())
+    now.update(torch="1.0.0", hostname="elsewhere")
+    monkeypatch.setattr(audit_run_mod, "_capture", lambda device: dict(now))
+    rep = audit_path(run)
+    assert rep.ok, rep.problems
+    keys = {d.key: d for d in rep.env_diffs}
+    assert keys["torch"].numeric and keys["torch"].current == "1.0.0"
+    assert not keys["hostname"].numeric
+    assert "| torch |" in rep.to_markdown() and "| 1.0.0 |" in rep.to_markdown()
+
+
+def test_an_edited_environment_record_is_caught(trained, tmp_path):
     run = _copy(trained, tmp_path)
     env = json.loads((run / "environment.json").read_text())
     env["torch"] = "1.0.0"
-    env["hostname"] = "elsewhere"
     (run / "environment.json").write_text(json.dumps(env))
     rep = audit_path(run)
-    assert rep.ok
-    keys = {d.key: d for d in rep.env_diffs}
-    assert keys["torch"].numeric and keys["torch"].recorded == "1.0.0"
-    assert not keys["hostname"].numeric
-    assert "| torch | 1.0.0 |" in rep.to_markdown()
+    assert [p for p in rep.problems if p.startswith("artifact sha256: environment.json")], rep.problems
+    assert len(rep.problems) == 1, rep.problems
 
 
 def test_unfinished_and_wrong_dirs(tmp_path, cli, trained):

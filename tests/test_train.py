@@ -88,7 +88,17 @@ def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
     from dsan_toolkit.utils.atomic import default_file_mode
 
     modes = {p.relative_to(run).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
-    assert {"checkpoints/last.safetensors", "checkpoints/resume.safetensors", "config.json", "log.jsonl"} <= set(modes)
+    assert {"checkpoints/last.safetensors", "config.json", "log.jsonl"} <= set(modes)
+    assert "checkpoints/resume.safetensors" not in modes  # a finished run drops its resume state
+    # every file an audit relies on is hashed in metrics.json when the run finishes
+    from dsan_toolkit.config import sha256_file
+
+    arts = summary["artifacts"]
+    assert set(arts) == {"config.json", "environment.json", "checkpoints/last.safetensors",
+                         "eval/last/metrics.json", "eval/last/predictions.npz"}
+    assert all(sha256_file(run / f) == h for f, h in arts.items())
+    assert ev["predictions_sha256"] == arts["eval/last/predictions.npz"]
+    assert c["store"] == str(store.resolve())  # recorded absolute, whatever the command line said
     assert all(mode == default_file_mode() for mode in modes.values()), modes
     assert not [p for p in run.rglob(".*") if p.name.endswith(".tmp")]  # no temporary debris
 

@@ -44,8 +44,7 @@ def audit_bench(
             exp["lock_path"] = entry["lock_path"]
             exp["lock_sha256"] = entry.get("lock_sha256", "")
         audit_run(run_dir, rerun=rerun, tolerance=tolerance, device=device, report=rep,
-                  prefix=f"{entry.get('run_dir')}/", expected=exp,
-                  store=entry.get("job", {}).get("features"), progress=progress)
+                  prefix=f"{entry.get('run_dir')}/", expected=exp, progress=progress)
     _check_results_csv(rep, out, jobs)
     return rep
 

@@ -1,7 +1,7 @@
 """Auditing a run directory (layout: docs/training.md) or a bench directory (docs/bench.md).
 
-For a run, every recorded hash is recomputed (config, checkpoints, feature store content,
-manifest, lock file), every metric is recomputed from the stored predictions and the
+For a run, every recorded hash is recomputed (config, every artifact the run hashed when it
+finished, checkpoints, predictions, feature store content, manifest, lock file), every metric is recomputed from the stored predictions and the
 manifest's ground truth, the environment is compared with the recorded one, and, with
 ``rerun=True``, the run is trained again with the same config and seed and its numbers are
 compared (exact, drift within tolerance, or mismatch).
@@ -107,9 +107,11 @@ def audit_run(
 ) -> AuditReport:
     """Audit one run directory; checks are appended to ``report`` (a new one by default).
 
-    ``expected`` may carry hashes recorded elsewhere (a bench's ``bench.json``): keys
-    ``config_hash``, ``store_hash``, ``manifest_hash``, ``lock_sha256``, ``checkpoint_sha256``,
-    ``predictions_sha256``.
+    ``store``: a feature store given explicitly (``--features``), else the path the run
+    recorded (see :mod:`dsan_toolkit.train.store_identity`); either way its content hash must
+    be the recorded one. ``expected`` may carry hashes recorded elsewhere (a bench's
+    ``bench.json``): keys ``config_hash``, ``store_hash``, ``manifest_hash``, ``metrics_sha256``,
+    ``lock_sha256``, ``checkpoint_sha256:<label>``, ``predictions_sha256:<label>``.
     """
     run = Path(run_dir)
     rep = report or AuditReport(target=str(run), kind="run")
@@ -138,19 +140,9 @@ def audit_run(
             recorded_hash, metrics_json.get("config_hash"))
 
     # -- feature store and manifest ----------------------------------------------------------------
-    store_path = str(store) if store else _locate(str(cfg.get("store", "")), run)
+    fs, store_path = _audit_store(rep, cfg, store, run, expected, say)
     manifest = None
-    try:
-        fs = _open_store(store_path)
-    except Exception as exc:  # noqa: BLE001 - any failure to open is reported as a failed check
-        rep.add("feature store", store_path, False, "readable", "unreadable", str(exc)[:200])
-        fs = None
     if fs is not None:
-        say(f"{run.name}: hashing feature store arrays")
-        sh = fs.content_hash()
-        want = expected.get("store_hash") or cfg.get("store_hash")
-        rep.add("feature store content hash", store_path, sh == want, want, sh,
-                "" if sh == want else "a feature array changed since training")
         manifest = fs.manifest
         mh = manifest.content_hash()
         want_m = expected.get("manifest_hash") or cfg.get("manifest_hash")
@@ -159,6 +151,7 @@ def audit_run(
         if scfg:
             got = _store_config_hash(fs)
             rep.add("extraction config hash", store_path, got == scfg, scfg, got)
+    _check_artifacts(rep, run, metrics_json, expected, name)
     lock_path = lock or expected.get("lock_path")
     if lock_path:
         _check_lock(rep, Path(lock_path), expected.get("lock_sha256"), manifest)
@@ -192,10 +185,12 @@ def audit_run(
         if not pred_path.is_file():
             rep.add("predictions", name(f"eval/{label}/predictions.npz"), False, "present", "missing")
             continue
-        want_p = expected.get(f"predictions_sha256:{label}")
-        if want_p:
-            got = sha256_file(pred_path)
-            rep.add("predictions sha256 (bench record)", name(f"eval/{label}/predictions.npz"), got == want_p, want_p, got)
+        got_p = sha256_file(pred_path)
+        for what, want_p in (("eval record", em.get("predictions_sha256")),
+                             ("bench record", expected.get(f"predictions_sha256:{label}"))):
+            if want_p:
+                rep.add(f"predictions sha256 ({what})", name(f"eval/{label}/predictions.npz"), got_p == want_p, want_p,
+                        got_p, "" if got_p == want_p else "the predictions changed after evaluation")
         if manifest is None:
             rep.skip("metrics recomputed", name(f"eval/{label}"), "no manifest (feature store unreadable)")
             continue
@@ -230,15 +225,50 @@ def audit_run(
     return rep
 
 
-def _locate(recorded: str, run: Path) -> str:
-    """The recorded store path; a relative one is also looked up next to the run directory."""
-    p = Path(recorded)
-    if p.is_absolute() or p.exists():
-        return recorded
-    for base in (run, run.parent, run.parent.parent):
-        if (base / p).exists():
-            return str(base / p)
-    return recorded
+def _audit_store(rep: AuditReport, cfg: dict[str, Any], explicit: str | Path | None, run: Path,
+                 expected: dict[str, str], say: Callable[[str], None]) -> tuple[Any, str]:
+    """The run's store by the one resolution rule (explicit ``--features``, else the recorded
+    path; :mod:`dsan_toolkit.train.store_identity`), its content hash checked as a named check
+    (an audit reports a different store as a failure, explicit or not)."""
+    from ..train.store_identity import resolve_store_path
+
+    recorded = str(cfg.get("store", ""))
+    try:
+        path, is_explicit = resolve_store_path(recorded, explicit, "--features")
+        fs = _open_store(str(path))
+    except Exception as exc:  # noqa: BLE001 - any failure to open is reported as a failed check
+        rep.add("feature store", str(explicit or recorded), False, "readable", "unreadable", str(exc)[:200])
+        return None, str(explicit or recorded)
+    say(f"{run.name}: hashing feature store arrays")
+    sh = fs.content_hash()
+    want = expected.get("store_hash") or cfg.get("store_hash")
+    given = " (given with --features)" if is_explicit else ""
+    rep.add("feature store content hash", f"{path}{given}", sh == want, want, sh,
+            "" if sh == want else "not the store the run was trained on, or a feature array changed since")
+    return fs, str(path)
+
+
+def _check_artifacts(rep: AuditReport, run: Path, metrics_json: dict[str, Any], expected: dict[str, str],
+                     name: Callable[[str], str]) -> None:
+    """Every file the run hashed when it finished (``metrics.json["artifacts"]``), and the
+    ``metrics.json`` itself against a bench's record of it."""
+    want_root = expected.get("metrics_sha256")
+    if want_root:
+        got = sha256_file(run / "metrics.json")
+        rep.add("metrics.json sha256 (bench record)", name("metrics.json"), got == want_root, want_root, got,
+                "" if got == want_root else "the run's summary changed after the bench recorded it")
+    artifacts = metrics_json.get("artifacts")
+    if not isinstance(artifacts, dict):
+        rep.warn("artifact hashes", name("metrics.json"),
+                 "the run records no artifact hashes (made by an older version): predictions are not verified by hash")
+        return
+    for rel, want in sorted(artifacts.items()):
+        f = run / rel
+        if not f.is_file():
+            rep.add("artifact sha256", name(rel), False, want, "missing")
+            continue
+        got = sha256_file(f)
+        rep.add("artifact sha256", name(rel), got == want, want, got, "" if got == want else "changed since the run finished")
 
 
 def _result_metrics(entry: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..config import config_hash, register_config, sha256_file, to_dict
 from ..errors import InputError
+from ..train.store_identity import absolute_store_path
 from .published import REFERENCE_FEATURES
 from ..utils.atomic import atomic_write_json, atomic_write_text
 from ..utils.paths import output_folder
@@ -59,9 +60,6 @@ ABLATION_COMPONENTS: dict[str, dict[str, str]] = {
         "refinement": "use_refinement",
     },
 }
-
-
-_RUN_JSON: dict[str, Any] = {"indent": 2, "sort_keys": False}  # the layout dsan train writes
 
 
 @register_config
@@ -113,74 +111,17 @@ class BenchConfig:
 
 # -- training adapter ------------------------------------------------------------------------
 def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], None]) -> None:
-    """Train and evaluate one job into ``run_dir`` with the library's training loop
-    (training-free methods are evaluated only)."""
-    if not _trainable(job.method):
-        _evaluate_training_free(job, run_dir)
-        return
+    """Train and evaluate one job into ``run_dir`` with the library's training loop (which
+    evaluates training-free methods into a run directory of the same layout)."""
     from ..train.loop import TrainOptions, train
 
     res = train(TrainOptions(
         method=job.method, features=Path(job.features), out=run_dir, preset=job.preset, seed=job.seed,
-        epochs=job.epochs, device=job.device, select=job.select, overrides=dict(job.overrides), progress=True,
-        clip_weights=Path(job.clip_weights) if job.clip_weights else None,
+        epochs=job.epochs, device=job.device, select=job.select if _trainable(job.method) else "last",
+        overrides=dict(job.overrides), progress=True, clip_weights=Path(job.clip_weights) if job.clip_weights else None,
     ))
     if not res.finished:
         raise InputError(f"training of {run_dir} stopped before the end; run the bench again to resume")
-
-
-def _evaluate_training_free(job: BenchJob, run_dir: Path) -> None:
-    """A training-free method (zero-shot CLIP) as a run directory of the same layout: the
-    resolved config, the (frozen) weights, the test predictions and the metrics."""
-    import time as _time
-
-    from ..config import sha256_file as _sha
-    from ..models import get_method
-    from ..train.checkpoint import RunConfig, config_json, save_weights
-    from ..train.environment import capture_environment
-    from ..train.evaluate import evaluate_and_write
-    from ..train.data import build_test_set
-    from ..train.loop import (_backbone, _store_config_hash, build_model, count_params, open_feature_store,
-                              resolve_device, text_encoder_spec)
-
-    t0 = _time.perf_counter()
-    method = get_method(job.method)
-    store = open_feature_store(Path(job.features))
-    manifest = store.manifest
-    changes = dict(job.overrides)
-    if job.epochs is not None and hasattr(method.get_preset(job.preset), "epochs"):
-        changes["epochs"] = job.epochs
-    preset = method.get_preset(job.preset, seed=job.seed, **changes)
-    device = resolve_device(job.device)
-    cfg = RunConfig(
-        method=method.name, preset_name=job.preset, preset=preset, dataset=manifest.name,
-        manifest_hash=manifest.content_hash(), store=str(job.features), store_hash=store.content_hash(),
-        store_config_hash=_store_config_hash(store), feature_dim=int(store.feature_dim),
-        train_crops=tuple(int(c) for c in store.crop_ids), test_crop=int(manifest.info.test_crop), seed=job.seed,
-        select="last", backbone=_backbone(store), device=str(job.device),
-        text_encoder=text_encoder_spec(_backbone(store), Path(job.clip_weights) if job.clip_weights else None)
-        if getattr(method, "needs_clip", True) else {},
-    )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config_json(cfg), **_RUN_JSON)
-    atomic_write_json(run_dir / "environment.json", capture_environment(device), **_RUN_JSON)
-    model = build_model(method, cfg, manifest, device, Path(job.clip_weights) if job.clip_weights else None)
-    ck = run_dir / "checkpoints" / "last.safetensors"
-    save_weights(model, ck, {"format": "dsan-checkpoint", "method": method.name, "config_hash": cfg.hash,
-                             "config": json.dumps(config_json(cfg)), "selection": "last", "epoch": "0", "step": "0"})
-    test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
-    rec = evaluate_and_write(method, model, manifest, test, run_dir / "eval" / "last",
-                             length=int(getattr(preset, "visual_length", 256)), device=device, label="last",
-                             selection="last", config_hash=cfg.hash, store_hash=cfg.store_hash,
-                             manifest_hash=cfg.manifest_hash, checkpoint={"file": ck.name, "sha256": _sha(ck)})
-    atomic_write_json(run_dir / "metrics.json", {
-        "config_hash": cfg.hash, "method": cfg.method, "preset": cfg.preset_name, "dataset": cfg.dataset,
-        "seed": cfg.seed, "select": "last", "selected": "last",
-        "results": {"last": {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}},
-        "train_seconds": 0.0, "eval_seconds": _time.perf_counter() - t0, "steps": 0,
-        "params": count_params(model), "random_backbone": bool(cfg.backbone.get("random_weights", False)),
-        "training_free": True,
-    }, **_RUN_JSON)
 
 
 Trainer = Callable[[BenchJob, Path, Callable[[str], None]], None]
@@ -351,7 +292,8 @@ def artifact_hashes(run_dir: Path) -> dict[str, str]:
     cfg = json.loads((run_dir / "config.json").read_text())
     met = json.loads((run_dir / "metrics.json").read_text())
     out = {"config_hash": str(cfg.get("hash", "")), "store_hash": str(cfg.get("config", {}).get("store_hash", "")),
-           "manifest_hash": str(cfg.get("config", {}).get("manifest_hash", ""))}
+           "manifest_hash": str(cfg.get("config", {}).get("manifest_hash", "")),
+           "metrics_sha256": sha256_file(run_dir / "metrics.json")}
     for label in met.get("results", {}):
         ev = run_dir / "eval" / label
         if (ev / "predictions.npz").is_file():
@@ -398,6 +340,7 @@ def run_bench(
     say = progress or (lambda _m: None)
     train = trainer or _default_trainer
     _check_config(cfg)
+    cfg = dataclasses.replace(cfg, features={ds: absolute_store_path(p) for ds, p in cfg.features.items()})
     if out.exists() and not out.is_dir():
         raise InputError(f"bench directory {out} is a file, not a folder")
     stores: dict[str, Any] = {}
@@ -424,6 +367,7 @@ def run_bench(
         run_dir = out / "runs" / job.run_name
         tag = f"[{i}/{len(jobs)}] {job.method}{'' if job.ablation == 'all' else ' ' + job.ablation} on {job.dataset}, seed {job.seed}"
         if (run_dir / "metrics.json").is_file():
+            check_reused_run(run_dir, job)
             say(f"{tag}: finished run reused ({run_dir.name})")
             reused += 1
         else:
@@ -445,6 +389,19 @@ def run_bench(
     report = build_report(rows, cfg, stores, figures=figures, base=out)
     atomic_write_text(out / "results.csv", rows_frame(rows).to_csv(index=False))
     return BenchResult(out=out, rows=rows, report=report, reused=reused, trained=trained)
+
+
+def check_reused_run(run_dir: Path, job: BenchJob) -> None:
+    """A finished run directory is reused only if it was trained on this job's store (content
+    hash) with this job's method, preset, seed and selection rule."""
+    rec = json.loads((run_dir / "config.json").read_text()).get("config", {})
+    want = {"store_hash": job.store_hash, "method": job.method, "preset_name": job.preset, "seed": job.seed}
+    if _trainable(job.method):
+        want["select"] = job.select
+    diff = [f"{k} {rec.get(k)!r} (this bench: {v!r})" for k, v in want.items() if rec.get(k) != v]
+    if diff:
+        raise InputError(f"{run_dir} is a finished run of another job: " + "; ".join(diff)
+                         + ". Move it away (or use another bench directory) to train this job.")
 
 
 def _check_config(cfg: BenchConfig) -> None:

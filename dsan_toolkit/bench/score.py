@@ -22,6 +22,8 @@ import numpy as np
 from ..errors import InputError
 from .report import atomic_write_text
 
+SCORES_DIR = "scores"  # default output folder inside the run directory (not one of its audited records)
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -136,6 +138,7 @@ class ScoreResult:
     snippets: int
     random_backbone: bool
     selection: str
+    store_label: str = ""  # non-empty when the extraction config came from another store than the run's
 
 
 def score_video(
@@ -147,9 +150,12 @@ def score_video(
     selection: str | None = None,
     device: str = "cpu",
     min_snippets: int = 1,
+    features: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ScoreResult:
-    """Extract, score and describe one video with a finished run."""
+    """Extract, score and describe one video with a finished run; the CSV and PNG go to
+    ``out`` (default: ``RUN/scores/``). ``features``: a store to take the extraction config
+    from instead of the run's own (recorded and labelled when it differs)."""
     say = progress or (lambda _m: None)
     video, run = Path(video), Path(run_dir)
     if not video.is_file():
@@ -164,7 +170,8 @@ def score_video(
     if label not in met.get("results", {}):
         raise InputError(f"run {run} has no '{label}' model; it has: {', '.join(met.get('results', {}))}")
     say("loading the run's model")
-    method, model, cfg, store = _load_run_model(run, label, device)
+    method, model, cfg, use = _load_run_model(run, label, device, features)
+    store = use.store
     say("extracting features with the run's extraction config")
     feats, snippet_len, random_bb = _extract_like_store(video, store, crop=cfg.test_crop, device=device, say=say)
     say(f"scoring {feats.shape[0]} snippets")
@@ -181,25 +188,32 @@ def score_video(
     fps = float(probe.fps)
     ivs = describe_intervals(scores, probs, classes, threshold=threshold, fps=fps, snippet_len=snippet_len,
                              num_frames=probe.num_frames, min_snippets=min_snippets)
-    out_dir = Path(out) if out else Path.cwd()
+    out_dir = Path(out) if out else run / SCORES_DIR
     stem = video.stem
     csv_path = atomic_write_text(out_dir / f"{stem}.scores.csv", frame_table(
         scores, align, probs, classes, fps=fps, snippet_len=snippet_len, num_frames=probe.num_frames))
     png_path = plot_scores(out_dir / f"{stem}.scores.png", scores, align, ivs, fps=fps, snippet_len=snippet_len,
                            threshold=threshold, title=f"{video.name} ({cfg.method}, {label})")
     random_all = random_bb or bool((cfg.text_encoder or {}).get("random_weights", False))
-    return ScoreResult(video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_all, label)
+    return ScoreResult(video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_all, label,
+                       store_label=use.label())
 
 
-def _load_run_model(run: Path, label: str, device: str) -> tuple[Any, Any, Any, Any]:
-    """(method, model with the selected weights, RunConfig, feature store) of a run."""
+def _load_run_model(run: Path, label: str, device: str, features: str | Path | None = None) -> tuple[Any, Any, Any, Any]:
+    """(method, model with the selected weights, RunConfig, :class:`StoreUse`) of a run.
+
+    The run's store is found and checked by the one rule of
+    :mod:`dsan_toolkit.train.store_identity`, at the config level: scoring uses the store's
+    extraction config (to extract the new video like the training features) and its class
+    table, not its arrays."""
     from ..models import get_method
     from ..train.checkpoint import load_weights, run_config_from_json
-    from ..train.loop import build_model, open_feature_store, resolve_device
-    from ..audit.run import _locate
+    from ..train.loop import build_model, resolve_device
+    from ..train.store_identity import CONFIG, open_run_store
 
     cfg = run_config_from_json(json.loads((run / "config.json").read_text()))
-    store = open_feature_store(Path(_locate(cfg.store, run)))
+    use = open_run_store(cfg, features, level=CONFIG, run=run)
+    store = use.store
     dev = resolve_device(device)
     method = get_method(cfg.method)
     model = build_model(method, cfg, store.manifest, dev)
@@ -208,7 +222,7 @@ def _load_run_model(run: Path, label: str, device: str) -> tuple[Any, Any, Any, 
         raise InputError(f"{run} has no checkpoint {ck.name}")
     load_weights(model, ck, dev)
     model.eval()
-    return method, model, cfg, store
+    return method, model, cfg, use
 
 
 def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,

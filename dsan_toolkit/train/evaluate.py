@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from .checkpoint import atomic_write_bytes, atomic_write_json, load_weights, rea
 from .data import TestSet, build_test_set
 
 PREDICTION_KEYS = ("video_ids", "offsets", "scores", "align_scores", "class_probs", "classes")
+PREDICTIONS_FILE = "predictions.npz"
+EVAL_RECORD_FILE = "metrics.json"
+EVALUATIONS_DIR = "evaluations"  # exploratory evaluations of a run (dsan eval --run); never audited records
+RECORD_DIRS = ("eval", "checkpoints")  # written by training only
 
 
 @dataclass
@@ -112,7 +117,9 @@ def selection_value(manifest: Manifest, preds: PredictionSet, metric: str) -> tu
 # predictions.npz
 
 
-def write_predictions(path: Path, preds: PredictionSet, classes: Sequence[str]) -> None:
+def write_predictions(path: Path, preds: PredictionSet, classes: Sequence[str]) -> str:
+    """Write ``predictions.npz`` atomically; returns the sha256 of the bytes written (recorded
+    by the caller, so that an audit can tell a changed file)."""
     buf = io.BytesIO()
     np.savez(
         buf,
@@ -123,7 +130,9 @@ def write_predictions(path: Path, preds: PredictionSet, classes: Sequence[str]) 
         class_probs=preds.class_probs.astype(np.float32),
         classes=np.array(list(classes), dtype=np.str_),
     )
-    atomic_write_bytes(Path(path), buf.getvalue())
+    data = buf.getvalue()
+    atomic_write_bytes(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -146,11 +155,12 @@ def evaluate_and_write(method: Method, model: torch.nn.Module, manifest: Manifes
                        length: int, device: str | torch.device, batch: int = 64, label: str, selection: str | None,
                        config_hash: str | None, store_hash: str | None, manifest_hash: str | None,
                        checkpoint: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Predict, compute every metric, write ``predictions.npz`` and ``metrics.json``."""
+    """Predict, compute every metric, write ``predictions.npz`` and ``metrics.json``; the
+    record carries the sha256 of the predictions file (``predictions_sha256``)."""
     preds = predict_testset(method, model, test, length, device, batch=batch)
     metrics = compute_metrics(manifest, preds)
     out_dir = Path(out_dir)
-    write_predictions(out_dir / "predictions.npz", preds, manifest.class_codes)
+    predictions_sha = write_predictions(out_dir / PREDICTIONS_FILE, preds, manifest.class_codes)
     rec = {
         "label": label,
         "selection": selection,
@@ -161,10 +171,11 @@ def evaluate_and_write(method: Method, model: torch.nn.Module, manifest: Manifes
         "manifest_hash": manifest_hash,
         "checkpoint": checkpoint,
         "test_crop": test.crop,
+        "predictions_sha256": predictions_sha,
         "metrics": metrics,
         **(extra or {}),
     }
-    atomic_write_json(out_dir / "metrics.json", rec)
+    atomic_write_json(out_dir / EVAL_RECORD_FILE, rec)
     return rec
 
 
@@ -188,14 +199,20 @@ class EvalOptions:
     batch: int = 64
     clip_weights: Path | None = None
     clip_model: str | None = None
+    overwrite: bool = False
+
+
+def _manifest_for(store: Any, dataset: str | None) -> Manifest:
+    from .loop import resolve_manifest_for
+
+    return resolve_manifest_for(store, dataset)
 
 
 def _store_and_manifest(features: Path, dataset: str | None) -> tuple[Any, Manifest]:
-    from .loop import open_feature_store, resolve_manifest_for
+    from .loop import open_feature_store
 
     store = open_feature_store(features)
-    manifest = resolve_manifest_for(store, dataset)
-    return store, manifest
+    return store, _manifest_for(store, dataset)
 
 
 def _test_set(store: Any, manifest: Manifest, test_crop: int | None, feature_dim: int) -> TestSet:
@@ -206,11 +223,46 @@ def _test_set(store: Any, manifest: Manifest, test_crop: int | None, feature_dim
     return build_test_set(store, [v.id for v in manifest.split("test")], crop)
 
 
+def refuse_run_records(out: Path) -> None:
+    """Refuse an output folder inside a run's records (``RUN/eval``, ``RUN/checkpoints``): those
+    are written by training only and checked by ``dsan audit``."""
+    target = Path(out).resolve()
+    for parent in (target, *target.parents):
+        if parent.name in RECORD_DIRS and (parent.parent / "config.json").is_file():
+            raise InputError(
+                f"--out {out} is inside the records of run {parent.parent} ({parent.name}/), which only training "
+                f"writes; write an evaluation elsewhere (default: {parent.parent / EVALUATIONS_DIR}/...)"
+            )
+
+
+def prepare_eval_out(out: Path, overwrite: bool) -> Path:
+    """The folder of an evaluation's outputs: not inside a run's records, and not holding an
+    earlier evaluation unless ``overwrite``."""
+    out = Path(out)
+    refuse_run_records(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    held = [f for f in (PREDICTIONS_FILE, EVAL_RECORD_FILE) if (out / f).exists()]
+    if held and not overwrite:
+        raise InputError(f"{out} already holds an evaluation ({', '.join(held)}); pass --overwrite to replace it, "
+                         "or choose another --out")
+    return out
+
+
+def exploratory_out(run: Path, label: str, crop: int, store_hash: str) -> Path:
+    """Default folder of ``dsan eval --run``: ``RUN/evaluations/<label>-crop<k>-<store hash 8>``."""
+    return Path(run) / EVALUATIONS_DIR / f"{label}-crop{crop}-{store_hash[:8]}"
+
+
 def evaluate_run(opts: EvalOptions) -> dict[str, Any]:
-    """``dsan eval --run RUN_DIR``: evaluate a run's checkpoint (``--select``, default the
-    run's selected one) on its store (or ``--features``), into ``RUN_DIR/eval/<label>`` or ``--out``."""
+    """``dsan eval --run RUN_DIR``: evaluate a run's checkpoint (``--select``, default the run's
+    selected one) on its store (or ``--features``) into ``--out`` or
+    ``RUN_DIR/evaluations/<label>-crop<k>-<store hash>``. The run's own records (``eval/``) are
+    never written: they are training's. The store is found and checked by
+    :func:`~dsan_toolkit.train.store_identity.open_run_store`."""
     from ..models.registry import get_method
     from .loop import BEST, LAST, build_model, resolve_device
+    from .store_identity import open_run_store
 
     run = Path(opts.run)  # type: ignore[arg-type]
     cj = run / "config.json"
@@ -223,21 +275,25 @@ def evaluate_run(opts: EvalOptions) -> dict[str, Any]:
     ck = run / "checkpoints" / f"{label}.safetensors"
     if not ck.is_file():
         raise InputError(f"{run} has no {label} checkpoint ({ck.name}); was it trained with --select {label}?")
-    if opts.features is None and not Path(cfg.store).exists():
-        raise InputError(f"the run's feature store {cfg.store} is not found from here; pass --features STORE")
+    if opts.out is not None:
+        prepare_eval_out(opts.out, opts.overwrite)
     device = resolve_device(opts.device)
     method = get_method(cfg.method)
-    store, manifest = _store_and_manifest(Path(opts.features or cfg.store), opts.dataset)
+    use = open_run_store(cfg, opts.features, run=run)
+    manifest = _manifest_for(use.store, opts.dataset)
     if manifest.content_hash() != cfg.manifest_hash:
-        raise InputError("the store's manifest differs from the one the run was trained on")
-    test = _test_set(store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
+        raise InputError(f"the store's manifest ({manifest.content_hash()[:12]}) differs from the one the run was "
+                         f"trained on ({cfg.manifest_hash[:12]})")
+    crop = cfg.test_crop if opts.test_crop is None else int(opts.test_crop)
+    out = prepare_eval_out(opts.out or exploratory_out(run, label, crop, use.actual_hash), opts.overwrite)
+    test = _test_set(use.store, manifest, crop, cfg.feature_dim)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     load_weights(model, ck, device)
-    out = Path(opts.out) if opts.out else run / "eval" / label
     return evaluate_and_write(
         method, model, manifest, test, out, length=cfg.preset.visual_length, device=device, batch=opts.batch,
-        label=label, selection=label, config_hash=cfg.hash, store_hash=store.content_hash(),
+        label=label, selection=label, config_hash=cfg.hash, store_hash=use.actual_hash,
         manifest_hash=manifest.content_hash(), checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
+        extra={"run": str(run.resolve()), "store": use.record(), "out": str(out)},
     )
 
 
@@ -249,32 +305,33 @@ def _run_selected(run: Path, select: str) -> str:
 
 
 def evaluate_checkpoint(opts: EvalOptions) -> dict[str, Any]:
-    """``dsan eval --checkpoint FILE --features STORE --out DIR``: a checkpoint of ours (its
-    config is in its metadata)."""
+    """``dsan eval --checkpoint FILE [--features STORE] --out DIR``: a checkpoint of ours (its
+    config, and so its training store's path and identity, is in its metadata)."""
     from ..models.registry import get_method
     from .loop import build_model, resolve_device
+    from .store_identity import open_run_store
 
     ck = Path(opts.checkpoint)  # type: ignore[arg-type]
     if opts.out is None:
         raise InputError("pass --out DIR for the predictions and metrics")
+    out = prepare_eval_out(opts.out, opts.overwrite)
     meta = read_metadata(ck)
     if "config" not in meta:
         raise InputError(f"{ck} carries no run config; for the authors' .pth files use --official-checkpoint")
     cfg = run_config_from_json(json.loads(meta["config"]))
-    if opts.features is None and not Path(cfg.store).exists():
-        raise InputError("pass --features STORE (the checkpoint's store is not at its recorded path)")
     device = resolve_device(opts.device)
     method = get_method(cfg.method)
-    store, manifest = _store_and_manifest(Path(opts.features or cfg.store), opts.dataset)
-    test = _test_set(store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
+    use = open_run_store(cfg, opts.features, run=ck)
+    manifest = _manifest_for(use.store, opts.dataset)
+    test = _test_set(use.store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
     _check_classes(manifest, cfg.manifest_hash, cfg.dataset)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     load_weights(model, ck, device)
     return evaluate_and_write(
-        method, model, manifest, test, Path(opts.out), length=cfg.preset.visual_length, device=device,
+        method, model, manifest, test, out, length=cfg.preset.visual_length, device=device,
         batch=opts.batch, label=meta.get("selection", "checkpoint"), selection=meta.get("selection"),
-        config_hash=cfg.hash, store_hash=store.content_hash(), manifest_hash=manifest.content_hash(),
-        checkpoint={"file": str(ck), "sha256": sha256_file(ck)},
+        config_hash=cfg.hash, store_hash=use.actual_hash, manifest_hash=manifest.content_hash(),
+        checkpoint={"file": str(ck), "sha256": sha256_file(ck)}, extra={"store": use.record(), "out": str(out)},
     )
 
 
@@ -293,6 +350,7 @@ def evaluate_official(opts: EvalOptions) -> dict[str, Any]:
         raise InputError("--official-checkpoint needs --method (dsanet or vadclip)")
     if opts.features is None or opts.out is None:
         raise InputError("--official-checkpoint needs --features STORE and --out DIR")
+    out = prepare_eval_out(opts.out, opts.overwrite)
     try:
         from ..models.official import load_official_checkpoint
     except ImportError:
@@ -310,9 +368,9 @@ def evaluate_official(opts: EvalOptions) -> dict[str, Any]:
     model = loaded.model.to(device)
     ck = Path(opts.official_checkpoint)  # type: ignore[arg-type]
     return evaluate_and_write(
-        method, model, manifest, test, Path(opts.out), length=int(preset.visual_length), device=device,
+        method, model, manifest, test, out, length=int(preset.visual_length), device=device,
         batch=opts.batch, label="official", selection="official-checkpoint", config_hash=None,
         store_hash=store.content_hash(), manifest_hash=manifest.content_hash(),
         checkpoint={"file": str(ck), "sha256": sha256_file(ck), "official": True},
-        extra={"preset": preset_name},
+        extra={"preset": preset_name, "out": str(out)},
     )

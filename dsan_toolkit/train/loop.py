@@ -55,6 +55,7 @@ from .checkpoint import (
 from ..models.input_norm import fit_input_norm
 from .data import BatchPlan, TestSet, build_test_set, iterate_batches, make_train_samples
 from .environment import capture_environment, now_iso
+from .store_identity import absolute_store_path
 
 SELECTIONS = ("last", "best-on-test")
 LAST = "last"
@@ -221,7 +222,7 @@ def resolve_config(opts: TrainOptions, store: Any, manifest: Manifest, method: M
         preset=preset,
         dataset=manifest.name,
         manifest_hash=manifest.content_hash(),
-        store=str(opts.features),
+        store=absolute_store_path(opts.features),
         store_hash=store.content_hash(),
         store_config_hash=_store_config_hash(store),
         feature_dim=int(store.feature_dim),
@@ -797,8 +798,7 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
         "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)),
     }
     trainer.log.write("end", seconds=trainer.state.train_seconds, selections=list(results))
-    atomic_write_json(out / "metrics.json", summary)
-    return summary
+    return write_run_summary(out, summary)
 
 
 def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manifest: Manifest, store: Any,
@@ -833,7 +833,29 @@ def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manif
         "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)), "training_free": True,
     }
     log.write("end", seconds=0.0, selections=[LAST])
+    return write_run_summary(out, summary)
+
+
+def run_artifacts(out: Path, labels: list[str]) -> dict[str, str]:
+    """sha256 of every file of a finished run that ``dsan audit`` relies on, by path relative to
+    the run directory: the config, the environment record, and per selection label its
+    evaluation record, predictions and checkpoint."""
+    from ..config import sha256_file
+
+    files = ["config.json", "environment.json"]
+    for label in labels:
+        ev = json.loads((out / "eval" / label / "metrics.json").read_text())
+        files += [f"eval/{label}/metrics.json", f"eval/{label}/predictions.npz",
+                  f"checkpoints/{(ev.get('checkpoint') or {}).get('file', f'{label}.safetensors')}"]
+    return {f: sha256_file(out / f) for f in dict.fromkeys(files)}
+
+
+def write_run_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write ``metrics.json`` (LAST: it marks the run finished) with the hashes of the run's
+    artifacts, then drop the resume state, which a finished run no longer needs."""
+    summary = {**summary, "artifacts": run_artifacts(out, list(summary["results"]))}
     atomic_write_json(out / "metrics.json", summary)
+    (out / "checkpoints" / "resume.safetensors").unlink(missing_ok=True)
     return summary
 
 

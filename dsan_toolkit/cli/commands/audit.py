@@ -15,7 +15,7 @@ def audit_cmd(
     path: Path = typer.Argument(..., help="A run directory (dsan train) or a bench directory (dsan bench)."),
     rerun: bool = typer.Option(False, "--rerun", help="Also retrain with the same config and seed and compare."),
     tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0, help="Largest accepted drift of a retrained metric."),
-    store: Path = typer.Option(None, "--store", help="Feature store to use instead of the recorded path (run dirs)."),
+    store: Path = typer.Option(None, "--features", "-f", help="Feature store to check instead of the run's recorded path (run dirs); its content hash must still be the recorded one."),
     lock: Path = typer.Option(None, "--lock", help="Lock file (dsan verify) to check against the manifest (run dirs)."),
     report: Path = typer.Option(None, "--report", help="Markdown audit report (default: PATH/audit.md)."),
     device: str = typer.Option("cpu", "--device", help="Device for --rerun."),

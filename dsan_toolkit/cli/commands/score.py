@@ -15,7 +15,8 @@ from ..errors import console, err_console, user_errors
 def score_cmd(
     video: Path = typer.Argument(..., help="Video file (anything decord reads)."),
     run: Path = typer.Option(..., "--run", help="A finished run directory (dsan train / dsan bench)."),
-    out: Path = typer.Option(Path("."), "--out", help="Folder for VIDEO.scores.csv and VIDEO.scores.png."),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for VIDEO.scores.csv and VIDEO.scores.png (default: RUN/scores/)."),
+    features: Path = typer.Option(None, "--features", "-f", help="Take the extraction config from this store instead of the run's own (the difference is labelled)."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Anomaly score threshold."),
     min_snippets: int = typer.Option(1, "--min-snippets", min=1, help="Shortest interval kept, in snippets."),
     select: str = typer.Option(None, "--select", help="last or best-on-test (default: the run's selected model)."),
@@ -34,10 +35,13 @@ def score_cmd(
     from ...bench.score import score_video
     if video.is_dir():
         raise InputError(f"{video} is a folder; give one video file")
-    if out.exists() and not out.is_dir():
+    if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
     res = score_video(video, run, out=out, threshold=threshold, selection=select, device=device,
-                      min_snippets=min_snippets, progress=lambda m: err_console.print(f"[dim]score[/dim] {m}"))
+                      min_snippets=min_snippets, features=features,
+                      progress=lambda m: err_console.print(f"[dim]score[/dim] {m}"))
+    if res.store_label:
+        console.print(f"[bold yellow]note:[/bold yellow] {res.store_label}")
     if res.random_backbone:
         console.print("[bold yellow]note:[/bold yellow] this run uses a randomly initialised CLIP backbone")
     table = Table(title=f"{video.name}: {res.num_frames} frames at {res.fps:g} fps, {res.snippets} snippets "

@@ -105,21 +105,23 @@ def eval_cmd(
     preset: Optional[str] = typer.Option(None, "--preset", help="Preset of an official checkpoint (default: the dataset's name)."),
     features: Optional[Path] = typer.Option(None, "--features", "-f", help="Feature store (default for --run: the run's store)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Built-in dataset or manifest file (default: the store's manifest)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default for --run: RUN_DIR/eval/<label>)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default for --run: RUN_DIR/evaluations/<label>-crop<k>-<store hash>)."),
     select: Optional[str] = typer.Option(None, "--select", help="Which checkpoint of a run: last or best-on-test (default: the run's selection)."),
     test_crop: Optional[int] = typer.Option(None, "--test-crop", help="Crop to evaluate (default: the dataset's official test crop)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip architecture of an official checkpoint's embedded CLIP (default: the release's ViT-B-16)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation in the output folder."),
 ) -> None:
     """Evaluate a model on a store's test split: per-video scores (predictions.npz) and metrics.json.
 
-    Exactly one of --run, --checkpoint, --official-checkpoint. Scores are written per snippet (classifier score, alignment score, class probabilities) as a numpy .npz readable with allow_pickle=False; metrics are frame AUC/AP of both branches, AUC on anomalous videos and detection mAP@0.1..0.5.
+    Exactly one of --run, --checkpoint, --official-checkpoint. An evaluation never writes into a run's own records (RUN/eval/, written by training and checked by `dsan audit`): `--run` writes to --out or RUN/evaluations/<label>-crop<k>-<store hash>/. The run's store is its recorded (absolute) path, refused when its content hash is not the one the run was trained on; `--features` evaluates on another store on purpose, and the difference is recorded and printed. Scores are written per snippet (classifier score, alignment score, class probabilities) as a numpy .npz readable with allow_pickle=False; metrics are frame AUC/AP of both branches, AUC on anomalous videos and detection mAP@0.1..0.5.
 
     Examples:
       dsan eval --run runs/dsanet-ucf
       dsan eval --run runs/vadclip-xd --select best-on-test --out ev/best
+      dsan eval --run runs/dsanet-ucf --features ucf_released.zarr --out ev/released
       dsan eval --checkpoint runs/a/checkpoints/last.safetensors --features ucf.zarr --out ev/a
       dsan eval --official-checkpoint model_ucf.pth --method vadclip --features ucf.zarr --out ev/official
     """
@@ -131,18 +133,21 @@ def eval_cmd(
     opts = EvalOptions(run=run, checkpoint=checkpoint, official_checkpoint=official_checkpoint, method=method,
                        preset=preset, features=features, dataset=dataset, out=out, select=select,
                        test_crop=test_crop, device=device, batch=eval_batch, clip_weights=clip_weights,
-                       clip_model=clip_model)
+                       clip_model=clip_model, overwrite=overwrite)
     if run is not None:
         rec = evaluate_run(opts)
-        where = out or run / "eval" / rec["label"]
     elif checkpoint is not None:
         rec = evaluate_checkpoint(opts)
-        where = out
     else:
         rec = evaluate_official(opts)
-        where = out
-    _print_results({rec["label"]: rec}, None, Path(str(where)))
-    console.print(f"wrote {Path(str(where)) / 'predictions.npz'} and {Path(str(where)) / 'metrics.json'}")
+    where = Path(rec["out"])
+    _print_results({rec["label"]: rec}, None, where)
+    store = rec.get("store") or {}
+    if store and not store.get("matches_training_store", True):
+        console.print(f"[bold yellow]note:[/bold yellow] NOT THE TRAINING FEATURES: {store['path']} has content hash "
+                      f"{str(store['hash'])[:12]}, the model was trained on {str(store['trained_hash'])[:12]} "
+                      "(recorded in metrics.json)")
+    console.print(f"wrote {where / 'predictions.npz'} and {where / 'metrics.json'}")
 
 
 def register(app: typer.Typer) -> None:

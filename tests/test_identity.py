@@ -1,0 +1,177 @@
+"""A run's feature store is found one way and checked by identity everywhere it is reopened
+(eval, score, audit, bench), and evaluations never overwrite a run's records.
+
+The scenario: a run trained with the relative path ``f.zarr``; later another store of the same
+name (other extraction config, other content) sits where the commands look.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsan_toolkit.config import sha256_file
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from dsan_toolkit.bench.demo import demo_extract_config
+    from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset
+    from dsan_toolkit.extract import RunOptions, extract_features
+    from dsan_toolkit.train.loop import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("identity")
+    data = root / "data"
+    manifest = make_synthetic_dataset(data, SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal=1,
+                                                         test_anomalous=2, min_frames=48, max_frames=64))
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    cfg = demo_extract_config()
+    for folder, c in (("a", cfg), ("b", dataclasses.replace(cfg, snippet="first"))):
+        res = extract_features(manifest, data, root / folder / "f.zarr", c, RunOptions(workers=0, progress=False))
+        assert res.ok
+    run = root / "run"
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root / "a")
+    try:  # the store given as a relative path, as a user types it
+        out = train(TrainOptions(method="vadclip", features=Path("f.zarr"), out=run, preset="tiny", epochs=1,
+                                 progress=False, overrides={"batch_size": 2}))
+    finally:
+        os.chdir(cwd)
+    assert out.finished
+    video = next(data / v.path for v in manifest.videos if v.split == "test" and v.segments)
+    return root, run, video
+
+
+def _record_bytes(run: Path) -> dict[str, bytes]:
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in (run / "eval").rglob("*") if p.is_file()}
+
+
+def _hashes(root: Path) -> tuple[str, str]:
+    from dsan_toolkit.store import open_store
+
+    return open_store(root / "a" / "f.zarr").content_hash(), open_store(root / "b" / "f.zarr").content_hash()
+
+
+def test_the_run_records_its_store_by_absolute_path_and_identity(world, tmp_path, cli):
+    root, run, _ = world
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    ha, _ = _hashes(root)
+    assert cfg["store"] == str((root / "a" / "f.zarr").resolve()) and cfg["store_hash"] == ha
+    # from another folder holding another f.zarr: the recorded store is used, not the local one
+    (tmp_path / "f.zarr").symlink_to(root / "b" / "f.zarr")
+    before = _record_bytes(run)
+    code, out = cli("eval", "--run", str(run))
+    assert code == 0, out
+    rec = json.loads(next((run / "evaluations").glob("last-crop0-*/metrics.json")).read_text())
+    recorded = json.loads((run / "metrics.json").read_text())["results"]["last"]["metrics"]
+    assert rec["metrics"] == recorded and rec["store"]["matches_training_store"] is True
+    assert _record_bytes(run) == before  # the run's own records are untouched
+    # the same evaluation again: refused without --overwrite, then replaced
+    code, out = cli("eval", "--run", str(run))
+    assert code == 2 and "already holds an evaluation" in out and "--overwrite" in out
+    code, out = cli("eval", "--run", str(run), "--overwrite")
+    assert code == 0, out
+    shutil.rmtree(run / "evaluations")
+
+
+def test_another_store_at_the_recorded_path_is_refused_everywhere(world, tmp_path, cli):
+    root, run, video = world
+    ha, hb = _hashes(root)
+    a, b = root / "a" / "f.zarr", root / "b" / "f.zarr"
+    a.rename(root / "a" / "f.zarr.orig")
+    shutil.copytree(b, a)
+    try:
+        before = _record_bytes(run)
+        code, out = cli("eval", "--run", str(run))
+        flat = out.replace("\n", "")
+        assert code == 2 and ha in flat and hb in flat and "--features" in flat, out
+        code, out = cli("score", str(video), "--run", str(run), "--out", str(tmp_path / "s"))
+        assert code == 2 and "not the one" in out.replace("\n", " ") and "--features" in out, out
+        assert not (tmp_path / "s").exists()
+        code, out = cli("audit", str(run), "--report", str(tmp_path / "audit.md"))
+        assert code == 1 and "feature store content hash" in out
+        assert _record_bytes(run) == before
+    finally:
+        shutil.rmtree(a)
+        (root / "a" / "f.zarr.orig").rename(a)
+
+
+def test_an_explicit_other_store_is_allowed_recorded_and_labelled(world, tmp_path, cli):
+    root, run, video = world
+    ha, hb = _hashes(root)
+    before = _record_bytes(run)
+    out_dir = tmp_path / "ev"
+    code, out = cli("eval", "--run", str(run), "--features", str(root / "b" / "f.zarr"), "--out", str(out_dir))
+    assert code == 0, out
+    assert "NOT THE TRAINING FEATURES" in out
+    rec = json.loads((out_dir / "metrics.json").read_text())
+    assert rec["store"] == {"path": str(root / "b" / "f.zarr"), "explicit": True, "identity": "content",
+                            "trained_hash": ha, "hash": hb, "matches_training_store": False}
+    assert rec["store_hash"] == hb
+    assert _record_bytes(run) == before  # --features OTHER never replaces eval/last
+    # another test crop, without --out: a new named folder, never eval/last
+    code, out = cli("eval", "--run", str(run), "--test-crop", "0", "--features", str(root / "b" / "f.zarr"))
+    assert code == 0, out
+    assert (run / "evaluations" / f"last-crop0-{hb[:8]}" / "predictions.npz").is_file()
+    assert _record_bytes(run) == before
+    # an output inside the run's records is refused
+    code, out = cli("eval", "--run", str(run), "--out", str(run / "eval" / "last"), "--overwrite")
+    assert code == 2 and "only training writes" in out.replace("\n", " ")
+    assert _record_bytes(run) == before
+    # score with another store's extraction config: allowed and labelled; default output next to the run
+    code, out = cli("score", str(video), "--run", str(run), "--features", str(root / "b" / "f.zarr"))
+    assert code == 0, out
+    assert "NOT THE TRAINING FEATURES" in out and (run / "scores" / f"{video.stem}.scores.csv").is_file()
+    shutil.rmtree(run / "evaluations")
+    shutil.rmtree(run / "scores")
+
+
+def test_audit_catches_predictions_changed_without_changing_the_ranking(world, tmp_path):
+    from dsan_toolkit.audit.bench import audit_path
+
+    root, run, _ = world
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert audit_path(copy).ok
+    path = copy / "eval" / "last" / "predictions.npz"
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["scores"] = (arrays["scores"] * np.float32(1 - 1e-6)).astype(np.float32)  # same ranking, same AUC
+    assert not np.array_equal(arrays["scores"], np.load(path)["scores"])
+    np.savez(path, **arrays)
+    rep = audit_path(copy)
+    assert not rep.ok
+    assert any(p.startswith("artifact sha256: eval/last/predictions.npz") for p in rep.problems), rep.problems
+    assert any(p.startswith("predictions sha256 (eval record)") for p in rep.problems), rep.problems
+
+
+def test_bench_reuses_a_finished_run_only_of_the_same_store(world):
+    from dsan_toolkit.bench.runner import BenchJob, check_reused_run
+    from dsan_toolkit.errors import InputError
+
+    root, run, _ = world
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    job = BenchJob(method="vadclip", dataset="synth", features=str(root / "a" / "f.zarr"), preset="tiny",
+                   seed=cfg["seed"], store_hash=cfg["store_hash"])
+    check_reused_run(run, job)  # the same job: reused
+    _, hb = _hashes(root)
+    with pytest.raises(InputError, match=f"store_hash '{cfg['store_hash']}' \\(this bench: '{hb}'\\)"):
+        check_reused_run(run, dataclasses.replace(job, store_hash=hb))
+
+
+def test_checkpoint_eval_uses_the_checkpoints_store_identity(world, tmp_path, cli):
+    root, run, _ = world
+    ck = run / "checkpoints" / "last.safetensors"
+    code, out = cli("eval", "--checkpoint", str(ck), "--out", str(tmp_path / "c"))
+    assert code == 0, out
+    rec = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert rec["store"]["matches_training_store"] and rec["store"]["explicit"] is False
+    assert rec["predictions_sha256"] == sha256_file(tmp_path / "c" / "predictions.npz")
