@@ -154,6 +154,11 @@ def test_resume_after_sigkill_equals_uninterrupted(vadclip_run, store, tmp_path)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert _metrics(out) == _metrics(vadclip_run)
+    # equal runs give equal files (canonical safetensors headers, deterministic npz)
+    from dsan_toolkit.config import sha256_file
+
+    for f in ("checkpoints/last.safetensors", "eval/last/predictions.npz", "eval/last/metrics.json"):
+        assert sha256_file(vadclip_run / f) == sha256_file(out / f), f
     events_a = [json.loads(x) for x in (vadclip_run / "log.jsonl").read_text().splitlines()]
     events_b = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     la = [(e["step"], e["loss"]) for e in events_a if e["event"] == "step"]

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -214,13 +216,48 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # model weights
 
 
+def canonicalize_safetensors(src: Path, dst: Path) -> None:
+    """Copy safetensors file ``src`` to ``dst`` with its JSON header in canonical form (sorted
+    keys, compact, padded to 8 bytes): safetensors writes its metadata from a hash map, so the
+    key order, and with it the file's sha256, changes from one process to the next. The data
+    section is copied unchanged (its layout is already deterministic), so equal content gives
+    equal bytes."""
+    with open(src, "rb") as fi:
+        n = int.from_bytes(fi.read(8), "little")
+        header = json.loads(fi.read(n))
+        ordered: dict[str, Any] = {}
+        if "__metadata__" in header:
+            ordered["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+        ordered.update(sorted(header.items()))
+        text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text += b" " * (-len(text) % 8)
+        with open(dst, "wb") as fo:
+            fo.write(len(text).to_bytes(8, "little"))
+            fo.write(text)
+            shutil.copyfileobj(fi, fo, 1 << 24)
+
+
+@contextlib.contextmanager
+def _canonical_safetensors_path(path: Path) -> Iterator[Path]:
+    """A temporary path for a safetensors writer; the file lands at ``path`` (atomically) with
+    a canonical header (:func:`canonicalize_safetensors`)."""
+    with _atomic.atomic_path(Path(path), suffix=".safetensors") as final:
+        raw = final.with_name(f"{final.name}.raw.safetensors")  # unique: named after the temporary file
+        try:
+            yield raw
+            canonicalize_safetensors(raw, final)
+        finally:
+            raw.unlink(missing_ok=True)
+
+
 def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, Any]) -> None:
-    """Save the full state dict as safetensors (shared tensors once), atomically."""
+    """Save the full state dict as safetensors (shared tensors once), atomically, with a
+    canonical header (equal weights and metadata give equal files)."""
     from safetensors.torch import save_model
 
     meta = {"format": CHECKPOINT_FORMAT}
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
-    with _atomic.atomic_path(Path(path), suffix=".safetensors") as tmp:
+    with _canonical_safetensors_path(Path(path)) as tmp:
         save_model(model, str(tmp), metadata=meta)
 
 
@@ -265,7 +302,7 @@ def save_resume(path: Path, state: dict[str, Any], config_hash_: str) -> None:
     from safetensors.torch import save_file
 
     tensors, skeleton = encode_state(state)
-    with _atomic.atomic_path(Path(path), suffix=".safetensors") as tmp:
+    with _canonical_safetensors_path(Path(path)) as tmp:
         save_file(tensors, str(tmp), metadata={"format": RESUME_FORMAT, "config_hash": config_hash_, "state": skeleton})
 
 
