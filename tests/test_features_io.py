@@ -110,3 +110,65 @@ def test_compare_detects_differences(tmp_path):
     assert by["Abuse001_x264"]["cos_mean"] < -0.99
     assert not by["Normal_Videos001_x264"]["same_length"] and by["Normal_Videos001_x264"]["cos_mean"] > 0.999
     assert res["summary"]["same_length"] == 3
+
+
+def test_row_counts_that_contradict_the_frame_count_are_refused_or_flagged(tmp_path, cli):
+    from dsan_toolkit.datasets.verify import LockFile, write_lock
+
+    root, train, test, truth = _write_release(tmp_path, T=(5, 7, 4, 6))
+    m = load_builtin_manifest("ucf")
+    # frame counts as `dsan verify` records them: Abuse001 (5 rows) has 15 * 16 frames; the
+    # others fit within the tolerance of one row (7 rows for 8 * 16 + 3 frames: 8, off by one)
+    frames = {"Abuse001_x264": 15 * 16, "Normal_Videos001_x264": 8 * 16 + 3, "Abuse028_x264": 4 * 16 + 15,
+              "Normal_Videos_003_x264": 6 * 16}
+    lock = tmp_path / "ucf.lock.json"
+    write_lock(LockFile(dataset="ucf", manifest_hash=m.content_hash(),
+                        videos={v: {"status": "ok", "num_frames": n} for v, n in frames.items()}), lock)
+    args = ["import-features", "--list", train, "--list", test, "--root", root, "--dataset", "ucf", "--lock", lock]
+    code, text = cli(*args, "--out", tmp_path / "strict.zarr")
+    flat = " ".join(text.split())
+    assert code == 1, text
+    assert "Abuse001_x264: 5 rows, but its 240 frames give 15 snippets of 16 (tolerance 1 row)" in flat
+    assert "--allow-length-mismatch" in flat
+    s = open_store(tmp_path / "strict.zarr")
+    assert s.video_ids("failed") == ["Abuse001_x264"] and len(s.video_ids()) == 3
+    code, text = cli("store", "info", tmp_path / "strict.zarr")
+    assert code == 0 and "complete with 1 failed" in " ".join(text.split())
+    # explicitly allowed: imported, flagged in the record, in `store info` and `store check`
+    code, text = cli(*args, "--allow-length-mismatch", "--out", tmp_path / "flagged.zarr")
+    assert code == 0, text
+    s = open_store(tmp_path / "flagged.zarr")
+    assert len(s.video_ids()) == 4 and list(s.flagged()) == ["Abuse001_x264"]
+    assert s.video_info("Abuse001_x264")["num_frames"] == 240
+    np.testing.assert_array_equal(s.read("Abuse001_x264"), truth["Abuse001_x264"])
+    code, text = cli("store", "info", tmp_path / "flagged.zarr")
+    assert code == 0 and "flagged" in text and "Abuse001_x264" in text
+    code, text = cli("store", "check", tmp_path / "flagged.zarr", "--no-values")
+    assert "Abuse001_x264: flagged: length mismatch: 5 rows" in " ".join(text.split())
+    # the two stores have different identities (the option is part of the import config)
+    assert open_store(tmp_path / "strict.zarr").attrs["config_hash"] != s.attrs["config_hash"]
+    # a lock file of another dataset is refused
+    write_lock(LockFile(dataset="xd", manifest_hash="x", videos={}), tmp_path / "xd.lock.json")
+    code, text = cli(*args[:-1], tmp_path / "xd.lock.json", "--out", tmp_path / "x.zarr")
+    assert code == 2 and "lock file of dataset 'xd'" in text
+
+
+def test_a_pickled_first_file_is_refused_like_any_other(tmp_path, cli):
+    root, train, test, truth = _write_release(tmp_path)
+    first = next(root.rglob("Abuse001_x264__0.npy"))  # the first file of the first listed video
+    np.save(first, np.array([{"evil": 1}, None], dtype=object), allow_pickle=True)
+    code, text = cli("import-features", "--list", train, "--list", test, "--root", root, "--dataset", "ucf",
+                     "--out", tmp_path / "p.zarr")
+    flat = " ".join(text.split())
+    assert code == 1 and "Traceback" not in text, text
+    assert "failed Abuse001_x264: Abuse001_x264__0.npy: not a readable .npy" in flat
+    assert "allow_pickle" in flat  # numpy's own reason: it refused to unpickle
+    s = open_store(tmp_path / "p.zarr")
+    assert s.video_ids("failed") == ["Abuse001_x264"] and len(s.video_ids()) == 3
+    # every file unreadable: one clear message, no store
+    for p in root.rglob("*.npy"):
+        np.save(p, np.array([None], dtype=object), allow_pickle=True)
+    code, text = cli("import-features", "--list", train, "--list", test, "--root", root, "--dataset", "ucf",
+                     "--out", tmp_path / "none.zarr")
+    assert code == 2 and "is a readable (T, D) .npy array" in " ".join(text.split())
+    assert not (tmp_path / "none.zarr").exists()

@@ -178,7 +178,7 @@ def test_store_cli_info_check_finalize(cli, tmp_path):
         return code, " ".join(out.split())  # rich wraps long lines
 
     code, out = run("store", "info", path)
-    assert code == 0 and "synth" in out and "complete" in out
+    assert code == 0 and "synth" in out and "complete" in out and "failed (no features" not in out
     code, out = run("store", "check", path)
     assert code == 0 and "4 videos checked" in out
     code, out = run("store", "check", path, "--manifest", "ucf", "--no-values")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..decode.snippets import row_count
 from ..manifest import Manifest
 from .reader import FeatureStore
 from .schema import RECORD_FIELDS, STATUS_FAILED, STATUSES, VIDEOS_GROUP
@@ -29,15 +30,6 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _expected_t(num_frames: int | None, snippet_len: int) -> int | None:
-    """The row-count rule: floor(N / L) snippets, one padded snippet for 0 < N < L."""
-    if num_frames is None:
-        return None
-    if num_frames <= 0:
-        return 0
-    return max(1, num_frames // snippet_len)
 
 
 def check_store(
@@ -95,7 +87,9 @@ def check_store(
             continue
         if str(arr.dtype) != attrs.get("dtype"):
             rep.problems.append(f"{vid}: dtype {arr.dtype}, store says {attrs.get('dtype')}")
-        exp = _expected_t(rec.get("num_frames"), L)
+        exp = None if rec.get("num_frames") is None else row_count(int(rec["num_frames"]), L)[0]
+        for flag in rec.get("flags") or ():
+            rep.warnings.append(f"{vid}: flagged: {flag}")
         if attrs.get("producer") == "extract" and exp is not None and exp != rec["T"]:
             rep.problems.append(f"{vid}: T = {rec['T']} but {rec['num_frames']} frames give {exp} snippets")
         if scan_values:

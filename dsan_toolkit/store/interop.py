@@ -64,6 +64,11 @@ def read_feature_list(path: str | Path) -> list[tuple[str, int, str]]:
     return out
 
 
+# Rows a released video may differ from the row rule of its frame count (``N // L``): the
+# extraction code of the released features is unreleased and may keep a last partial snippet.
+LENGTH_TOLERANCE = 1
+
+
 @register_config
 @dataclass(frozen=True)
 class ImportConfig:
@@ -71,6 +76,8 @@ class ImportConfig:
     lists: tuple[str, ...]  # sha256 of each list file
     crops: tuple[int, ...]
     dtype: str = "float32"
+    length_tolerance: int = LENGTH_TOLERANCE
+    allow_length_mismatch: bool = False  # import videos whose T contradicts their frame count, flagged
 
 
 @dataclass
@@ -81,6 +88,7 @@ class ImportReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     unknown_names: list[str] = field(default_factory=list)  # in the lists, not in the manifest
     extra_files: list[str] = field(default_factory=list)  # .npy files under root not used
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # imported with a flag (allow_length_mismatch)
     finalize: FinalizeResult | None = None
 
     @property
@@ -98,12 +106,19 @@ def import_features(
     crops: Sequence[int] | None = None,
     dtype: str = "float32",
     overwrite: bool = False,
+    frame_counts: dict[str, int] | None = None,
+    allow_length_mismatch: bool = False,
 ) -> ImportReport:
     """Import released per-crop ``.npy`` features into a store (see module doc).
 
     Videos are the manifest videos named in the lists; crops are ``crops`` or every crop the
     lists name (files of the other crops are looked up in ``root`` by name too). A video
-    with a missing file or a bad shape/dtype is recorded as failed with the reason.
+    with a missing or unreadable file (a pickled object array is never unpickled), a bad
+    shape/dtype, or a row count that contradicts its frame count is recorded as failed with the
+    reason. Frame counts come from ``frame_counts`` (e.g. a ``dsan verify`` lock file) or the
+    manifest's ``num_frames``; a video's T may differ from the row rule ``N // L`` by
+    :data:`LENGTH_TOLERANCE` rows. ``allow_length_mismatch`` imports such videos anyway, each
+    flagged in its record (``dsan store info`` / ``check`` show the flags).
     """
     _check_format(fmt)
     root = Path(root)
@@ -124,12 +139,12 @@ def import_features(
     report.extra_files = sorted(set(files) - wanted)
     if not len(sub):
         raise InputError(f"none of the {len(names)} videos in the lists is in manifest {manifest.name!r}")
-    first = next((files[f"{v.id}{CROP_SEP}{c}.npy"] for v in sub.videos for c in crop_ids
-                  if f"{v.id}{CROP_SEP}{c}.npy" in files), None)
-    if first is None:
-        raise InputError(f"no feature file of the listed videos was found under {root}")
-    dim = int(np.load(first, mmap_mode="r", allow_pickle=False).shape[-1])
-    cfg = ImportConfig(format=fmt, lists=tuple(sha256_file(x) for x in lists), crops=crop_ids, dtype=dtype)
+    dim = _feature_dim([files[n] for n in (f"{v.id}{CROP_SEP}{c}.npy" for v in sub.videos for c in crop_ids)
+                        if n in files], root)
+    counts = {v.id: v.num_frames for v in sub.videos if v.num_frames is not None}
+    counts.update(frame_counts or {})
+    cfg = ImportConfig(format=fmt, lists=tuple(sha256_file(x) for x in lists), crops=crop_ids, dtype=dtype,
+                       allow_length_mismatch=allow_length_mismatch)
     spec = StoreSpec(
         manifest=sub,
         crops=crop_ids,
@@ -149,14 +164,58 @@ def import_features(
         for vid in w.pending_ids():
             try:
                 feats = _load_video(vid, crop_ids, files, dim)
+                flags = _length_flags(vid, feats.shape[1], counts.get(vid), sub.info.snippet_len, cfg)
             except InputError as exc:
                 w.fail_video(vid, str(exc))
                 report.failed.append((vid, str(exc)))
                 continue
-            w.write_video(vid, feats)
+            w.write_video(vid, feats, num_frames=counts.get(vid), flags=flags)
+            if flags:
+                report.flagged.append((vid, flags[0]))
         report.imported = len(w.done_ids())
         report.finalize = w.finalize()
     return report
+
+
+def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """An ``.npy`` array, never unpickled: an object array (or any unreadable file) is an
+    :class:`InputError` naming the file."""
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path.name}: not a readable .npy ({exc})") from None
+
+
+def _feature_dim(paths: list[Path], root: Path) -> int:
+    """The feature dimension, from the first listed file that is a readable 2-d array (the
+    others are judged per video, like every later file)."""
+    if not paths:
+        raise InputError(f"no feature file of the listed videos was found under {root}")
+    for p in paths:
+        try:
+            a = _load_npy(p, mmap=True)
+        except InputError:
+            continue
+        if a.ndim == 2:
+            return int(a.shape[1])
+    raise InputError(f"none of the {len(paths)} listed feature files under {root} is a readable (T, D) .npy array")
+
+
+def _length_flags(vid: str, T: int, num_frames: int | None, snippet_len: int, cfg: ImportConfig) -> tuple[str, ...]:
+    """() when T fits the frame count (or none is known); else a refusal, or with
+    ``allow_length_mismatch`` the flag recorded with the video."""
+    from ..decode.snippets import row_count
+
+    if num_frames is None:
+        return ()
+    want, _ = row_count(int(num_frames), snippet_len)
+    if abs(T - want) <= cfg.length_tolerance:
+        return ()
+    what = (f"{T} rows, but its {num_frames} frames give {want} snippets of {snippet_len} "
+            f"(tolerance {cfg.length_tolerance} row{'s' if cfg.length_tolerance != 1 else ''})")
+    if not cfg.allow_length_mismatch:
+        raise InputError(f"{vid}: {what}; pass --allow-length-mismatch to import it flagged")
+    return (f"length mismatch: {what}",)
 
 
 def _load_video(vid: str, crops: Sequence[int], files: dict[str, Path], dim: int) -> np.ndarray:
@@ -165,10 +224,7 @@ def _load_video(vid: str, crops: Sequence[int], files: dict[str, Path], dim: int
         name = f"{vid}{CROP_SEP}{c}.npy"
         if name not in files:
             raise InputError(f"missing file {name}")
-        try:
-            a = np.load(files[name], allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise InputError(f"{name}: not a readable .npy ({exc})") from None
+        a = _load_npy(files[name])
         if a.ndim != 2 or a.shape[1] != dim:
             raise InputError(f"{name}: shape {a.shape}, expected (T, {dim})")
         if a.dtype not in (np.float32, np.float16, np.float64):

@@ -129,7 +129,14 @@ class FeatureStore:
     def video_info(self, video_id: str) -> dict[str, Any]:
         i = self._rec(video_id)
         ix = self._index
-        return {f: ix[f][i] for f in ("num_frames", "fps", "T", "status", "error", "padded")}
+        return {f: ix[f][i] for f in ("num_frames", "fps", "T", "status", "error", "padded", "flags")}
+
+    def flagged(self) -> dict[str, list[str]]:
+        """Done videos recorded with flags (e.g. imported despite a row count that contradicts
+        their frame count), by id."""
+        ix = self._index
+        return {vid: list(fl) for vid, fl, st in zip(ix["id"], ix["flags"], ix["status"])
+                if st == STATUS_DONE and fl}
 
     # -- features ----------------------------------------------------------------------
     def _crop_index(self, crop: CropArg) -> list[int] | int | None:

@@ -8,7 +8,7 @@
       index/zarr.json           group; attributes = the consolidated per-video index (after finalize)
       videos/zarr.json          group
       videos/v000123/           one array per video: (crops, T, D), chunks (1, chunk_t, D);
-                                attributes {id, status, T, num_frames, fps, error, padded, config_hash}
+                                attributes {id, status, T, num_frames, fps, error, padded, flags, config_hash}
       .staging/r<rank>/         arrays being written (outside the Zarr hierarchy)
 
 A video's key is its position in the embedded manifest (``v%06d``): stable, filesystem-safe
@@ -41,7 +41,7 @@ INDEX_GROUP = "index"
 STAGING_DIR = ".staging"
 
 # Per-video record fields kept in each video array's attributes and in the index.
-RECORD_FIELDS = ("id", "status", "T", "num_frames", "fps", "error", "padded")
+RECORD_FIELDS = ("id", "status", "T", "num_frames", "fps", "error", "padded", "flags")
 
 
 def video_key(position: int) -> str:

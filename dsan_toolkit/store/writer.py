@@ -381,12 +381,15 @@ class StoreWriter:
         return key, staging, arr
 
     def begin_video(
-        self, video_id: str, T: int, *, num_frames: int | None, fps: float | None, padded: bool = False
+        self, video_id: str, T: int, *, num_frames: int | None, fps: float | None, padded: bool = False,
+        flags: tuple[str, ...] = (),
     ) -> VideoSink:
-        """Start a video of ``T`` rows; write blocks with ``write_rows`` then ``commit``."""
+        """Start a video of ``T`` rows; write blocks with ``write_rows`` then ``commit``.
+        ``flags``: reasons to doubt the video that did not stop its import (shown by info/check)."""
         if T < 1:
             raise ValueError(f"{video_id}: a done video needs at least one row")
-        record = {"status": STATUS_DONE, "T": int(T), "num_frames": num_frames, "fps": fps, "error": None, "padded": padded}
+        record = {"status": STATUS_DONE, "T": int(T), "num_frames": num_frames, "fps": fps, "error": None, "padded": padded,
+                  "flags": list(flags)}
         key, staging, arr = self._create_staging_array(video_id, T, record)
         return VideoSink(self, video_id, key, arr, staging, T)
 
@@ -398,13 +401,14 @@ class StoreWriter:
         num_frames: int | None = None,
         fps: float | None = None,
         padded: bool = False,
+        flags: tuple[str, ...] = (),
     ) -> None:
         """Write a whole video at once: ``feats`` is (crops, T, D)."""
         feats = np.asarray(feats)
         C, D = len(self.spec.crops), self.spec.feature_dim
         if feats.ndim != 3 or feats.shape[0] != C or feats.shape[2] != D:
             raise InputError(f"{video_id}: features of shape {feats.shape}, expected ({C}, T, {D})")
-        sink = self.begin_video(video_id, feats.shape[1], num_frames=num_frames, fps=fps, padded=padded)
+        sink = self.begin_video(video_id, feats.shape[1], num_frames=num_frames, fps=fps, padded=padded, flags=flags)
         sink.write_rows(0, feats)
         sink.commit()
 

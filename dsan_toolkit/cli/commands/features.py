@@ -23,11 +23,15 @@ def import_cmd(
     crops: str = typer.Option(None, "--crops", help="Comma-separated crop ids (default: those named in the lists)."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
+    lock: Path = typer.Option(None, "--lock", help="Frame counts from a `dsan verify` lock file of the videos (the built-in manifests carry none): each video's rows are checked against them."),
+    allow_length_mismatch: bool = typer.Option(False, "--allow-length-mismatch", help="Import videos whose row count contradicts their frame count, flagged (shown by `dsan store info/check`), instead of failing them."),
 ) -> None:
     """Import the released per-crop .npy features into a store.
 
     List paths are the authors' absolute paths: files are found under --root by name
-    (<video>__<crop>.npy). Exits 1 if a listed video is missing, malformed or unknown.
+    (<video>__<crop>.npy). A video's rows must fit its frame count (from the manifest or
+    --lock): T within 1 row of frames // 16. Exits 1 if a listed video is missing, unreadable,
+    malformed, of the wrong length or unknown.
 
     Examples:
       dsan import-features --format vadclip --list list/ucf_CLIP_rgb.csv --list list/ucf_CLIP_rgbtest.csv \\
@@ -44,10 +48,21 @@ def import_cmd(
             crop_ids = [int(c) for c in crops.split(",")]
         except ValueError:
             raise InputError(f"--crops must be comma-separated integers, not {crops!r}") from None
-    rep = import_features(fmt, lists, root, resolve_manifest(dataset), out, crops=crop_ids, dtype=dtype,
-                          overwrite=overwrite)
+    manifest = resolve_manifest(dataset)
+    counts = None
+    if lock is not None:
+        from ...datasets.verify import read_lock
+
+        held = read_lock(lock)
+        if held.dataset != manifest.name:
+            raise InputError(f"--lock {lock} is a lock file of dataset {held.dataset!r}, not {manifest.name!r}")
+        counts = {vid: int(e["num_frames"]) for vid, e in held.videos.items() if e.get("num_frames") is not None}
+    rep = import_features(fmt, lists, root, manifest, out, crops=crop_ids, dtype=dtype,
+                          overwrite=overwrite, frame_counts=counts, allow_length_mismatch=allow_length_mismatch)
     console.print(f"{out}: {rep.imported} of {rep.videos} videos imported, {len(rep.failed)} failed, "
-                  f"{len(rep.extra_files)} extra .npy files ignored")
+                  f"{len(rep.flagged)} flagged, {len(rep.extra_files)} extra .npy files ignored")
+    for vid, flag in rep.flagged[:20]:
+        err_console.print(f"  flagged {vid}: {flag}")
     for name in rep.extra_files[:10]:
         err_console.print(f"  extra file (not used): {name}")
     for vid, err in rep.failed[:20]:

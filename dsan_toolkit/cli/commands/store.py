@@ -47,9 +47,13 @@ def info_cmd(
         ("crops", str(a.get("crops"))),
         ("feature dim / dtype", f"{a.get('feature_dim')} / {a.get('dtype')}"),
         ("config hash", str(a.get("config_hash"))[:16]),
-        ("complete", str(bool(a.get("complete")))),
+        ("complete", completeness(bool(a.get("complete")), len(s.video_ids("failed")))),
         ("done / failed", f"{len(lengths)} / {len(s.video_ids('failed'))}"),
     ]
+    flagged = s.flagged()
+    if flagged:
+        rows.append(("flagged", f"{len(flagged)} videos (see `dsan store check`), e.g. {next(iter(flagged))}: "
+                                f"{flagged[next(iter(flagged))][0]}"))
     if lengths:
         rows.append(("T min / mean / max", f"{min(lengths)} / {sum(lengths) / len(lengths):.1f} / {max(lengths)}"))
         rows.append(("rows (all crops)", f"{sum(lengths) * s.num_crops:,}"))
@@ -58,6 +62,14 @@ def info_cmd(
     console.print(t)
     if a.get("warning"):
         err_console.print(f"[bold yellow]warning:[/bold yellow] {a['warning']}")
+
+
+def completeness(complete: bool, failed: int) -> str:
+    """'complete', 'complete with N failed' or 'incomplete': failed videos have a record (the
+    store is complete) but no features."""
+    if not complete:
+        return "incomplete (videos without a record: resume the writer or run `dsan store finalize`)"
+    return f"complete with {failed} failed (no features; `dsan store check` lists why)" if failed else "complete"
 
 
 @store_app.command("check")
