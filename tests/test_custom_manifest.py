@@ -188,3 +188,36 @@ def test_cli_create_errors(cli, videos, tmp_path):
     assert code == 2 and "not a folder" in text
     code, text = cli("manifest", "create", "--videos", videos, "--labels", tmp_path / "none.csv")
     assert code == 2 and "not found" in text
+
+
+def test_unreadable_rows_refused_kept_marked_or_skipped(cli, videos, tmp_path):
+    from dsan_toolkit.bench.demo import demo_extract_config
+    from dsan_toolkit.extract import RunOptions, extract_features
+    from dsan_toolkit.store import open_store
+
+    make_zero_byte(videos / "unr" / "zero.mp4")
+    labels = _write(tmp_path / "l.csv", GOOD + "unr/zero.mp4,train,Fire,\nunr/gone.mp4,test,Smoke,3-9\n")
+    args = ["manifest", "create", "--videos", videos, "--labels", labels, "--name", "cams"]
+    code, text = cli(*args, "--out", tmp_path / "refused.jsonl")
+    flat = " ".join(text.split())
+    assert code == 2 and "--unreadable keep" in flat and "--unreadable skip" in flat
+    assert f"{labels}:7: video 'unr/zero.mp4' is empty" in flat and f"{labels}:8:" in flat
+    assert not (tmp_path / "refused.jsonl").exists()
+
+    code, text = cli(*args, "--out", tmp_path / "skip.jsonl", "--unreadable", "skip")
+    assert code == 0 and "2 row(s) whose video could not be read were skipped" in " ".join(text.split()), text
+    assert [v.id for v in read_manifest(tmp_path / "skip.jsonl").videos] == ["a", "b", "c", "d", "e"]
+
+    code, text = cli(*args, "--out", tmp_path / "keep.jsonl", "--unreadable", "keep")
+    assert code == 0 and "were kept, marked" in " ".join(text.split()), text
+    m = read_manifest(tmp_path / "keep.jsonl")
+    kept = {v.id: v for v in m.videos}
+    assert len(m) == 7 and kept["zero"].note.startswith("unreadable when the manifest was made: empty")
+    assert kept["gone"].num_frames is None and kept["gone"].segments[0].label == "Smoke"
+    assert kept["a"].note is None and kept["a"].num_frames == 40
+    # verify and extract record the marked rows as failed and go on with the rest
+    rep = verify_dataset(m, videos)
+    assert {c.id for c in rep.checks if c.status != "ok"} == {"zero", "gone"}
+    res = extract_features(m, videos, tmp_path / "f.zarr", demo_extract_config(), RunOptions(workers=0, progress=False))
+    assert {vid for vid, _ in res.failed} == {"zero", "gone"} and res.done == 5
+    assert sorted(open_store(tmp_path / "f.zarr").video_ids("failed")) == ["gone", "zero"]

@@ -24,7 +24,10 @@ code as name and prompt.
 
 Every video is probed with decord (frame count and fps go into the manifest); the
 dataset's nominal fps is the most common one. Every bad row is reported as
-``file:line: reason`` before anything is written.
+``file:line: reason`` before anything is written. Rows whose video is missing or cannot be
+decoded refuse the whole file by default; ``--unreadable keep`` keeps them with a ``note``
+(``dsan verify`` and ``dsan extract`` then record them as failed) and ``--unreadable skip``
+leaves them out; either way they are listed.
 """
 
 from __future__ import annotations
@@ -208,8 +211,32 @@ def _derive_classes(rows: list[LabelRow], normal: str) -> tuple[ClassInfo, ...]:
     )
 
 
+UNREADABLE_POLICIES = ("refuse", "keep", "skip")
+
+
+@dataclass(frozen=True)
+class UnreadableRow:
+    """A labels row whose video could not be probed: where, which file, why."""
+
+    line: int
+    path: str
+    reason: str
+
+    def text(self, labels_csv: Path | str) -> str:
+        return f"{labels_csv}:{self.line}: video {self.path!r} is {self.reason}"
+
+
+@dataclass(frozen=True)
+class ManifestBuild:
+    """A built manifest and the rows whose video could not be probed (kept or skipped)."""
+
+    manifest: Manifest
+    unreadable: tuple[UnreadableRow, ...] = ()
+    policy: str = "refuse"
+
+
 def _row_record(
-    row: LabelRow, probe: VideoProbe, normal: str, known: set[str], where: str
+    row: LabelRow, probe: VideoProbe | None, normal: str, known: set[str], where: str, note: str | None = None,
 ) -> tuple[VideoRecord | None, list[str]]:
     problems: list[str] = []
     labels = row.labels or (normal,)
@@ -235,14 +262,15 @@ def _row_record(
             problems.append(f"{where}: segment class {cls!r} is not among the video's labels {list(labels)}")
         if end <= start:
             problems.append(f"{where}: segment {start}-{end} ends before it starts")
-        if end > probe.num_frames:
+        if probe is not None and end > probe.num_frames:
             problems.append(f"{where}: segment {start}-{end} ends past the video ({probe.num_frames} frames)")
         segments.append(Segment(start, end, cls))
     if problems:
         return None, problems
     rec = VideoRecord(
         id=row.id, path=row.path, split=row.split, labels=labels, segments=tuple(segments),
-        fps=round(probe.fps, 6), num_frames=probe.num_frames,
+        fps=None if probe is None else round(probe.fps, 6), num_frames=None if probe is None else probe.num_frames,
+        note=note,
     )
     return rec, []
 
@@ -263,13 +291,41 @@ def create_manifest(
     description: str = "",
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    unreadable: str = "refuse",
 ) -> Manifest:
+    """Build (and validate) a manifest for the videos in ``videos_dir`` labelled by ``labels_csv``
+    (:func:`build_manifest` without the report)."""
+    return build_manifest(videos_dir, labels_csv, classes_csv=classes_csv, name=name, normal=normal,
+                          snippet_len=snippet_len, description=description, workers=workers, progress=progress,
+                          unreadable=unreadable).manifest
+
+
+def build_manifest(
+    videos_dir: str | Path,
+    labels_csv: str | Path,
+    *,
+    classes_csv: str | Path | None = None,
+    name: str | None = None,
+    normal: str = "Normal",
+    snippet_len: int = 16,
+    description: str = "",
+    workers: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    unreadable: str = "refuse",
+) -> ManifestBuild:
     """Build (and validate) a manifest for the videos in ``videos_dir`` labelled by ``labels_csv``.
 
     Raises :class:`ManifestError` listing every problem (``file:line: reason``): bad rows,
-    unknown classes, duplicate ids, missing or undecodable videos, segments past the end.
+    unknown classes, duplicate ids, segments past the end and, with ``unreadable="refuse"``
+    (default), missing or undecodable videos. ``unreadable="keep"`` keeps such rows with a
+    ``note`` saying why (no frame count or fps: ``dsan verify`` and ``dsan extract`` record them
+    as failed until the file is fixed); ``"skip"`` leaves them out. Either way the rows are
+    returned in :attr:`ManifestBuild.unreadable`.
     """
     from .verify import default_workers
+
+    if unreadable not in UNREADABLE_POLICIES:
+        raise InputError(f"unknown --unreadable {unreadable!r}; choose one of {', '.join(UNREADABLE_POLICIES)}")
 
     videos_dir = Path(videos_dir)
     labels_csv = Path(labels_csv)
@@ -308,20 +364,30 @@ def create_manifest(
         probes = list(pool.map(probe, rows))
 
     videos: list[VideoRecord] = []
+    bad_videos: list[UnreadableRow] = []
     for r, p in zip(rows, probes):
         where = f"{labels_csv}:{r.line}"
+        note = None
         if isinstance(p, VideoError):
-            problems.append(f"{where}: video {r.path!r} is {p.reason} ({p.detail})")
-            continue
-        rec, bad = _row_record(r, p, normal, known, where)
+            bad_videos.append(UnreadableRow(r.line, r.path, f"{p.reason} ({p.detail})"))
+            if unreadable == "refuse":
+                problems.append(bad_videos[-1].text(labels_csv))
+                continue
+            if unreadable == "skip":
+                continue
+            note = f"unreadable when the manifest was made: {p.reason} ({p.detail})"
+            p = None
+        rec, bad = _row_record(r, p, normal, known, where, note)
         problems.extend(bad)
         if rec is not None:
             videos.append(rec)
     if problems:
         problems.sort(key=_line_of)
-        raise ManifestError(f"cannot build a manifest from {labels_csv}", problems)
+        hint = ("; or pass --unreadable keep (rows kept, marked; verify/extract record them as failed) or "
+                "--unreadable skip (rows left out)") if unreadable == "refuse" and bad_videos else ""
+        raise ManifestError(f"cannot build a manifest from {labels_csv}{hint}", problems)
 
-    fps_counts = Counter(v.fps for v in videos)
+    fps_counts = Counter(v.fps for v in videos if v.fps is not None)
     nominal = max(fps_counts, key=lambda f: (fps_counts[f], f)) if fps_counts else 25.0
     info = DatasetInfo(
         name=name or videos_dir.resolve().name,
@@ -332,10 +398,11 @@ def create_manifest(
         description=description or f"custom dataset built by `dsan manifest create` from {labels_csv.name}",
     )
     manifest = Manifest(info, tuple(videos))
-    remaining = find_problems(manifest, source=str(labels_csv), line_numbers=[r.line for r in rows])
+    kept_lines = {r.id: r.line for r in rows}
+    remaining = find_problems(manifest, source=str(labels_csv), line_numbers=[kept_lines[v.id] for v in videos])
     if remaining:
         raise ManifestError(f"cannot build a manifest from {labels_csv}", remaining)
-    return manifest
+    return ManifestBuild(manifest, tuple(bad_videos), unreadable)
 
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -354,7 +421,11 @@ def unlisted_videos(
 __all__ = [
     "CLASSES_COLUMNS",
     "LABELS_COLUMNS",
+    "UNREADABLE_POLICIES",
     "LabelRow",
+    "ManifestBuild",
+    "UnreadableRow",
+    "build_manifest",
     "create_manifest",
     "read_classes_csv",
     "parse_labels_csv",

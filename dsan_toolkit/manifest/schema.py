@@ -76,6 +76,7 @@ class VideoRecord:
     fps: float | None = None
     num_frames: int | None = None
     frame_intervals: tuple[tuple[int, int], ...] = ()
+    note: str | None = None  # e.g. why the video could not be probed when the manifest was made
 
     def gt_intervals(self) -> tuple[tuple[int, int], ...]:
         """Intervals ``[start, end)`` of the frame-level ground truth (AUC/AP)."""
@@ -97,6 +98,8 @@ class VideoRecord:
             d["num_frames"] = self.num_frames
         if self.frame_intervals:
             d["frame_intervals"] = [list(iv) for iv in self.frame_intervals]
+        if self.note:
+            d["note"] = self.note
         return d
 
     @classmethod
@@ -113,6 +116,7 @@ class VideoRecord:
             fps=None if d.get("fps") is None else float(d["fps"]),
             num_frames=None if d.get("num_frames") is None else int(d["num_frames"]),
             frame_intervals=tuple((int(a), int(b)) for a, b in d.get("frame_intervals", ()) or ()),
+            note=None if d.get("note") is None else str(d["note"]),
         )
 
 

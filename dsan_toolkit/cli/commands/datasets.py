@@ -81,6 +81,7 @@ def create_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Manifest file to write (default: NAME.jsonl here)."),
     workers: int = typer.Option(None, "--workers", "-j", help="Videos probed in parallel."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing manifest file."),
+    unreadable: str = typer.Option("refuse", "--unreadable", help="Rows whose video is missing or cannot be decoded: refuse (nothing written), keep (kept with a note; verify/extract record them as failed) or skip (left out)."),
 ) -> None:
     """Build a manifest for your own videos from a labels CSV (probing every video).
 
@@ -97,7 +98,7 @@ def create_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from ...datasets.custom import create_manifest, parse_labels_csv, unlisted_videos
+    from ...datasets.custom import build_manifest, parse_labels_csv, unlisted_videos
     from ...errors import InputError
     from ...manifest import write_manifest
 
@@ -113,10 +114,11 @@ def create_cmd(
         TextColumn("[bold]probe[/bold]"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
     ) as bar:
         task = bar.add_task("probe", total=n_rows)
-        manifest = create_manifest(
+        built = build_manifest(
             videos, labels, classes_csv=classes, name=name, normal=normal, snippet_len=snippet_len,
-            workers=workers, progress=lambda _id: bar.advance(task),
+            workers=workers, progress=lambda _id: bar.advance(task), unreadable=unreadable,
         )
+    manifest = built.manifest
     write_manifest(manifest, target)
     counts = manifest.counts()
     summary = ", ".join(f"{s}: {c['videos']} videos ({c['anomalous']} anomalous)" for s, c in counts.items())
@@ -124,6 +126,12 @@ def create_cmd(
         f"[green]wrote[/green] {target}: dataset {manifest.name!r}, {len(manifest)} videos; {summary}; "
         f"classes {', '.join(manifest.class_codes)}; nominal fps {manifest.info.fps:g}"
     )
+    if built.unreadable:
+        what = "kept, marked (verify/extract will record them as failed)" if built.policy == "keep" else "skipped"
+        console.print(f"[yellow]note:[/yellow] {len(built.unreadable)} row(s) whose video could not be read were "
+                      f"{what}:")
+        for row in built.unreadable[:10]:
+            console.print(f"  {row.text(labels)}", soft_wrap=True)
     extra = unlisted_videos(videos, manifest)
     if extra:
         console.print(f"[yellow]note:[/yellow] {len(extra)} video file(s) in {videos} are not in {labels}, e.g. {extra[0]}")
