@@ -475,6 +475,28 @@ def test_malicious_archive_served_is_refused_in_a_run(tmp_path, toy, server):
     report = download_dataset(toy.manifest, parts, root, config=FAST)
     assert not report.ok and "refused archive evil.zip" in report.manual
     assert _tree(tmp_path) == set()  # no video, nothing outside, the useless download is gone
+    # it is reported as refused, with the reason, not as "could not be fetched"
+    assert report.failures[0].refused and "could not be fetched" not in report.manual
+    assert "were fetched but REFUSED when opened" in report.manual and "../../outside.mp4" in report.manual
+
+
+def test_refused_archive_cli_message(tmp_path, toy, server, cli):
+    import json as _json
+
+    evil = _zip({"Toy/n1.mp4": toy.videos["normal/n1.mp4"], "../../outside.mp4": b"x"})
+    server.files["/files/evil.zip"] = evil
+    parts_file = tmp_path / "parts.json"
+    parts_file.write_text(_json.dumps([{"name": "evil.zip", "url": f"{server.url}/files/evil.zip"}]))
+    manifest = tmp_path / "toy.jsonl"
+    from dsan_toolkit.manifest import write_manifest
+
+    write_manifest(toy.manifest, manifest)
+    code, out = cli("download", "--dataset", manifest, "--parts", parts_file, "--root", tmp_path / "root",
+                    "--retries", "0")
+    flat = " ".join(out.split())
+    assert code == 1 and "Traceback" not in out
+    assert "REFUSED when opened" in flat and "1 archive part(s) refused as unsafe or damaged" in flat
+    assert "could not be fetched" not in flat
 
 
 def test_corrupt_and_non_archives(tmp_path, toy):

@@ -127,8 +127,12 @@ class ChecksumMismatch(SourceFailed):
 # -- results --------------------------------------------------------------------------------
 @dataclass
 class PartFailure:
+    """A part that did not end in place: not fetched from any source, or fetched and then
+    ``refused`` when its archive was opened (unsafe members, or not a readable archive)."""
+
     part: ArchivePart
     reasons: list[str]
+    refused: bool = False
 
 
 @dataclass
@@ -606,9 +610,22 @@ def _run_key(manifest: Manifest, parts: Sequence[ArchivePart]) -> str:
 def manual_instructions(
     failures: Sequence[PartFailure], root: Path, *, title: str, manual_download: str, command: str
 ) -> str:
-    """What to fetch by hand and where to put it."""
-    lines = [f"{len(failures)} archive part(s) of {title} could not be fetched:"]
-    for f in failures:
+    """What went wrong with each part: refused archives (and why) apart from parts that could
+    not be fetched, then what to fetch by hand and where to put it."""
+    lines: list[str] = []
+    refused = [f for f in failures if f.refused]
+    unfetched = [f for f in failures if not f.refused]
+    if refused:
+        lines.append(f"{len(refused)} archive part(s) of {title} were fetched but REFUSED when opened "
+                     "(nothing of them was extracted):")
+        for f in refused:
+            lines.append(f"  - {f.part.name}: " + f.reasons[-1].replace("\n", "\n      "))
+            lines += ["      earlier: " + r for r in f.reasons[:-1]]
+        lines.append("  A refused archive is unsafe (members that would leave the dataset folder, links, devices) or "
+                     "damaged; get a clean copy from the official source.")
+    if unfetched:
+        lines.append(f"{len(unfetched)} archive part(s) of {title} could not be fetched:")
+    for f in unfetched:
         p = f.part
         facts = [_human(p.size)] + ([f"sha256 {p.sha256}"] if p.sha256 else [])
         lines.append(f"  - {p.name} ({', '.join(facts)})")
@@ -616,10 +633,10 @@ def manual_instructions(
         where = p.page or p.url
         if where:
             lines.append(f"      get it from: {where}")
-    if manual_download:
+    if manual_download and unfetched:
         lines.append(manual_download)
     lines.append(
-        f"Put the files in one folder and run again with --from FOLDER, or put them in "
+        f"Put the {'good ' if refused else ''}files in one folder and run again with --from FOLDER, or put them in "
         f"{archive_cache(root)}/ and run again:\n  {command}"
     )
     return "\n".join(lines)
@@ -795,7 +812,7 @@ def _do_part(
     else:
         extracted = _extract_and_place(got, part, root, index, reporter)
         if isinstance(extracted, str):
-            report.failures.append(PartFailure(part, [*reasons, extracted]))
+            report.failures.append(PartFailure(part, [*reasons, extracted], refused=True))
             return
         placement = extracted
     report.extracted.append(part.name)

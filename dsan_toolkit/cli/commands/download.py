@@ -160,7 +160,11 @@ def download_cmd(
     _summary(report)
     if not report.ok:
         err_console.print(escape(report.manual), highlight=False)
-        raise CheckFailed(f"{len(report.failures)} archive part(s) missing; fetch them by hand as shown above")
+        refused = sum(f.refused for f in report.failures)
+        missing = len(report.failures) - refused
+        what = ", ".join(x for x in (f"{refused} archive part(s) refused as unsafe or damaged" if refused else "",
+                                     f"{missing} archive part(s) missing" if missing else "") if x)
+        raise CheckFailed(f"{what}; see above")
 
 
 def register(app: typer.Typer) -> None:
