@@ -257,7 +257,7 @@ def format_dataset_table(
                 rec[f"Δ {label}"] = "n/c"
             else:
                 rec[f"Δ {label}"] = f"{ours - pv:+.2f}"
-        rec["config hashes"] = str(g.get("config_hashes", "")) or "–"
+        rec["config hashes"] = ", ".join(h for h in str(g.get("config_hashes", "")).split(",") if h) or "–"
         rec["protocol"] = "; ".join(marks) if marks else "same as paper"
         out_rows.append(rec)
     return pd.DataFrame.from_records(out_rows)
