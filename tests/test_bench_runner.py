@@ -67,8 +67,10 @@ def test_tables_and_reports(bench):
     root, store, out, cfg, *_ , result = bench
     md = (out / "report.md").read_text()
     assert "SYNTHETIC DATA, RANDOM BACKBONE" in md
-    row = next(ln for ln in md.splitlines() if ln.startswith("| vadclip"))
-    assert "| 2 |" in row and " ± " in row and "synthetic data" in row and "random backbone" in row
+    headline, metrics, runs = [ln for ln in md.splitlines() if ln.startswith("| vadclip")]
+    assert "| 2 |" in headline and " ± " in headline and "synthetic data" not in headline
+    assert "synthetic data" in runs and "random backbone" in runs
+    assert md.index("## synth: results (%") < md.index("## synth: further metrics (%") < md.index("## synth: runs")
     df = pd.read_csv(out / "results.csv")
     assert sorted(df["seed"]) == [0, 1] and df["auc"].between(0, 1).all() and df["map_mean"].notna().all()
     runs = {r.seed: r for r in result.rows}
@@ -97,6 +99,30 @@ def test_bench_dir_passes_audit_then_catches_tampering(bench, tmp_path):
     (copy / "bench.json").write_text(json.dumps(rec))
     rep = audit_bench(copy)
     assert any(p.startswith("bench config hash") for p in rep.problems)
+
+
+def test_method_without_class_branch_reports_no_fine_grained_map(bench):
+    """mil spreads its anomaly score evenly over the classes: its detection mAP and confusion
+    never reach the reports (n/a in the tables), and the bench still passes the audit."""
+    root, store, *_ = bench
+    cfg = BenchConfig(methods=("vadclip", "mil"), datasets=("synth",), seeds=(0,), features={"synth": str(store)},
+                      preset="tiny", epochs=1)
+    result = run_bench(cfg, root / "bench-mil")
+    paths = write_reports(result, ("md", "html", "csv"))
+    rows = {r.method: r for r in result.rows}
+    assert not rows["mil"].class_branch and rows["vadclip"].class_branch
+    assert not any(k.startswith("map") for k in rows["mil"].metrics) and "map_mean" in rows["vadclip"].metrics
+    df = pd.read_csv(paths["csv"]).set_index("method")
+    assert pd.isna(df.loc["mil", "map_mean"]) and df.loc["vadclip", "map_mean"] >= 0
+    md = paths["md"].read_text()
+    mil_lines = [ln for ln in md.splitlines() if ln.startswith("| mil |")]
+    assert mil_lines[0].rstrip(" |").endswith("n/a")  # headline: mAP avg
+    assert mil_lines[1].count("n/a") == 5  # details: mAP@0.1 ... mAP@0.5
+    assert "- n/a: the method has no class branch" in md
+    page = paths["html"].read_text()
+    assert "vadclip: fine-grained confusion" in page and "mil: fine-grained confusion" not in page
+    assert "No confusion for mil: no class branch" in page
+    assert audit_bench(root / "bench-mil").ok
 
 
 def test_cli_bench_prints_markdown_and_reuses(bench, cli):

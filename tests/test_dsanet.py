@@ -72,7 +72,8 @@ def batch(preset=SMALL, per_half=3, c=14, seed=0) -> TrainBatch:
 
 def test_registered_with_presets():
     assert "dsanet" in list_methods()
-    assert METHOD.describe() == {"name": "dsanet", "trainable": True, "presets": ["tiny", "ucf", "xd"], "needs_clip": True}
+    assert METHOD.describe() == {"name": "dsanet", "trainable": True, "presets": ["tiny", "ucf", "xd"], "needs_clip": True,
+                                 "has_class_branch": True}
     assert METHOD.get_preset("ucf") is UCF and not TINY.official
 
 

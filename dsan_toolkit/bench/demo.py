@@ -33,18 +33,18 @@ BANNER = (
 )
 
 
-COMPACT_COLUMNS: tuple[str, ...] = ("method", "selection", "seeds", "AUC", "AP", "AUC (align)", "AP (align)",
-                                     "mAP avg", "train s", "params")
-
-
 def compact_markdown(report: "BenchReport") -> str:  # noqa: F821 - imported lazily
-    """The bench tables with the headline columns only (the full table is in report.md)."""
+    """The headline tables (metrics in percent, as in every report table) with the footnotes
+    they use; the details tables are in report.md and report.html."""
     from .report import markdown_table
+    from .table import footnotes_for
 
     parts = [f"> {n}\n" for n in report.notes[:1]]
     for title, df in report.tables:
-        cols = [c for c in COMPACT_COLUMNS if c in df.columns]
-        parts.append(f"\n## {title}\n\n{markdown_table(df[cols] if cols else df)}")
+        parts.append(f"\n## {title}\n\n{markdown_table(df)}")
+    notes = footnotes_for(df for _, df in report.tables)
+    if notes:
+        parts.append("\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     return "".join(parts)
 
 

@@ -7,7 +7,11 @@ Figures (all from per-video arrays, nothing re-run):
 - frame-level ROC and PR curves per method;
 - per-class confusion of the fine-grained predictions: each test snippet's true class (the
   class of the annotated interval covering it, else normal) against the arg-max of the
-  method's class probabilities, row-normalised.
+  method's class probabilities, row-normalised; only for methods with a class branch
+  (:attr:`PredictionSet.class_branch`), in a grid of several per row.
+
+Tables: a report holds headline tables (shown first; in HTML one line per row at 1366 px) and
+details tables (the HTML page puts them in a collapsible ``<details>`` section).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class PredictionSet:
     classes: tuple[str, ...]  # class codes, normal first
     videos: list[VideoPrediction] = field(default_factory=list)
     snippet_len: int = 16
+    class_branch: bool = True  # False: class_probs are a placeholder (no confusion is drawn)
 
     def frame_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """All videos' frame-level scores and 0/1 ground truth, concatenated (official rule:
@@ -164,7 +169,10 @@ def figure_roc_pr(preds: Sequence[PredictionSet]) -> bytes:
 
 
 def figure_confusion(pred: PredictionSet) -> bytes | None:
-    """Row-normalised confusion of the fine-grained predictions (None without class probs)."""
+    """Row-normalised confusion of the fine-grained predictions (None without class probs or
+    without a class branch)."""
+    if not pred.class_branch:
+        return None
     mat = confusion(pred)
     if mat.sum() == 0:
         return None
@@ -200,7 +208,7 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-_NUMBER = re.compile(r"[-+–]?[\d.]+(e[-+]?\d+)?( ± [\d.]+)?†?( [kM])?|–|n/c|✓|✗|nan|")
+_NUMBER = re.compile(r"[-+–]?[\d.]+(e[-+]?\d+)?( ± [\d.]+)?†?( [kM])?|–|n/c|n/a|✓|✗|nan|")
 
 
 def _numeric(col: pd.Series) -> bool:
@@ -208,9 +216,32 @@ def _numeric(col: pd.Series) -> bool:
     return all(_NUMBER.fullmatch(str(v).strip()) for v in col)
 
 
+_WRAP_CHARS = 32  # a text column with a longer cell may wrap in HTML (the others stay one line)
+
+
+def _column_kind(col: pd.Series) -> str:
+    """HTML cell class of a column: ``num`` (right-aligned), ``txt`` or ``wrap`` (long text)."""
+    if _numeric(col):
+        return "num"
+    return "wrap" if col.astype(str).str.len().max() > _WRAP_CHARS else "txt"
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """An HTML table: numbers right-aligned on one line, short text left-aligned on one line,
+    long text (protocol notes, hash lists) wrapped."""
+    if df.empty:
+        return "<p>(no rows)</p>"
+    kinds = [_column_kind(df[c]) for c in df.columns]
+    head = "".join(f"<th class='{k}'>{html.escape(str(c))}</th>" for c, k in zip(df.columns, kinds))
+    body = "".join("<tr>" + "".join(f"<td class='{k}'>{html.escape(str(v))}</td>" for v, k in zip(row, kinds))
+                   + "</tr>" for row in df.itertuples(index=False))
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
 @dataclass
 class BenchReport:
-    """Everything a report shows: titled tables, notes, and prediction sets for figures."""
+    """Everything a report shows: titled headline tables, titled details tables (shown after
+    them, collapsible in HTML), notes, footnotes, and prediction sets for figures."""
 
     title: str
     tables: list[tuple[str, pd.DataFrame]]
@@ -218,6 +249,7 @@ class BenchReport:
     rows: pd.DataFrame | None = None  # flat per-run rows (csv/json)
     predictions: dict[str, list[PredictionSet]] = field(default_factory=dict)  # dataset -> sets
     footnotes: list[str] = field(default_factory=list)
+    details: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
 
 
 def render_markdown(rep: BenchReport) -> str:
@@ -227,6 +259,8 @@ def render_markdown(rep: BenchReport) -> str:
         parts.append(f"\n## {title}\n\n{markdown_table(df)}")
     if rep.footnotes:
         parts.append("\n" + "\n".join(f"- {f}" for f in rep.footnotes) + "\n")
+    for title, df in rep.details:
+        parts.append(f"\n## {title}\n\n{markdown_table(df)}")
     return "".join(parts)
 
 
@@ -237,29 +271,70 @@ def render_csv(rep: BenchReport) -> str:
 
 
 def render_json(rep: BenchReport) -> str:
+    from .table import METRICS, TABLE_UNIT
+
+    def records(tables: list[tuple[str, pd.DataFrame]]) -> dict[str, Any]:
+        return {t: json.loads(df.to_json(orient="records", force_ascii=False)) for t, df in tables}
+
     out = {
         "title": rep.title,
         "notes": rep.notes,
-        "tables": {t: json.loads(df.to_json(orient="records", force_ascii=False)) for t, df in rep.tables},
+        "tables": records(rep.tables),
+        "details": records(rep.details),
         "runs": [] if rep.rows is None else json.loads(rep.rows.to_json(orient="records")),
+        "units": {"tables": "percent" if TABLE_UNIT == "%" else TABLE_UNIT,
+                  "runs": {k: m.stored_unit for k, m in METRICS.items()}},
         "footnotes": rep.footnotes,
     }
     return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
 
 
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1500px;margin:1.5em auto;padding:0 1.5em;color:#222}"
+    "h1{margin:.2em 0 .5em}h2{margin:1.2em 0 .3em;font-size:1.3em}h3{margin:1em 0 .3em;font-size:1.1em}"
+    ".note{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em 1em;margin:.4em 0}"
+    ".scroll{overflow-x:auto}"
+    "table{border-collapse:collapse;font-size:13px;margin:.3em 0 .8em}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;white-space:nowrap;vertical-align:top}"
+    "th{background:#f3f3f3}tbody tr:nth-child(even){background:#fafafa}"
+    ".num{text-align:right;font-variant-numeric:tabular-nums}.txt{text-align:left}"
+    ".wrap{text-align:left;white-space:normal;min-width:14em;max-width:36em}"
+    ".foot{font-size:13px;color:#444;padding-left:1.2em}.aside{font-size:13px;color:#444}"
+    "details{margin:1em 0}summary{cursor:pointer;font-weight:600;font-size:1.2em}"
+    ".grid{display:grid;gap:1em;align-items:start}"
+    "figure{margin:0 0 1em}figcaption{font-size:13px;color:#555}img{max-width:100%;height:auto}"
+)
+
+
+def confusion_cell_px(n_classes: int) -> int:
+    """Smallest grid cell (px) for a confusion of ``n_classes`` classes: ~40 px per class, so
+    that its labels stay legible (UCF's 14 classes: two per row at 1366 px, XD's 7: three)."""
+    return int(min(640, max(340, 40 * n_classes)))
+
+
+def _figure(cap: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<figure><img alt='{html.escape(cap)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+
+
 def render_html(rep: BenchReport) -> str:
-    """A single self-contained page: tables and figures (PNG embedded as data URIs)."""
-    css = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-           "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
-           "text-align:right}th{background:#f3f3f3}.note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em 1em}"
-           "img{max-width:100%}")
+    """A single self-contained page (PNG figures embedded as data URIs): the headline tables,
+    the footnotes they use, the details tables in a collapsible section, then the figures
+    with the confusion matrices in a grid."""
     body = [f"<h1>{html.escape(rep.title)}</h1>"]
     body += [f"<p class='note'>{html.escape(n)}</p>" for n in rep.notes]
     for title, df in rep.tables:
         body.append(f"<h2>{html.escape(title)}</h2>")
-        body.append(df.to_html(index=False, escape=True, border=0) if not df.empty else "<p>(no rows)</p>")
+        body.append(html_table(df))
     if rep.footnotes:
-        body.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in rep.footnotes) + "</ul>")
+        body.append("<ul class='foot'>" + "".join(f"<li>{html.escape(f)}</li>" for f in rep.footnotes) + "</ul>")
+    if rep.details:
+        body.append("<details open><summary>Details: further metrics, runs and protocol</summary>")
+        for title, df in rep.details:
+            body.append(f"<h3>{html.escape(title)}</h3>")
+            body.append(html_table(df))
+        body.append("</details>")
     for dataset, preds in rep.predictions.items():
         if not preds:
             continue
@@ -268,15 +343,21 @@ def render_html(rep: BenchReport) -> str:
             ("Per-video scores (annotated intervals shaded)", figure_score_curves(preds)),
             ("ROC and precision-recall", figure_roc_pr(preds)),
         ]
-        figs += [(f"Fine-grained confusion: {p.method}", figure_confusion(p)) for p in preds]
-        for cap, png in figs:
-            if png is None:
-                continue
-            data = base64.b64encode(png).decode("ascii")
-            body.append(f"<figure><img alt='{html.escape(cap)}' src='data:image/png;base64,{data}'>"
-                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(rep.title)
-            + f"</title><style>{css}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+        body += [_figure(cap, png) for cap, png in figs if png is not None]
+        confusions = [(p.method, figure_confusion(p)) for p in preds]
+        cells = [_figure(f"{m}: fine-grained confusion", png) for m, png in confusions if png is not None]
+        if cells:
+            cell = confusion_cell_px(max(len(p.classes) for p in preds))
+            body.append("<h3>Fine-grained confusion (test snippets, rows normalised)</h3>")
+            body.append(f"<div class='grid' style='grid-template-columns:repeat(auto-fill,minmax({cell}px,1fr))'>"
+                        + "".join(cells) + "</div>")
+        without = [p.method for p in preds if not p.class_branch]
+        if without:
+            body.append(f"<p class='aside'>No confusion for {html.escape(', '.join(without))}: no class branch "
+                        "(its class scores only spread the anomaly score evenly over the classes).</p>")
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width,initial-scale=1'><title>" + html.escape(rep.title)
+            + f"</title><style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 
 
 RENDERERS = {"md": render_markdown, "html": render_html, "csv": render_csv, "json": render_json}

@@ -38,10 +38,14 @@ from ..utils.paths import output_folder
 from .report import BenchReport, PredictionSet, VideoPrediction, render
 from .table import (
     METRICS,
+    TABLE_UNIT,
     ResultRow,
     aggregate,
+    details_tables,
+    footnotes_for,
     format_ablation_table,
     format_dataset_table,
+    headline_table,
     rows_frame,
 )
 
@@ -247,6 +251,9 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: Any) -> ResultRow:
     params = met.get("params", {}) or {}
     comps = {name: dict(job.overrides).get(fld, True) for name, fld in ABLATION_COMPONENTS.get(job.method, {}).items()} \
         if job.ablation != "all" or job.overrides else {}
+    class_branch = _has_class_branch(job.method)
+    if not class_branch:  # its class scores are a placeholder: no fine-grained metric reaches the tables
+        metrics = {k: v for k, v in metrics.items() if not METRICS[k].fine_grained}
     return ResultRow(
         method=job.method, dataset=job.dataset, seed=job.seed, preset=job.preset,
         selection=label if _trainable(job.method) else "none",
@@ -255,6 +262,7 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: Any) -> ResultRow:
         metrics=metrics, ablation=job.ablation, components=comps,
         train_time_s=met.get("train_seconds"), params_trainable=params.get("trainable"),
         params_total=params.get("total"), run_dir=str(run_dir), official_preset=job.preset in ("ucf", "xd"),
+        class_branch=class_branch,
     )
 
 
@@ -262,6 +270,12 @@ def _trainable(method: str) -> bool:
     from ..models import get_method
 
     return bool(getattr(get_method(method), "trainable", True))
+
+
+def _has_class_branch(method: str) -> bool:
+    from ..models import get_method
+
+    return bool(get_method(method).has_class_branch)
 
 
 def predictions_of(run_dir: Path, manifest: Any, method: str, dataset: str) -> PredictionSet | None:
@@ -284,7 +298,8 @@ def predictions_of(run_dir: Path, manifest: Any, method: str, dataset: str) -> P
             class_probs=p["class_probs"][sl] if "class_probs" in p else None,
             label=rec.labels[0] if rec.labels else "",
         ))
-    return PredictionSet(method, dataset, classes, videos, snippet_len=manifest.info.snippet_len)
+    return PredictionSet(method, dataset, classes, videos, snippet_len=manifest.info.snippet_len,
+                         class_branch=_has_class_branch(method))
 
 
 def artifact_hashes(run_dir: Path) -> dict[str, str]:
@@ -424,21 +439,23 @@ def _check_config(cfg: BenchConfig) -> None:
 def build_report(rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, Any], *, figures: bool = True,
                  base: Path = Path(".")) -> BenchReport:
     agg = aggregate(rows)
-    tables = []
+    tables, details = [], []
     for ds in cfg.datasets:
         if cfg.ablation:
-            tables.append((f"{ds}: {cfg.ablation} ablation (each component off in turn, all on last)",
+            tables.append((f"{ds}: {cfg.ablation} ablation ({TABLE_UNIT}, each component off in turn, all on last)",
                            format_ablation_table(agg, ds, cfg.ablation)))
-        else:
-            tables.append((f"{ds}: results (mean ± std over seeds)", format_dataset_table(agg, ds)))
+            continue
+        full = format_dataset_table(agg, ds)
+        tables.append((f"{ds}: results ({TABLE_UNIT}, mean ± std over seeds)", headline_table(full)))
+        titles = {"metrics": f"{ds}: further metrics ({TABLE_UNIT}, mean ± std over seeds)",
+                  "runs": f"{ds}: runs and protocol"}
+        details += [(titles[kind], df) for kind, df in details_tables(full)]
     notes = []
     if any(r.synthetic or r.random_backbone for r in rows):
         notes.append(SYNTHETIC_NOTE)
     notes.append(f"Model selection: '{cfg.select}' (the official code selects the best checkpoint on the test set; "
                  "'last' is the honest rule and every row names its rule).")
-    foot = ["† published value not confirmed against a public copy of the paper (see dsan_toolkit/bench/published.json).",
-            "Δ: our mean minus the paper's value, only where the protocol and features match; n/c: not comparable "
-            "(the protocol column says why)."]
+    foot = footnotes_for(df for _, df in tables + details)
     preds: dict[str, list[PredictionSet]] = {}
     if figures:
         for ds in cfg.datasets:
@@ -449,7 +466,7 @@ def build_report(rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, 
             sets = [predictions_of(base / r.run_dir, stores[ds].manifest, r.method, ds) for r in first.values()]
             preds[ds] = [s for s in sets if s is not None]
     return BenchReport(title="dsan bench", tables=tables, notes=notes, rows=rows_frame(rows), predictions=preds,
-                       footnotes=foot)
+                       footnotes=foot, details=details)
 
 
 def write_reports(result: BenchResult, formats: Sequence[str]) -> dict[str, Path]:

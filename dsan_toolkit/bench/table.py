@@ -5,10 +5,13 @@ dict (:class:`ResultRow`). :func:`aggregate` groups rows that differ only by see
 mean, std and the number of seeds per metric; :func:`format_dataset_table` turns one dataset's
 groups into the table printed by ``dsan bench`` with the published number of each method, a
 delta where our run followed the paper's protocol on the same features, and the reasons
-(``protocol`` column) where it did not.
+(``protocol`` column) where it did not. :func:`headline_table` and :func:`details_tables` cut
+that table into what a report shows first (one line per row on a laptop screen) and the rest.
 
 Metrics are stored as computed (AUC/AP as fractions in [0, 1], detection mAP in percent as
-the official code prints it) and shown in percent.
+the official code prints it) and every table shows them in percent (:data:`TABLE_UNIT`).
+A method without a class branch (``Method.has_class_branch`` False) has no fine-grained
+detection mAP: its rows carry ``class_branch=False`` and the tables show ``n/a``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ class MetricSpec:
     key: str
     label: str
     to_percent: float  # factor from the stored value to percent
+    fine_grained: bool = False  # computed from the class probabilities (needs a class branch)
+
+    @property
+    def stored_unit(self) -> str:
+        """The unit of the raw value (results.csv, report.json ``runs``)."""
+        return "percent" if self.to_percent == 1.0 else "fraction"
 
 
 METRICS: dict[str, MetricSpec] = {
@@ -39,9 +48,25 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("auc_align", "AUC (align)", 100.0),
         MetricSpec("ap_align", "AP (align)", 100.0),
         MetricSpec("auc_anomalous", "AUC anom.", 100.0),
-        *(MetricSpec(f"map@{t:.1f}", f"mAP@{t:.1f}", 1.0) for t in IOUS),
-        MetricSpec("map_mean", "mAP avg", 1.0),
+        *(MetricSpec(f"map@{t:.1f}", f"mAP@{t:.1f}", 1.0, fine_grained=True) for t in IOUS),
+        MetricSpec("map_mean", "mAP avg", 1.0, fine_grained=True),
     )
+}
+
+# Every formatted table shows metrics in this unit (titles say so; raw rows keep MetricSpec units).
+TABLE_UNIT = "%"
+
+# The metrics of the headline table (the papers' comparison columns); the rest go to the details.
+HEADLINE_METRICS: tuple[str, ...] = ("auc", "ap", "map_mean")
+
+# What a mark in a table cell (or header) means; a report prints only the marks its tables use.
+FOOTNOTES: dict[str, str] = {
+    "†": "† published value not confirmed against a public copy of the paper "
+         "(see dsan_toolkit/bench/published.json).",
+    "Δ": "Δ: our mean minus the paper's value, shown only where the protocol and features match.",
+    "n/c": "n/c: not comparable with the paper's value (the protocol column says why).",
+    "n/a": "n/a: the method has no class branch (its class scores only spread the anomaly score "
+           "evenly over the classes), so it has no fine-grained detection mAP.",
 }
 
 # The headline metric of each dataset in the papers' comparison tables.
@@ -76,6 +101,7 @@ class ResultRow:
     params_total: int | None = None
     run_dir: str = ""
     official_preset: bool = True
+    class_branch: bool = True  # False: no fine-grained metrics (see Method.has_class_branch)
 
     def to_flat(self) -> dict[str, Any]:
         d = asdict(self)
@@ -139,6 +165,8 @@ def aggregate(rows: Iterable[ResultRow | dict[str, Any]]) -> pd.DataFrame:
         if col in df:
             out[col] = extra[col].agg(lambda s: s.dropna().iloc[0] if s.notna().any() else np.nan) \
                 if col == "official_preset" else extra[col].mean()
+    out["class_branch"] = extra["class_branch"].agg(lambda s: bool(s.fillna(True).astype(bool).all())) \
+        if "class_branch" in df else True
     for c in comp_cols:
         out[c] = extra[c].first()
     out["config_hashes"] = extra["config_hash"].agg(lambda s: ",".join(sorted({str(x)[:12] for x in s})))
@@ -174,6 +202,19 @@ def _pm(mean: float, std: float, n: int, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
+def _metric_cell(g: Any, m: str) -> str:
+    """One metric of an aggregated group in percent; ``n/a`` for a fine-grained metric of a
+    method without a class branch."""
+    if METRICS[m].fine_grained and not _class_branch(g):
+        return "n/a"
+    return _pm(g[f"{m}_mean"], g[f"{m}_std"], int(g[f"{m}_n"]))
+
+
+def _class_branch(g: Any) -> bool:
+    v = g.get("class_branch", True)
+    return True if v is None or _isnan(v) else bool(v)
+
+
 def format_dataset_table(
     agg: pd.DataFrame,
     dataset: str,
@@ -181,8 +222,9 @@ def format_dataset_table(
     metrics: Sequence[str] | None = None,
     published: tuple[PublishedRow, ...] | None = None,
 ) -> pd.DataFrame:
-    """One dataset's table of strings: mean ± std per metric, seeds, time, parameters, the
-    published main metric, its delta (only where comparable) and the protocol marks."""
+    """One dataset's full table of strings (metrics in percent): mean ± std per metric, seeds,
+    time, parameters, config hashes, the published main metric and mean mAP, their deltas
+    (only where comparable) and the protocol marks."""
     pub = published if published is not None else load_published()
     main = MAIN_METRIC.get(dataset, "auc")
     sub = agg[agg["dataset"] == dataset] if not agg.empty else agg
@@ -199,7 +241,7 @@ def format_dataset_table(
             "seeds": int(g["n_seeds"]),
         }
         for m in metrics:
-            rec[METRICS[m].label] = _pm(g[f"{m}_mean"], g[f"{m}_std"], int(g[f"{m}_n"]))
+            rec[METRICS[m].label] = _metric_cell(g, m)
         rec["train s"] = "–" if _isnan(g.get("train_time_s", np.nan)) else f"{g['train_time_s']:.1f}"
         p = g.get("params_trainable", np.nan)
         rec["params"] = "–" if _isnan(p) else _human(int(p))
@@ -207,15 +249,76 @@ def format_dataset_table(
             pv = paper.metrics.get(key) if paper else None
             rec[f"paper {label}"] = "–" if pv is None else (f"{pv:.2f}" + ("" if paper.is_confirmed(key) else "†"))
             ours = g.get(f"{key}_mean", np.nan)
-            if pv is None or _isnan(ours):
+            if METRICS[key].fine_grained and not _class_branch(g):
+                rec[f"Δ {label}"] = "n/a"
+            elif pv is None or _isnan(ours):
                 rec[f"Δ {label}"] = "–"
             elif marks:
                 rec[f"Δ {label}"] = "n/c"
             else:
                 rec[f"Δ {label}"] = f"{ours - pv:+.2f}"
+        rec["config hashes"] = ", ".join(h for h in str(g.get("config_hashes", "")).split(",") if h) or "–"
         rec["protocol"] = "; ".join(marks) if marks else "same as paper"
         out_rows.append(rec)
     return pd.DataFrame.from_records(out_rows)
+
+
+# Columns of the full table that identify a row (kept in every view of it).
+_ID_COLUMNS: tuple[str, ...] = ("method", "preset", "ablation")
+
+
+def _id_columns(full: pd.DataFrame) -> list[str]:
+    """method and preset, plus ablation only when some row is not the all-on model."""
+    cols = [c for c in _ID_COLUMNS if c in full.columns]
+    if "ablation" in cols and (full["ablation"].astype(str).isin(("all", ""))).all():
+        cols.remove("ablation")
+    return cols
+
+
+def headline_table(full: pd.DataFrame) -> pd.DataFrame:
+    """The compact view of :func:`format_dataset_table`: method, preset, selection, seeds, the
+    headline metrics (:data:`HEADLINE_METRICS`), and the published values with their deltas
+    when any row of the dataset has a published value."""
+    if full.empty:
+        return full
+    cols = _id_columns(full) + [c for c in ("selection", "seeds") if c in full.columns]
+    cols += [METRICS[m].label for m in HEADLINE_METRICS if METRICS[m].label in full.columns]
+    paper = [c for c in full.columns if c.startswith("paper ")]
+    if any((full[c] != "–").any() for c in paper):
+        for c in paper:
+            label = c[len("paper "):]
+            cols += [c] + ([f"Δ {label}"] if f"Δ {label}" in full.columns else [])
+    return full[cols].reset_index(drop=True)
+
+
+def details_tables(full: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rest of :func:`format_dataset_table` as (kind, table): ``metrics`` (every metric
+    not in the headline, in percent) and ``runs`` (seeds, time, parameters, config hashes,
+    protocol). Tables without a column to show are left out."""
+    if full.empty:
+        return []
+    ids = _id_columns(full)
+    headline = {METRICS[m].label for m in HEADLINE_METRICS}
+    metric_cols = [s.label for s in METRICS.values() if s.label in full.columns and s.label not in headline]
+    run_cols = [c for c in ("selection", "seeds", "train s", "params", "config hashes", "protocol") if c in full.columns]
+    out = []
+    if metric_cols:
+        out.append(("metrics", full[ids + metric_cols].reset_index(drop=True)))
+    out.append(("runs", full[ids + run_cols].reset_index(drop=True)))
+    return out
+
+
+def footnotes_for(tables: Iterable[pd.DataFrame], notes: dict[str, str] | None = None) -> list[str]:
+    """The footnotes (:data:`FOOTNOTES`) whose mark a header or cell of ``tables`` uses: a cell
+    that is the mark (``n/c``), ends with it (``6.68†``) or starts with it and a space
+    (``Δ AUC``); a mark inside prose (a protocol note) does not count."""
+    notes = FOOTNOTES if notes is None else notes
+    cells: set[str] = set()
+    for df in tables:
+        cells.update(str(c) for c in df.columns)
+        cells.update(str(v) for v in df.to_numpy().ravel())
+    return [note for mark, note in notes.items()
+            if any(c == mark or c.endswith(mark) or c.startswith(mark + " ") for c in cells)]
 
 
 def format_ablation_table(agg: pd.DataFrame, dataset: str, method: str = "dsanet") -> pd.DataFrame:
@@ -229,7 +332,7 @@ def format_ablation_table(agg: pd.DataFrame, dataset: str, method: str = "dsanet
         for c in comp_cols:
             rec[c.split(":", 1)[1]] = "✓" if bool(g[c]) else "✗"
         for m in (main, "map_mean"):
-            rec[METRICS[m].label] = _pm(g[f"{m}_mean"], g[f"{m}_std"], int(g[f"{m}_n"]))
+            rec[METRICS[m].label] = _metric_cell(g, m)
         rec["seeds"] = int(g["n_seeds"])
         recs.append(rec)
     df = pd.DataFrame.from_records(recs)

@@ -180,6 +180,11 @@ class Method(ABC):
         return []
 
     needs_clip: ClassVar[bool] = True
+    # True: ``predict`` returns class probabilities of the method's own (a fine-grained branch),
+    # so the fine-grained detection mAP and the class confusion mean something. False: the
+    # ``class_probs`` only fill the contract (e.g. the anomaly score spread evenly over the
+    # anomaly classes) and reports show neither.
+    has_class_branch: ClassVar[bool] = True
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -187,6 +192,7 @@ class Method(ABC):
             "trainable": self.trainable,
             "presets": sorted(self.presets),
             "needs_clip": self.needs_clip,
+            "has_class_branch": self.has_class_branch,
         }
 
 

@@ -77,8 +77,12 @@ def bench_cmd(
     if published:
         from ...bench.published import published_table
 
-        typer.echo(markdown_table(published_table().fillna("–")), nl=False)
-        typer.echo("† not confirmed against a public copy of the paper (dsan_toolkit/bench/published.json)")
+        from ...bench.table import footnotes_for
+
+        table = published_table().fillna("–")
+        typer.echo("Published values (%)\n\n" + markdown_table(table), nl=False)
+        for note in footnotes_for([table]):
+            typer.echo(f"\n{note}")
         return
 
     if report not in REPORT_FORMATS:

@@ -41,7 +41,7 @@ def demo_cmd(
         console.print(f"not available in this installation (skipped): {', '.join(res.skipped_methods)}")
     console.print(f"[bold yellow]Synthetic data, random backbone:[/bold yellow] these numbers test the pipeline, "
                   "not the methods.")
-    console.print(f"Full table (every metric, published values, protocol): {res.report_md.resolve()}")
+    console.print(f"Full report (further metrics, runs, protocol): {res.report_md.resolve()}")
     console.print(f"HTML report (tables, score curves, ROC/PR, confusion): {res.html.resolve()}")
     console.print(f"Audit report: {res.audit_md.resolve()}")
     if res.score_hint:

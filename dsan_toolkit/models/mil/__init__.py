@@ -91,6 +91,7 @@ def mil_ranking_loss(scores: Tensor, lengths: Tensor, anomalous: Tensor, preset:
 class MILMethod(Method):
     trainable = True
     needs_clip = False
+    has_class_branch = False  # one anomaly score per snippet; its class_probs are a placeholder
     preset_cls = MILPreset
     presets = PRESETS
 
