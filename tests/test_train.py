@@ -285,3 +285,26 @@ def test_refuses_a_store_missing_videos(tmp_path):
         w.finalize()
     code, output = run_cli("train", "-m", "vadclip", "-f", tmp_path / "partial.zarr", "--out", tmp_path / "r", *FAST)
     assert code == 2 and "lacks features of 1 test videos" in output and broken in output
+
+
+def test_piped_training_prints_a_line_per_epoch(store, tmp_path):
+    """In a log (stdout/stderr not a terminal) training is not silent: one plain line per epoch,
+    no bar characters, no wrapped lines; --no-progress keeps only the messages."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "dsan_toolkit.cli.app", "train", "-m", "mil", "-f", str(store), "--preset", "tiny",
+            "--epochs", "2", "--set", "batch_size=4", "--set", "visual_length=32"]
+    env = dict(os.environ, OMP_NUM_THREADS="2", COLUMNS="40")  # a narrow terminal width must not wrap logs
+    done = subprocess.run([*args, "--out", str(tmp_path / "a")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    epochs = [ln for ln in lines if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1/2", "epoch 2/2"], done.stderr
+    assert all("loss" in ln and " s" in ln for ln in epochs)
+    assert any(ln.startswith("mil preset tiny on ") and "config" in ln and "select last" in ln for ln in lines)
+    assert "━" not in done.stderr  # no bar in a log
+    quiet = subprocess.run([*args, "--out", str(tmp_path / "b"), "--no-progress"], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert quiet.returncode == 0 and not [ln for ln in quiet.stderr.splitlines() if ln.startswith("epoch ")]

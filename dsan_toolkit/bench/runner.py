@@ -117,9 +117,14 @@ class BenchConfig:
 def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], None]) -> None:
     """Train and evaluate one job into ``run_dir`` with the library's training loop (which
     evaluates training-free methods into a run directory of the same layout)."""
+    from ..progress import DONE
     from ..train.loop import TrainOptions, train
 
-    res = train(TrainOptions(
+    def forward(ev: Any) -> None:  # the epochs' summaries, as bench lines
+        if ev.kind == DONE and ev.text:
+            progress(f"    {ev.text}")
+
+    res = train(on_event=forward, opts=TrainOptions(
         method=job.method, features=Path(job.features), out=run_dir, preset=job.preset, seed=job.seed,
         epochs=job.epochs, device=job.device, select=job.select if _trainable(job.method) else "last",
         overrides=dict(job.overrides), progress=True, clip_weights=Path(job.clip_weights) if job.clip_weights else None,

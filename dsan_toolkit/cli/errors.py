@@ -13,8 +13,20 @@ from ..errors import DsanError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-console = Console(highlight=False)
+LOG_WIDTH = 240  # columns of output that is not a terminal (a log, a pipe): tables keep their natural width
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for the CLI's output: on a terminal rich's usual one; otherwise wide, with
+    soft wrapping, so that a log never breaks a path or a message in the middle."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH)
+
+
+err_console = make_console(stderr=True)
+console = make_console()
 
 
 def fail(message: str, code: int = 2) -> "typer.Exit":

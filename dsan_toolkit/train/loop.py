@@ -24,6 +24,7 @@ directory continues from it and gives the same result as an uninterrupted run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -56,6 +57,9 @@ from ..models.input_norm import fit_input_norm
 from .data import BatchPlan, TestSet, build_test_set, iterate_batches, make_train_samples
 from .environment import capture_environment, now_iso
 from .store_identity import absolute_store_path
+from ..progress import ADVANCE, DONE, TASK, Listener, ProgressEvent, emitter, message
+
+log = logging.getLogger(__name__)
 
 SELECTIONS = ("last", "best-on-test")
 LAST = "last"
@@ -558,8 +562,10 @@ class Trainer:
         return ddp.all_reduce_mean(logged, share, self.dist)
 
     # -- run -----------------------------------------------------------------------------
-    def run(self, progress: Any = None) -> bool:
-        """Train until the end; False when stopped early by ``stop_after_steps``."""
+    def run(self, on_event: Listener | None = None) -> bool:
+        """Train until the end; False when stopped early by ``stop_after_steps``. ``on_event``
+        receives one counted task per epoch (see :func:`train`)."""
+        progress = on_event
         preset = self.preset
         self.model.train()
         while self.state.epoch < preset.epochs:
@@ -568,8 +574,9 @@ class Trainer:
             t0 = time.perf_counter()
             losses: list[float] = []
             samples_done = 0
-            task = progress.add_task(f"epoch {e + 1}/{preset.epochs}", total=len(batches),
-                                     completed=self.state.iter) if progress is not None else None
+            task = f"epoch {e + 1}/{preset.epochs}"
+            if progress is not None:
+                progress(ProgressEvent(TASK, task, total=len(batches), completed=self.state.iter))
             for batch, share in iterate_batches(self.samples, batches[self.state.iter:], self.dist.rank,
                                                 self.dist.world_size, pin_memory=self.device.type == "cuda"):
                 logged = self._step(batch, share)
@@ -582,7 +589,7 @@ class Trainer:
                                samples=n, loss=logged["loss"],
                                losses={k[7:]: v for k, v in logged.items() if k.startswith("losses.")})
                 if progress is not None:
-                    progress.update(task, advance=1, description=f"epoch {e + 1}/{preset.epochs} loss {logged['loss']:.4f}")
+                    progress(ProgressEvent(ADVANCE, task, advance=1, text=f"loss {logged['loss']:.4f}"))
                 self._maybe_eval(end_of_epoch=False)
                 if self.opts.checkpoint_every and self.state.step % self.opts.checkpoint_every == 0 \
                         and self.state.iter < len(batches):
@@ -600,8 +607,12 @@ class Trainer:
             self.state.train_seconds += secs
             self.log.write("epoch", epoch=e, steps=len(batches), loss=float(np.mean(losses)) if losses else None,
                            seconds=secs, samples_per_s=samples_done / secs if secs > 0 else None)
-            if progress is not None and task is not None:
-                progress.remove_task(task)
+            if progress is not None:
+                mean = float(np.mean(losses)) if losses else float("nan")
+                progress(ProgressEvent(DONE, task, text=(
+                    f"{task}: loss {mean:.4f}, {len(batches)} steps, {secs:.1f} s"
+                    + (f", {samples_done / secs:.0f} samples/s" if secs > 0 else "")),
+                    fields={"epoch": e, "loss": mean, "seconds": secs}))
             last_epoch = e + 1 == preset.epochs
             if self.dist.is_main:
                 save_weights(self.model, self.ckpt_dir / "last.safetensors", self._meta(LAST))
@@ -674,11 +685,13 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return out
 
 
-def train(opts: TrainOptions, *, console: Any = None) -> TrainResult:
-    """Train (or resume, or recognise as finished) the run ``opts`` describes."""
-    from rich.console import Console
+def train(opts: TrainOptions, *, on_event: Listener | None = None) -> TrainResult:
+    """Train (or resume, or recognise as finished) the run ``opts`` describes.
 
-    con = console or Console(stderr=True, highlight=False)
+    Progress (:mod:`dsan_toolkit.progress`) goes to ``on_event`` on rank 0: messages, and with
+    ``opts.progress`` one counted task per epoch (its steps) ending with the epoch's summary
+    (loss, seconds, samples/s); without a listener messages and summaries are logged."""
+    con = emitter(on_event, log)
     device = resolve_device(opts.device)
     dist = ddp.init_distributed(device)
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -691,7 +704,7 @@ def train(opts: TrainOptions, *, console: Any = None) -> TrainResult:
         ddp.shutdown(dist)
 
 
-def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, con: Any) -> TrainResult:
+def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Listener) -> TrainResult:
     method = get_method(opts.method)
     store = open_feature_store(opts.features)
     manifest = resolve_manifest_for(store, opts.dataset)
@@ -705,16 +718,16 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, con: An
     if status == "finished":
         metrics = json.loads((out / "metrics.json").read_text())
         if dist.is_main:
-            con.print(f"{out} is a finished run of this configuration (config {cfg.hash[:12]}); nothing to do")
+            say(message(f"{out} is a finished run of this configuration (config {cfg.hash[:12]}); nothing to do"))
         return TrainResult(out, cfg, True, metrics, 0)
     if not method.trainable:
-        metrics = _training_free_run(opts, cfg, method, manifest, store, device, con) if dist.is_main else {}
+        metrics = _training_free_run(opts, cfg, method, manifest, store, device, say) if dist.is_main else {}
         ddp.barrier(dist)
         return TrainResult(out, cfg, True, metrics, 0)
     trainer = Trainer(opts, cfg, method, manifest, store, device, dist)
     if dist.is_main:
-        con.print(f"[bold]{method.name}[/bold] preset {cfg.preset_name} on {manifest.name}: "
-                  f"config {cfg.hash[:12]}, device {device}, world size {dist.world_size}, select {cfg.select}")
+        say(message(f"{method.name} preset {cfg.preset_name} on {manifest.name}: config {cfg.hash[:12]}, "
+                    f"device {device}, world size {dist.world_size}, select {cfg.select}"))
     trainer.setup()
     resumed = trainer.try_resume() if status == "resume" else False
     if dist.is_main:
@@ -726,29 +739,19 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, con: An
                           world_size=dist.world_size, **({"previous_environment": previous} if previous else {}))
         cached = (f"{trainer.samples.nbytes / 2**20:.1f} MiB cached" if trainer.samples.nbytes
                   else "read from the store per batch")
-        con.print(f"{len(trainer.samples)} training samples ({cached}), "
-                  f"{trainer.iters_per_epoch} steps/epoch, {count_params(trainer.model)['trainable']:,} trainable "
-                  f"parameters" + (f"; resuming at step {trainer.state.step}" if resumed else ""))
-    finished = _run_with_progress(trainer, opts.progress and dist.is_main, con)
+        say(message(f"{len(trainer.samples)} training samples ({cached}), "
+                    f"{trainer.iters_per_epoch} steps/epoch, {count_params(trainer.model)['trainable']:,} trainable "
+                    f"parameters" + (f"; resuming at step {trainer.state.step}" if resumed else "")))
+    finished = trainer.run(say if opts.progress and dist.is_main else None)
     if not finished:
         if dist.is_main:
-            con.print(f"stopped after {trainer.state.step} steps; run the same command again to resume")
+            say(message(f"stopped after {trainer.state.step} steps; run the same command again to resume"))
         return TrainResult(out, cfg, False, {}, trainer.state.step)
     metrics: dict[str, Any] = {}
     if dist.is_main:
         metrics = finish_run(trainer)
     ddp.barrier(dist)
     return TrainResult(out, cfg, True, metrics, trainer.state.step)
-
-
-def _run_with_progress(trainer: Trainer, show: bool, con: Any) -> bool:
-    if not show:
-        return trainer.run(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=con, transient=True) as progress:
-        return trainer.run(progress)
 
 
 def finish_run(trainer: Trainer) -> dict[str, Any]:
@@ -802,7 +805,7 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
 
 
 def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manifest: Manifest, store: Any,
-                       device: torch.device, con: Any) -> dict[str, Any]:
+                       device: torch.device, say: Listener) -> dict[str, Any]:
     """A training-free method (zero-shot CLIP) as a run directory of the same layout: config,
     environment, the frozen weights as the ``last`` checkpoint, predictions and metrics."""
     from ..config import sha256_file
@@ -819,7 +822,7 @@ def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manif
     save_weights(model, ck, {"method": cfg.method, "config_hash": cfg.hash, "config": json.dumps(config_json(cfg)),
                              "selection": LAST, "epoch": "0", "step": "0"})
     test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
-    con.print(f"[bold]{method.name}[/bold] is training-free: evaluating on {len(test.video_ids)} test videos")
+    say(message(f"{method.name} is training-free: evaluating on {len(test.video_ids)} test videos"))
     rec = evaluate_and_write(method, model, manifest, test, out / "eval" / LAST, length=int(cfg.preset.visual_length),
                              device=device, batch=opts.eval_batch, label=LAST, selection=LAST, config_hash=cfg.hash,
                              store_hash=cfg.store_hash, manifest_hash=cfg.manifest_hash,

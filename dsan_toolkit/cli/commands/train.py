@@ -10,6 +10,7 @@ import typer
 
 from ...errors import InputError
 from ..errors import console, err_console, user_errors
+from ..progress import ProgressRenderer
 
 
 def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def train_cmd(
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="Force the text encoder's open_clip architecture (random-init unless --clip-weights), e.g. ViT-B-16 for official shapes on synthetic features."),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass at evaluation."),
     cache: str = typer.Option("auto", "--cache", help="Training features: 'memory' (resampled split cached once), 'none' (read from the store per batch), 'auto' (memory when it takes at most 70% of the free RAM). Same batches either way."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress: a bar on a terminal, else one line per epoch (and every tenth of a long epoch)."),
 ) -> None:
     """Train a method on a feature store into a run directory (config, checkpoints, log, metrics).
 
@@ -68,10 +69,11 @@ def train_cmd(
         method=method, features=features, out=out, dataset=dataset, preset=preset, seed=seed, epochs=epochs,
         device=device, select=select, deterministic=deterministic, test_crop=test_crop,
         overrides=_parse_overrides(set_), checkpoint_every=checkpoint_every, stop_after_steps=stop_after,
-        clip_weights=clip_weights, clip_model=clip_model, progress=not no_progress, eval_batch=eval_batch,
+        clip_weights=clip_weights, clip_model=clip_model, progress=progress, eval_batch=eval_batch,
         cache=cache,
     )
-    result = train(opts, console=err_console)
+    with ProgressRenderer(err_console, enabled=progress) as render:
+        result = train(opts, on_event=render)
     if not result.finished or not result.metrics:
         return
     _print_results(result.metrics.get("results", {}), result.metrics.get("selected"), out)
