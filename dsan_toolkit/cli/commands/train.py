@@ -79,22 +79,24 @@ def train_cmd(
     _print_results(result.metrics.get("results", {}), result.metrics.get("selected"), out)
 
 
-def _fmt(v: Any) -> str:
-    return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+TABLE_METRICS = ("auc", "ap", "auc_align", "ap_align", "auc_anomalous", "map_mean")
 
 
 def _print_results(results: dict[str, Any], selected: str | None, where: Path) -> None:
+    """The test metrics of each model, in percent like every table of the toolkit."""
     from rich.table import Table
 
-    keys = ("auc", "ap", "align_auc", "align_ap", "auc_anomalous", "map_mean")
-    table = Table(title=f"test metrics ({where})", caption="* the run's selected model" if selected else None)
+    from ...bench.runner import canonical_metrics
+    from ...bench.table import METRICS, TABLE_UNIT
+
+    table = Table(title=f"test metrics ({TABLE_UNIT}), {where}", caption="* the run's selected model" if selected else None)
     table.add_column("model", no_wrap=True)
-    for k in keys:
-        table.add_column(k, justify="right")
+    for k in TABLE_METRICS:
+        table.add_column(METRICS[k].label, justify="right")
     for label, entry in results.items():
-        m = entry.get("metrics", entry)
+        m = canonical_metrics(entry.get("metrics", entry))
         name = f"{label} *" if label == selected else label
-        table.add_row(name, *(_fmt(m.get(k)) for k in keys))
+        table.add_row(name, *("-" if m.get(k) is None else f"{m[k] * METRICS[k].to_percent:.2f}" for k in TABLE_METRICS))
     console.print(table)
 
 
