@@ -73,6 +73,8 @@ def test_the_run_records_its_store_by_absolute_path_and_identity(world, tmp_path
     rec = json.loads(next((run / "evaluations").glob("last-crop0-*/metrics.json")).read_text())
     recorded = json.loads((run / "metrics.json").read_text())["results"]["last"]["metrics"]
     assert rec["metrics"] == recorded and rec["store"]["matches_training_store"] is True
+    # the printed table is in percent, mAP included (no fractions next to percents)
+    assert "test metrics (%)" in out and f"{100 * recorded['auc']:.2f}" in out and f"{recorded['map_mean']:.2f}" in out
     assert _record_bytes(run) == before  # the run's own records are untouched
     # the same evaluation again: refused without --overwrite, then replaced
     code, out = cli("eval", "--run", str(run))
