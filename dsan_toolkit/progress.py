@@ -9,9 +9,11 @@ without a listener the messages and task summaries go to the library's logger.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 TASK, ADVANCE, DONE, MESSAGE = "task", "advance", "done", "message"
 KINDS = (TASK, ADVANCE, DONE, MESSAGE)
@@ -47,3 +49,26 @@ def emitter(on_event: Listener | None, logger: logging.Logger) -> Listener:
 
 def message(text: str, **fields: Any) -> ProgressEvent:
     return ProgressEvent(MESSAGE, text=text, fields=fields)
+
+
+@contextlib.contextmanager
+def counted(on_event: Listener | None, name: str, total: int | None, *, unit: str = "") -> Iterator[Callable[..., None]]:
+    """A counted task for code that only counts: yields ``advance(n=1, text="")``; the task
+    ends with the summary ``NAME: done/total UNIT in S s``. Without a listener nothing is sent."""
+    count = [0]
+
+    def advance(n: int = 1, text: str = "") -> None:
+        count[0] += n
+        if on_event is not None:
+            on_event(ProgressEvent(ADVANCE, name, advance=n, text=text))
+
+    t0 = time.perf_counter()
+    if on_event is not None:
+        on_event(ProgressEvent(TASK, name, total=total))
+    try:
+        yield advance
+    finally:
+        if on_event is not None:
+            of = f"/{total}" if total is not None else ""
+            on_event(ProgressEvent(DONE, name, text=f"{name}: {count[0]}{of}{' ' + unit if unit else ''} in "
+                                                   f"{time.perf_counter() - t0:.1f} s"))

@@ -77,7 +77,7 @@ def test_swapped_feature_array_is_caught(trained, tmp_path, cli):
     tmp = np.array(a[:, :n])
     a[:, :n] = b[:, :n]
     b[:, :n] = tmp
-    code, out = cli("audit", str(run), "--features", str(store2), "--report", str(tmp_path / "a.md"))
+    code, out = cli("audit", str(run), "--features", str(store2), "--report-file", str(tmp_path / "a.md"))
     assert code == 1
     assert "feature store content hash" in out
     assert "a feature array changed" in (tmp_path / "a.md").read_text()
@@ -140,8 +140,8 @@ def test_an_edited_environment_record_is_caught(trained, tmp_path):
 def test_unfinished_and_wrong_dirs(tmp_path, cli, trained):
     code, out = cli("audit", str(tmp_path))
     assert code == 2 and "neither a run directory" in out
-    code, out = cli("audit", str(trained), "--report", str(tmp_path))
-    assert code == 2 and "--report" in out and "is a folder" in out
+    code, out = cli("audit", str(trained), "--report-file", str(tmp_path))
+    assert code == 2 and "--report-file" in out and "is a folder" in out
     run = _copy(trained, tmp_path)
     (run / "metrics.json").unlink()
     code, out = cli("audit", str(run))

@@ -167,10 +167,10 @@ def test_cli_create_then_validate_and_verify(cli, videos, tmp_path):
     assert cli("manifest", "validate", out)[0] == 0
     code, text = cli("verify", "--dataset", out, "--root", videos, "--no-lock")
     assert code == 0, text
-    # an existing manifest is not overwritten without --force
+    # an existing manifest is not overwritten without --overwrite
     code, text = cli("manifest", "create", "--videos", videos, "--labels", labels, "--out", out)
-    assert code == 2 and "--force" in text
-    code, text = cli("manifest", "create", "--videos", videos, "--labels", labels, "--out", out, "--force",
+    assert code == 2 and "--overwrite" in text
+    code, text = cli("manifest", "create", "--videos", videos, "--labels", labels, "--out", out, "--overwrite",
                      "--normal", "Normal", "--snippet-len", "8")
     assert code == 0 and read_manifest(out).info.snippet_len == 8
     # default output: NAME.jsonl in the working directory (the cli fixture runs in tmp_path)

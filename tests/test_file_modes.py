@@ -77,7 +77,7 @@ def test_file_system_refusals_are_short_messages(cli, tmp_path):
     write_test_video(tmp_path / "vids" / "a.mp4", 20, seed=1)
     (tmp_path / "labels.csv").write_text("path,split,labels\na.mp4,train,Normal\n")
     (tmp_path / "outdir").mkdir()
-    code, text = cli("manifest", "create", "--videos", "vids", "--labels", "labels.csv", "-o", "outdir", "--force")
+    code, text = cli("manifest", "create", "--videos", "vids", "--labels", "labels.csv", "-o", "outdir", "--overwrite")
     assert code == 2 and "outdir is a folder" in text
     code, text = cli("manifest", "create", "--videos", "vids", "--labels", "labels.csv", "-o", "afile/m.jsonl")
     assert code == 2 and "cannot write afile/m.jsonl: a file is in the way" in text

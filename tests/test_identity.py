@@ -98,7 +98,7 @@ def test_another_store_at_the_recorded_path_is_refused_everywhere(world, tmp_pat
         code, out = cli("score", str(video), "--run", str(run), "--out", str(tmp_path / "s"))
         assert code == 2 and "not the one" in out.replace("\n", " ") and "--features" in out, out
         assert not (tmp_path / "s").exists()
-        code, out = cli("audit", str(run), "--report", str(tmp_path / "audit.md"))
+        code, out = cli("audit", str(run), "--report-file", str(tmp_path / "audit.md"))
         assert code == 1 and "feature store content hash" in out
         assert _record_bytes(run) == before
     finally:

@@ -181,7 +181,7 @@ def test_store_cli_info_check_finalize(cli, tmp_path):
     assert code == 0 and "synth" in out and "complete" in out and "failed (no features" not in out
     code, out = run("store", "check", path)
     assert code == 0 and "4 videos checked" in out
-    code, out = run("store", "check", path, "--manifest", "ucf", "--no-values")
+    code, out = run("store", "check", path, "--dataset", "ucf", "--no-values")
     assert code == 1 and "not in the store's manifest" in out
     code, out = run("store", "finalize", path)
     assert code == 0 and "complete" in out

@@ -189,7 +189,7 @@ def test_reuse_refuse_overwrite(synth, tmp_path):
     assert files == sorted(v.path for v in m2.videos)  # the stale videos are gone
     assert is_complete(out, smaller) and not is_complete(out, tiny_config(train_normal=3))
 
-    # an interrupted run (sidecar says incomplete) is regenerated without --force
+    # an interrupted run (sidecar says incomplete) is regenerated without --overwrite
     side = json.loads((out / "synth.json").read_text())
     (out / "synth.json").write_text(json.dumps({**side, "complete": False}))
     (out / m2.videos[0].path).unlink()
@@ -320,8 +320,8 @@ def test_cli_synth_refuses_foreign_and_other_config(cli, tmp_path):
     assert code == 2 and "not empty" in out
     assert cli("synth", "--out", tmp_path / "s", *_TINY_ARGS)[0] == 0
     code, out = cli("synth", "--out", tmp_path / "s", *_TINY_ARGS, "--seed", "9")
-    assert code == 2 and "--force" in out
-    assert cli("synth", "--out", tmp_path / "s", *_TINY_ARGS, "--seed", "9", "--force")[0] == 0
+    assert code == 2 and "--overwrite" in out
+    assert cli("synth", "--out", tmp_path / "s", *_TINY_ARGS, "--seed", "9", "--overwrite")[0] == 0
     (tmp_path / "bad.json").write_text('{"seed": 1, "colour": "red"}')
     code, out = cli("synth", "--out", tmp_path / "t", "--config", tmp_path / "bad.json")
     assert code == 2 and "unknown config keys" in out

@@ -1,28 +1,39 @@
 """The `dsan` Typer application.
 
-Each module in :mod:`dsan_toolkit.cli.commands` defines ``register(app)`` and adds its
-commands (or a sub-app for a command group); this module finds them all, so adding a
-command group is adding one module.
+Commands are registered explicitly, in the order ``dsan --help`` lists them; each module of
+:mod:`dsan_toolkit.cli.commands` defines ``register(app)``. Command modules import only typer
+and rich at import time (the library is imported inside the commands), so ``dsan --help`` and
+``dsan --version`` answer without loading torch.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import typer
 
 from .. import __version__
-from . import commands
+from .base import new_app
+from .commands import (
+    audit,
+    bench,
+    datasets,
+    demo,
+    download,
+    extract,
+    features,
+    models,
+    score,
+    store,
+    synth,
+    train,
+    verify,
+)
 
-app = typer.Typer(
+COMMAND_MODULES = (demo, datasets, download, verify, synth, extract, store, features, models, train, bench, audit, score)
+
+app = new_app(
     name="dsan",
     help="dsan_toolkit: weakly-supervised video anomaly detection on CLIP features "
     "(manifests, extraction, DSANet/VadCLIP training, benchmarks, audits).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
 )
 
 
@@ -39,15 +50,8 @@ def _root(
     """Weakly-supervised video anomaly detection toolkit."""
 
 
-def _register_all() -> None:
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(app)
-
-
-_register_all()
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def main() -> None:

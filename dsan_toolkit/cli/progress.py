@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..progress import ADVANCE, DONE, MESSAGE, TASK, ProgressEvent
+from ..progress import ADVANCE, DONE, MESSAGE, TASK, ProgressEvent, counted
 
 PLAIN_STEPS = 10  # plain-text lines per counted task at most (besides its summary)
 PLAIN_MIN_SECONDS = 5.0  # and not more often than this
@@ -45,6 +45,10 @@ class ProgressRenderer:
         if self._bar is not None:
             self._bar.__exit__(*exc)
             self._bar = None
+
+    def task(self, name: str, total: int | None, *, unit: str = "") -> Any:
+        """A counted task for callers that only count (:func:`dsan_toolkit.progress.counted`)."""
+        return counted(self, name, total, unit=unit)
 
     def print(self, text: str) -> None:
         self.console.print(f"{self.prefix}{text}", markup=False, highlight=False, soft_wrap=True)

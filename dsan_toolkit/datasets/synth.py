@@ -528,8 +528,8 @@ def make_synthetic_dataset(
         raise InputError(f"{out_dir} is not empty and does not hold a synthetic dataset; choose another folder")
     if side is not None and side.get("config_hash") != config_hash(cfg) and side.get("complete") and not overwrite:
         raise InputError(
-            f"{out_dir} holds a synthetic dataset made with another config; pass overwrite "
-            "(--force) to replace it, or choose another folder"
+            f"{out_dir} holds a synthetic dataset made with another config; pass --overwrite "
+            "to replace it, or choose another folder"
         )
     # from here on the folder is ours: start clean, mark it as a generation in progress
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..decode.snippets import row_count
 from ..manifest import Manifest
+from ..progress import Listener, counted
 from .reader import FeatureStore
 from .schema import RECORD_FIELDS, STATUS_FAILED, STATUSES, VIDEOS_GROUP
 
@@ -33,9 +34,15 @@ class CheckReport:
 
 
 def check_store(
-    store: FeatureStore, *, manifest: Manifest | None = None, scan_values: bool = True
+    store: FeatureStore, *, manifest: Manifest | None = None, scan_values: bool = True,
+    on_event: Listener | None = None,
 ) -> CheckReport:
     """Every problem found (not just the first): see ``dsan store check``."""
+    with counted(on_event, "check", len(store._index["id"]), unit="videos") as advance:
+        return _check(store, manifest, scan_values, advance)
+
+
+def _check(store: FeatureStore, manifest: Manifest | None, scan_values: bool, advance: Any) -> CheckReport:
     rep = CheckReport()
     attrs = store.attrs
     for key in REQUIRED_ATTRS:
@@ -64,6 +71,7 @@ def check_store(
     import zarr
 
     for i, vid in enumerate(ix["id"]):
+        advance()
         if vid not in want:
             continue
         rep.checked += 1

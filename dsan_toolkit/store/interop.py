@@ -19,6 +19,7 @@ import numpy as np
 from ..config import register_config, sha256_file, to_dict
 from ..errors import InputError
 from ..manifest import Manifest
+from ..progress import Listener, counted
 from .reader import FeatureStore
 from .schema import StoreSpec
 from .writer import FinalizeResult, StoreWriter
@@ -108,6 +109,7 @@ def import_features(
     overwrite: bool = False,
     frame_counts: dict[str, int] | None = None,
     allow_length_mismatch: bool = False,
+    on_event: Listener | None = None,
 ) -> ImportReport:
     """Import released per-crop ``.npy`` features into a store (see module doc).
 
@@ -161,20 +163,29 @@ def import_features(
         extra={"source_lists": [str(x) for x in lists]},
     )
     with StoreWriter(out, spec, overwrite=overwrite) as w:
-        for vid in w.pending_ids():
-            try:
-                feats = _load_video(vid, crop_ids, files, dim)
-                flags = _length_flags(vid, feats.shape[1], counts.get(vid), sub.info.snippet_len, cfg)
-            except InputError as exc:
-                w.fail_video(vid, str(exc))
-                report.failed.append((vid, str(exc)))
-                continue
-            w.write_video(vid, feats, num_frames=counts.get(vid), flags=flags)
-            if flags:
-                report.flagged.append((vid, flags[0]))
+        pending = w.pending_ids()
+        with counted(on_event, "import", len(pending), unit="videos") as advance:
+            _import_videos(w, pending, advance, crop_ids, files, dim, counts, sub.info.snippet_len, cfg, report)
         report.imported = len(w.done_ids())
         report.finalize = w.finalize()
     return report
+
+
+def _import_videos(w: StoreWriter, pending: list[str], advance: Any, crop_ids: Sequence[int], files: dict[str, Path],
+                   dim: int, counts: dict[str, int], snippet_len: int, cfg: ImportConfig, report: ImportReport) -> None:
+    """Write each pending video, or record it failed with the reason."""
+    for vid in pending:
+        advance()
+        try:
+            feats = _load_video(vid, crop_ids, files, dim)
+            flags = _length_flags(vid, feats.shape[1], counts.get(vid), snippet_len, cfg)
+        except InputError as exc:
+            w.fail_video(vid, str(exc))
+            report.failed.append((vid, str(exc)))
+            continue
+        w.write_video(vid, feats, num_frames=counts.get(vid), flags=flags)
+        if flags:
+            report.flagged.append((vid, flags[0]))
 
 
 def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
@@ -257,7 +268,8 @@ def _official_label(manifest: Manifest, vid: str) -> str:
     return manifest.video(vid).labels[0]
 
 
-def export_features(store: FeatureStore, out: str | Path, fmt: str = "vadclip") -> dict[str, Any]:
+def export_features(store: FeatureStore, out: str | Path, fmt: str = "vadclip", *,
+                    on_event: Listener | None = None) -> dict[str, Any]:
     """Write the official layout: ``out/<folder>/<name>__<crop>.npy`` (folder as in the
     manifest path) and ``<dataset>_CLIP_rgb.csv`` (train, every crop) /
     ``<dataset>_CLIP_rgbtest.csv`` (test, the dataset's test crop) with absolute paths."""
@@ -268,17 +280,12 @@ def export_features(store: FeatureStore, out: str | Path, fmt: str = "vadclip") 
     test_crop = m.info.test_crop if m.info.test_crop in crops else crops[0]
     lists: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
     n_files = 0
-    for vid in store.video_ids():
-        v = m.video(vid)
-        folder = out / Path(v.path).parent
-        feats = store.read(vid)
-        label = _official_label(m, vid)
-        for i, c in enumerate(crops):
-            path = folder / f"{vid}{CROP_SEP}{c}.npy"
-            _save_npy(path, feats[i])
-            n_files += 1
-            if v.split == "train" or c == test_crop:
-                lists["test" if v.split == "test" else "train"].append((str(path), label))
+    ids = store.video_ids()
+    with counted(on_event, "export", len(ids), unit="videos") as advance:
+        for vid in ids:
+            advance()
+            _export_video(store, m, vid, out, crops, test_crop, lists)
+            n_files += len(crops)
     written = []
     for split, suffix in (("train", "rgb"), ("test", "rgbtest")):
         path = out / f"{m.name}_CLIP_{suffix}.csv"
@@ -292,8 +299,23 @@ def export_features(store: FeatureStore, out: str | Path, fmt: str = "vadclip") 
     return {"files": n_files, "lists": written, "test_crop": test_crop}
 
 
+def _export_video(store: FeatureStore, m: Manifest, vid: str, out: Path, crops: list[int], test_crop: int,
+                  lists: dict[str, list[tuple[str, str]]]) -> None:
+    """Every crop of one video as ``<name>__<crop>.npy``, listed in the train or test list."""
+    v = m.video(vid)
+    folder = out / Path(v.path).parent
+    feats = store.read(vid)
+    label = _official_label(m, vid)
+    for i, c in enumerate(crops):
+        path = folder / f"{vid}{CROP_SEP}{c}.npy"
+        _save_npy(path, feats[i])
+        if v.split == "train" or c == test_crop:
+            lists["test" if v.split == "test" else "train"].append((str(path), label))
+
+
 # -- compare ------------------------------------------------------------------------------------
-def compare_stores(a: FeatureStore, b: FeatureStore, crops: Sequence[int] | None = None) -> dict[str, Any]:
+def compare_stores(a: FeatureStore, b: FeatureStore, crops: Sequence[int] | None = None, *,
+                   on_event: Listener | None = None) -> dict[str, Any]:
     """Per-video cosine similarity (mean over the common rows and crops) and length agreement."""
     la, lb = a.lengths(), b.lengths()
     common = [v for v in la if v in lb]
@@ -303,16 +325,10 @@ def compare_stores(a: FeatureStore, b: FeatureStore, crops: Sequence[int] | None
     if a.feature_dim != b.feature_dim:
         raise InputError(f"feature dims differ: {a.feature_dim} vs {b.feature_dim}")
     rows = []
-    for vid in common:
-        fa, fb = a.read(vid, crop_ids), b.read(vid, crop_ids)
-        t = min(fa.shape[1], fb.shape[1])
-        x, y = fa[:, :t], fb[:, :t]
-        num = (x * y).sum(-1)
-        den = np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1)
-        cos = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
-        rows.append({"id": vid, "T_a": la[vid], "T_b": lb[vid], "same_length": la[vid] == lb[vid],
-                     "cos_mean": float(cos.mean()) if cos.size else float("nan"),
-                     "cos_min": float(cos.min()) if cos.size else float("nan")})
+    with counted(on_event, "compare", len(common), unit="videos") as advance:
+        for vid in common:
+            advance()
+            rows.append(_compare_video(a, b, vid, crop_ids, la[vid], lb[vid]))
     cosines = np.array([r["cos_mean"] for r in rows]) if rows else np.zeros(0)
     summary = {
         "common": len(common),
@@ -325,3 +341,16 @@ def compare_stores(a: FeatureStore, b: FeatureStore, crops: Sequence[int] | None
         "cos_min": float(cosines.min()) if len(cosines) else float("nan"),
     }
     return {"summary": summary, "videos": rows}
+
+
+def _compare_video(a: FeatureStore, b: FeatureStore, vid: str, crop_ids: list[int], ta: int, tb: int) -> dict[str, Any]:
+    """Cosine similarity of one video's rows (common length) over the crops."""
+    fa, fb = a.read(vid, crop_ids), b.read(vid, crop_ids)
+    t = min(fa.shape[1], fb.shape[1])
+    x, y = fa[:, :t], fb[:, :t]
+    num = (x * y).sum(-1)
+    den = np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1)
+    cos = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
+    return {"id": vid, "T_a": ta, "T_b": tb, "same_length": ta == tb,
+            "cos_mean": float(cos.mean()) if cos.size else float("nan"),
+            "cos_min": float(cos.min()) if cos.size else float("nan")}

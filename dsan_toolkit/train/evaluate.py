@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,8 +28,11 @@ from ..config import sha256_file
 from ..errors import InputError
 from ..manifest.schema import Manifest
 from ..models.api import Method
+from ..progress import Listener, counted, emitter, message
 from .checkpoint import atomic_write_bytes, atomic_write_json, load_weights, read_metadata, run_config_from_json
 from .data import TestSet, build_test_set
+
+log = logging.getLogger(__name__)
 
 PREDICTION_KEYS = ("video_ids", "offsets", "scores", "align_scores", "class_probs", "classes")
 PREDICTIONS_FILE = "predictions.npz"
@@ -59,7 +63,8 @@ class PredictionSet:
 
 @torch.no_grad()
 def predict_testset(method: Method, model: torch.nn.Module, test: TestSet, length: int,
-                    device: str | torch.device = "cpu", *, batch: int = 64) -> PredictionSet:
+                    device: str | torch.device = "cpu", *, batch: int = 64,
+                    on_event: Listener | None = None) -> PredictionSet:
     """Chunk every test video officially, run the chunks through ``method.predict`` in batches
     of ``batch`` chunks, and stitch the outputs back to every video's T rows."""
     was_training = model.training
@@ -67,11 +72,13 @@ def predict_testset(method: Method, model: torch.nn.Module, test: TestSet, lengt
     index, chunk_len, _owner = test.chunks(length)
     sentinel = test.table.shape[0] - 1
     outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for a in range(0, index.shape[0], max(1, batch)):
-        gi = index[a:a + batch]
-        feats = test.table.index_select(0, gi.reshape(-1)).view(gi.shape[0], length, -1).to(device)
-        pred = method.predict(model, feats, chunk_len[a:a + batch].to(device)).detach_cpu()
-        outs.append((pred.scores, pred.align_scores, pred.class_probs))
+    with counted(on_event, "predict", index.shape[0], unit="chunks of 256 snippets") as advance:
+        for a in range(0, index.shape[0], max(1, batch)):
+            gi = index[a:a + batch]
+            feats = test.table.index_select(0, gi.reshape(-1)).view(gi.shape[0], length, -1).to(device)
+            pred = method.predict(model, feats, chunk_len[a:a + batch].to(device)).detach_cpu()
+            outs.append((pred.scores, pred.align_scores, pred.class_probs))
+            advance(gi.shape[0])
     if was_training:
         model.train()
     valid = (index != sentinel).reshape(-1)
@@ -154,10 +161,11 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
 def evaluate_and_write(method: Method, model: torch.nn.Module, manifest: Manifest, test: TestSet, out_dir: Path, *,
                        length: int, device: str | torch.device, batch: int = 64, label: str, selection: str | None,
                        config_hash: str | None, store_hash: str | None, manifest_hash: str | None,
-                       checkpoint: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                       checkpoint: dict[str, Any] | None, extra: dict[str, Any] | None = None,
+                       on_event: Listener | None = None) -> dict[str, Any]:
     """Predict, compute every metric, write ``predictions.npz`` and ``metrics.json``; the
     record carries the sha256 of the predictions file (``predictions_sha256``)."""
-    preds = predict_testset(method, model, test, length, device, batch=batch)
+    preds = predict_testset(method, model, test, length, device, batch=batch, on_event=on_event)
     metrics = compute_metrics(manifest, preds)
     out_dir = Path(out_dir)
     predictions_sha = write_predictions(out_dir / PREDICTIONS_FILE, preds, manifest.class_codes)
@@ -254,7 +262,7 @@ def exploratory_out(run: Path, label: str, crop: int, store_hash: str) -> Path:
     return Path(run) / EVALUATIONS_DIR / f"{label}-crop{crop}-{store_hash[:8]}"
 
 
-def evaluate_run(opts: EvalOptions) -> dict[str, Any]:
+def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[str, Any]:
     """``dsan eval --run RUN_DIR``: evaluate a run's checkpoint (``--select``, default the run's
     selected one) on its store (or ``--features``) into ``--out`` or
     ``RUN_DIR/evaluations/<label>-crop<k>-<store hash>``. The run's own records (``eval/``) are
@@ -279,6 +287,8 @@ def evaluate_run(opts: EvalOptions) -> dict[str, Any]:
         prepare_eval_out(opts.out, opts.overwrite)
     device = resolve_device(opts.device)
     method = get_method(cfg.method)
+    say = emitter(on_event, log)
+    say(message("hashing the feature store (its identity is checked against the run's)"))
     use = open_run_store(cfg, opts.features, run=run)
     manifest = _manifest_for(use.store, opts.dataset)
     if manifest.content_hash() != cfg.manifest_hash:
@@ -293,7 +303,7 @@ def evaluate_run(opts: EvalOptions) -> dict[str, Any]:
         method, model, manifest, test, out, length=cfg.preset.visual_length, device=device, batch=opts.batch,
         label=label, selection=label, config_hash=cfg.hash, store_hash=use.actual_hash,
         manifest_hash=manifest.content_hash(), checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
-        extra={"run": str(run.resolve()), "store": use.record(), "out": str(out)},
+        extra={"run": str(run.resolve()), "store": use.record(), "out": str(out)}, on_event=on_event,
     )
 
 
@@ -304,7 +314,7 @@ def _run_selected(run: Path, select: str) -> str:
     return "last"
 
 
-def evaluate_checkpoint(opts: EvalOptions) -> dict[str, Any]:
+def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> dict[str, Any]:
     """``dsan eval --checkpoint FILE [--features STORE] --out DIR``: a checkpoint of ours (its
     config, and so its training store's path and identity, is in its metadata)."""
     from ..models.registry import get_method
@@ -321,6 +331,7 @@ def evaluate_checkpoint(opts: EvalOptions) -> dict[str, Any]:
     cfg = run_config_from_json(json.loads(meta["config"]))
     device = resolve_device(opts.device)
     method = get_method(cfg.method)
+    emitter(on_event, log)(message("hashing the feature store (its identity is checked against the checkpoint's)"))
     use = open_run_store(cfg, opts.features, run=ck)
     manifest = _manifest_for(use.store, opts.dataset)
     test = _test_set(use.store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
@@ -332,6 +343,7 @@ def evaluate_checkpoint(opts: EvalOptions) -> dict[str, Any]:
         batch=opts.batch, label=meta.get("selection", "checkpoint"), selection=meta.get("selection"),
         config_hash=cfg.hash, store_hash=use.actual_hash, manifest_hash=manifest.content_hash(),
         checkpoint={"file": str(ck), "sha256": sha256_file(ck)}, extra={"store": use.record(), "out": str(out)},
+        on_event=on_event,
     )
 
 
@@ -340,7 +352,7 @@ def _check_classes(manifest: Manifest, trained_hash: str, trained_name: str) -> 
         raise InputError(f"the checkpoint was trained on {trained_name!r}, the store holds {manifest.name!r}")
 
 
-def evaluate_official(opts: EvalOptions) -> dict[str, Any]:
+def evaluate_official(opts: EvalOptions, on_event: Listener | None = None) -> dict[str, Any]:
     """``dsan eval --official-checkpoint FILE --method M --features STORE --out DIR``: the
     authors' released ``.pth`` (loaded with ``weights_only=True``) through our model."""
     from ..models.registry import get_method
@@ -372,5 +384,5 @@ def evaluate_official(opts: EvalOptions) -> dict[str, Any]:
         batch=opts.batch, label="official", selection="official-checkpoint", config_hash=None,
         store_hash=store.content_hash(), manifest_hash=manifest.content_hash(),
         checkpoint={"file": str(ck), "sha256": sha256_file(ck), "official": True},
-        extra={"preset": preset_name, "out": str(out)},
+        extra={"preset": preset_name, "out": str(out)}, on_event=on_event,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ...errors import CheckFailed
+from ..base import add_command
 from ..errors import console, err_console, user_errors
 
 
@@ -17,8 +18,9 @@ def audit_cmd(
     tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0, help="Largest accepted drift of a retrained metric."),
     store: Path = typer.Option(None, "--features", "-f", help="Feature store to check instead of the run's recorded path (run dirs); its content hash must still be the recorded one."),
     lock: Path = typer.Option(None, "--lock", help="Lock file (dsan verify) to check against the manifest (run dirs)."),
-    report: Path = typer.Option(None, "--report", help="Markdown audit report (default: PATH/audit.md)."),
+    report_file: Path = typer.Option(None, "--report-file", help="Markdown audit report (default: PATH/audit.md)."),
     device: str = typer.Option("cpu", "--device", help="Device for --rerun."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Say what is being checked (hashing, recomputing, retraining)."),
 ) -> None:
     """Audit a run or bench directory: hashes, recomputed metrics, environment, optional rerun.
 
@@ -37,9 +39,9 @@ def audit_cmd(
 
     from ...utils.paths import output_file
 
-    out = output_file(report or (path / "audit.md"), "--report")
+    out = output_file(report_file or (path / "audit.md"), "--report-file")
     kw = {"rerun": rerun, "tolerance": tolerance, "device": device,
-          "progress": lambda m: err_console.print(f"[dim]audit[/dim] {m}")}
+          "progress": (lambda m: err_console.print(f"[dim]audit[/dim] {m}")) if progress else None}
     if store or lock:
         kw.update(store=store, lock=lock)
     rep = audit_path(path, **kw)
@@ -56,4 +58,4 @@ def audit_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("audit")(audit_cmd)
+    add_command(app, "audit", audit_cmd)

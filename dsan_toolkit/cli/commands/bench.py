@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ...errors import InputError
+from ..base import add_command
 from ..errors import console, err_console, user_errors
 
 DEFAULT_OUT = Path("dsan-bench")
@@ -39,12 +40,12 @@ def parse_mapping(text: str | None, what: str) -> dict[str, str]:
 
 @user_errors
 def bench_cmd(
-    methods: str = typer.Option("dsanet,vadclip,mil,zeroshot", "--methods", help="Methods, comma-separated."),
-    datasets: str = typer.Option("ucf,xd", "--datasets", help="Datasets (keys of --features), comma-separated."),
+    methods: str = typer.Option("dsanet,vadclip,mil,zeroshot", "--methods", "-m", help="Methods, comma-separated."),
+    datasets: str = typer.Option("ucf,xd", "--datasets", "-d", help="Datasets (keys of --features), comma-separated."),
     seeds: str = typer.Option("0", "--seeds", help="Seeds, comma-separated (mean ± std over them)."),
-    features: str = typer.Option(None, "--features", help="Feature store per dataset: ucf=STORE,xd=STORE."),
-    report: str = typer.Option("md", "--report", help="md (stdout), html (self-contained page), csv or json."),
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Bench directory (runs, bench.json, reports); reruns resume."),
+    features: str = typer.Option(None, "--features", "-f", help="Feature store per dataset: ucf=STORE,xd=STORE."),
+    report: str = typer.Option("md", "--report", help="Report format: md (stdout), html (self-contained page), csv or json."),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", "-o", help="Bench directory (runs, bench.json, reports); reruns resume."),
     report_file: Path = typer.Option(None, "--report-file", help="Also write the report to this file."),
     preset: str = typer.Option(None, "--preset", help="Preset for every method (default: the one named like the dataset)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Override the presets' epochs."),
@@ -55,6 +56,7 @@ def bench_cmd(
     clip_weights: Path = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline)."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw figures in the HTML report."),
     published: bool = typer.Option(False, "--published", help="Print the published reference rows and exit."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="A line per job and per epoch."),
 ) -> None:
     """Benchmark methods on feature stores: mean ± std tables against the published numbers.
 
@@ -105,7 +107,8 @@ def bench_cmd(
         features={k: str(Path(v).resolve()) for k, v in feats.items()}, preset=preset, epochs=epochs, select=select,
         device=device, ablation=ablation, clip_weights=str(clip_weights.resolve()) if clip_weights else None, lock={k: str(v.resolve()) for k, v in locks.items()},
     )
-    result = run_bench(cfg, out, progress=lambda m: err_console.print(f"[dim]bench[/dim] {m}"), figures=figures)
+    say = (lambda m: err_console.print(f"[dim]bench[/dim] {m}")) if progress else None
+    result = run_bench(cfg, out, progress=say, figures=figures)
     paths = write_reports(result, sorted({report, "md", "csv"}))
     text = render(result.report, report)
     if report_file:
@@ -118,4 +121,4 @@ def bench_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench")(bench_cmd)
+    add_command(app, "bench", bench_cmd)

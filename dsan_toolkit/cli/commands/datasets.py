@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from ...datasets.registry import get_dataset, list_datasets, load_builtin_manifest, resolve_manifest
-from ...manifest import Manifest, read_manifest
-from ..errors import console, user_errors
+from ..base import DsanCommand, add_command, new_app
+from ..errors import console, err_console, user_errors
+from ..progress import ProgressRenderer
 
-manifest_app = typer.Typer(
-    help="Create and validate dataset manifests (your own videos too).", no_args_is_help=True
-)
+if TYPE_CHECKING:
+    from ...manifest import Manifest
+
+manifest_app = new_app(help="Create and validate dataset manifests (your own videos too).")
 
 
 @user_errors
@@ -26,6 +28,8 @@ def datasets_cmd(
       dsan datasets
       dsan datasets ucf
     """
+    from ...datasets.registry import get_dataset, list_datasets, load_builtin_manifest
+
     names = [name] if name else list_datasets()
     for n in names:
         spec = get_dataset(n)
@@ -54,7 +58,7 @@ def class_counts_table(
     return table
 
 
-@manifest_app.command("validate")
+@manifest_app.command("validate", cls=DsanCommand)
 @user_errors
 def validate_cmd(file: Path = typer.Argument(..., help="Manifest file (.jsonl).")) -> None:
     """Check a manifest: schema, classes, duplicate ids, segments; every problem is listed
@@ -63,13 +67,15 @@ def validate_cmd(file: Path = typer.Argument(..., help="Manifest file (.jsonl)."
     Example:
       dsan manifest validate my_dataset.jsonl
     """
+    from ...manifest import read_manifest
+
     m = read_manifest(file)
     counts = m.counts()
     summary = ", ".join(f"{s}: {c['videos']} videos ({c['anomalous']} anomalous)" for s, c in counts.items())
     console.print(f"[green]ok[/green] {file}: dataset {m.name!r}, {len(m)} videos; {summary}")
 
 
-@manifest_app.command("create")
+@manifest_app.command("create", cls=DsanCommand)
 @user_errors
 def create_cmd(
     videos: Path = typer.Option(..., "--videos", help="Folder of your videos (the dataset root)."),
@@ -80,8 +86,9 @@ def create_cmd(
     snippet_len: int = typer.Option(16, "--snippet-len", help="Frames per snippet (feature row)."),
     out: Path = typer.Option(None, "--out", "-o", help="Manifest file to write (default: NAME.jsonl here)."),
     workers: int = typer.Option(None, "--workers", "-j", help="Videos probed in parallel."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing manifest file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest file."),
     unreadable: str = typer.Option("refuse", "--unreadable", help="Rows whose video is missing or cannot be decoded: refuse (nothing written), keep (kept with a note; verify/extract record them as failed) or skip (left out)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Count the videos probed."),
 ) -> None:
     """Build a manifest for your own videos from a labels CSV (probing every video).
 
@@ -96,8 +103,6 @@ def create_cmd(
       dsan manifest create --videos /data/cams --labels labels.csv --name cams
       dsan manifest create --videos vids --labels l.csv --classes classes.csv -o my.jsonl
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from ...datasets.custom import build_manifest, parse_labels_csv, unlisted_videos
     from ...errors import InputError
     from ...manifest import write_manifest
@@ -108,15 +113,12 @@ def create_cmd(
     target = out if out is not None else Path(f"{name or videos.resolve().name}.jsonl")
     if target.is_dir():
         raise InputError(f"--out {target} is a folder; give a manifest file name (e.g. {target}/{name or 'dataset'}.jsonl)")
-    if target.exists() and not force:
-        raise InputError(f"{target} exists; pass --force to overwrite it or choose another --out")
-    with Progress(
-        TextColumn("[bold]probe[/bold]"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
-    ) as bar:
-        task = bar.add_task("probe", total=n_rows)
+    if target.exists() and not overwrite:
+        raise InputError(f"{target} exists; pass --overwrite to replace it or choose another --out")
+    with ProgressRenderer(err_console, enabled=progress) as render, render.task("probe", n_rows, unit="videos") as done:
         built = build_manifest(
             videos, labels, classes_csv=classes, name=name, normal=normal, snippet_len=snippet_len,
-            workers=workers, progress=lambda _id: bar.advance(task), unreadable=unreadable,
+            workers=workers, progress=lambda _id: done(), unreadable=unreadable,
         )
     manifest = built.manifest
     write_manifest(manifest, target)
@@ -138,7 +140,7 @@ def create_cmd(
     console.print(f"next: dsan verify --dataset {target} --root {videos}")
 
 
-@manifest_app.command("show")
+@manifest_app.command("show", cls=DsanCommand)
 @user_errors
 def show_cmd(
     dataset: str = typer.Argument(..., help="Built-in dataset name or manifest file."),
@@ -152,11 +154,13 @@ def show_cmd(
     """
     import json
 
+    from ...datasets.registry import resolve_manifest
+
     m = resolve_manifest(dataset)
     rec = m.video(video).to_dict() if video else m.info.to_dict()
     console.print_json(json.dumps(rec))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("datasets")(datasets_cmd)
+    add_command(app, "datasets", datasets_cmd)
     app.add_typer(manifest_app, name="manifest")

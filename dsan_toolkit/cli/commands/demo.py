@@ -7,16 +7,18 @@ from pathlib import Path
 import typer
 
 from ...errors import CheckFailed
+from ..base import add_command
 from ..errors import console, err_console, user_errors
 
 
 @user_errors
 def demo_cmd(
-    out: Path = typer.Option(Path("dsan-demo"), "--out", help="Working folder (rerunning reuses finished steps)."),
-    methods: str = typer.Option("dsanet,vadclip,mil,zeroshot", "--methods", help="Methods to train and compare."),
+    out: Path = typer.Option(Path("dsan-demo"), "--out", "-o", help="Working folder (rerunning reuses finished steps)."),
+    methods: str = typer.Option("dsanet,vadclip,mil,zeroshot", "--methods", "-m", help="Methods to train and compare."),
     seeds: str = typer.Option("0", "--seeds", help="Seeds, comma-separated."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Override the tiny presets' epochs."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="A line per step, video and job."),
 ) -> None:
     """Run the whole toolkit on synthetic videos with a random tiny CLIP: a few minutes on CPU.
 
@@ -35,7 +37,7 @@ def demo_cmd(
 
     err_console.print(f"[bold yellow]{BANNER}[/bold yellow]")
     res = run_demo(out, methods=parse_list(methods, "--methods"), seeds=parse_seeds(seeds), device=device,
-                   epochs=epochs, progress=lambda m: err_console.print(f"[dim]demo[/dim] {m}"))
+                   epochs=epochs, progress=(lambda m: err_console.print(f"[dim]demo[/dim] {m}")) if progress else None)
     typer.echo(res.markdown)
     if res.skipped_methods:
         console.print(f"not available in this installation (skipped): {', '.join(res.skipped_methods)}")
@@ -53,4 +55,4 @@ def demo_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_cmd)
+    add_command(app, "demo", demo_cmd)

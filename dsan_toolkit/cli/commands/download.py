@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
-from ...datasets.download import DownloadConfig, DownloadReport, download_builtin, download_dataset, read_parts_file
-from ...datasets.registry import ArchivePart, get_dataset, list_datasets, resolve_manifest
 from ...errors import CheckFailed, InputError
+from ..base import add_command
 from ..errors import console, err_console, user_errors
+from ..progress import PLAIN_MIN_SECONDS, PLAIN_STEPS
+
+if TYPE_CHECKING:
+    from ...datasets.download import DownloadReport
+    from ...datasets.registry import ArchivePart
 
 
 class RichReporter:
-    """Download progress as a rich progress bar (messages printed above it)."""
+    """Download progress as a rich progress bar (messages printed above it): on a terminal."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Any) -> None:
         self.progress = progress
-        self.task: TaskID | None = None
+        self.task: Any = None
 
     def info(self, message: str) -> None:
         self.progress.console.print(escape(message), highlight=False)
@@ -46,7 +44,40 @@ class RichReporter:
             self.task = None
 
 
-def _parts_table(title: str, parts: tuple[ArchivePart, ...] | list[ArchivePart]) -> Table:
+class PlainReporter:
+    """Download progress as plain lines (a log, a pipe, ``--no-progress``): messages, a line
+    every tenth of a long transfer (``progress`` only) and one when a part is done."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.name, self.total, self.done, self.start_at, self.next_at, self.last = "", None, 0, 0, 0.0, 0.0
+
+    def info(self, message: str) -> None:
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def start(self, name: str, total: int | None, completed: int) -> None:
+        self.name, self.total, self.done, self.start_at = name, total, completed, completed
+        self.next_at = completed + (total or 0) / PLAIN_STEPS
+        self.t0 = self.last = time.perf_counter()
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        now = time.perf_counter()
+        if self.progress and self.total and self.done >= self.next_at and now - self.last >= PLAIN_MIN_SECONDS:
+            self.next_at = self.done + self.total / PLAIN_STEPS
+            self.last = now
+            self.info(f"{self.name}: {self.done / 2**20:.0f} of {self.total / 2**20:.0f} MiB "
+                      f"({100 * self.done // self.total}%), {now - self.t0:.0f} s")
+
+    def stop(self) -> None:
+        if self.progress and self.name:
+            secs = time.perf_counter() - self.t0
+            got = (self.done - self.start_at) / 2**20
+            self.info(f"{self.name}: {got:.1f} MiB in {secs:.1f} s" + (f" ({got / secs:.1f} MiB/s)" if secs > 0 else ""))
+        self.name = ""
+
+
+def _parts_table(title: str, parts: "tuple[ArchivePart, ...] | list[ArchivePart]") -> Table:
     table = Table(title=f"{title}: archive parts")
     for col in ("name", "size", "sha256", "source"):
         table.add_column(col, overflow="fold")
@@ -57,7 +88,7 @@ def _parts_table(title: str, parts: tuple[ArchivePart, ...] | list[ArchivePart])
     return table
 
 
-def _summary(report: DownloadReport) -> None:
+def _summary(report: "DownloadReport") -> None:
     if report.already_complete:
         console.print(f"[green]nothing to do[/green]: {report.dataset} is already complete in {escape(str(report.root))}")
     else:
@@ -90,8 +121,8 @@ def _summary(report: DownloadReport) -> None:
 
 @user_errors
 def download_cmd(
-    dataset: str = typer.Option(..., "--dataset", "-d", help=f"Built-in dataset ({', '.join(list_datasets())}) or a manifest file (.jsonl) with --parts."),
-    root: Path = typer.Option(..., "--root", help="Dataset root: videos end up at <root>/<manifest path>."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset (ucf, xd: `dsan datasets`) or a manifest file (.jsonl) with --parts."),
+    root: Path = typer.Option(..., "--root", "-r", help="Dataset root: videos end up at <root>/<manifest path>."),
     mirror: str = typer.Option(None, "--mirror", help="URL prefix serving the parts as <prefix>/<part name> (http, https or file)."),
     from_dir: Path = typer.Option(None, "--from", help="Folder that already holds (some of) the archive parts; they are read, never changed."),
     parts_file: Path = typer.Option(None, "--parts", help="JSON file declaring the archive parts (for a manifest file, or to override a built-in's)."),
@@ -101,6 +132,7 @@ def download_cmd(
     keep_archives: bool = typer.Option(False, "--keep-archives", help="Keep downloaded archives after extraction (in <root>/.dsan-download/archives)."),
     optional: bool = typer.Option(False, "--optional", help="Also fetch parts marked optional (not needed by the manifest)."),
     list_parts: bool = typer.Option(False, "--list", help="Only print the archive parts and where they come from."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Transfer progress: a bar on a terminal, else a line per part (and every tenth of a long one)."),
 ) -> None:
     """Download a dataset's videos: resumable, checksummed, safely extracted, idempotent.
 
@@ -115,6 +147,9 @@ def download_cmd(
       dsan download --dataset ucf --root data/ucf --list
       dsan download --dataset my.jsonl --parts my_parts.json --root data/my
     """
+    from ...datasets.download import DownloadConfig, download_builtin, download_dataset, read_parts_file
+    from ...datasets.registry import get_dataset, list_datasets, resolve_manifest
+
     manual = ""
     if parts_file is not None:
         parts, manual = read_parts_file(parts_file)
@@ -130,17 +165,7 @@ def download_cmd(
     config = DownloadConfig(
         retries=retries, backoff=backoff, timeout=timeout, keep_archives=keep_archives, include_optional=optional
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )
-    with progress:
-        reporter = RichReporter(progress)
+    with _reporter(progress) as reporter:
         if parts_file is None:
             report = download_builtin(dataset, root, mirror=mirror, source_dir=from_dir, config=config, reporter=reporter)
         else:
@@ -167,5 +192,18 @@ def download_cmd(
         raise CheckFailed(f"{what}; see above")
 
 
+@contextlib.contextmanager
+def _reporter(progress: bool) -> Iterator[Any]:
+    """A byte bar on a terminal; plain lines otherwise (or only messages with --no-progress)."""
+    if not (progress and err_console.is_terminal):
+        yield PlainReporter(progress)
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        yield RichReporter(bar)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("download")(download_cmd)
+    add_command(app, "download", download_cmd)

@@ -10,21 +10,26 @@ import typer
 from rich.table import Table
 
 from ...errors import CheckFailed
+from ..base import add_command
 from ..errors import console, err_console, user_errors
+from ..progress import ProgressRenderer
+
+PROGRESS_HELP = "Count the videos: a bar on a terminal, else a line every tenth of the way and at the end."
 
 
 @user_errors
 def import_cmd(
     fmt: str = typer.Option("vadclip", "--format", help="Layout of the features (vadclip)."),
     lists: List[Path] = typer.Option(..., "--list", help="Official list CSV (path,label); repeat for train + test."),
-    root: Path = typer.Option(..., "--root", help="Folder holding the .npy files (searched recursively, by file name)."),
-    dataset: str = typer.Option(..., "--dataset", help="Built-in dataset (ucf, xd) or manifest file."),
-    out: Path = typer.Option(..., "--out", help="Store to write (STORE.zarr)."),
+    root: Path = typer.Option(..., "--root", "-r", help="Folder holding the .npy files (searched recursively, by file name)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset (ucf, xd) or manifest file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Store to write (STORE.zarr)."),
     crops: str = typer.Option(None, "--crops", help="Comma-separated crop ids (default: those named in the lists)."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
     lock: Path = typer.Option(None, "--lock", help="Frame counts from a `dsan verify` lock file of the videos (the built-in manifests carry none): each video's rows are checked against them."),
     allow_length_mismatch: bool = typer.Option(False, "--allow-length-mismatch", help="Import videos whose row count contradicts their frame count, flagged (shown by `dsan store info/check`), instead of failing them."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
 ) -> None:
     """Import the released per-crop .npy features into a store.
 
@@ -57,8 +62,9 @@ def import_cmd(
         if held.dataset != manifest.name:
             raise InputError(f"--lock {lock} is a lock file of dataset {held.dataset!r}, not {manifest.name!r}")
         counts = {vid: int(e["num_frames"]) for vid, e in held.videos.items() if e.get("num_frames") is not None}
-    rep = import_features(fmt, lists, root, manifest, out, crops=crop_ids, dtype=dtype,
-                          overwrite=overwrite, frame_counts=counts, allow_length_mismatch=allow_length_mismatch)
+    with ProgressRenderer(err_console, enabled=progress) as render:
+        rep = import_features(fmt, lists, root, manifest, out, crops=crop_ids, dtype=dtype, overwrite=overwrite,
+                              frame_counts=counts, allow_length_mismatch=allow_length_mismatch, on_event=render)
     console.print(f"{out}: {rep.imported} of {rep.videos} videos imported, {len(rep.failed)} failed, "
                   f"{len(rep.flagged)} flagged, {len(rep.extra_files)} extra .npy files ignored")
     for vid, flag in rep.flagged[:20]:
@@ -76,8 +82,9 @@ def import_cmd(
 @user_errors
 def export_cmd(
     store: Path = typer.Argument(..., help="Feature store."),
-    out: Path = typer.Option(..., "--out", help="Folder for the .npy files and list CSVs."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the .npy files and list CSVs."),
     fmt: str = typer.Option("vadclip", "--format", help="Layout to write (vadclip)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
 ) -> None:
     """Export a store to the official layout (<video>__<crop>.npy + list CSVs).
 
@@ -89,7 +96,8 @@ def export_cmd(
     from ...store import open_store
     from ...store.interop import export_features
 
-    r = export_features(open_store(store), out, fmt)
+    with ProgressRenderer(err_console, enabled=progress) as render:
+        r = export_features(open_store(store), out, fmt, on_event=render)
     console.print(f"{out}: {r['files']} .npy files; lists {', '.join(str(p.name) for p in r['lists'])} "
                   f"(test crop {r['test_crop']})")
 
@@ -101,6 +109,7 @@ def compare_cmd(
     crop: List[int] = typer.Option(None, "--crop", help="Compare only these crop ids (repeatable)."),
     worst: int = typer.Option(10, "--worst", help="List this many least similar videos."),
     min_cos: float = typer.Option(None, "--min-cos", help="Exit 1 if the mean cosine is below this."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
 ) -> None:
     """Compare two stores: per-video cosine similarity and length agreement.
 
@@ -113,7 +122,8 @@ def compare_cmd(
     from ...store import open_store
     from ...store.interop import compare_stores
 
-    res = compare_stores(open_store(store_a), open_store(store_b), crop or None)
+    with ProgressRenderer(err_console, enabled=progress) as render:
+        res = compare_stores(open_store(store_a), open_store(store_b), crop or None, on_event=render)
     s = res["summary"]
     t = Table(title=f"{store_a} vs {store_b}")
     for col in ("videos compared", "only in A", "only in B", "same length", "cos mean", "cos p5", "cos min"):
@@ -134,6 +144,6 @@ def compare_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import-features")(import_cmd)
-    app.command("export-features")(export_cmd)
-    app.command("compare-features")(compare_cmd)
+    add_command(app, "import-features", import_cmd)
+    add_command(app, "export-features", export_cmd)
+    add_command(app, "compare-features", compare_cmd)

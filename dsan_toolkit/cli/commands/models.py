@@ -7,8 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from ...config import config_hash, to_dict
-from ...models.registry import get_method, list_methods
+from ..base import add_command
 from ..errors import console, user_errors
 
 
@@ -27,6 +26,9 @@ def models_cmd(
       dsan models dsanet
       dsan models vadclip --preset xd
     """
+    from ...config import config_hash, to_dict
+    from ...models.registry import get_method, list_methods
+
     if method is None:
         table = Table(title="methods")
         for col in ("method", "trainable", "presets (official marked *)"):
@@ -54,4 +56,4 @@ def models_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("models")(models_cmd)
+    add_command(app, "models", models_cmd)

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from ...errors import InputError
+from ..base import add_command
 from ..errors import console, err_console, user_errors
 
 
@@ -15,6 +16,7 @@ from ..errors import console, err_console, user_errors
 def score_cmd(
     video: Path = typer.Argument(..., help="Video file (anything decord reads)."),
     run: Path = typer.Option(..., "--run", help="A finished run directory (dsan train / dsan bench)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Say what is being done (loading, extracting, scoring)."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for VIDEO.scores.csv and VIDEO.scores.png (default: RUN/scores/)."),
     features: Path = typer.Option(None, "--features", "-f", help="Take the extraction config from this store instead of the run's own (the difference is labelled)."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Anomaly score threshold."),
@@ -39,7 +41,7 @@ def score_cmd(
         raise InputError(f"--out {out} is a file, not a folder")
     res = score_video(video, run, out=out, threshold=threshold, selection=select, device=device,
                       min_snippets=min_snippets, features=features,
-                      progress=lambda m: err_console.print(f"[dim]score[/dim] {m}"))
+                      progress=(lambda m: err_console.print(f"[dim]score[/dim] {m}")) if progress else None)
     if res.store_label:
         console.print(f"[bold yellow]note:[/bold yellow] {res.store_label}")
     if res.random_backbone:
@@ -61,4 +63,4 @@ def score_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("score")(score_cmd)
+    add_command(app, "score", score_cmd)

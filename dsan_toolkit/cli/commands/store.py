@@ -9,12 +9,14 @@ import typer
 from rich.table import Table
 
 from ...errors import CheckFailed
+from ..base import DsanCommand, new_app
 from ..errors import console, err_console, user_errors
+from ..progress import ProgressRenderer
 
-store_app = typer.Typer(help="Inspect, validate and finalize feature stores.", no_args_is_help=True)
+store_app = new_app(help="Inspect, validate and finalize feature stores.")
 
 
-@store_app.command("info")
+@store_app.command("info", cls=DsanCommand)
 @user_errors
 def info_cmd(
     store: Path = typer.Argument(..., help="Feature store (STORE.zarr)."),
@@ -72,12 +74,13 @@ def completeness(complete: bool, failed: int) -> str:
     return f"complete with {failed} failed (no features; `dsan store check` lists why)" if failed else "complete"
 
 
-@store_app.command("check")
+@store_app.command("check", cls=DsanCommand)
 @user_errors
 def check_cmd(
     store: Path = typer.Argument(..., help="Feature store (STORE.zarr)."),
-    manifest: str = typer.Option(None, "--manifest", help="Also require every video of this dataset/manifest file."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Also require every video of this built-in dataset or manifest file."),
     values: bool = typer.Option(True, "--values/--no-values", help="Read every array to check finite values."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Count the videos checked."),
 ) -> None:
     """Validate a store: metadata, completeness against the manifest, shapes, finite values.
 
@@ -85,17 +88,16 @@ def check_cmd(
 
     Examples:
       dsan store check ucf.zarr
-      dsan store check ucf_test.zarr --manifest ucf --no-values
+      dsan store check ucf_test.zarr --dataset ucf --no-values
     """
     from ...datasets.registry import resolve_manifest
     from ...store import open_store
     from ...store.check import check_store
 
     s = open_store(store)
-    m = None
-    if manifest:
-        m = resolve_manifest(manifest)
-    rep = check_store(s, manifest=m, scan_values=values)
+    m = resolve_manifest(dataset) if dataset else None
+    with ProgressRenderer(err_console, enabled=progress) as render:
+        rep = check_store(s, manifest=m, scan_values=values, on_event=render)
     for w in rep.warnings:
         err_console.print(f"[bold yellow]warning:[/bold yellow] {w}")
     summary = f"{store}: {rep.checked} videos checked, {rep.done} done, {rep.failed} failed, {rep.missing} missing"
@@ -109,7 +111,7 @@ def check_cmd(
     raise CheckFailed(f"{summary}; {len(rep.problems)} problems")
 
 
-@store_app.command("finalize")
+@store_app.command("finalize", cls=DsanCommand)
 @user_errors
 def finalize_cmd(store: Path = typer.Argument(..., help="Feature store (STORE.zarr).")) -> None:
     """Consolidate a store's index after sharded writers finished (each writer also does it).

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ...config import config_hash, from_dict
 from ...datasets.synth import (
@@ -21,7 +20,9 @@ from ...datasets.synth import (
 )
 from ...errors import InputError
 from ...manifest import Manifest
-from ..errors import console, user_errors
+from ..base import add_command
+from ..errors import console, err_console, user_errors
+from ..progress import ProgressRenderer
 from .datasets import class_counts_table
 
 
@@ -31,7 +32,7 @@ _LIKE = {
 }
 
 
-def _synth_features(store: Path, config: Path | None, like: str | None, seed: int | None, force: bool) -> None:
+def _synth_features(store: Path, config: Path | None, like: str | None, seed: int | None, overwrite: bool) -> None:
     """`dsan synth --features`: a synthetic feature store (dsan_toolkit.store.synthetic)."""
     from ...store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
 
@@ -43,7 +44,7 @@ def _synth_features(store: Path, config: Path | None, like: str | None, seed: in
     if seed is not None:
         cfg = replace(cfg, seed=seed)
     with console.status(f"writing {cfg.num_train + cfg.num_test} videos x {cfg.crops} crops of synthetic features"):
-        path = write_synthetic_feature_store(store, cfg, overwrite=force)
+        path = write_synthetic_feature_store(store, cfg, overwrite=overwrite)
     console.print(
         f"[green]wrote[/green] {path}: synthetic CLIP-like features ({cfg.class_table} classes), "
         f"{cfg.num_train} train / {cfg.num_test} test videos, {cfg.crops} crops, dim {cfg.feature_dim}; "
@@ -91,7 +92,7 @@ def _print_summary(out: Path, cfg: SynthConfig, manifest: Manifest) -> None:
 @user_errors
 def synth_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (videos/, manifest.jsonl, synth.json)."),
-    features: Path = typer.Option(None, "--features", help="Instead of videos, write a synthetic CLIP-like feature store (.zarr) here."),
+    features: Path = typer.Option(None, "--features", "-f", help="Instead of videos, write a synthetic CLIP-like feature store (.zarr) here."),
     like: str = typer.Option(None, "--like", help="With --features: the size and classes of 'ucf' (1,610/290 videos) or 'xd' (3,954/800), 10 crops."),
     config: Path = typer.Option(None, "--config", help="JSON file of SynthConfig fields (or a synth.json; SynthFeaturesConfig with --features); options override it."),
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, same pixels). [default: 0]"),
@@ -106,7 +107,8 @@ def synth_cmd(
     fps: float = typer.Option(None, "--fps", help="Frame rate. [default: 16]"),
     classes: str = typer.Option(None, "--classes", help=f"Comma-separated event classes, from: {', '.join(sorted(EVENTS))}."),
     workers: int = typer.Option(1, "--workers", "-j", help="Processes rendering and encoding videos."),
-    force: bool = typer.Option(False, "--force", help="Replace a synthetic dataset made with another config."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a synthetic dataset (or store) made with another config."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Count the videos made."),
 ) -> None:
     """Generate a small synthetic WS-VAD dataset: real H.264 videos and their manifest.
 
@@ -134,7 +136,7 @@ def synth_cmd(
         given = [k for k, v in video_opts.items() if v is not None]
         if given:
             raise InputError(f"{', '.join(given)}: video options, not for --features (use --config for a feature config)")
-        _synth_features(features, config, like, seed, force)
+        _synth_features(features, config, like, seed, overwrite)
         return
     if like is not None:
         raise InputError("--like only applies to --features")
@@ -149,19 +151,13 @@ def synth_cmd(
     cfg.check()
     if workers < 1:
         raise InputError("--workers must be >= 1")
-    if is_complete(out, cfg) and not force:
+    if is_complete(out, cfg) and not overwrite:
         console.print(f"{out} already holds this dataset (same config): reusing it")
     total = cfg.train_normal + cfg.train_anomalous + cfg.test_normal + cfg.test_anomalous
-    with Progress(
-        TextColumn("[bold]synth[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as bar:
-        task = bar.add_task("synth", total=total)
-        manifest = make_synthetic_dataset(
-            out, cfg, overwrite=force, workers=workers, progress=lambda _vid: bar.advance(task)
-        )
+    with ProgressRenderer(err_console, enabled=progress) as render, render.task("synth", total, unit="videos") as done:
+        manifest = make_synthetic_dataset(out, cfg, overwrite=overwrite, workers=workers, progress=lambda _vid: done())
     _print_summary(out, cfg, manifest)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("synth")(synth_cmd)
+    add_command(app, "synth", synth_cmd)

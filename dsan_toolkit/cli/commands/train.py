@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from ...errors import InputError
+from ..base import add_command
 from ..errors import console, err_console, user_errors
 from ..progress import ProgressRenderer
 
@@ -117,6 +118,7 @@ def eval_cmd(
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip architecture of an official checkpoint's embedded CLIP (default: the release's ViT-B-16)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation in the output folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Say what is being done and count the chunks predicted."),
 ) -> None:
     """Evaluate a model on a store's test split: per-video scores (predictions.npz) and metrics.json.
 
@@ -138,12 +140,9 @@ def eval_cmd(
                        preset=preset, features=features, dataset=dataset, out=out, select=select,
                        test_crop=test_crop, device=device, batch=eval_batch, clip_weights=clip_weights,
                        clip_model=clip_model, overwrite=overwrite)
-    if run is not None:
-        rec = evaluate_run(opts)
-    elif checkpoint is not None:
-        rec = evaluate_checkpoint(opts)
-    else:
-        rec = evaluate_official(opts)
+    evaluate = evaluate_run if run is not None else evaluate_checkpoint if checkpoint is not None else evaluate_official
+    with ProgressRenderer(err_console, enabled=progress) as render:
+        rec = evaluate(opts, on_event=render)
     where = Path(rec["out"])
     _print_results({rec["label"]: rec}, None, where)
     store = rec.get("store") or {}
@@ -155,5 +154,5 @@ def eval_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train_cmd)
-    app.command("eval")(eval_cmd)
+    add_command(app, "train", train_cmd)
+    add_command(app, "eval", eval_cmd)
