@@ -25,3 +25,4 @@ def cli(tmp_path, monkeypatch):
         return result.exit_code, result.output
 
     return run
+

@@ -21,20 +21,14 @@ from dsan_toolkit.config import sha256_file
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from dsan_toolkit.bench.demo import demo_extract_config
-    from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset
-    from dsan_toolkit.extract import RunOptions, extract_features
+    from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
     from dsan_toolkit.train.loop import TrainOptions, train
 
     root = tmp_path_factory.mktemp("identity")
-    data = root / "data"
-    manifest = make_synthetic_dataset(data, SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal=1,
-                                                         test_anomalous=2, min_frames=48, max_frames=64))
-    (root / "a").mkdir()
-    (root / "b").mkdir()
+    data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)
     cfg = demo_extract_config()
     for folder, c in (("a", cfg), ("b", dataclasses.replace(cfg, snippet="first"))):
-        res = extract_features(manifest, data, root / folder / "f.zarr", c, RunOptions(workers=0, progress=False))
-        assert res.ok
+        extract_tiny(manifest, data, root / folder / "f.zarr", c)
     run = root / "run"
     import os
 

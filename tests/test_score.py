@@ -13,18 +13,12 @@ from dsan_toolkit.bench.score import describe_intervals, find_intervals, frame_t
 
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory):
-    from dsan_toolkit.bench.demo import demo_extract_config
-    from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset
-    from dsan_toolkit.extract import RunOptions, extract_features
+    from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
     from dsan_toolkit.train.loop import TrainOptions, train
 
     root = tmp_path_factory.mktemp("score")
-    data = root / "data"
-    manifest = make_synthetic_dataset(data, SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal=1,
-                                                         test_anomalous=2, min_frames=48, max_frames=64))
-    store = root / "f.zarr"
-    res = extract_features(manifest, data, store, demo_extract_config(), RunOptions(workers=0, progress=False))
-    assert res.ok
+    data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)
+    store = extract_tiny(manifest, data, root / "f.zarr")
     run = root / "run"
     out = train(TrainOptions(method="vadclip", features=store, out=run, preset="tiny", epochs=1, progress=False,
                              overrides={"batch_size": 2}))

@@ -38,7 +38,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Any, Callable
 
 from ..decode.probe import VideoError, VideoProbe, probe_video, quiet_native_stderr
 from ..errors import InputError, ManifestError
@@ -280,24 +280,10 @@ def _line_of(problem: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def create_manifest(
-    videos_dir: str | Path,
-    labels_csv: str | Path,
-    *,
-    classes_csv: str | Path | None = None,
-    name: str | None = None,
-    normal: str = "Normal",
-    snippet_len: int = 16,
-    description: str = "",
-    workers: int | None = None,
-    progress: Callable[[str], None] | None = None,
-    unreadable: str = "refuse",
-) -> Manifest:
+def create_manifest(videos_dir: str | Path, labels_csv: str | Path, **options: Any) -> Manifest:
     """Build (and validate) a manifest for the videos in ``videos_dir`` labelled by ``labels_csv``
-    (:func:`build_manifest` without the report)."""
-    return build_manifest(videos_dir, labels_csv, classes_csv=classes_csv, name=name, normal=normal,
-                          snippet_len=snippet_len, description=description, workers=workers, progress=progress,
-                          unreadable=unreadable).manifest
+    (:func:`build_manifest` without the report; the same keyword options)."""
+    return build_manifest(videos_dir, labels_csv, **options).manifest
 
 
 def build_manifest(

@@ -1,9 +1,11 @@
 """Helpers for tests and demos: synthetic videos and datasets, deliberately broken files."""
 
 from .videos import (
+    SMALL_SYNTH,
     TINY_SYNTH,
     cached_synthetic_dataset,
     copy_dataset,
+    extract_tiny,
     make_corrupt,
     make_not_a_video,
     make_truncated,
@@ -14,9 +16,11 @@ from .videos import (
 )
 
 __all__ = [
+    "SMALL_SYNTH",
     "TINY_SYNTH",
     "cached_synthetic_dataset",
     "copy_dataset",
+    "extract_tiny",
     "make_corrupt",
     "make_not_a_video",
     "make_truncated",

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,3 +135,20 @@ def make_corrupt(src: str | Path, dst: str | Path, *, seed: int = 0, fraction: f
 def tiny_config(**overrides: object) -> SynthConfig:
     """:data:`TINY_SYNTH` with some fields changed (e.g. ``seed=1``)."""
     return replace(TINY_SYNTH, **overrides)  # type: ignore[arg-type]
+
+
+# Seven short videos (2 + 2 train, 1 + 2 test): enough to train a tiny run and score a video.
+SMALL_SYNTH = SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal=1, test_anomalous=2,
+                          min_frames=48, max_frames=64)
+
+
+def extract_tiny(manifest: Manifest, root: str | Path, out: str | Path, cfg: Any = None) -> Path:
+    """Extract ``manifest``'s videos under ``root`` into the store ``out`` with the demo's tiny
+    random CLIP (or the ExtractConfig ``cfg``), in process; every video must succeed."""
+    from ..bench.demo import demo_extract_config
+    from ..extract import RunOptions, extract_features
+
+    res = extract_features(manifest, root, out, cfg or demo_extract_config(), RunOptions(workers=0, progress=False))
+    if not res.ok:
+        raise AssertionError(f"extraction failed: {res.failed}")
+    return Path(out)
