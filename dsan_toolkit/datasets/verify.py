@@ -5,7 +5,8 @@ decord and hashlib release the GIL): present, decodable by decord (first and las
 or every frame with ``decode="all"``), frame count, fps, resolution, size and optionally
 sha256. A video is
 
-- ``missing`` / ``empty`` / ``unreadable`` / ``undecodable`` (see :mod:`dsan_toolkit.decode.probe`),
+- ``missing`` / ``empty`` / ``unreadable`` / ``undecodable``: the failure kinds of
+  :mod:`dsan_toolkit.decode.failures`, the words ``dsan extract`` records for the same file,
 - ``mismatch`` when the file decodes but disagrees with the manifest: ``num_frames``
   differs, the video's own ``fps`` differs (beyond ``fps_tolerance``), or a segment ends
   past the last frame,
@@ -37,13 +38,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import sha256_file
+from ..decode.failures import FILE_KINDS
 from ..decode.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
 from ..errors import InputError
 from ..manifest import Manifest, VideoRecord
 from ..utils.atomic import atomic_write_json
 
 LOCK_VERSION = 1
-STATUSES: tuple[str, ...] = ("ok", "missing", "empty", "unreadable", "undecodable", "mismatch")
+STATUSES: tuple[str, ...] = ("ok", *FILE_KINDS, "mismatch")  # the failure kinds are the extraction's too
 # fields of a lock entry compared between runs
 COMPARED_FIELDS: tuple[str, ...] = ("status", "size", "num_frames", "fps", "width", "height", "sha256")
 

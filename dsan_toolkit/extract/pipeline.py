@@ -35,6 +35,7 @@ import torch
 
 from ..config import to_dict
 from ..decode.crops import parse_crops
+from ..decode.failures import DECODER_CRASHED, DECODER_HUNG, reason
 from ..decode.reader import BLOCK_BYTES, iter_video_blocks
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
@@ -403,8 +404,8 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
         for job in in_flight:
             again, _, _ = _pass([job], encoder, cfg, dataclasses.replace(opts, workers=1), device, writer, result, emit)
             if again is not None:
-                error = (f"decoder hung: {again.reason}, twice" if again.hung
-                         else f"decoder crashed: its worker process died twice ({again.reason})")
+                error = (reason(DECODER_HUNG, f"{again.reason}, twice") if again.hung
+                         else reason(DECODER_CRASHED, f"its worker process died twice ({again.reason})"))
                 writer.fail_video(job[0], error)
                 result.failed.append((job[0], error))
                 emit("video", {"id": job[0], "status": "failed", "T": 0, "error": error})
