@@ -448,3 +448,45 @@ def test_a_decoder_that_hangs_is_stopped_retried_then_failed(videos, reference, 
     assert s.complete and set(s.video_ids()) == set(reference.video_ids()) - {victim}
     for vid in s.video_ids():
         np.testing.assert_array_equal(s.read(vid), reference.read(vid))
+
+
+def test_a_root_without_most_videos_is_refused_before_anything_is_written(videos, cli, tmp_path):
+    """No video, or fewer than half of them, under --root: a message (counts, an expected path,
+    --split when the videos found are all of one split) and no store; --allow-missing and
+    --split go past it; a finished store whose videos were deleted since reruns quietly."""
+    import shutil
+
+    root, m = videos
+
+    def extract(video_root: Path, out: Path, *extra: str) -> tuple[int, str]:
+        code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", video_root, "--out", out,
+                         "--model", TINY_MODEL, "--pretrained", "none", "--crops", "center", "--workers", "0",
+                         "--no-progress", *extra)
+        return code, " ".join(text.split())
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, text = extract(empty, tmp_path / "a.zarr")
+    assert code == 2 and f"0 of {len(m)} videos found" in text and "Traceback" not in text, text
+    assert f"{empty / m.videos[0].path} does not exist" in text and "--allow-missing" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no store, nothing half-made
+
+    part = tmp_path / "part"  # a copy of the test videos only: 4 of 12
+    tests = [v for v in m.videos if v.split == "test"]
+    for v in tests:
+        (part / v.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / v.path, part / v.path)
+    code, text = extract(part, tmp_path / "b.zarr")
+    assert code == 2 and f"{len(tests)} of {len(m)} videos found" in text and "add --split test" in text, text
+    assert not (tmp_path / "b.zarr").exists()
+    code, text = extract(part, tmp_path / "b.zarr", "--split", "test")
+    assert code == 0 and f"{len(tests)} videos extracted" in text, text
+    for v in tests:
+        (part / v.path).unlink()
+    code, text = extract(part, tmp_path / "b.zarr", "--split", "test")  # all done: nothing needs the files
+    assert code == 0 and f"{len(tests)} already done" in text, text
+
+    code, text = extract(empty, tmp_path / "c.zarr", "--allow-missing")
+    assert code == 1 and f"{len(m)} failed" in text, text
+    s = open_store(tmp_path / "c.zarr")
+    assert {s.video_info(vid)["error"] for vid in s.video_ids("failed")} == {"missing: no such file"}

@@ -40,6 +40,7 @@ from typing import Any, Callable
 from ..config import sha256_file
 from ..decode.failures import FILE_KINDS
 from ..decode.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
+from ..decode.root import check_video_root
 from ..errors import InputError
 from ..manifest import Manifest, VideoRecord
 from ..utils.atomic import atomic_write_json
@@ -311,12 +312,15 @@ def verify_dataset(
     decode: str = "ends",
     fps_tolerance: float = 0.01,
     progress: Callable[[VideoCheck], None] | None = None,
+    allow_missing: bool = False,
 ) -> VerifyReport:
     """Check every video of ``manifest`` under ``root``; compare with and write ``lock_path``.
 
     Never raises for bad videos (they are in the report); raises :class:`InputError` for a
     missing root, a bad option, or an existing lock file that is unreadable or belongs to
-    another dataset. ``progress`` is called with each finished check (from this thread).
+    another dataset, and :class:`~dsan_toolkit.decode.root.RootLooksWrong` (nothing written)
+    when no video or fewer than half of them exist under ``root``, unless ``allow_missing``.
+    ``progress`` is called with each finished check (from this thread).
     """
     from .. import __version__
 
@@ -329,6 +333,8 @@ def verify_dataset(
         raise InputError(f"workers must be >= 1, got {workers}")
     if not fps_tolerance >= 0:
         raise InputError(f"fps tolerance must be >= 0, got {fps_tolerance}")
+    check_video_root(root, [v.path for v in manifest.videos], [v.split for v in manifest.videos],
+                     allow_missing=allow_missing)
     previous: LockFile | None = None
     if lock_path is not None and Path(lock_path).exists():
         previous = read_lock(lock_path)

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -37,10 +37,11 @@ from ..config import to_dict
 from ..decode.crops import parse_crops
 from ..decode.failures import DECODER_CRASHED, DECODER_HUNG, reason
 from ..decode.reader import BLOCK_BYTES, iter_video_blocks
+from ..decode.root import check_video_root
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
-from ..store import StoreSpec, StoreWriter
-from ..store.writer import FinalizeResult, VideoSink
+from ..store import STATUS_DONE, StoreSpec, StoreWriter
+from ..store.writer import FinalizeResult, VideoSink, read_root_attrs, scan_records
 from .config import CPU_MODEL_THREADS, ExtractConfig, RunOptions, auto_workers
 from .encoder import Encoder, encode_stream, model_threads
 from .preprocess import resize_impl
@@ -326,6 +327,7 @@ def extract_features(
     overwrite: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     bundle: Any = None,
+    allow_missing: bool = False,
 ) -> ExtractResult:
     """Extract features of ``manifest``'s videos (files under ``root``) into the store ``out``.
 
@@ -333,6 +335,9 @@ def extract_features(
     ``("plan", {"videos", "skipped"})``, ``("video", {"id", "status", "T", "error"})`` and
     ``("rows", {"rows"})`` for progress display. ``bundle``: an already built
     :class:`~dsan_toolkit.clip.ClipBundle` on ``opts.device`` matching ``cfg`` (skips loading).
+    A root that holds none, or fewer than half, of this shard's videos raises
+    :class:`~dsan_toolkit.decode.root.RootLooksWrong` before anything is written or loaded,
+    unless ``allow_missing`` (a partial copy: the missing videos are recorded failed).
     """
     from ..clip import create_clip
 
@@ -344,6 +349,8 @@ def extract_features(
     device = torch.device(opts.device)
     if opts.encode_in_workers and device.type != "cpu":
         raise InputError(f"encoding in the decode workers is for CPU devices (forked workers cannot use {device})")
+    todo = [manifest.video(vid) for vid in _not_done(Path(out), shard_ids(manifest, opts.shard), overwrite)]
+    check_video_root(root, [v.path for v in todo], [v.split for v in todo], allow_missing=allow_missing)
     if opts.workers is None:
         opts = dataclasses.replace(opts, workers=auto_workers(str(device)))
     t_start = time.perf_counter()
@@ -371,6 +378,16 @@ def extract_features(
         result.finalize = writer.finalize()
     result.seconds = time.perf_counter() - t_start
     return result
+
+
+def _not_done(out: Path, ids: list[str], overwrite: bool) -> list[str]:
+    """``ids`` without a done record in the store ``out`` as it is now (all of them for a new
+    store or ``overwrite``), read without opening it for writing: the videos whose files this
+    run needs (a finished store's videos may have been deleted since)."""
+    if overwrite or read_root_attrs(out) is None:
+        return ids
+    done = {r["id"] for r in scan_records(out).values() if r.get("status") == STATUS_DONE}
+    return [vid for vid in ids if vid not in done]
 
 
 def _worker_died(exc: BaseException) -> bool:
