@@ -148,7 +148,8 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
     """One crop mode: naive, dsan, model-only and decode-only, interleaved, best of ``--repeats``."""
     from dsan_toolkit.decode.crops import parse_crops
     from dsan_toolkit.extract import ExtractConfig, RunOptions, extract_features
-    from dsan_toolkit.extract.pipeline import _Encoder, resolve_config
+    from dsan_toolkit.extract.encoder import Encoder
+    from dsan_toolkit.extract.pipeline import resolve_config
     from dsan_toolkit.store import open_store
 
     pretrained = bundle.info.pretrained
@@ -158,7 +159,7 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
     crops = parse_crops(crops_name)
     opts = RunOptions(device=args.device, workers=args.workers, batch_size=args.batch_size, progress=False,
                       encode_in_workers=False if args.decode_only_workers else None)
-    call = _Encoder(bundle.model, rcfg, opts, device, bundle.info).frames_per_call() * len(crops)
+    call = Encoder(bundle.model, rcfg, opts, device, bundle.info).frames_per_call() * len(crops)
     batches = sorted({call, args.batch_size})
     frames_per_row = 16 if args.snippet == "mean" else 1
     naive_s, ours_s, decode_all, cpu_s, worker_cpu_s, pair_eff, floors = [], [], [], [], [], [], []

@@ -1,7 +1,10 @@
 """CLIP backbones from open_clip, for image features (extraction) and text features (models).
 
 - ``create_clip("ViT-B-16", pretrained="openai")``: the real backbone, through open_clip's
-  normal download/cache path (needs the network or a warm cache).
+  cache (read straight from the file when it is there: no network at all) or its normal
+  download. Without the weights and without the network (``HF_HUB_OFFLINE=1``, or the download
+  host not answering a short connection probe) it fails in seconds with the hint to pass a local
+  file, instead of spending a minute in Hugging Face hub retries (:func:`locate_pretrained`).
 - ``create_clip("ViT-B-16", weights=FILE)``: a local checkpoint, safetensors or a torch file
   loaded with ``weights_only=True`` (never unpickled).
 - ``create_clip(TINY_MODEL)``: ``dsan-tiny``, a tiny open_clip architecture (2-layer ViT-B/32
@@ -132,6 +135,102 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+OFFLINE_VALUES = ("1", "ON", "YES", "TRUE")  # huggingface_hub's spelling of a true flag
+PROBE_TIMEOUT_S = 3.0  # a connection to the download host (or proxy) that takes longer counts as offline
+WEIGHTS_HINT = "pass a local weight file instead (--weights FILE; --clip-weights FILE for train and eval)"
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """Where open_clip gets a pretrained tag's weights: ``kind`` ``hf`` (a Hugging Face hub repo,
+    ``where`` = repo id), ``url`` or ``file``; ``cached``: the local file when already there."""
+
+    kind: str
+    where: str
+    cached: str | None
+    host_url: str = ""  # what a download connects to
+
+
+def locate_pretrained(model_name: str, pretrained: str, *, cache_dir: str | None = None) -> PretrainedSource:
+    """The source open_clip would download ``pretrained`` weights of ``model_name`` from, and the
+    cached file if it is already there; looks at the caches only (no network)."""
+    _register_configs()
+    import os
+
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not cfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+        raise InputError(f"{model_name} has no pretrained weights {pretrained!r} in open_clip (tags: {tags})")
+    if cfg.get("file"):
+        return PretrainedSource("file", cfg["file"], cfg["file"] if os.path.isfile(cfg["file"]) else None)
+    hub = cfg.get("hf_hub", "")
+    if hub and open_clip.pretrained.has_hf_hub():  # open_clip's own preference
+        from huggingface_hub import constants, try_to_load_from_cache
+        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+        repo, filename = os.path.split(hub)
+        filename = filename or HF_WEIGHTS_NAME
+        safe = HF_SAFE_WEIGHTS_NAME if filename == HF_WEIGHTS_NAME else os.path.splitext(filename)[0] + ".safetensors"
+        for name in (safe, filename):  # open_clip tries the safetensors file first
+            found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+            if isinstance(found, str):
+                return PretrainedSource("hf", repo, found, constants.ENDPOINT)
+        return PretrainedSource("hf", repo, None, constants.ENDPOINT)
+    url = cfg.get("url", "")
+    target = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(url))
+    return PretrainedSource("url", url, target if os.path.isfile(target) else None, url)
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set, as huggingface_hub reads it."""
+    import os
+
+    return any(os.environ.get(k, "").upper() in OFFLINE_VALUES for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to ``url``'s host (or to the proxy the environment sets for it)
+    opens within ``timeout`` seconds, name lookup included."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    if not host:
+        return False
+    ok: list[bool] = []
+
+    def connect() -> None:  # in a thread: a hanging name lookup has no timeout of its own
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    probe = threading.Thread(target=connect, name="dsan-weights-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(ok)
+
+
+def _require_download(model_name: str, pretrained: str, source: PretrainedSource) -> None:
+    """:class:`InputError` now when weights that are not cached cannot be downloaded."""
+    what = f"the {model_name} {pretrained!r} weights are not in the local cache"
+    origin = f"Hugging Face hub repo {source.where}" if source.kind == "hf" else source.where
+    if hub_offline():
+        raise InputError(f"{what} and HF_HUB_OFFLINE is set (they come from {origin}); {WEIGHTS_HINT}")
+    if not reachable(source.host_url):
+        raise InputError(f"{what} (they come from {origin}) and {source.host_url} does not answer (offline?); "
+                         f"{WEIGHTS_HINT}")
+
+
 def create_clip(
     model_name: str = "ViT-B-16",
     pretrained: str | None = "openai",
@@ -168,16 +267,26 @@ def create_clip(
                 f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
             )
     else:
+        assert pretrained is not None
+        source = locate_pretrained(model_name, pretrained)
+        extra: dict[str, Any] = {}
+        target = pretrained
+        if source.cached is None:
+            _require_download(model_name, pretrained, source)
+        elif source.kind == "hf":
+            # the cached hub file itself: open_clip would first ask the hub for a newer revision
+            # (a minute of retries offline); the tag's preprocessing is what the tag would set
+            from open_clip.transform import merge_preprocess_dict
+
+            target = source.cached
+            extra["force_preprocess_cfg"] = merge_preprocess_dict({}, open_clip.get_pretrained_cfg(model_name, pretrained))
         try:
             model = open_clip.create_model(
-                model_name, pretrained=pretrained, device="cpu",
-                force_quick_gelu=needs_quick_gelu(model_name, pretrained),
+                model_name, pretrained=target, device="cpu",
+                force_quick_gelu=needs_quick_gelu(model_name, pretrained), **extra,
             )
         except RuntimeError as exc:
-            raise InputError(
-                f"cannot load {model_name} pretrained={pretrained!r}: {exc}. Without network access pass a "
-                "local weight file with --weights."
-            ) from None
+            raise InputError(f"cannot load {model_name} pretrained={pretrained!r}: {exc}; {WEIGHTS_HINT}") from None
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -69,3 +69,67 @@ def test_random_build_does_not_log_open_clip_warning(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert "unrelated warning" in messages
     assert not any("No pretrained weights loaded" in m for m in messages)
+
+
+def test_locate_pretrained_looks_at_the_caches_only(tmp_path):
+    """A Hugging Face hub cache (real layout) without and with the tag's weight file."""
+    from dsan_toolkit.clip import locate_pretrained
+
+    src = locate_pretrained("ViT-B-16", "openai", cache_dir=str(tmp_path))
+    assert (src.kind, src.where, src.cached) == ("hf", "timm/vit_base_patch16_clip_224.openai", None)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--timm--vit_base_patch16_clip_224.openai"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    weights = repo / "snapshots" / commit / "open_clip_model.safetensors"
+    weights.write_bytes(b"not read here")
+    assert locate_pretrained("ViT-B-16", "openai", cache_dir=str(tmp_path)).cached == str(weights)
+    with pytest.raises(InputError, match="no pretrained weights 'nosuch'.*openai"):
+        locate_pretrained("ViT-B-16", "nosuch")
+
+
+def test_reachable_probes_a_real_connection():
+    import socket
+
+    from dsan_toolkit.clip import reachable
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert reachable(f"http://127.0.0.1:{port}")
+    assert not reachable(f"http://127.0.0.1:{port}", timeout=2.0)  # closed now: refused
+
+
+def test_hf_hub_offline_fails_at_once_without_cached_weights(tmp_path, monkeypatch):
+    from dsan_toolkit.clip import _require_download, locate_pretrained
+
+    source = locate_pretrained("ViT-B-16", "openai", cache_dir=str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="not in the local cache and HF_HUB_OFFLINE is set.*--weights FILE"):
+        _require_download("ViT-B-16", "openai", source)
+
+
+def test_extract_without_cached_weights_offline_fails_in_seconds(tmp_path):
+    """`dsan extract` with the default ViT-B-16/openai, empty caches, HF_HUB_OFFLINE unset and a
+    download host that does not answer (as on a machine without network): a message naming
+    --weights within seconds (not a minute of hub retries), nothing written."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from dsan_toolkit.testing import cached_synthetic_dataset
+
+    root, _ = cached_synthetic_dataset()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "hf"), XDG_CACHE_HOME=str(tmp_path / "cache"), HF_ENDPOINT="http://127.0.0.1:9")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "dsan_toolkit.cli.app", "extract", "--dataset", str(root / "manifest.jsonl"),
+                        "--root", str(root), "--out", str(tmp_path / "f.zarr"), "--model", "ViT-B-16",
+                        "--pretrained", "openai", "--no-progress"], env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    flat = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "weights are not in the local cache" in flat and "--weights FILE" in flat, r.stderr
+    assert "http://127.0.0.1:9 does not answer" in flat and "Retrying" not in r.stderr and "Traceback" not in r.stderr
+    assert elapsed < 30, elapsed
+    assert not (tmp_path / "f.zarr").exists()

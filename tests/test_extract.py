@@ -150,9 +150,9 @@ def _cmd(root: Path, out: Path) -> list[str]:
 
 
 def _assert_same_store(a, b) -> None:
+    """The same videos, lengths and stored bytes (the same command gives the same bytes)."""
     assert a.video_ids(None) == b.video_ids(None) and a.lengths() == b.lengths()
-    for vid in a.video_ids():
-        np.testing.assert_allclose(a.read(vid), b.read(vid), rtol=1e-5, atol=1e-5)
+    assert a.content_hash() == b.content_hash()
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +263,26 @@ def test_two_workers_equal_in_process_whether_or_not_they_encode(videos, referen
     _assert_same_store(s, reference)
 
 
+@pytest.mark.parametrize("crops", ["center", "10"])
+def test_the_same_bytes_whatever_the_workers(videos, tmp_path, crops):
+    """Videos of different lengths (a padded one among them) extracted with 0, 1 and 2 workers
+    at the default batch size: the same stored bytes. The main process runs with 2 torch
+    threads here (conftest), forked workers with one."""
+    root, m = videos
+    sub = m.select([v.id for v in m.videos[::2]] + ["short", "broken"])
+    cfg = ExtractConfig(**TINY, snippet="middle", crops=crops)
+    stores = []
+    for workers in (0, 1, 2):
+        out = tmp_path / f"w{workers}.zarr"
+        res = extract_features(sub, root, out, cfg, RunOptions(workers=workers, progress=False))
+        assert res.done == len(sub) - 1
+        stores.append(open_store(out))
+    assert len({s.content_hash() for s in stores}) == 1
+    files = [{str(p.relative_to(s.path)): p.read_bytes() for p in (s.path / "videos").rglob("*") if p.is_file()}
+             for s in stores]  # raw bytes too: every array chunk and record of every video
+    assert len(files[0]) >= len(sub) - 1 and files[0] == files[1] == files[2]
+
+
 def test_default_workers_and_refused_gpu_encoding_workers(videos, tmp_path):
     from dsan_toolkit.errors import InputError
     from dsan_toolkit.extract import auto_workers
@@ -363,7 +383,7 @@ def test_a_video_that_kills_its_worker_twice_is_failed_and_the_rest_go_on(videos
     assert "worker process died twice" in s.video_info(victim)["error"]
     assert set(s.video_ids()) == set(reference.video_ids()) - {victim}
     for vid in s.video_ids():
-        np.testing.assert_allclose(s.read(vid), reference.read(vid), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(s.read(vid), reference.read(vid))
     assert res.snippets == sum(n for vid, n in reference.lengths().items() if vid != victim)
 
 
@@ -427,4 +447,46 @@ def test_a_decoder_that_hangs_is_stopped_retried_then_failed(videos, reference, 
     s = open_store(tmp_path / "h.zarr")
     assert s.complete and set(s.video_ids()) == set(reference.video_ids()) - {victim}
     for vid in s.video_ids():
-        np.testing.assert_allclose(s.read(vid), reference.read(vid), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(s.read(vid), reference.read(vid))
+
+
+def test_a_root_without_most_videos_is_refused_before_anything_is_written(videos, cli, tmp_path):
+    """No video, or fewer than half of them, under --root: a message (counts, an expected path,
+    --split when the videos found are all of one split) and no store; --allow-missing and
+    --split go past it; a finished store whose videos were deleted since reruns quietly."""
+    import shutil
+
+    root, m = videos
+
+    def extract(video_root: Path, out: Path, *extra: str) -> tuple[int, str]:
+        code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", video_root, "--out", out,
+                         "--model", TINY_MODEL, "--pretrained", "none", "--crops", "center", "--workers", "0",
+                         "--no-progress", *extra)
+        return code, " ".join(text.split())
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, text = extract(empty, tmp_path / "a.zarr")
+    assert code == 2 and f"0 of {len(m)} videos found" in text and "Traceback" not in text, text
+    assert f"{empty / m.videos[0].path} does not exist" in text and "--allow-missing" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no store, nothing half-made
+
+    part = tmp_path / "part"  # a copy of the test videos only: 4 of 12
+    tests = [v for v in m.videos if v.split == "test"]
+    for v in tests:
+        (part / v.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / v.path, part / v.path)
+    code, text = extract(part, tmp_path / "b.zarr")
+    assert code == 2 and f"{len(tests)} of {len(m)} videos found" in text and "add --split test" in text, text
+    assert not (tmp_path / "b.zarr").exists()
+    code, text = extract(part, tmp_path / "b.zarr", "--split", "test")
+    assert code == 0 and f"{len(tests)} videos extracted" in text, text
+    for v in tests:
+        (part / v.path).unlink()
+    code, text = extract(part, tmp_path / "b.zarr", "--split", "test")  # all done: nothing needs the files
+    assert code == 0 and f"{len(tests)} already done" in text, text
+
+    code, text = extract(empty, tmp_path / "c.zarr", "--allow-missing")
+    assert code == 1 and f"{len(m)} failed" in text, text
+    s = open_store(tmp_path / "c.zarr")
+    assert {s.video_info(vid)["error"] for vid in s.video_ids("failed")} == {"missing: no such file"}

@@ -65,6 +65,17 @@ def test_score_errors(scored_run, tmp_path, cli):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # nothing written
 
 
+def test_a_broken_video_says_why_and_decord_stays_off_the_terminal(scored_run, tmp_path, cli, capfd):
+    from dsan_toolkit.testing import make_truncated
+
+    root, run, video, _ = scored_run
+    cut = make_truncated(video, tmp_path / "cut.mp4", 0.5)
+    code, out = cli("score", str(cut), "--run", str(run))
+    flat = " ".join(out.split())
+    assert code == 2 and "unreadable (Invalid data found when processing input)" in flat, out
+    assert "ERROR opening" not in capfd.readouterr().err  # decord logs it to fd 2 on its own
+
+
 def test_intervals_from_scores():
     s = np.array([0.1, 0.6, 0.7, 0.2, 0.9, 0.95, 0.99, 0.1])
     assert find_intervals(s, 0.5) == [(1, 3), (4, 7)]

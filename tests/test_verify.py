@@ -278,12 +278,42 @@ def test_cli_verify_errors(cli, clean, args, message):
 
 
 def test_cli_verify_builtin_dataset_missing_root_videos(cli, tmp_path):
-    """A built-in manifest against an empty root: every video missing, exit 1, lock written."""
+    """A built-in manifest against an empty root: refused, nothing written; with
+    --allow-missing every video is missing, exit 1, lock written."""
     code, out = cli("verify", "--dataset", "xd", "--root", tmp_path, "--split", "test", "--show", "3")
+    flat = " ".join(out.split())
+    assert code == 2 and "does not look like this dataset's video root: 0 of 800 videos found" in flat, out
+    assert f"{tmp_path}/test/" in flat and "--allow-missing" in flat and "Traceback" not in out
+    assert list(tmp_path.iterdir()) == []
+    code, out = cli("verify", "--dataset", "xd", "--root", tmp_path, "--split", "test", "--show", "3",
+                    "--allow-missing")
     assert code == 1
     assert "800 of 800 videos have problems (800 missing)" in out
     lock = read_lock(tmp_path / "xd-test.lock.json")
     assert len(lock.videos) == 800 and {e["status"] for e in lock.videos.values()} == {"missing"}
+
+
+def test_a_root_with_few_of_the_videos_is_refused_before_the_lock(cli, data, tmp_path):
+    """More than half missing: refused with the counts, an example path and, when the videos
+    found are all of one split, that split; exactly half missing goes on."""
+    root, m = data
+    manifest = root / "manifest.jsonl"
+    train = [v for v in m.videos if v.split == "train"]
+    for v in train:
+        (root / v.path).unlink()
+    (root / next(v for v in m.videos if v.split == "test").path).unlink()  # 4 of 10 left, all test
+    code, out = cli("verify", "-d", manifest, "-r", root)
+    flat = " ".join(out.split())
+    assert code == 2 and "4 of 10 videos found" in flat and f"{root / train[0].path} does not exist" in flat, out
+    assert "add --split test" in flat
+    assert not (root / "synth.lock.json").exists()
+    with pytest.raises(InputError, match="4 of 10 videos found"):
+        verify_dataset(m, root, lock_path=tmp_path / "l.json")
+    assert not (tmp_path / "l.json").exists()
+    code, out = cli("verify", "-d", manifest, "-r", root, "--split", "test")  # 4 of 5: checked
+    assert code == 1 and "1 of 5 videos have problems (1 missing)" in out
+    report = verify_dataset(m, root, allow_missing=True)
+    assert report.counts()["missing"] == 6
 
 
 def test_manifest_written_and_read_back_verifies(data, tmp_path):

@@ -231,7 +231,9 @@ def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
     extraction config: a one-video manifest through the normal extraction pipeline.
 
     The precision follows ``device`` (:func:`~dsan_toolkit.extract.pipeline.precision_for_device`):
-    features made on a GPU in fp16/bf16 are re-extracted in fp32 on a CPU."""
+    features made on a GPU in fp16/bf16 are re-extracted in fp32 on a CPU. On a CPU the model
+    keeps torch's thread setting (``cpu_threads=None``; every core by default): these features
+    are scored, never stored."""
     import tempfile
 
     from ..config import from_dict
@@ -261,7 +263,7 @@ def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
     one = Manifest(info, (rec,))
     with tempfile.TemporaryDirectory(prefix="dsan-score-") as tmp:
         res = extract_features(one, video.parent, Path(tmp) / "one.zarr", cfg,
-                               RunOptions(device=str(dev), workers=0, progress=False))
+                               RunOptions(device=str(dev), workers=0, progress=False, cpu_threads=None))
         if res.failed:
             raise InputError(f"cannot extract features from {video}: {res.failed[0][1]}")
         feats = open_store(Path(tmp) / "one.zarr").read(rec.id, crop=crop)

@@ -5,7 +5,8 @@ decord and hashlib release the GIL): present, decodable by decord (first and las
 or every frame with ``decode="all"``), frame count, fps, resolution, size and optionally
 sha256. A video is
 
-- ``missing`` / ``empty`` / ``unreadable`` / ``undecodable`` (see :mod:`dsan_toolkit.decode.probe`),
+- ``missing`` / ``empty`` / ``unreadable`` / ``undecodable``: the failure kinds of
+  :mod:`dsan_toolkit.decode.failures`, the words ``dsan extract`` records for the same file,
 - ``mismatch`` when the file decodes but disagrees with the manifest: ``num_frames``
   differs, the video's own ``fps`` differs (beyond ``fps_tolerance``), or a segment ends
   past the last frame,
@@ -37,13 +38,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import sha256_file
+from ..decode.failures import FILE_KINDS
 from ..decode.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
+from ..decode.root import check_video_root
 from ..errors import InputError
 from ..manifest import Manifest, VideoRecord
 from ..utils.atomic import atomic_write_json
 
 LOCK_VERSION = 1
-STATUSES: tuple[str, ...] = ("ok", "missing", "empty", "unreadable", "undecodable", "mismatch")
+STATUSES: tuple[str, ...] = ("ok", *FILE_KINDS, "mismatch")  # the failure kinds are the extraction's too
 # fields of a lock entry compared between runs
 COMPARED_FIELDS: tuple[str, ...] = ("status", "size", "num_frames", "fps", "width", "height", "sha256")
 
@@ -309,12 +312,15 @@ def verify_dataset(
     decode: str = "ends",
     fps_tolerance: float = 0.01,
     progress: Callable[[VideoCheck], None] | None = None,
+    allow_missing: bool = False,
 ) -> VerifyReport:
     """Check every video of ``manifest`` under ``root``; compare with and write ``lock_path``.
 
     Never raises for bad videos (they are in the report); raises :class:`InputError` for a
     missing root, a bad option, or an existing lock file that is unreadable or belongs to
-    another dataset. ``progress`` is called with each finished check (from this thread).
+    another dataset, and :class:`~dsan_toolkit.decode.root.RootLooksWrong` (nothing written)
+    when no video or fewer than half of them exist under ``root``, unless ``allow_missing``.
+    ``progress`` is called with each finished check (from this thread).
     """
     from .. import __version__
 
@@ -327,6 +333,8 @@ def verify_dataset(
         raise InputError(f"workers must be >= 1, got {workers}")
     if not fps_tolerance >= 0:
         raise InputError(f"fps tolerance must be >= 0, got {fps_tolerance}")
+    check_video_root(root, [v.path for v in manifest.videos], [v.split for v in manifest.videos],
+                     allow_missing=allow_missing)
     previous: LockFile | None = None
     if lock_path is not None and Path(lock_path).exists():
         previous = read_lock(lock_path)

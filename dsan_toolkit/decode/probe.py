@@ -1,28 +1,30 @@
-"""Probing a video file with decord: frame count, fps, resolution, decodability.
+"""Opening and probing a video file with decord: frame count, fps, resolution, decodability.
 
-``probe_video(path)`` opens the file, reads its stream metadata and decodes the first and
-last frames (``decode="all"`` decodes every frame, in bounded chunks). Anything wrong
-raises :class:`VideoError`, an :class:`~dsan_toolkit.errors.InputError` whose ``reason``
-is one of :data:`REASONS`, with a one-line message naming the file.
+:func:`open_video` opens a file the one way both the probe and the extraction reader do (file
+checks, then decord, its native log captured); ``probe_video(path)`` also reads the stream
+metadata and decodes the first and last frames (``decode="all"`` decodes every frame, in
+bounded chunks). Anything wrong raises :class:`VideoError`, an
+:class:`~dsan_toolkit.errors.InputError` whose ``reason`` is one of :data:`REASONS` (the kinds
+of :mod:`dsan_toolkit.decode.failures`), with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, TypeVar
 
 from ..errors import InputError
+from .failures import FILE_KINDS, UNDECODABLE, UNREADABLE, file_failure
+from .native_log import MAX_DETAIL, capture_native_stderr, clean_native_text
 
 DecodeMode = Literal["ends", "all"]
 DECODE_MODES: tuple[str, ...] = ("ends", "all")
-# missing: no such file; empty: zero bytes; unreadable: not a file decord can open
-# (not a video, truncated container); undecodable: opens but frames fail to decode.
-REASONS: tuple[str, ...] = ("missing", "empty", "unreadable", "undecodable")
+REASONS: tuple[str, ...] = FILE_KINDS  # missing, empty, unreadable, undecodable
 _CHUNK = 64  # frames per decode call with decode="all" (bounded memory)
+T = TypeVar("T")
 
 
 class VideoError(InputError):
@@ -65,7 +67,8 @@ _quiet = False
 
 
 def _decord() -> Any:
-    """decord, with its (and FFmpeg's) console logging silenced: errors are raised instead."""
+    """decord, with FFmpeg's console logging silenced (decord's own C++ log is captured by
+    :func:`decord_call`): errors are raised instead."""
     global _quiet
     import decord
 
@@ -75,14 +78,52 @@ def _decord() -> Any:
     return decord
 
 
-def _short(exc: BaseException) -> str:
-    """decord's messages carry a C++ source location and a stack: keep the reason."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "] " in text and text.startswith("["):
-        text = text.split("] ", 1)[1]
-    if ".cc:" in text and ": " in text:
-        text = text.split(": ", 1)[1]
-    return text[:200]
+# "Error reading a.mp4..." says nothing the path does not: the reason is in decord's log
+_BARE_OPEN_ERROR = re.compile(r"^Error reading .*\.\.\.$")
+
+
+def _exception_text(exc: BaseException) -> str:
+    """decord's exception message without source locations, stack or a bare "Error reading"."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = clean_native_text(lines[0]) if lines else ""
+    return "" if _BARE_OPEN_ERROR.match(text) else text
+
+
+def failure_detail(exc: BaseException, native: str, path: str | Path) -> str:
+    """One line: what decord logged about ``path`` during the failed call, then its exception."""
+    parts = [p for p in (clean_native_text(native, path), _exception_text(exc)) if p]
+    text = "; ".join(dict.fromkeys(parts)) or type(exc).__name__
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
+
+
+def decord_call(path: str | Path, kind: str, what: Callable[[], T], where: str = "") -> T:
+    """``what()`` (a decord call on ``path``) with fd 2 captured; a failure raises
+    :class:`VideoError` of ``kind`` whose detail carries decord's log of the call."""
+    with capture_native_stderr() as log:
+        try:
+            return what()
+        except Exception as exc:  # decord raises RuntimeError / DECORDError for any bad input
+            error = exc
+    detail = failure_detail(error, log.text, path)
+    raise VideoError(path, kind, f"{where}: {detail}" if where else detail) from None
+
+
+def open_video(path: str | Path, *, num_threads: int = 1) -> tuple[Any, int, float]:
+    """``(reader, num_frames, fps)`` of a video decord can open; :class:`VideoError`
+    (``missing``, ``empty``, ``unreadable``, or ``undecodable`` without frames) otherwise."""
+    problem = file_failure(path)
+    if problem is not None:
+        raise VideoError(path, *problem)
+    decord = _decord()
+
+    def read() -> tuple[Any, int, float]:
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
+        return vr, len(vr), float(vr.get_avg_fps())
+
+    vr, n, fps = decord_call(path, UNREADABLE, read)
+    if n <= 0:
+        raise VideoError(path, UNDECODABLE, "no video frames")
+    return vr, n, fps
 
 
 def probe_video(path: str | Path, *, decode: DecodeMode = "ends", num_threads: int = 1) -> VideoProbe:
@@ -90,65 +131,28 @@ def probe_video(path: str | Path, *, decode: DecodeMode = "ends", num_threads: i
     if decode not in DECODE_MODES:
         raise InputError(f"decode must be one of {list(DECODE_MODES)}, got {decode!r}")
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise VideoError(path, "missing", "no such file") from None
-    except OSError as exc:
-        raise VideoError(path, "unreadable", exc.strerror or str(exc)) from None
-    if not path.is_file():
-        raise VideoError(path, "unreadable", "not a regular file")
-    if size == 0:
-        raise VideoError(path, "empty", "zero bytes")
-    decord = _decord()
-    try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
-        n = len(vr)
-        fps = float(vr.get_avg_fps())
-    except Exception as exc:  # decord raises RuntimeError / DECORDError for any bad input
-        raise VideoError(path, "unreadable", _short(exc)) from None
-    if n <= 0:
-        raise VideoError(path, "undecodable", "no video frames")
+    vr, n, fps = open_video(path, num_threads=num_threads)
+    size = path.stat().st_size
     if not fps > 0:
-        raise VideoError(path, "undecodable", f"invalid frame rate {fps}")
-    try:
-        if decode == "all":
-            for start in range(0, n, _CHUNK):
-                batch = vr.get_batch(list(range(start, min(n, start + _CHUNK)))).shape
-        ends = vr.get_batch([0, n - 1])
-        batch = ends.shape
-    except Exception as exc:
-        raise VideoError(path, "undecodable", _short(exc)) from None
+        raise VideoError(path, UNDECODABLE, f"invalid frame rate {fps}")
+    if decode == "all":
+        for start in range(0, n, _CHUNK):
+            stop = min(n, start + _CHUNK)
+            decord_call(path, UNDECODABLE, lambda: vr.get_batch(list(range(start, stop))), f"frames {start}..{stop - 1}")
+    batch = decord_call(path, UNDECODABLE, lambda: vr.get_batch([0, n - 1]).shape, f"frames 0 and {n - 1}")
     height, width = int(batch[1]), int(batch[2])
     return VideoProbe(num_frames=n, fps=fps, width=width, height=height, duration=n / fps, size=size)
 
 
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
-    """Silence what native code (decord's C++ logger) writes to file descriptor 2.
-
-    decord logs every file it cannot open before raising; the error is reported anyway,
-    so bulk checks wrap their work in this. Python-level ``sys.stderr`` is left alone when
-    it is not fd 2 (e.g. captured by a test runner); otherwise it is flushed first.
-    """
-    try:
-        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
-        saved = os.dup(fd)
-    except (OSError, ValueError, AttributeError):
+    """Keep what native code writes to fd 2 off the terminal for the whole block (bulk checks
+    wrap their thread pools in it; each decord call of :func:`open_video`/:func:`probe_video`
+    already captures its own log into the failure it raises). Python's ``sys.stderr`` keeps
+    working (see :mod:`dsan_toolkit.decode.native_log`)."""
+    with capture_native_stderr():
         yield
-        return
-    try:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
 
 
-__all__ = ["DECODE_MODES", "REASONS", "VideoError", "VideoProbe", "probe_video", "quiet_native_stderr"]
+__all__ = ["DECODE_MODES", "REASONS", "VideoError", "VideoProbe", "decord_call", "failure_detail", "open_video",
+           "probe_video", "quiet_native_stderr"]

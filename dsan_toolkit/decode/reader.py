@@ -8,7 +8,10 @@ they cross process boundaries through a DataLoader):
   the ``k`` encoded frames of rows ``[t0, t0 + rows)``; at most ``block_bytes`` of frames
   (and ``block_frames`` frames when given), at least one row
 - ``{"kind": "end", "id"}`` after the last block, or ``{"kind": "fail", "id", "error"}``
-  (the video cannot be opened, has no frame, or a block fails to decode).
+  (the video cannot be opened, has no frame, or a block fails to decode). ``error`` is a
+  reason of :mod:`dsan_toolkit.decode.failures` (``"<kind>: <detail>"``, the same kind as
+  ``dsan verify`` gives the file); decord's log of the failed call is in the detail, not on
+  the terminal (:mod:`dsan_toolkit.decode.native_log`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .probe import _decord, _short
+from .failures import UNDECODABLE, reason
+from .native_log import capture_native_stderr
+from .probe import VideoError, decord_call, open_video
 from .snippets import row_count, snippet_frame_indices
 
 
@@ -51,7 +56,8 @@ def _stop_read_ahead(vr: Any) -> None:
     anyway. Frames are unchanged (``tests/test_extract.py`` compares blocks with one call).
     Called after the last block too: the reader stays open while that block is encoded."""
     try:
-        vr.seek(0)
+        with capture_native_stderr():  # its log, if any, is of no use: the frames are already out
+            vr.seek(0)
     except Exception:  # only a missed saving: the next get_batch seeks by itself
         pass
 
@@ -62,28 +68,19 @@ def iter_video_blocks(
 ) -> Iterator[dict[str, Any]]:
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        yield {"kind": "fail", "id": video_id, "error": f"missing: {path} does not exist"}
-        return
-    decord = _decord()
     try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        n = len(vr)
-        fps = float(vr.get_avg_fps())
-    except Exception as exc:  # decord raises RuntimeError/DECORDError for any unreadable input
-        yield {"kind": "fail", "id": video_id, "error": f"unreadable: {_short(exc)}"}
+        vr, n, fps = open_video(path)
+    except VideoError as exc:
+        yield {"kind": "fail", "id": video_id, "error": reason(exc.reason, exc.detail)}
         return
     T, padded = row_count(n, snippet_len)
-    if T == 0:
-        yield {"kind": "fail", "id": video_id, "error": "undecodable: no video frames", "num_frames": n, "fps": fps}
-        return
     idx = snippet_frame_indices(rule, n, snippet_len)
     k = idx.shape[1]
     try:
-        shape = tuple(vr[0].shape)  # one frame, for the block size (decord has no size query)
-    except Exception as exc:
-        yield {"kind": "fail", "id": video_id, "error": f"undecodable: frame 0: {_short(exc)}", "num_frames": n, "fps": fps}
+        # one frame, for the block size (decord has no size query)
+        shape = tuple(decord_call(path, UNDECODABLE, lambda: vr[0].shape, "frame 0"))
+    except VideoError as exc:
+        yield {"kind": "fail", "id": video_id, "error": reason(exc.reason, exc.detail), "num_frames": n, "fps": fps}
         return
     rows = rows_per_block(k, shape, block_bytes, block_frames)
     yield {"kind": "start", "id": video_id, "T": T, "num_frames": n, "fps": fps, "padded": padded}
@@ -91,10 +88,10 @@ def iter_video_blocks(
         sel = idx[t0 : t0 + rows].reshape(-1)
         uniq, inverse = np.unique(sel, return_inverse=True)
         try:
-            frames = vr.get_batch(uniq.tolist()).asnumpy()
-        except Exception as exc:
-            yield {"kind": "fail", "id": video_id, "error": f"undecodable: frames {int(uniq[0])}..{int(uniq[-1])}: {_short(exc)}",
-                   "num_frames": n, "fps": fps}
+            frames = decord_call(path, UNDECODABLE, lambda: vr.get_batch(uniq.tolist()).asnumpy(),
+                                 f"frames {int(uniq[0])}..{int(uniq[-1])}")
+        except VideoError as exc:
+            yield {"kind": "fail", "id": video_id, "error": reason(exc.reason, exc.detail), "num_frames": n, "fps": fps}
             return
         _stop_read_ahead(vr)  # also after the last block: the reader lives while it is encoded
         if len(uniq) != len(sel):

@@ -10,6 +10,9 @@ from ..decode.reader import BLOCK_BYTES
 from ..errors import InputError
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+# intra-op threads of a model run on a CPU, in every layout: the workers that decode and encode
+# run one each, and a call's bits can depend on the thread count (see extract.encoder)
+CPU_MODEL_THREADS = 1
 
 
 @register_config
@@ -57,7 +60,10 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How an extraction runs; none of this changes the stored numbers beyond float rounding."""
+    """How an extraction runs. On one machine the stored bytes depend on ``device``,
+    ``batch_size`` (the model-call size) and ``cpu_threads`` only, never on the workers, blocks,
+    shards or timing (see :mod:`dsan_toolkit.extract.encoder`); across those three, values differ
+    by float rounding only."""
 
     device: str = "cpu"
     batch_size: int = 256  # images (frames x crops) per model call
@@ -70,6 +76,10 @@ class RunOptions:
     progress: bool = True
     limit: int | None = None  # only the first n pending videos (smoke tests)
     decode_timeout: float = 600.0  # s; a worker stuck longer in one decode call is stopped (0: never)
+    # torch threads of a model run on a CPU in the main process (--workers 0, decode-only
+    # workers): CPU_MODEL_THREADS keeps the stored bytes independent of --workers; None keeps
+    # torch's setting (all cores: faster for one video, last bits may differ; `dsan score`)
+    cpu_threads: int | None = CPU_MODEL_THREADS
 
     def check(self) -> None:
         for name in ("batch_size", "block_mb", "block_frames", "workers"):
@@ -79,6 +89,8 @@ class RunOptions:
                 raise InputError(f"{flag} must be {'>= 0' if name == 'workers' else '>= 1'}, not {value}")
         if not self.decode_timeout >= 0:
             raise InputError(f"--decode-timeout must be >= 0 seconds (0: no limit), not {self.decode_timeout}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise InputError(f"cpu_threads must be >= 1 (or None: torch's setting), not {self.cpu_threads}")
 
 
 def auto_workers(device: str) -> int:

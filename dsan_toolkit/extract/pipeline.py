@@ -5,12 +5,13 @@ Stages, overlapped with bounded queues:
 1. **decode** (``workers`` processes, a DataLoader over :func:`iter_video_blocks`): each
    worker opens its videos with decord and yields blocks of at most ``block_mb`` MiB of uint8
    frames; at most ``prefetch`` blocks wait per worker, whatever the video length;
-2. **preprocess + model** (on ``device``): a block's frames go to the device as uint8
-   (pinned, non-blocking on CUDA) and are resized/cropped/normalised there
-   (:func:`preprocess_frames`); crops of blocks from several videos are batched into model
-   calls under autocast (fp16/bf16 on GPU); per-frame features are averaged into rows by the
-   snippet rule (:func:`_encode_stream`). On an accelerator this runs in the main process; on
-   a CPU each worker runs it on its own blocks (:func:`_lanes`), so only rows leave the workers;
+2. **preprocess + model** (on ``device``, :mod:`.encoder`): a block's frames go to the device
+   as uint8 (pinned, non-blocking on CUDA) and are resized/cropped/normalised there; each
+   video's frames are cut into model calls at fixed offsets from its own start (never mixed
+   with another video's, so the stored bytes do not depend on scheduling or ``workers``), run
+   under autocast (fp16/bf16 on GPU); per-frame features are averaged into rows by the snippet
+   rule. On an accelerator this runs in the main process; on a CPU each worker runs it on its
+   own blocks (:func:`_lanes`), so only rows leave the workers;
 3. **write** (a thread of the main process): rows go to the :class:`StoreWriter` through a
    bounded queue; each video is committed atomically when its last row is written.
 
@@ -28,23 +29,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 
 from ..config import to_dict
 from ..decode.crops import parse_crops
+from ..decode.failures import DECODER_CRASHED, DECODER_HUNG, reason
 from ..decode.reader import BLOCK_BYTES, iter_video_blocks
+from ..decode.root import check_video_root
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
-from ..store import StoreSpec, StoreWriter
-from ..store.writer import FinalizeResult, VideoSink
-from .config import ExtractConfig, RunOptions, auto_workers
-from .preprocess import preprocess_frames, resize_impl
+from ..store import STATUS_DONE, StoreSpec, StoreWriter
+from ..store.writer import FinalizeResult, VideoSink, read_root_attrs, scan_records
+from .config import CPU_MODEL_THREADS, ExtractConfig, RunOptions, auto_workers
+from .encoder import Encoder, encode_stream, model_threads
+from .preprocess import resize_impl
 
 DECODE_NICE_ON_CPU = 10  # decode workers' priority increment when the model runs on the CPU
-CPU_BATCH_BYTES = 16 * 2**20  # float crops per model call on a CPU: about what a last-level cache holds
 ROW_RULE = "T = N // L rows (snippet t = frames [t*L, (t+1)*L), the last N % L frames dropped); one padded row when 0 < N < L"
 
 
@@ -146,7 +148,7 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, jobs: list[tuple[str, str]], rule: str, snippet_len: int, block_frames: int | None,
-                 shared: _Shared | None = None, nice: int = 0, encoder: _Encoder | None = None,
+                 shared: _Shared | None = None, nice: int = 0, encoder: Encoder | None = None,
                  block_bytes: int = BLOCK_BYTES) -> None:
         self.jobs = jobs
         self.nice = nice
@@ -176,15 +178,16 @@ class _DecodeJobs(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         if torch.utils.data.get_worker_info() is not None:
             # one thread: decord decodes with one; a worker that encodes runs the model with one
-            # (the workers share the cores; more would also deadlock OpenMP in a forked child)
-            torch.set_num_threads(1)
+            # (the workers share the cores; more would also deadlock OpenMP in a forked child),
+            # as every model on a CPU does (CPU_MODEL_THREADS, see extract.encoder)
+            torch.set_num_threads(CPU_MODEL_THREADS)
             if self.nice:
                 try:
                     os.nice(self.nice)
                 except OSError:  # not permitted: run at normal priority
                     pass
         blocks = self._blocks()
-        yield from blocks if self.encoder is None else _encode_stream(blocks, self.encoder)
+        yield from blocks if self.encoder is None else encode_stream(blocks, self.encoder)
 
     def _blocks(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
@@ -223,7 +226,7 @@ def _lanes(device: torch.device, opts: RunOptions, n_jobs: int) -> int:
 
 
 def _loader(jobs: list[tuple[str, str]], cfg: ExtractConfig, opts: RunOptions, device: torch.device,
-            encoder: _Encoder | None = None, workers: int | None = None, shared: _Shared | None = None) -> Any:
+            encoder: Encoder | None = None, workers: int | None = None, shared: _Shared | None = None) -> Any:
     """The DataLoader of the workers; with ``shared`` (:func:`_shared_state`) they are forked
     and take the next job when free, otherwise they are dealt jobs round-robin."""
     import multiprocessing as mp
@@ -294,105 +297,6 @@ class _AsyncWriter:
             raise self.error
 
 
-# -- model stage -----------------------------------------------------------------------------
-@dataclass
-class _Pending:
-    vid: str
-    t0: int
-    rows: int
-    k: int
-    frames: torch.Tensor  # (rows * k, H, W, 3) uint8, already on the device
-
-
-class _Encoder:
-    """Batches crops of blocks from several videos into model calls of ``batch_size`` images.
-
-    Frames wait on the device as uint8; at a flush every block is preprocessed straight into
-    one reused batch buffer (no concatenation copies), then the image tower runs on slices.
-    """
-
-    def __init__(self, model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions, device: torch.device,
-                 info: Any) -> None:
-        self.model = model
-        self.cfg = cfg
-        self.device = device
-        self.batch_size = max(1, opts.batch_size)
-        self.crops = parse_crops(cfg.crops)
-        self.info = info
-        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.precision)
-        self._buf: torch.Tensor | None = None
-
-    def to_device(self, frames: torch.Tensor) -> torch.Tensor:
-        return frames.to(self.device, non_blocking=True)
-
-    def _buffer(self, n_frames: int) -> torch.Tensor:
-        C, S = len(self.crops), self.info.image_size
-        if self._buf is None or self._buf.shape[0] < n_frames:
-            self._buf = torch.empty((n_frames, C, 3, S, S), device=self.device)
-        return self._buf[:n_frames]
-
-    def _model(self, x: torch.Tensor) -> torch.Tensor:
-        if self.autocast_dtype is not None:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                return self.model.encode_image(x).float()
-        return self.model.encode_image(x).float()
-
-    def frames_per_call(self) -> int:
-        """Frames per model call: ``batch_size // C``; on a CPU also at most what fits in
-        :data:`CPU_BATCH_BYTES` of float crops, so that the crops are still in cache when the
-        model reads them (a bigger batch makes the CPU write, then re-read, them through DRAM)."""
-        C, S = len(self.crops), self.info.image_size
-        g = max(1, self.batch_size // C)
-        if self.device.type == "cpu":
-            g = min(g, max(1, CPU_BATCH_BYTES // (C * 3 * S * S * 4)))
-        return g
-
-    def flush_images(self) -> int:
-        """Images that trigger encoding: one model call's worth, so the model starts as soon
-        as the decoders have delivered that much (decoding and encoding overlap from the start,
-        even when a whole run is smaller than ``batch_size``)."""
-        return self.frames_per_call() * len(self.crops)
-
-    @torch.inference_mode()
-    def encode(self, pending: list[_Pending]) -> list[np.ndarray]:
-        """Rows (C, rows, D) float32 for each pending block.
-
-        Frames of consecutive blocks (any video, any resolution) are cut into model batches
-        of :meth:`frames_per_call` frames; each batch is preprocessed into the reused buffer
-        right before its model call.
-        """
-        C, S = len(self.crops), self.info.image_size
-        g = self.frames_per_call()
-        buf = self._buffer(g)
-        outs: list[torch.Tensor] = []
-        fill = 0
-        for p in pending:
-            n, s = p.frames.shape[0], 0
-            while s < n:
-                take = min(n - s, g - fill)
-                preprocess_frames(p.frames[s : s + take], self.crops, resize=int(self.cfg.resize or S), size=S,
-                                  mean=self.info.mean, std=self.info.std, interpolation=self.cfg.interpolation,
-                                  out=buf[fill : fill + take])
-                fill, s = fill + take, s + take
-                if fill == g:
-                    outs.append(self._model(buf[:fill].view(fill * C, 3, S, S)))
-                    fill = 0
-        if fill:
-            outs.append(self._model(buf[:fill].view(fill * C, 3, S, S)))
-        feats = torch.cat(outs)
-        if self.cfg.normalize_features:
-            feats = torch.nn.functional.normalize(feats, dim=-1)
-        feats = feats.cpu()
-        result = []
-        pos = 0
-        for p in pending:
-            n = p.rows * p.k * C
-            f = feats[pos : pos + n].reshape(p.rows, p.k, C, -1).mean(dim=1)  # (rows, C, D)
-            result.append(f.permute(1, 0, 2).contiguous().numpy())
-            pos += n
-        return result
-
-
 # -- the driver ------------------------------------------------------------------------------
 def shard_ids(manifest: Manifest, shard: tuple[int, int]) -> list[str]:
     k, n = shard
@@ -423,6 +327,7 @@ def extract_features(
     overwrite: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     bundle: Any = None,
+    allow_missing: bool = False,
 ) -> ExtractResult:
     """Extract features of ``manifest``'s videos (files under ``root``) into the store ``out``.
 
@@ -430,6 +335,9 @@ def extract_features(
     ``("plan", {"videos", "skipped"})``, ``("video", {"id", "status", "T", "error"})`` and
     ``("rows", {"rows"})`` for progress display. ``bundle``: an already built
     :class:`~dsan_toolkit.clip.ClipBundle` on ``opts.device`` matching ``cfg`` (skips loading).
+    A root that holds none, or fewer than half, of this shard's videos raises
+    :class:`~dsan_toolkit.decode.root.RootLooksWrong` before anything is written or loaded,
+    unless ``allow_missing`` (a partial copy: the missing videos are recorded failed).
     """
     from ..clip import create_clip
 
@@ -441,6 +349,8 @@ def extract_features(
     device = torch.device(opts.device)
     if opts.encode_in_workers and device.type != "cpu":
         raise InputError(f"encoding in the decode workers is for CPU devices (forked workers cannot use {device})")
+    todo = [manifest.video(vid) for vid in _not_done(Path(out), shard_ids(manifest, opts.shard), overwrite)]
+    check_video_root(root, [v.path for v in todo], [v.split for v in todo], allow_missing=allow_missing)
     if opts.workers is None:
         opts = dataclasses.replace(opts, workers=auto_workers(str(device)))
     t_start = time.perf_counter()
@@ -463,47 +373,21 @@ def extract_features(
         emit("plan", {"videos": len(pending), "skipped": result.skipped})
         if pending:
             jobs = largest_first([(vid, str(root / manifest.video(vid).path)) for vid in pending])
-            _run(jobs, bundle.model, cfg, opts, device, bundle.info, writer, result, emit)
+            with model_threads(device, opts.cpu_threads):
+                _run(jobs, bundle.model, cfg, opts, device, bundle.info, writer, result, emit)
         result.finalize = writer.finalize()
     result.seconds = time.perf_counter() - t_start
     return result
 
 
-def _encode_stream(messages: Iterable[dict[str, Any]], encoder: _Encoder) -> Iterator[tuple[Any, ...]]:
-    """Decoder messages -> writer messages, in order: ``("begin", vid, T, n, fps, padded)``,
-    ``("rows", vid, t0, rows (C, r, D), frames)``, ``("end", vid)``, ``("fail", vid, error, n, fps)``.
-
-    Blocks (of any videos) are encoded once they hold one model call's worth of images; the
-    messages that came after a block wait for its rows, so the order is the decoders'.
-    """
-    pending: list[_Pending] = []
-    events: list[tuple[Any, ...]] = []
-    images = 0
-
-    def flush() -> Iterator[tuple[Any, ...]]:
-        rows = iter(encoder.encode(pending) if pending else [])
-        for ev in events:
-            yield ("rows", ev[1], ev[2], next(rows), ev[3]) if ev[0] == "rows" else ev
-        pending.clear()
-        events.clear()
-
-    for msg in messages:
-        kind, vid = msg["kind"], msg["id"]
-        if kind == "start":
-            events.append(("begin", vid, msg["T"], msg["num_frames"], msg["fps"], msg["padded"]))
-        elif kind == "rows":
-            frames = encoder.to_device(msg["frames"])
-            pending.append(_Pending(vid, msg["t0"], msg["rows"], msg["k"], frames))
-            events.append(("rows", vid, msg["t0"], int(frames.shape[0])))
-            images += frames.shape[0] * len(encoder.crops)
-            if images >= encoder.flush_images():
-                yield from flush()
-                images = 0
-        elif kind == "end":
-            events.append(("end", vid))
-        elif kind == "fail":
-            events.append(("fail", vid, msg["error"], msg.get("num_frames"), msg.get("fps")))
-    yield from flush()
+def _not_done(out: Path, ids: list[str], overwrite: bool) -> list[str]:
+    """``ids`` without a done record in the store ``out`` as it is now (all of them for a new
+    store or ``overwrite``), read without opening it for writing: the videos whose files this
+    run needs (a finished store's videos may have been deleted since)."""
+    if overwrite or read_root_attrs(out) is None:
+        return ids
+    done = {r["id"] for r in scan_records(out).values() if r.get("status") == STATUS_DONE}
+    return [vid for vid in ids if vid not in done]
 
 
 def _worker_died(exc: BaseException) -> bool:
@@ -525,7 +409,7 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
     are each retried alone in a fresh worker; one that fails so again is recorded as failed
     with the reason; then the remaining videos go on.
     """
-    encoder = _Encoder(model, cfg, opts, device, info)
+    encoder = Encoder(model, cfg, opts, device, info)
     todo = list(jobs)
     while todo:
         lost, unfinished, in_flight = _pass(todo, encoder, cfg, opts, device, writer, result, emit)
@@ -537,8 +421,8 @@ def _run(jobs: list[tuple[str, str]], model: torch.nn.Module, cfg: ExtractConfig
         for job in in_flight:
             again, _, _ = _pass([job], encoder, cfg, dataclasses.replace(opts, workers=1), device, writer, result, emit)
             if again is not None:
-                error = (f"decoder hung: {again.reason}, twice" if again.hung
-                         else f"decoder crashed: its worker process died twice ({again.reason})")
+                error = (reason(DECODER_HUNG, f"{again.reason}, twice") if again.hung
+                         else reason(DECODER_CRASHED, f"its worker process died twice ({again.reason})"))
                 writer.fail_video(job[0], error)
                 result.failed.append((job[0], error))
                 emit("video", {"id": job[0], "status": "failed", "T": 0, "error": error})
@@ -553,7 +437,7 @@ class _Lost:
     hung: bool = False
 
 
-def _pass(jobs: list[tuple[str, str]], encoder: _Encoder, cfg: ExtractConfig, opts: RunOptions,
+def _pass(jobs: list[tuple[str, str]], encoder: Encoder, cfg: ExtractConfig, opts: RunOptions,
           device: torch.device, writer: StoreWriter, result: ExtractResult,
           emit: Callable[[str, dict[str, Any]], None]) -> tuple[_Lost | None, list[tuple[str, str]], list[tuple[str, str]]]:
     """One DataLoader over ``jobs``. Returns ``(None, [], [])`` when all are finished, else
@@ -565,7 +449,7 @@ def _pass(jobs: list[tuple[str, str]], encoder: _Encoder, cfg: ExtractConfig, op
     if lanes:  # CPU: each worker decodes and encodes its videos; only rows cross processes
         stream: Iterator[tuple[Any, ...]] = iter(_loader(jobs, cfg, opts, device, encoder, lanes, shared))
     else:
-        stream = _encode_stream(iter(_loader(jobs, cfg, opts, device, shared=shared)), encoder)
+        stream = encode_stream(iter(_loader(jobs, cfg, opts, device, shared=shared)), encoder)
     watchdog = _Watchdog(shared, opts.decode_timeout) if shared is not None and opts.decode_timeout else None
     sink = _AsyncWriter(writer)
     lengths: dict[str, int] = {}

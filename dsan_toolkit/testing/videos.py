@@ -132,6 +132,25 @@ def make_corrupt(src: str | Path, dst: str | Path, *, seed: int = 0, fraction: f
     return dst
 
 
+def make_undecodable(src: str | Path, dst: str | Path, *, seed: int = 0, fraction: float = 0.05) -> Path:
+    """Copy the MP4 ``src`` with ``fraction`` of its coded frame data (the ``mdat`` payload, from
+    its 16th byte) overwritten by noise: the container opens, its frames fail to decode."""
+    data = bytearray(Path(src).read_bytes())
+    at = data.find(b"mdat")
+    if at < 4:
+        raise ValueError(f"{src} has no mdat box")
+    size = int.from_bytes(data[at - 4 : at], "big")
+    lo, hi = at + 16, min(len(data), at - 4 + size)
+    rng = np.random.default_rng(seed)
+    idx = lo + rng.choice(hi - lo, size=max(1, int((hi - lo) * fraction)), replace=False)
+    arr = np.frombuffer(bytes(data), dtype=np.uint8).copy()
+    arr[idx] = rng.integers(0, 256, size=idx.size, dtype=np.uint8)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(arr.tobytes())
+    return dst
+
+
 def tiny_config(**overrides: object) -> SynthConfig:
     """:data:`TINY_SYNTH` with some fields changed (e.g. ``seed=1``)."""
     return replace(TINY_SYNTH, **overrides)  # type: ignore[arg-type]

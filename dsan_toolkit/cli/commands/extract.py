@@ -72,6 +72,7 @@ def extract_cmd(
     decode_timeout: float = typer.Option(600.0, "--decode-timeout", help="Seconds one decode call may take before its worker is stopped and the video retried, then failed (0: no limit)."),
     shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Go on when the root lacks most videos (a partial copy; they are recorded failed). Without it a root that holds none, or fewer than half, of the videos is refused before anything is written."),
     limit: int = typer.Option(None, "--limit", help="Only the first N pending videos (smoke test)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
@@ -118,7 +119,8 @@ def extract_cmd(
                       shard=shard_kn, limit=limit, decode_timeout=decode_timeout)
     bar = _Progress(progress)
     try:
-        res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=bar)
+        res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=bar,
+                               allow_missing=allow_missing)
     finally:
         bar.stop()
     fin = res.finalize

@@ -88,6 +88,7 @@ def verify_cmd(
     fps_tolerance: float = typer.Option(0.01, "--fps-tolerance", help="Relative fps difference still accepted."),
     fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit non-zero when files changed since the lock."),
     show: int = typer.Option(30, "--show", help="Rows shown in the problem and change tables."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Check a root that lacks most videos (a partial copy). Without it a root that holds none, or fewer than half, of the videos is refused and no lock file is written."),
 ) -> None:
     """Check every video of a dataset: present, decodable, frame count, fps, resolution.
 
@@ -126,7 +127,7 @@ def verify_cmd(
 
         report = verify_dataset(
             manifest, root, checksums=checksums, workers=workers, lock_path=lock_path,
-            decode=decode, fps_tolerance=fps_tolerance, progress=advance,
+            decode=decode, fps_tolerance=fps_tolerance, progress=advance, allow_missing=allow_missing,
         )
     _print_report(report, show)
     if not report.ok:
