@@ -8,53 +8,51 @@ from typing import Any
 
 import typer
 
-from ...decode.reader import BLOCK_BYTES
 from ...errors import CheckFailed, InputError
+from ...progress import ADVANCE, DONE, TASK, ProgressEvent, message
+from ..base import add_command
 from ..errors import console, err_console, user_errors
+from ..progress import ProgressRenderer
 
 
-class _Progress:
-    """A rich progress bar: videos done, snippets/s, ETA."""
+class _ExtractEvents:
+    """The pipeline's events (plan, rows, video) as progress events: one counted task of videos
+    with the snippet rate as its status, failed videos as messages."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-        self.task: Any = None
+    def __init__(self, render: ProgressRenderer) -> None:
+        self.render = render
         self.snippets = 0
+        self.done = 0
+        self.total = 0
         self.t0 = time.perf_counter()
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         if kind == "plan":
             if data["skipped"]:
-                err_console.print(f"resuming: {data['skipped']} videos already done")
-            self.bar = Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
-                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console,
-                                transient=False)
-            self.task = self.bar.add_task("extract", total=data["videos"], rate="")
-            self.bar.start()
-        elif kind == "rows" and self.bar is not None:
+                self.render(message(f"resuming: {data['skipped']} videos already done"))
+            self.total = data["videos"]
+            self.render(ProgressEvent(TASK, "extract", total=self.total))
+        elif kind == "rows":
             self.snippets += data["rows"]
-            rate = self.snippets / max(time.perf_counter() - self.t0, 1e-9)
-            self.bar.update(self.task, rate=f"{rate:,.1f} snippets/s")
-        elif kind == "video" and self.bar is not None:
-            self.bar.advance(self.task)
+            self.render(ProgressEvent(ADVANCE, "extract", advance=0, text=self._rate()))
+        elif kind == "video":
+            self.done += 1
             if data["status"] == "failed":
-                self.bar.console.print(f"[yellow]failed[/yellow] {data['id']}: {data['error']}")
+                self.render(message(f"failed {data['id']}: {data['error']}"))
+            self.render(ProgressEvent(ADVANCE, "extract", advance=1, text=self._rate()))
 
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    def _rate(self) -> str:
+        return f"{self.snippets / max(time.perf_counter() - self.t0, 1e-9):,.1f} snippets/s"
+
+    def finish(self) -> None:
+        self.render(ProgressEvent(DONE, "extract", text=f"extract: {self.done}/{self.total} videos, {self._rate()}"))
 
 
 @user_errors
 def extract_cmd(
-    dataset: str = typer.Option(..., "--dataset", help="Built-in dataset (ucf, xd) or a manifest file (.jsonl)."),
-    root: Path = typer.Option(..., "--root", help="Folder the manifest's video paths are relative to."),
-    out: Path = typer.Option(..., "--out", help="Feature store to create or complete (STORE.zarr)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset (ucf, xd) or a manifest file (.jsonl)."),
+    root: Path = typer.Option(..., "--root", "-r", help="Folder the manifest's video paths are relative to."),
+    out: Path = typer.Option(..., "--out", "-o", help="Feature store to create or complete (STORE.zarr)."),
     split: str = typer.Option(None, "--split", help="Only this split (train or test)."),
     model: str = typer.Option("ViT-B-16", "--model", help="open_clip model name (dsan-tiny: tiny random-init model for tests)."),
     pretrained: str = typer.Option("openai", "--pretrained", help="open_clip pretrained tag; 'none' for random weights."),
@@ -66,15 +64,15 @@ def extract_cmd(
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
-    workers: int = typer.Option(None, "--workers", help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process)."),
-    block_mb: int = typer.Option(BLOCK_BYTES // 2**20, "--block-mb", help="MiB of decoded frames per work item (bounds memory)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process)."),
+    block_mb: int = typer.Option(None, "--block-mb", help="MiB of decoded frames per work item (bounds memory; default: the reader's block size, 64)."),
     block_frames: int = typer.Option(None, "--block-frames", help="At most this many decoded frames per work item."),
     decode_timeout: float = typer.Option(600.0, "--decode-timeout", help="Seconds one decode call may take before its worker is stopped and the video retried, then failed (0: no limit)."),
     shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Go on when the root lacks most videos (a partial copy; they are recorded failed). Without it a root that holds none, or fewer than half, of the videos is refused before anything is written."),
     limit: int = typer.Option(None, "--limit", help="Only the first N pending videos (smoke test)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Videos done and snippets/s: a bar on a terminal, else a line every tenth of the way and at the end."),
 ) -> None:
     """Extract CLIP features of a dataset's videos into a Zarr store (resumable, sharded).
 
@@ -115,14 +113,15 @@ def extract_cmd(
         precision=precision,
         dtype=dtype,
     )
-    opts = RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, block_mb=block_mb, workers=workers,
-                      shard=shard_kn, limit=limit, decode_timeout=decode_timeout)
-    bar = _Progress(progress)
-    try:
-        res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=bar,
+    opts = RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, workers=workers,
+                      shard=shard_kn, limit=limit, decode_timeout=decode_timeout,
+                      **({} if block_mb is None else {"block_mb": block_mb}))
+    with ProgressRenderer(err_console, enabled=progress) as render:
+        events = _ExtractEvents(render)
+        res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=events,
                                allow_missing=allow_missing)
-    finally:
-        bar.stop()
+        if events.total:
+            events.finish()
     fin = res.finalize
     rate = res.snippets / res.seconds if res.seconds else 0.0
     where = f" (shard {shard_kn[0]}/{shard_kn[1]})" if shard_kn[1] > 1 else ""
@@ -140,4 +139,4 @@ def extract_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("extract")(extract_cmd)
+    add_command(app, "extract", extract_cmd)

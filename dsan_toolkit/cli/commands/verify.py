@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ...datasets.registry import resolve_manifest
-from ...datasets.verify import VerifyReport, default_lock_path, verify_dataset
 from ...errors import CheckFailed, InputError
-from ..errors import console, user_errors
+from ..base import add_command
+from ..errors import console, err_console, user_errors
+from ..progress import ProgressRenderer
+
+if TYPE_CHECKING:
+    from ...datasets.verify import VerifyReport
 
 _STATUS_STYLE = {"ok": "green", "mismatch": "yellow"}
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]verify[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[bad]} bad"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
-def _print_report(report: VerifyReport, show: int) -> None:
+def _print_report(report: "VerifyReport", show: int) -> None:
     counts = report.counts()
     summary = Table(title=f"{report.dataset}: {len(report.checks)} videos under {report.root} ({report.seconds:.1f} s)")
     summary.add_column("status")
@@ -89,6 +79,7 @@ def verify_cmd(
     fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit non-zero when files changed since the lock."),
     show: int = typer.Option(30, "--show", help="Rows shown in the problem and change tables."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Check a root that lacks most videos (a partial copy). Without it a root that holds none, or fewer than half, of the videos is refused and no lock file is written."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Videos checked and how many are bad: a bar on a terminal, else a line every tenth of the way and at the end."),
 ) -> None:
     """Check every video of a dataset: present, decodable, frame count, fps, resolution.
 
@@ -103,6 +94,9 @@ def verify_cmd(
       dsan verify --dataset my.jsonl --root videos/ --split test --decode all
       dsan verify -d synth/manifest.jsonl -r synth --fail-on-change
     """
+    from ...datasets.registry import resolve_manifest
+    from ...datasets.verify import default_lock_path, verify_dataset
+
     manifest = resolve_manifest(dataset)
     if split is not None:
         if split not in {v.split for v in manifest.videos}:
@@ -116,14 +110,13 @@ def verify_cmd(
     if not Path(root).is_dir():
         raise InputError(f"dataset root {root} is not a folder")
 
-    with _progress() as bar:
-        task = bar.add_task("verify", total=len(manifest), bad=0)
-        bad = 0
+    with ProgressRenderer(err_console, enabled=progress) as render, \
+            render.task("verify", len(manifest), unit="videos") as done:
+        bad = [0]
 
-        def advance(check) -> None:  # type: ignore[no-untyped-def]
-            nonlocal bad
-            bad += not check.ok
-            bar.update(task, advance=1, bad=bad)
+        def advance(check: Any) -> None:  # from the checking threads
+            bad[0] += not check.ok
+            done(text=f"{bad[0]} bad")
 
         report = verify_dataset(
             manifest, root, checksums=checksums, workers=workers, lock_path=lock_path,
@@ -138,4 +131,4 @@ def verify_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify_cmd)
+    add_command(app, "verify", verify_cmd)
