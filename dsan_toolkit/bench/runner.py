@@ -13,8 +13,10 @@ A bench directory::
       report.md / report.html / report.json / report.csv
 
 The job hash covers everything that changes a run (method, preset and its overrides, store
-content hash, seed, selection rule, epochs, device), so a finished run directory with that
-name is reused as is; an unfinished one is resumed by the training loop. ``bench.json`` is
+content hash, seed, selection rule, epochs; not the store's path, the device or a local CLIP
+file's path), so a finished run directory with that name is reused, after a check that its
+recorded config is this job's (:func:`check_reused_run`); an unfinished one is resumed by the
+training loop. ``bench.json`` is
 rewritten atomically after every job, so an interrupted bench resumes where it stopped.
 """
 
@@ -33,7 +35,7 @@ from ..config import config_hash, register_config, sha256_file, to_dict
 from ..errors import InputError
 from ..train.store_identity import absolute_store_path
 from .published import REFERENCE_FEATURES
-from ..utils.atomic import atomic_write_json, atomic_write_text
+from ..utils.atomic import atomic_write_text
 from ..utils.paths import output_folder
 from .report import BenchReport, PredictionSet, VideoPrediction, render
 from .table import (

@@ -32,7 +32,7 @@ from ..progress import Listener, counted, emitter, message
 from .checkpoint import atomic_write_bytes, atomic_write_json, load_weights, read_metadata, run_config_from_json
 from .data import TestSet, build_test_set
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PREDICTION_KEYS = ("video_ids", "offsets", "scores", "align_scores", "class_probs", "classes")
 PREDICTIONS_FILE = "predictions.npz"
@@ -283,11 +283,10 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
     ck = run / "checkpoints" / f"{label}.safetensors"
     if not ck.is_file():
         raise InputError(f"{run} has no {label} checkpoint ({ck.name}); was it trained with --select {label}?")
-    if opts.out is not None:
-        prepare_eval_out(opts.out, opts.overwrite)
+    out = prepare_eval_out(opts.out, opts.overwrite) if opts.out is not None else None  # before any work
     device = resolve_device(opts.device)
     method = get_method(cfg.method)
-    say = emitter(on_event, log)
+    say = emitter(on_event, logger)
     say(message("hashing the feature store (its identity is checked against the run's)"))
     use = open_run_store(cfg, opts.features, run=run)
     manifest = _manifest_for(use.store, opts.dataset)
@@ -295,7 +294,7 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
         raise InputError(f"the store's manifest ({manifest.content_hash()[:12]}) differs from the one the run was "
                          f"trained on ({cfg.manifest_hash[:12]})")
     crop = cfg.test_crop if opts.test_crop is None else int(opts.test_crop)
-    out = prepare_eval_out(opts.out or exploratory_out(run, label, crop, use.actual_hash), opts.overwrite)
+    out = out or prepare_eval_out(exploratory_out(run, label, crop, use.actual_hash), opts.overwrite)
     test = _test_set(use.store, manifest, crop, cfg.feature_dim)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     load_weights(model, ck, device)
@@ -331,7 +330,7 @@ def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> 
     cfg = run_config_from_json(json.loads(meta["config"]))
     device = resolve_device(opts.device)
     method = get_method(cfg.method)
-    emitter(on_event, log)(message("hashing the feature store (its identity is checked against the checkpoint's)"))
+    emitter(on_event, logger)(message("hashing the feature store (its identity is checked against the checkpoint's)"))
     use = open_run_store(cfg, opts.features, run=ck)
     manifest = _manifest_for(use.store, opts.dataset)
     test = _test_set(use.store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)

@@ -59,7 +59,7 @@ from .environment import capture_environment, now_iso
 from .store_identity import absolute_store_path
 from ..progress import ADVANCE, DONE, TASK, Listener, ProgressEvent, emitter, message
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SELECTIONS = ("last", "best-on-test")
 LAST = "last"
@@ -691,13 +691,13 @@ def train(opts: TrainOptions, *, on_event: Listener | None = None) -> TrainResul
     Progress (:mod:`dsan_toolkit.progress`) goes to ``on_event`` on rank 0: messages, and with
     ``opts.progress`` one counted task per epoch (its steps) ending with the epoch's summary
     (loss, seconds, samples/s); without a listener messages and summaries are logged."""
-    con = emitter(on_event, log)
+    say = emitter(on_event, logger)
     device = resolve_device(opts.device)
     dist = ddp.init_distributed(device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
-        return _train(opts, device, dist, con)
+        return _train(opts, device, dist, say)
     finally:  # --deterministic is process-wide: restore the caller's settings
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
