@@ -34,6 +34,11 @@ class ManifestError(InputError):
         super().__init__(message)
 
 
+class UndefinedMetric(InputError):
+    """A metric is undefined for the given labels (e.g. AUC or AP when the ground truth has
+    only one class); evaluation reports such a metric as ``None``."""
+
+
 class CheckFailed(DsanError):
     """A verification (verify, store check, audit) found problems; details were reported."""
 

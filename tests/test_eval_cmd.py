@@ -63,7 +63,7 @@ def test_eval_run_reproduces_the_recorded_metrics(run, tmp_path):
     rec = json.loads((out / "metrics.json").read_text())
     recorded = json.loads((run / "metrics.json").read_text())["results"]["last"]["metrics"]
     assert rec["label"] == "last" and rec["config_hash"] == json.loads((run / "config.json").read_text())["hash"]
-    for k in ("auc", "ap", "align_auc", "align_ap"):
+    for k in ("auc", "ap", "auc_align", "ap_align"):
         assert rec["metrics"][k] == pytest.approx(recorded[k], abs=1e-6)
     # predictions are plain arrays: readable without pickle
     with np.load(out / "predictions.npz", allow_pickle=False) as z:

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dsan_toolkit.datasets.registry import load_builtin_manifest
-from dsan_toolkit.errors import InputError
+from dsan_toolkit.errors import InputError, UndefinedMetric
 from dsan_toolkit.eval import (
     DetectionMapConfig,
     evaluate_predictions,
@@ -125,7 +125,7 @@ def test_auc_ap_equal_official_repeat(seed):
 def test_auc_bad_inputs():
     with pytest.raises(InputError, match="frames"):
         frame_auc(np.zeros(3), np.zeros(40))
-    with pytest.raises(InputError, match="only one class"):
+    with pytest.raises(UndefinedMetric, match="only one class"):
         frame_auc(np.zeros(2), np.zeros(32))
     with pytest.raises(InputError, match="NaN"):
         frame_ap(np.array([np.nan, 1.0]), np.r_[np.zeros(16), np.ones(16)])
@@ -166,8 +166,8 @@ def test_evaluate_predictions_matches_the_parts():
     n_anom = sum(lengths[k] for k in ("a1", "a2", "a3")) * 16
     assert out["auc_anomalous"] == roc_auc_score(gt[:n_anom], rep[:n_anom])
     rep2 = np.repeat(np.concatenate([align[v.id] for v in test]).tolist(), 16)
-    assert out["align_auc"] == roc_auc_score(gt, rep2)
-    assert out["align_ap"] == average_precision_score(gt, rep2)
+    assert out["auc_align"] == roc_auc_score(gt, rep2)
+    assert out["ap_align"] == average_precision_score(gt, rep2)
     dm = fine_grained_map(m, probs)
     assert [out[f"map@{t}"] for t in (0.1, 0.2, 0.3, 0.4, 0.5)] == list(dm.map)
     assert out["map_mean"] == dm.mean and out["map_normal_class"] == "whole-video"
@@ -181,7 +181,7 @@ def test_evaluate_predictions_perfect_scores():
     perfect = snippet_gt(gt)
     scores = {v.id: perfect[offsets[i] : offsets[i + 1]] + 0.01 for i, v in enumerate(test)}
     out = evaluate_predictions(m, lengths, scores)
-    assert "align_auc" not in out and "map_mean" not in out
+    assert "auc_align" not in out and "map_mean" not in out
     assert out["auc"] > 0.97 and out["ap"] > 0.95
     flipped = evaluate_predictions(m, lengths, {k: -v for k, v in scores.items()})
     assert flipped["auc"] < 0.05

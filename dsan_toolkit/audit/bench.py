@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import keys
 from ..config import config_hash
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
@@ -53,8 +54,7 @@ def _check_results_csv(rep: AuditReport, out: Path, jobs: dict[str, Any]) -> Non
     """results.csv must hold, for every run, the numbers of the run's own metrics.json."""
     import pandas as pd
 
-    from ..bench.runner import canonical_metrics
-    from ..bench.table import METRICS
+    from ..bench.table import METRICS, table_metrics
 
     path = out / "results.csv"
     if not path.is_file():
@@ -75,7 +75,7 @@ def _check_results_csv(rep: AuditReport, out: Path, jobs: dict[str, Any]) -> Non
             continue
         met = json.loads((run_dir / "metrics.json").read_text())
         sel = met.get("results", {}).get(met.get("selected", "last"), {})
-        truth = canonical_metrics(sel.get("metrics", sel))
+        truth = table_metrics(sel.get(keys.METRICS, {}))
         recorded = {k: row.get(k) for k in METRICS if k in row and row.get(k) == row.get(k)}
         rep.numbers += compare_numbers(f"results.csv[{entry.get('run_dir')}]", recorded, truth, RECOMPUTE_TOLERANCE)
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import keys
 from ..config import config_hash, sha256_file
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
@@ -169,7 +170,7 @@ def audit_run(
         ck_file = run / "checkpoints" / str(ck.get("file", f"{label}.safetensors"))
         if ck_file.is_file():
             got = sha256_file(ck_file)
-            want = expected.get(f"checkpoint_sha256:{label}") or ck.get("sha256")
+            want = expected.get(keys.checkpoint_sha256(label)) or ck.get("sha256")
             rep.add("checkpoint sha256", name(f"checkpoints/{ck_file.name}"), got == want, want, got,
                     "" if got == want else "the weights changed after evaluation")
             meta = _safetensors_meta(ck_file)
@@ -186,8 +187,8 @@ def audit_run(
             rep.add("predictions", name(f"eval/{label}/predictions.npz"), False, "present", "missing")
             continue
         got_p = sha256_file(pred_path)
-        for what, want_p in (("eval record", em.get("predictions_sha256")),
-                             ("bench record", expected.get(f"predictions_sha256:{label}"))):
+        for what, want_p in (("eval record", em.get(keys.PREDICTIONS_SHA256)),
+                             ("bench record", expected.get(keys.predictions_sha256(label)))):
             if want_p:
                 rep.add(f"predictions sha256 ({what})", name(f"eval/{label}/predictions.npz"), got_p == want_p, want_p,
                         got_p, "" if got_p == want_p else "the predictions changed after evaluation")
@@ -252,12 +253,12 @@ def _check_artifacts(rep: AuditReport, run: Path, metrics_json: dict[str, Any], 
                      name: Callable[[str], str]) -> None:
     """Every file the run hashed when it finished (``metrics.json["artifacts"]``), and the
     ``metrics.json`` itself against a bench's record of it."""
-    want_root = expected.get("metrics_sha256")
+    want_root = expected.get(keys.METRICS_SHA256)
     if want_root:
         got = sha256_file(run / "metrics.json")
         rep.add("metrics.json sha256 (bench record)", name("metrics.json"), got == want_root, want_root, got,
                 "" if got == want_root else "the run's summary changed after the bench recorded it")
-    artifacts = metrics_json.get("artifacts")
+    artifacts = metrics_json.get(keys.ARTIFACTS)
     if not isinstance(artifacts, dict):
         rep.warn("artifact hashes", name("metrics.json"),
                  "the run records no artifact hashes (made by an older version): predictions are not verified by hash")
@@ -278,11 +279,8 @@ def _result_metrics(entry: Any) -> dict[str, Any]:
 
 
 def _store_config_hash(fs: Any) -> str | None:
-    attrs = getattr(fs, "attrs", {}) or {}
-    for key in ("config_hash", "extraction_config_hash"):
-        if key in attrs:
-            return str(attrs[key])
-    return getattr(fs, "config_hash", None)
+    v = (getattr(fs, "attrs", {}) or {}).get(keys.STORE_ATTR_CONFIG_HASH)
+    return None if v is None else str(v)
 
 
 def _capture(device: str) -> dict[str, Any]:

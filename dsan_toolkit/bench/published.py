@@ -83,26 +83,3 @@ def published_for(method: str, dataset: str, rows: tuple[PublishedRow, ...] | No
         if row.method == method and row.dataset == dataset:
             return row
     return None
-
-
-def published_table(dataset: str | None = None) -> "Any":
-    """The published rows as a DataFrame (one row per method and dataset)."""
-    import pandas as pd
-
-    from .table import METRICS
-
-    recs = []
-    for r in load_published():
-        if dataset and r.dataset != dataset:
-            continue
-        rec: dict[str, Any] = {"method": r.name, "dataset": r.dataset, "backbone": r.backbone,
-                               "features": r.features, "selection": r.selection}
-        for k in METRICS:
-            if k in r.metrics:
-                rec[METRICS[k].label] = f"{r.metrics[k]:.2f}" + ("" if r.is_confirmed(k) else "†")
-        rec["source"] = f"{r.source}; {r.table}"
-        recs.append(rec)
-    df = pd.DataFrame.from_records(recs)
-    fixed = ["method", "dataset", "backbone", "features", "selection"]
-    order = fixed + [m.label for m in METRICS.values() if m.label in df.columns] + ["source"]
-    return df[order] if recs else df

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import keys
 from ..config import config_hash, register_config, sha256_file, to_dict
 from ..errors import InputError
 from ..train.store_identity import absolute_store_path
@@ -49,6 +50,7 @@ from .table import (
     format_dataset_table,
     headline_table,
     rows_frame,
+    table_metrics,
 )
 
 BENCH_FILE = "bench.json"
@@ -193,40 +195,6 @@ def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob
 
 
 # -- rows from run directories ---------------------------------------------------------------
-_ALIASES = {
-    "frame_auc": "auc", "auc": "auc", "frame_ap": "ap", "ap": "ap",
-    "auc_align": "auc_align", "align_auc": "auc_align", "frame_auc_align": "auc_align",
-    "ap_align": "ap_align", "align_ap": "ap_align", "frame_ap_align": "ap_align",
-    "auc_anomalous": "auc_anomalous", "ano_auc": "auc_anomalous", "anomalous_auc": "auc_anomalous",
-    "map_mean": "map_mean", "map_avg": "map_mean", "mean_map": "map_mean", "map_average": "map_mean",
-}
-
-
-def canonical_metrics(d: dict[str, Any]) -> dict[str, float]:
-    """The eval output (whatever its nesting) -> the table's metric keys."""
-    out: dict[str, float] = {}
-    for k, v in d.items():
-        kl = str(k).lower()
-        if isinstance(v, dict) and kl in ("map", "detection_map", "maps"):
-            for iou, val in v.items():
-                try:
-                    out[f"map@{float(iou):.1f}"] = float(val)
-                except (TypeError, ValueError):
-                    if str(iou).lower() in ("mean", "avg", "average"):
-                        out["map_mean"] = float(val)
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if kl in _ALIASES:
-            out[_ALIASES[kl]] = float(v)
-        elif kl.startswith("map@") or kl.startswith("map_") and kl[4:].replace(".", "").isdigit():
-            try:
-                out[f"map@{float(kl[4:]):.1f}"] = float(v)
-            except ValueError:
-                pass
-    return {k: v for k, v in out.items() if k in METRICS}
-
-
 def store_features_tag(fs: Any) -> tuple[str, str, bool, bool]:
     """(features tag, backbone, random backbone, synthetic) of a feature store."""
     attrs = getattr(fs, "attrs", {}) or {}
@@ -250,7 +218,7 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: Any) -> ResultRow:
     met = json.loads((run_dir / "metrics.json").read_text())
     label = met.get("selected", job.select)
     entry = met.get("results", {}).get(label, {})
-    metrics = canonical_metrics(entry.get("metrics", entry) if isinstance(entry, dict) else {})
+    metrics = table_metrics(entry.get(keys.METRICS, {}) if isinstance(entry, dict) else {})
     tag, model, random_w, synthetic = store_features_tag(fs)
     c = cfg.get("config", {})
     text_random = bool((c.get("text_encoder") or {}).get("random_weights", False)) or bool(
@@ -315,17 +283,17 @@ def artifact_hashes(run_dir: Path) -> dict[str, str]:
     met = json.loads((run_dir / "metrics.json").read_text())
     out = {"config_hash": str(cfg.get("hash", "")), "store_hash": str(cfg.get("config", {}).get("store_hash", "")),
            "manifest_hash": str(cfg.get("config", {}).get("manifest_hash", "")),
-           "metrics_sha256": sha256_file(run_dir / "metrics.json")}
+           keys.METRICS_SHA256: sha256_file(run_dir / "metrics.json")}
     for label in met.get("results", {}):
         ev = run_dir / "eval" / label
         if (ev / "predictions.npz").is_file():
-            out[f"predictions_sha256:{label}"] = sha256_file(ev / "predictions.npz")
+            out[keys.predictions_sha256(label)] = sha256_file(ev / "predictions.npz")
         em = ev / "metrics.json"
         if em.is_file():
             ck = json.loads(em.read_text()).get("checkpoint") or {}
             f = run_dir / "checkpoints" / str(ck.get("file", ""))
             if ck.get("file") and f.is_file():
-                out[f"checkpoint_sha256:{label}"] = sha256_file(f)
+                out[keys.checkpoint_sha256(label)] = sha256_file(f)
     return out
 
 
@@ -482,6 +450,6 @@ def write_reports(result: BenchResult, formats: Sequence[str]) -> dict[str, Path
 
 
 __all__ = [
-    "BenchConfig", "BenchJob", "BenchResult", "ablation_overrides", "build_report", "canonical_metrics",
+    "BenchConfig", "BenchJob", "BenchResult", "ablation_overrides", "build_report",
     "expand_jobs", "row_from_run", "run_bench", "write_reports",
 ]

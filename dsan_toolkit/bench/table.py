@@ -22,9 +22,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import keys
 from .published import REFERENCE_FEATURES, PublishedRow, load_published, published_for
 
-IOUS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+IOUS: tuple[float, ...] = keys.IOU_THRESHOLDS
 
 
 @dataclass(frozen=True)
@@ -43,21 +44,28 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {
     m.key: m
     for m in (
-        MetricSpec("auc", "AUC", 100.0),
-        MetricSpec("ap", "AP", 100.0),
-        MetricSpec("auc_align", "AUC (align)", 100.0),
-        MetricSpec("ap_align", "AP (align)", 100.0),
-        MetricSpec("auc_anomalous", "AUC anom.", 100.0),
-        *(MetricSpec(f"map@{t:.1f}", f"mAP@{t:.1f}", 1.0, fine_grained=True) for t in IOUS),
-        MetricSpec("map_mean", "mAP avg", 1.0, fine_grained=True),
+        MetricSpec(keys.AUC, "AUC", 100.0),
+        MetricSpec(keys.AP, "AP", 100.0),
+        MetricSpec(keys.AUC_ALIGN, "AUC (align)", 100.0),
+        MetricSpec(keys.AP_ALIGN, "AP (align)", 100.0),
+        MetricSpec(keys.AUC_ANOMALOUS, "AUC anom.", 100.0),
+        *(MetricSpec(keys.map_at(t), f"mAP@{t:g}", 1.0, fine_grained=True) for t in IOUS),
+        MetricSpec(keys.MAP_MEAN, "mAP avg", 1.0, fine_grained=True),
     )
 }
+
+def table_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numbers of an evaluation's ``metrics`` dict that the tables show (keys of
+    :data:`METRICS`, spelled as :mod:`dsan_toolkit.keys`); labels and undefined (None) metrics left out."""
+    return {k: float(v) for k, v in metrics.items()
+            if k in METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
 
 # Every formatted table shows metrics in this unit (titles say so; raw rows keep MetricSpec units).
 TABLE_UNIT = "%"
 
 # The metrics of the headline table (the papers' comparison columns); the rest go to the details.
-HEADLINE_METRICS: tuple[str, ...] = ("auc", "ap", "map_mean")
+HEADLINE_METRICS: tuple[str, ...] = (keys.AUC, keys.AP, keys.MAP_MEAN)
 
 # What a mark in a table cell (or header) means; a report prints only the marks its tables use.
 FOOTNOTES: dict[str, str] = {
@@ -70,7 +78,7 @@ FOOTNOTES: dict[str, str] = {
 }
 
 # The headline metric of each dataset in the papers' comparison tables.
-MAIN_METRIC: dict[str, str] = {"ucf": "auc", "xd": "ap"}
+MAIN_METRIC: dict[str, str] = {"ucf": keys.AUC, "xd": keys.AP}
 
 # Fields that identify a configuration (everything but the seed and the outcomes).
 GROUP_KEYS: tuple[str, ...] = (
@@ -348,3 +356,22 @@ def _human(n: int) -> str:
     if n >= 1_000:
         return f"{n / 1e3:.1f} k"
     return str(n)
+
+
+def published_table(dataset: str | None = None) -> "Any":
+    """The published rows as a DataFrame (one row per method and dataset)."""
+    recs = []
+    for r in load_published():
+        if dataset and r.dataset != dataset:
+            continue
+        rec: dict[str, Any] = {"method": r.name, "dataset": r.dataset, "backbone": r.backbone,
+                               "features": r.features, "selection": r.selection}
+        for k in METRICS:
+            if k in r.metrics:
+                rec[METRICS[k].label] = f"{r.metrics[k]:.2f}" + ("" if r.is_confirmed(k) else "†")
+        rec["source"] = f"{r.source}; {r.table}"
+        recs.append(rec)
+    df = pd.DataFrame.from_records(recs)
+    fixed = ["method", "dataset", "backbone", "features", "selection"]
+    order = fixed + [m.label for m in METRICS.values() if m.label in df.columns] + ["source"]
+    return df[order] if recs else df

@@ -49,6 +49,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .. import keys
 from ..config import config_hash, register_config
 from ..errors import InputError
 from ..manifest import Manifest
@@ -70,7 +71,7 @@ _PAD_BUDGET = 1 << 22  # elements per padded block when summing top frames
 class DetectionMapConfig:
     """Settings of the fine-grained detection mAP (defaults = the official protocol)."""
 
-    iou_thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    iou_thresholds: tuple[float, ...] = keys.IOU_THRESHOLDS
     threshold_ratio: float = 0.6
     class_score_weight: float = 0.7
     min_proposal_frames: int = 2
@@ -105,10 +106,10 @@ class DetectionMapResult:
     config_hash: str = ""
 
     def to_dict(self) -> dict[str, float | str]:
-        out: dict[str, float | str] = {f"map@{t:g}": m for t, m in zip(self.iou_thresholds, self.map)}
-        out["map_mean"] = self.mean
-        out["map_normal_class"] = self.normal_class
-        out["map_config_hash"] = self.config_hash
+        out: dict[str, float | str] = {keys.map_at(t): m for t, m in zip(self.iou_thresholds, self.map)}
+        out[keys.MAP_MEAN] = self.mean
+        out[keys.MAP_NORMAL_CLASS] = self.normal_class
+        out[keys.MAP_CONFIG_HASH] = self.config_hash
         return out
 
 

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ..errors import InputError
+from .. import keys
+from ..errors import InputError, UndefinedMetric
 from ..manifest import Manifest, VideoRecord
 from .detection_map import DetectionMapConfig, fine_grained_map
 from .gt import check_lengths, frame_gt, video_is_anomalous
@@ -36,7 +37,7 @@ def _weighted_samples(scores: np.ndarray, gt: np.ndarray, snippet_len: int) -> t
     pos = (g.reshape(-1, snippet_len) > 0).sum(axis=1)
     neg = snippet_len - pos
     if pos.sum() == 0 or neg.sum() == 0:
-        raise InputError("the frame ground truth has only one class; AUC and AP are undefined")
+        raise UndefinedMetric("the frame ground truth has only one class; AUC and AP are undefined")
     y = np.concatenate([np.ones(s.size, np.int8), np.zeros(s.size, np.int8)])
     w = np.concatenate([pos, neg]).astype(np.float64)
     keep = w > 0
@@ -73,10 +74,8 @@ def _concat_scores(name: str, preds: Mapping[str, np.ndarray], videos: Sequence[
 def _safe(metric, *args: Any, **kwargs: Any) -> float | None:
     try:
         return metric(*args, **kwargs)
-    except InputError as exc:
-        if "only one class" in str(exc):
-            return None
-        raise
+    except UndefinedMetric:
+        return None
 
 
 def evaluate_predictions(
@@ -97,12 +96,12 @@ def evaluate_predictions(
     video id -> ``(T, C)`` class probabilities (columns in the manifest's class order).
 
     The evaluated videos are ``video_ids`` or, by default, every video of ``split`` in the
-    manifest (``split=None``: all videos); each must have predictions. Keys: ``videos``,
-    ``anomalous_videos``, ``frames``, ``auc``, ``ap``, ``auc_anomalous`` (AUC on anomalous
-    videos only), the same with an ``align_`` prefix for the alignment score, and, with class
-    probabilities, ``map@0.1`` ... ``map@0.5``, ``map_mean``, ``map_normal_class`` (the
-    resolved normal-class protocol) and ``map_config_hash`` (of the ``detection`` config).
-    A metric that is undefined (one class only) is ``None``.
+    manifest (``split=None``: all videos); each must have predictions. Keys
+    (:mod:`dsan_toolkit.keys`): ``videos``, ``anomalous_videos``, ``frames``, ``auc``, ``ap``,
+    ``auc_anomalous`` (AUC on anomalous videos only), the same with the ``_align`` suffix for the
+    alignment score, and, with class probabilities, ``map@0.1`` ... ``map@0.5``, ``map_mean``,
+    ``map_normal_class`` (the resolved normal-class protocol) and ``map_config_hash`` (of the
+    ``detection`` config). A metric that is undefined (one class only) is ``None``.
     """
     if video_ids is not None:
         videos = [manifest.video(i) for i in video_ids]
@@ -124,18 +123,18 @@ def evaluate_predictions(
     frame_anom = np.repeat(anomalous, t * snip)
     snip_anom = np.repeat(anomalous, t)
     out: dict[str, Any] = {
-        "videos": len(videos),
-        "anomalous_videos": int(anomalous.sum()),
-        "frames": int(gt.size),
+        keys.VIDEOS: len(videos),
+        keys.ANOMALOUS_VIDEOS: int(anomalous.sum()),
+        keys.FRAMES: int(gt.size),
     }
     named = [("", "classifier scores", scores)]
     if align_scores is not None:
-        named.append(("align_", "alignment scores", align_scores))
-    for prefix, label, preds in named:
+        named.append((keys.ALIGN_SUFFIX, "alignment scores", align_scores))
+    for suffix, label, preds in named:
         s = _concat_scores(label, preds, videos, t)
-        out[f"{prefix}auc"] = _safe(frame_auc, s, gt, snippet_len=snip)
-        out[f"{prefix}ap"] = _safe(frame_ap, s, gt, snippet_len=snip)
-        out[f"{prefix}auc_anomalous"] = (
+        out[keys.AUC + suffix] = _safe(frame_auc, s, gt, snippet_len=snip)
+        out[keys.AP + suffix] = _safe(frame_ap, s, gt, snippet_len=snip)
+        out[keys.AUC_ANOMALOUS + suffix] = (
             _safe(frame_auc, s[snip_anom], gt[frame_anom], snippet_len=snip) if anomalous.any() else None
         )
     if class_probs is not None:

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from .. import keys
 from ..errors import InputError
 from ..manifest.schema import ClassInfo
 
@@ -49,7 +50,7 @@ class MethodPreset:
     ``eval_every_iters`` and ``select_metric`` describe the official *test-set* model selection
     (only used with ``--select best-on-test``): UCF evaluates every 10 iterations and keeps the
     best classifier AUC; XD evaluates after each epoch (``eval_every_iters=None``) and keeps
-    the best AP (``"ap"`` classifier score, ``"align_ap"`` alignment score).
+    the best AP (``"ap"`` classifier score, ``"ap_align"`` alignment score; keys of :mod:`dsan_toolkit.keys`).
     ``reload_best_each_epoch``: the official loops load the best-so-far weights back into the
     model at the end of each epoch (optimiser and scheduler state kept).
     """
@@ -65,7 +66,7 @@ class MethodPreset:
     seed: int = 234
     lr: float = 2e-5
     eval_every_iters: int | None = 10
-    select_metric: str = "auc"  # "auc" | "ap" | "align_auc" | "align_ap"
+    select_metric: str = keys.AUC  # one of keys.SELECTION_METRICS: "auc" | "ap" | "auc_align" | "ap_align"
     reload_best_each_epoch: bool = True
 
     def replace(self, **changes: Any) -> "MethodPreset":

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .. import keys
 from ..config import sha256_file
 from ..errors import InputError
 from ..manifest.schema import Manifest
@@ -108,7 +109,7 @@ def compute_metrics(manifest: Manifest, preds: PredictionSet, *, with_map: bool 
     )
 
 
-SELECTION_METRICS = ("auc", "ap", "align_auc", "align_ap")
+SELECTION_METRICS = keys.SELECTION_METRICS
 
 
 def selection_value(manifest: Manifest, preds: PredictionSet, metric: str) -> tuple[dict[str, Any], float]:
@@ -179,7 +180,7 @@ def evaluate_and_write(method: Method, model: torch.nn.Module, manifest: Manifes
         "manifest_hash": manifest_hash,
         "checkpoint": checkpoint,
         "test_crop": test.crop,
-        "predictions_sha256": predictions_sha,
+        keys.PREDICTIONS_SHA256: predictions_sha,
         "metrics": metrics,
         **(extra or {}),
     }

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import keys
 from ..errors import InputError
 
 CONTENT = "content"
@@ -92,7 +93,7 @@ def store_identity(store: Any, level: str) -> str:
     if level == CONTENT:
         return str(store.content_hash())
     if level == CONFIG:
-        return str((getattr(store, "attrs", {}) or {}).get("config_hash", ""))
+        return str((getattr(store, "attrs", {}) or {}).get(keys.STORE_ATTR_CONFIG_HASH, ""))
     raise ValueError(f"unknown identity level {level!r}; known: {IDENTITY_LEVELS}")
 
 

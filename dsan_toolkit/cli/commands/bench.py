@@ -77,7 +77,7 @@ def bench_cmd(
     from ...bench.runner import BenchConfig, run_bench, write_reports
 
     if published:
-        from ...bench.published import published_table
+        from ...bench.table import published_table
 
         from ...bench.table import footnotes_for
 

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from ... import keys
 from ...errors import InputError
 from ..base import add_command
 from ..errors import console, err_console, user_errors
@@ -80,22 +81,21 @@ def train_cmd(
     _print_results(result.metrics.get("results", {}), result.metrics.get("selected"), out)
 
 
-TABLE_METRICS = ("auc", "ap", "auc_align", "ap_align", "auc_anomalous", "map_mean")
+TABLE_METRICS = (keys.AUC, keys.AP, keys.AUC_ALIGN, keys.AP_ALIGN, keys.AUC_ANOMALOUS, keys.MAP_MEAN)
 
 
 def _print_results(results: dict[str, Any], selected: str | None, where: Path) -> None:
     """The test metrics of each model, in percent like every table of the toolkit."""
     from rich.table import Table
 
-    from ...bench.runner import canonical_metrics
-    from ...bench.table import METRICS, TABLE_UNIT
+    from ...bench.table import METRICS, TABLE_UNIT, table_metrics
 
     table = Table(title=f"test metrics ({TABLE_UNIT}), {where}", caption="* the run's selected model" if selected else None)
     table.add_column("model", no_wrap=True)
     for k in TABLE_METRICS:
         table.add_column(METRICS[k].label, justify="right")
     for label, entry in results.items():
-        m = canonical_metrics(entry.get("metrics", entry))
+        m = table_metrics(entry.get(keys.METRICS, {}))
         name = f"{label} *" if label == selected else label
         table.add_row(name, *("-" if m.get(k) is None else f"{m[k] * METRICS[k].to_percent:.2f}" for k in TABLE_METRICS))
     console.print(table)

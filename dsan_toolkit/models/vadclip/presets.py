@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ... import keys
 from ...config import register_config
 from ..api import MethodPreset
 from ..input_norm import check_input_norm
@@ -93,7 +94,7 @@ XD = VadCLIPPreset(
     seed=234,
     lr=1e-5,
     eval_every_iters=None,
-    select_metric="align_ap",
+    select_metric=keys.AP_ALIGN,
     reload_best_each_epoch=True,
     visual_layers=1,
     attn_window=64,

@@ -1,0 +1,68 @@
+"""Metric and record key names: one spelling each.
+
+Every producer (evaluation, training, the bench) writes these keys and every consumer (tables,
+audits, the CLI) reads them from here; nothing guesses spellings. Metrics of the second
+(alignment) branch are the classifier's key with :data:`ALIGN_SUFFIX`.
+"""
+
+from __future__ import annotations
+
+# -- metrics (``dsan_toolkit.eval.evaluate_predictions``) -------------------------------------
+VIDEOS = "videos"
+ANOMALOUS_VIDEOS = "anomalous_videos"
+FRAMES = "frames"
+
+AUC = "auc"  # frame-level ROC AUC of the classifier score, fraction in [0, 1]
+AP = "ap"  # frame-level average precision, fraction
+AUC_ANOMALOUS = "auc_anomalous"  # frame AUC on the anomalous test videos only, fraction
+ALIGN_SUFFIX = "_align"
+
+
+def align(key: str) -> str:
+    """The alignment-branch key of a frame metric: ``auc`` -> ``auc_align``."""
+    return key + ALIGN_SUFFIX
+
+
+AUC_ALIGN, AP_ALIGN, AUC_ANOMALOUS_ALIGN = align(AUC), align(AP), align(AUC_ANOMALOUS)
+FRAME_METRICS: tuple[str, ...] = (AUC, AP, AUC_ANOMALOUS)
+
+IOU_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def map_at(iou: float) -> str:
+    """The key of the detection mAP at one IoU threshold: ``map@0.1`` (``map@0.75``)."""
+    return f"map@{iou:g}"
+
+
+MAP_AT: tuple[str, ...] = tuple(map_at(t) for t in IOU_THRESHOLDS)  # percent, as the official code prints
+MAP_MEAN = "map_mean"  # mean over IOU_THRESHOLDS, percent
+MAP_NORMAL_CLASS = "map_normal_class"  # the normal-class protocol the mAP was computed with (a label)
+MAP_CONFIG_HASH = "map_config_hash"  # hash of the detection-mAP configuration (a label)
+FINE_GRAINED: tuple[str, ...] = (*MAP_AT, MAP_MEAN)
+
+# the metrics a run can be selected on (``--select best-on-test``: the official rule)
+SELECTION_METRICS: tuple[str, ...] = (AUC, AP, AUC_ALIGN, AP_ALIGN)
+
+# -- records (run directories, evaluation records, bench.json, stores) ------------------------
+CONFIG_HASH = "config_hash"
+STORE_HASH = "store_hash"  # a feature store's content hash
+STORE_CONFIG_HASH = "store_config_hash"  # the hash of the config that made a store (a run's record)
+MANIFEST_HASH = "manifest_hash"
+PREDICTIONS_SHA256 = "predictions_sha256"
+METRICS_SHA256 = "metrics_sha256"  # a run's metrics.json, as a bench records it
+ARTIFACTS = "artifacts"  # relative path -> sha256 of every file an audit relies on
+RESULTS = "results"  # selection label -> {"metrics", "checkpoint", ...}
+SELECTED = "selected"  # the label of the model a run reports
+METRICS = "metrics"
+CHECKPOINT = "checkpoint"
+STORE_ATTR_CONFIG_HASH = "config_hash"  # the store's own attribute holding its config hash
+
+
+def checkpoint_sha256(label: str) -> str:
+    """bench.json's key for the sha256 of a run's checkpoint of selection ``label``."""
+    return f"checkpoint_sha256:{label}"
+
+
+def predictions_sha256(label: str) -> str:
+    """bench.json's key for the sha256 of a run's predictions of selection ``label``."""
+    return f"{PREDICTIONS_SHA256}:{label}"
