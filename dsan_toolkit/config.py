@@ -2,9 +2,14 @@
 
 Every config is a frozen dataclass. :func:`to_dict` gives a JSON-able dict with a
 ``"type"`` tag, :func:`from_dict` rebuilds it (through the registry of config types), and
-:func:`config_hash` is the sha256 of the canonical JSON, which is written into every
-artifact (stores, checkpoints, result rows) so that two artifacts made with the same
+:func:`config_hash` is the sha256 of the canonical JSON of its *identity*, which is written
+into every artifact (stores, checkpoints, result rows) so that two artifacts made with the same
 configuration can be recognised.
+
+Which fields are identity is decided once, on the field: a runtime field (a device, a path, a
+worker count) is declared with :func:`runtime_field` (``metadata={"hash": False}``); it is
+kept in :func:`to_dict` (so a record says where it ran) and left out of
+:func:`identity_dict` and :func:`config_hash`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,16 @@ from .errors import InputError
 T = TypeVar("T")
 
 _CONFIG_TYPES: dict[str, type] = {}
+HASHED = "hash"  # field metadata key: False marks a runtime field, left out of the identity
+
+
+def runtime_field(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that is recorded but not part of the config's identity (hash)."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={HASHED: False})
+
+
+def is_hashed(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get(HASHED, True))
 
 
 def register_config(cls: type[T]) -> type[T]:
@@ -32,13 +47,13 @@ def register_config(cls: type[T]) -> type[T]:
     return cls
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, identity: bool = False) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_dict(value)
+        return to_dict(value, identity=identity)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, identity) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, identity) for v in value]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, float) and value != value:  # NaN is not canonical JSON
@@ -46,12 +61,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-able dict of a dataclass config, tagged with its type name."""
+def to_dict(cfg: Any, *, identity: bool = False) -> dict[str, Any]:
+    """A JSON-able dict of a dataclass config, tagged with its type name (``identity``: without
+    its runtime fields, nested configs included)."""
     out: dict[str, Any] = {"type": type(cfg).__name__}
     for f in dataclasses.fields(cfg):
-        out[f.name] = _plain(getattr(cfg, f.name))
+        if identity and not is_hashed(f):
+            continue
+        out[f.name] = _plain(getattr(cfg, f.name), identity)
     return out
+
+
+def identity_dict(cfg: Any) -> dict[str, Any]:
+    """What identifies a config: :func:`to_dict` without the runtime fields."""
+    return to_dict(cfg, identity=True)
 
 
 def _coerce(tp: Any, value: Any) -> Any:
@@ -102,8 +125,21 @@ def sha256_text(text: str) -> str:
 
 
 def config_hash(cfg: Any) -> str:
-    """sha256 of the canonical JSON of a config (dataclass or plain dict)."""
+    """sha256 of the canonical JSON of a config's identity (a dataclass: :func:`identity_dict`;
+    a plain dict is hashed as it is: rebuild a recorded config with :func:`from_dict` first)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = identity_dict(cfg)
     return sha256_text(canonical_json(cfg))
+
+
+def recorded_config_hash(data: dict[str, Any], cls: type | None = None) -> str | None:
+    """The identity hash of a recorded config (a :func:`to_dict` dict, tagged with its type):
+    rebuilt first, so that runtime fields are left out as at write time; ``None`` when the
+    record is no valid config (edited by hand, or of an unknown type)."""
+    try:
+        return config_hash(from_dict(data, cls))
+    except (InputError, TypeError, ValueError, KeyError):
+        return None
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

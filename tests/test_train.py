@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from dsan_toolkit.cli.app import app
 from dsan_toolkit.config import config_hash
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
+from dsan_toolkit.train.checkpoint import run_config_from_json
 from dsan_toolkit.train.evaluate import read_predictions
 
 # small and quick, non-official: tiny preset, 4 + 4 samples per step, 32-snippet resampling
@@ -49,7 +50,13 @@ def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
     m = _metrics(run)
     assert m["auc"] > 0.75, m  # chance is 0.5
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["hash"] == config_hash(cfg["config"])
+    rebuilt = run_config_from_json(cfg)
+    assert cfg["hash"] == rebuilt.hash == config_hash(rebuilt)
+    # the hash is the identity: the store's path and the device are recorded, not hashed
+    import dataclasses
+
+    assert dataclasses.replace(rebuilt, store="/elsewhere/s.zarr", device="cuda:3").hash == rebuilt.hash
+    assert dataclasses.replace(rebuilt, seed=rebuilt.seed + 1).hash != rebuilt.hash
     c = cfg["config"]
     assert c["method"] == "vadclip" and c["preset_name"] == "tiny" and c["select"] == "last"
     assert c["preset"]["batch_size"] == 4 and c["preset"]["visual_length"] == 32 and c["preset"]["epochs"] == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import keys
-from ..config import config_hash
+from ..config import recorded_config_hash
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
 from .run import RECOMPUTE_TOLERANCE, RERUN_TOLERANCE, audit_run, read_json
@@ -26,16 +26,17 @@ def audit_bench(
     out = Path(bench_dir)
     rec = read_json(out / "bench.json")
     rep = AuditReport(target=str(out), kind="bench")
+    from ..bench.runner import BenchConfig, BenchJob
+
     want = str(rec.get("config_hash", ""))
-    got = config_hash(rec.get("config", {}))
+    got = recorded_config_hash(rec.get("config", {}), BenchConfig)
     rep.add("bench config hash", "bench.json", got == want, want, got, "" if got == want else "the bench config was edited")
     jobs: dict[str, Any] = rec.get("jobs", {})
     if not jobs:
         rep.add("jobs", "bench.json", False, ">= 1 job", "0")
     for key, entry in sorted(jobs.items(), key=lambda kv: kv[1].get("run_dir", "")):
         run_dir = out / str(entry.get("run_dir", ""))
-        job_hash = config_hash({k: v for k, v in entry.get("job", {}).items()
-                                if k not in ("features", "device", "clip_weights")})
+        job_hash = recorded_config_hash(entry.get("job", {}), BenchJob)
         rep.add("job hash", f"bench.json[{entry.get('run_dir')}]", job_hash == key, key, job_hash)
         if not run_dir.is_dir():
             rep.add("run directory", str(entry.get("run_dir")), False, "present", "missing")

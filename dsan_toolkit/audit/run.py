@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import keys
-from ..config import config_hash, sha256_file
+from ..config import sha256_file
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
 from .environment import compare_environments
@@ -130,7 +130,7 @@ def audit_run(
     cj = read_json(run / "config.json")
     recorded_hash = str(cj.get("hash", ""))
     cfg = cj.get("config", {})
-    actual_hash = config_hash(cfg)
+    actual_hash = _run_config_hash(cfg)
     rep.add("config hash", name("config.json"), actual_hash == recorded_hash, recorded_hash, actual_hash,
             "" if actual_hash == recorded_hash else "the config was edited after the run")
     if expected.get("config_hash"):
@@ -270,6 +270,17 @@ def _check_artifacts(rep: AuditReport, run: Path, metrics_json: dict[str, Any], 
             continue
         got = sha256_file(f)
         rep.add("artifact sha256", name(rel), got == want, want, got, "" if got == want else "changed since the run finished")
+
+
+def _run_config_hash(cfg: dict[str, Any]) -> str:
+    """The identity hash of a recorded RunConfig (rebuilt: runtime fields left out as at write
+    time); a config that no longer loads gets a marker that matches no hash."""
+    from ..train.checkpoint import run_config_from_json
+
+    try:
+        return run_config_from_json({"config": cfg}).hash
+    except (InputError, TypeError, ValueError, KeyError) as exc:
+        return f"unreadable config ({exc})"
 
 
 def _result_metrics(entry: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import keys
-from ..config import config_hash, register_config, sha256_file, to_dict
+from ..config import config_hash, register_config, runtime_field, sha256_file, to_dict
 from ..errors import InputError
 from ..train.store_identity import absolute_store_path
 from .published import REFERENCE_FEATURES
@@ -77,23 +77,21 @@ class BenchJob:
 
     method: str
     dataset: str
-    features: str
+    features: str = runtime_field()  # the store's path; its identity is store_hash
     preset: str
     seed: int
     select: str = "last"
     epochs: int | None = None
     ablation: str = "all"
     overrides: tuple[tuple[str, Any], ...] = ()
-    device: str = "cpu"
+    device: str = runtime_field("cpu")
     store_hash: str = ""
-    clip_weights: str | None = None  # local CLIP file for the text encoder (offline machines)
+    clip_weights: str | None = runtime_field(None)  # local CLIP file for the text encoder (offline machines)
 
     @property
     def key(self) -> str:
-        d = to_dict(self)
-        for k in ("features", "device", "clip_weights"):  # paths and devices do not change the run
-            d.pop(k)
-        return config_hash(d)
+        """The job's identity hash (paths and the device are runtime fields)."""
+        return config_hash(self)
 
     @property
     def run_name(self) -> str:
@@ -107,14 +105,14 @@ class BenchConfig:
     methods: tuple[str, ...]
     datasets: tuple[str, ...]
     seeds: tuple[int, ...]
-    features: dict[str, str]
+    features: dict[str, str] = runtime_field()  # dataset -> store path (the jobs hold the stores' hashes)
     preset: str | None = None  # None: the preset named like the dataset (ucf, xd)
     epochs: int | None = None
     select: str = "last"
-    device: str = "cpu"
+    device: str = runtime_field("cpu")
     ablation: str | None = None  # a method name: run its component ablations
-    lock: dict[str, str] = field(default_factory=dict)  # dataset -> lock file (verify)
-    clip_weights: str | None = None
+    lock: dict[str, str] = runtime_field(default_factory=dict)  # dataset -> lock file (verify; hashed per job)
+    clip_weights: str | None = runtime_field(None)
 
 
 # -- training adapter ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import canonical_json, config_hash, from_dict, register_config, to_dict
+from ..config import canonical_json, config_hash, from_dict, identity_dict, register_config, runtime_field, to_dict
 from ..errors import InputError
 from ..utils import atomic as _atomic
 
@@ -42,7 +42,7 @@ class RunConfig:
     preset: Any
     dataset: str
     manifest_hash: str
-    store: str
+    store: str = runtime_field()  # absolute path: where the store was, not what it is (store_hash)
     store_hash: str
     store_config_hash: str | None
     feature_dim: int
@@ -56,18 +56,16 @@ class RunConfig:
     world_size: int = 1
     backbone: dict[str, Any] = field(default_factory=dict)
     text_encoder: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
+    device: str = runtime_field("cpu")
 
     @property
     def hash(self) -> str:
+        """The identity hash: everything but the runtime fields (store path, device)."""
         return config_hash(self)
 
     def comparable(self) -> dict[str, Any]:
-        """The config as a dict without the fields a resume may change (device, store path)."""
-        d = to_dict(self)
-        d.pop("device", None)
-        d.pop("store", None)
-        return d
+        """The config as a dict without the fields a resume may change (the runtime fields)."""
+        return identity_dict(self)
 
 
 def run_config_from_json(data: dict[str, Any]) -> RunConfig:
