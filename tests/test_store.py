@@ -297,3 +297,22 @@ def test_sigkill_during_creation_leaves_a_folder_the_next_run_removes(tmp_path):
         sleeper.wait()
     assert remove_stale_creating(path) == [live]  # its process is gone now
     assert other_host.is_dir() and unrelated.is_dir()
+
+
+def test_store_identity_hashes_what_changes_values_not_prose():
+    """Editing a prose description (preprocessing notes, a backbone's source text, a weight
+    file's path) keeps the store's identity; a crop, a config value or the weights change it."""
+    from dataclasses import replace
+
+    from dsan_toolkit.config import config_hash
+
+    m = _manifest(2)
+    base = _spec(m)
+    h = config_hash(base.identity())
+    prose = replace(base, preprocessing={**base.preprocessing, "note": "reworded"},
+                    backbone={**base.backbone, "source": "another description", "weights_file": "/moved/w.pt"})
+    assert config_hash(prose.identity()) == h
+    assert config_hash(replace(base, crops=(0, 1)).identity()) != h
+    assert config_hash(replace(base, config={**base.config, "resize": 999}).identity()) != h
+    assert config_hash(replace(base, backbone={**base.backbone, "weights_sha256": "ff"}).identity()) != h
+    assert config_hash(replace(base, numeric={"resize_kernel": "float"}).identity()) != h

@@ -49,13 +49,22 @@ def video_key(position: int) -> str:
     return f"v{position:06d}"
 
 
+# The backbone record's fields that identify the weights and the numbers they produce; the
+# rest (a local file's path, a prose source) is recorded, not hashed.
+BACKBONE_IDENTITY = ("model", "pretrained", "weights_sha256", "random_weights", "seed", "image_size", "embed_dim",
+                     "mean", "std")
+
+
 @dataclass(frozen=True)
 class StoreSpec:
     """Everything a store records about how its features were made.
 
     ``config`` is the producer's config as a dict (``to_dict`` of an ``ExtractConfig``, an
-    import config, a synthetic config); ``identity()`` hashes every field that changes the
-    stored numbers, and a writer refuses to append to a store whose identity differs.
+    import config, a synthetic config); ``identity()`` holds only the enums and numbers that
+    change the stored values (the config, the backbone's identity, the layout; not the prose of
+    ``preprocessing`` nor the backbone's paths), and a writer refuses to append to a store whose
+    identity differs. ``numeric``: further enums/numbers of the producer that change the values
+    and are not in its config (hashed); ``preprocessing`` and ``extra`` are recorded only.
     """
 
     manifest: Manifest
@@ -71,20 +80,22 @@ class StoreSpec:
     dtype: str = "float32"
     chunk_t: int = DEFAULT_CHUNK_T
     extra: dict[str, Any] = field(default_factory=dict)
+    numeric: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
+        """What the store's ``config_hash`` covers (see the class doc)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "manifest_hash": self.manifest.content_hash(),
             "crops": list(self.crops),
             "feature_dim": self.feature_dim,
-            "backbone": self.backbone,
+            "backbone": {k: self.backbone[k] for k in BACKBONE_IDENTITY if k in self.backbone},
             "random_weights": self.random_weights,
-            "preprocessing": self.preprocessing,
             "snippet_rule": self.snippet_rule,
             "snippet_len": self.snippet_len,
             "dtype": self.dtype,
             "config": self.config,
+            "numeric": self.numeric,
             "producer": self.producer,
         }
 
