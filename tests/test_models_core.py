@@ -297,3 +297,16 @@ def test_zeroshot_scores_features_against_class_prompts():
         m.loss(model, None, m.get_preset("tiny"))  # type: ignore[arg-type]
     with pytest.raises(InputError, match="CLIP"):
         m.build(m.get_preset("tiny"), classes, feature_dim=512, clip=None)
+
+
+def test_dataset_protocol_is_written_once_for_dsanet_and_vadclip():
+    """Both methods take the per-dataset protocol and core from models.protocols; only the
+    methods' own values differ (VadCLIP XD selects on the alignment AP, its official rule)."""
+    from dsan_toolkit.models.protocols import PROTOCOLS, VADCLIP_CORE
+
+    dsanet, vadclip = get_method("dsanet"), get_method("vadclip")
+    for name in ("ucf", "xd", "tiny"):
+        for field_name, value in {**PROTOCOLS[name], **VADCLIP_CORE[name]}.items():
+            assert getattr(dsanet.presets[name], field_name) == value, (name, field_name)
+            want = "ap_align" if (name, field_name) == ("xd", "select_metric") else value
+            assert getattr(vadclip.presets[name], field_name) == want, (name, field_name)

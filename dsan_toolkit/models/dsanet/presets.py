@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from ...config import register_config
 from ...errors import InputError
 from ..api import MethodPreset
+from ..protocols import preset_values
 from ..input_norm import check_input_norm
 
 
@@ -119,79 +120,18 @@ class DSANetPreset(MethodPreset):
             raise InputError("text_adapt_until must be >= 0")
 
 
-UCF = DSANetPreset(
-    name="ucf",
-    official=True,
-    visual_length=256,
-    feature_dim=512,
-    batch_size=64,
-    batch_composition="paired",
-    drop_last=True,
-    epochs=10,
-    seed=234,
-    lr=7e-5,
-    eval_every_iters=10,
-    select_metric="auc",
-    reload_best_each_epoch=True,
-    visual_layers=2,
-    attn_window=8,
-    text_adapt_until=3,
-    text_adapter_weight=0.1,
-    refine_temp=5.0,
-    align_weight=1.1,
-    text_sep_divisor=13.0,
-)
+UCF = DSANetPreset(**preset_values(
+    "ucf", lr=7e-5, text_adapt_until=3, text_adapter_weight=0.1, refine_temp=5.0, align_weight=1.1,
+))
 
-XD = DSANetPreset(
-    name="xd",
-    official=True,
-    visual_length=256,
-    feature_dim=512,
-    batch_size=96,
-    batch_composition="mixed",
-    drop_last=False,
-    epochs=10,
-    seed=234,
-    lr=1e-5,
-    eval_every_iters=None,
-    select_metric="ap",
-    reload_best_each_epoch=True,
-    visual_layers=1,
-    attn_window=64,
-    text_adapt_until=1,
-    text_adapter_weight=0.6,
-    refine_temp=1.0,
-    align_weight=5.0,
-    text_sep_divisor=6.0,
-)
+XD = DSANetPreset(**preset_values(
+    "xd", lr=1e-5, text_adapt_until=1, text_adapter_weight=0.6, refine_temp=1.0, align_weight=5.0,
+))
 
-TINY = DSANetPreset(
-    name="tiny",
-    official=False,
-    visual_length=32,
-    feature_dim=512,
-    batch_size=8,
-    batch_composition="paired",
-    drop_last=True,
-    epochs=16,
-    seed=234,
-    lr=2e-4,
-    eval_every_iters=None,
-    select_metric="auc",
-    reload_best_each_epoch=False,
-    visual_layers=1,
-    attn_window=8,
-    text_adapt_until=1,
-    text_adapter_weight=0.1,
-    num_prototypes=4,
-    decoder_depth=1,
-    normality_mlp_ratio=1.0,
-    refine_temp=5.0,
-    align_weight=1.1,
-    text_sep_divisor=None,
-    refiner_warmup_iters=5,
-    input_norm="standardize",
-)
+TINY = DSANetPreset(**preset_values(
+    "tiny", lr=2e-4, text_adapt_until=1, text_adapter_weight=0.1, num_prototypes=4, decoder_depth=1,
+    normality_mlp_ratio=1.0, refine_temp=5.0, align_weight=1.1, refiner_warmup_iters=5, input_norm="standardize",
+))
 
 PRESETS: dict[str, DSANetPreset] = {p.name: p for p in (UCF, XD, TINY)}
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ... import keys
 from ...config import register_config
 from ..api import MethodPreset
+from ..protocols import preset_values
 from ..input_norm import check_input_norm
 
 
@@ -61,70 +62,15 @@ class VadCLIPPreset(MethodPreset):
         check_input_norm(self.input_norm)
 
 
-UCF = VadCLIPPreset(
-    name="ucf",
-    official=True,
-    visual_length=256,
-    feature_dim=512,
-    batch_size=64,
-    batch_composition="paired",
-    drop_last=True,
-    epochs=10,
-    seed=234,
-    lr=2e-5,
-    eval_every_iters=10,
-    select_metric="auc",
-    reload_best_each_epoch=True,
-    visual_layers=2,
-    attn_window=8,
-    scheduler_milestones=(4, 8),
-    text_sep_weight=0.1,
-    text_sep_divisor=13.0,
-)
+UCF = VadCLIPPreset(**preset_values("ucf", lr=2e-5, scheduler_milestones=(4, 8), text_sep_weight=0.1))
 
-XD = VadCLIPPreset(
-    name="xd",
-    official=True,
-    visual_length=256,
-    feature_dim=512,
-    batch_size=96,
-    batch_composition="mixed",
-    drop_last=False,
-    epochs=10,
-    seed=234,
-    lr=1e-5,
-    eval_every_iters=None,
-    select_metric=keys.AP_ALIGN,
-    reload_best_each_epoch=True,
-    visual_layers=1,
-    attn_window=64,
-    scheduler_milestones=(3, 6, 10),
-    text_sep_weight=1e-4,
-    text_sep_divisor=6.0,
-)
+XD = VadCLIPPreset(**preset_values(
+    "xd", lr=1e-5, select_metric=keys.AP_ALIGN, scheduler_milestones=(3, 6, 10), text_sep_weight=1e-4,
+))
 
-TINY = VadCLIPPreset(
-    name="tiny",
-    official=False,
-    visual_length=32,
-    feature_dim=512,
-    batch_size=8,
-    batch_composition="paired",
-    drop_last=True,
-    epochs=16,
-    seed=234,
-    lr=3e-4,
-    eval_every_iters=None,
-    select_metric="auc",
-    reload_best_each_epoch=False,
-    visual_layers=1,
-    attn_window=8,
-    prompt_prefix=4,
-    prompt_postfix=4,
-    scheduler_milestones=(12,),
-    text_sep_weight=0.1,
-    text_sep_divisor=None,
+TINY = VadCLIPPreset(**preset_values(
+    "tiny", lr=3e-4, prompt_prefix=4, prompt_postfix=4, scheduler_milestones=(12,), text_sep_weight=0.1,
     input_norm="standardize",
-)
+))
 
 PRESETS: dict[str, VadCLIPPreset] = {p.name: p for p in (UCF, XD, TINY)}
