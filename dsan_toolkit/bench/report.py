@@ -101,32 +101,30 @@ def confusion(pred: PredictionSet) -> np.ndarray:
 
 
 # -- figures ---------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
+def _new_figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure drawn with the object-oriented API (no pyplot, no global backend
+    switch: the library leaves the caller's matplotlib state alone)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    _plt().close(fig)
     return buf.getvalue()
 
 
 def figure_score_curves(preds: Sequence[PredictionSet], max_videos: int = 4) -> bytes | None:
     """Per-video score curves of each method, annotated intervals shaded."""
-    plt = _plt()
     ref = preds[0]
     anomalous = [v for v in ref.videos if v.segments]
     normal = [v for v in ref.videos if not v.segments]
     chosen = (anomalous[: max(1, max_videos - 1)] + normal[:1])[:max_videos]
     if not chosen:
         return None
-    fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.0 * max(1, len(chosen))), squeeze=False)
+    fig = _new_figure(figsize=(9, 2.0 * max(1, len(chosen))))
+    axes = fig.subplots(len(chosen), 1, squeeze=False)
     for ax, v in zip(axes[:, 0], chosen):
         for p in preds:
             match = next((w for w in p.videos if w.video_id == v.video_id), None)
@@ -149,8 +147,8 @@ def figure_roc_pr(preds: Sequence[PredictionSet]) -> bytes:
     from sklearn.metrics import auc as _auc
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig = _new_figure(figsize=(9, 3.8))
+    a1, a2 = fig.subplots(1, 2)
     for p in preds:
         s, y = p.frame_arrays()
         if y.min() == y.max():
@@ -176,10 +174,10 @@ def figure_confusion(pred: PredictionSet) -> bytes | None:
     mat = confusion(pred)
     if mat.sum() == 0:
         return None
-    plt = _plt()
     norm = mat / np.maximum(mat.sum(1, keepdims=True), 1)
     C = len(pred.classes)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * C, 1.0 + 0.5 * C))
+    fig = _new_figure(figsize=(1.2 + 0.55 * C, 1.0 + 0.5 * C))
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(C), pred.classes, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(C), pred.classes, fontsize=7)

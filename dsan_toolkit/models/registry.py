@@ -33,10 +33,12 @@ def register_method(name: str) -> Callable[[M], M]:
 
 
 def _load_builtin() -> None:
+    """Import every built-in method package once; the registry counts as loaded only when all
+    imports succeeded (a failed import raises again on the next call instead of leaving a
+    silently partial registry)."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
     for name in BUILTIN_METHODS:
         module = f"{__package__}.{name}"
         try:
@@ -44,6 +46,7 @@ def _load_builtin() -> None:
         except ModuleNotFoundError as exc:  # only a missing built-in package is tolerated
             if exc.name not in (module, f"{module}.method"):
                 raise
+    _loaded = True
 
 
 def list_methods() -> list[str]:
