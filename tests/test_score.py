@@ -39,7 +39,11 @@ def test_score_cli_writes_csv_png_and_intervals(scored_run, tmp_path, cli):
     assert len(rows) == min(probe.num_frames, T * 16)
     assert set(rows[0]) >= {"frame", "time_s", "snippet", "score", "align_score", "top_class"}
     assert {f"p_{c}" for c in manifest.class_codes} <= set(rows[0])
-    assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    by_snippet = {}  # every frame of a snippet carries that snippet's score
+    for r in rows:
+        by_snippet.setdefault(int(r["snippet"]), set()).add(r["score"])
+    assert all(len(v) == 1 for v in by_snippet.values()) and len(by_snippet) == T
+    assert all(int(r["snippet"]) == int(r["frame"]) // 16 for r in rows)
     assert float(rows[16]["time_s"]) == pytest.approx(16 / probe.fps, abs=1e-3)
     png = (tmp_path / f"{video.stem}.scores.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
