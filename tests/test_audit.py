@@ -16,19 +16,9 @@ from dsan_toolkit.audit.checks import FAIL, NumberComparison
 from dsan_toolkit.audit.environment import compare_environments
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
-    from dsan_toolkit.train.loop import TrainOptions, train
-
-    root = tmp_path_factory.mktemp("audit")
-    store = root / "s.zarr"
-    write_synthetic_feature_store(store, SynthFeaturesConfig(num_train=16, num_test=6, crops=1, median_t=48,
-                                                             max_t=96, class_table="xd", seed=3))
-    run = root / "run"
-    res = train(TrainOptions(method="vadclip", features=store, out=run, preset="tiny", seed=0, epochs=1, progress=False))
-    assert res.finished
-    return root, store, run
+@pytest.fixture()
+def trained(xd_feature_store, vadclip_xd_run):
+    return vadclip_xd_run.parent, xd_feature_store, vadclip_xd_run
 
 
 def _copy(trained, tmp_path) -> Path:

@@ -21,13 +21,9 @@ class Interrupt(Exception):
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
-
+def bench(tmp_path_factory, xd_feature_store):
     root = tmp_path_factory.mktemp("bench")
-    store = root / "s.zarr"
-    write_synthetic_feature_store(store, SynthFeaturesConfig(num_train=16, num_test=6, crops=1, median_t=48,
-                                                             max_t=96, class_table="xd", seed=5))
+    store = xd_feature_store
     cfg = BenchConfig(methods=("vadclip",), datasets=("synth",), seeds=(0, 1), features={"synth": str(store)},
                       preset="tiny", epochs=1)
     out = root / "bench"

@@ -18,29 +18,9 @@ import pytest
 from dsan_toolkit.config import sha256_file
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from dsan_toolkit.bench.demo import demo_extract_config
-    from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
-    from dsan_toolkit.train.loop import TrainOptions, train
-
-    root = tmp_path_factory.mktemp("identity")
-    data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)
-    cfg = demo_extract_config()
-    for folder, c in (("a", cfg), ("b", dataclasses.replace(cfg, snippet="first"))):
-        extract_tiny(manifest, data, root / folder / "f.zarr", c)
-    run = root / "run"
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(root / "a")
-    try:  # the store given as a relative path, as a user types it
-        out = train(TrainOptions(method="vadclip", features=Path("f.zarr"), out=run, preset="tiny", epochs=1,
-                                 progress=False, overrides={"batch_size": 2}))
-    finally:
-        os.chdir(cwd)
-    assert out.finished
-    video = next(data / v.path for v in manifest.videos if v.split == "test" and v.segments)
+@pytest.fixture()
+def world(extracted_world):
+    root, run, video, _ = extracted_world
     return root, run, video
 
 

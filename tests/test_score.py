@@ -11,20 +11,9 @@ import pytest
 from dsan_toolkit.bench.score import describe_intervals, find_intervals, frame_table
 
 
-@pytest.fixture(scope="module")
-def scored_run(tmp_path_factory):
-    from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
-    from dsan_toolkit.train.loop import TrainOptions, train
-
-    root = tmp_path_factory.mktemp("score")
-    data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)
-    store = extract_tiny(manifest, data, root / "f.zarr")
-    run = root / "run"
-    out = train(TrainOptions(method="vadclip", features=store, out=run, preset="tiny", epochs=1, progress=False,
-                             overrides={"batch_size": 2}))
-    assert out.finished
-    video = next(data / v.path for v in manifest.videos if v.split == "test" and v.segments)
-    return root, run, video, manifest
+@pytest.fixture()
+def scored_run(extracted_world):
+    return extracted_world
 
 
 def test_score_cli_writes_csv_png_and_intervals(scored_run, tmp_path, cli):

@@ -161,13 +161,15 @@ SMALL_SYNTH = SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal
                           min_frames=48, max_frames=64)
 
 
-def extract_tiny(manifest: Manifest, root: str | Path, out: str | Path, cfg: Any = None) -> Path:
+def extract_tiny(manifest: Manifest, root: str | Path, out: str | Path, **changes: Any) -> Path:
     """Extract ``manifest``'s videos under ``root`` into the store ``out`` with the demo's tiny
-    random CLIP (or the ExtractConfig ``cfg``), in process; every video must succeed."""
+    random CLIP (its ExtractConfig with ``changes``, e.g. ``snippet="first"``), in process;
+    every video must succeed."""
     from ..bench.demo import demo_extract_config
     from ..extract import RunOptions, extract_features
 
-    res = extract_features(manifest, root, out, cfg or demo_extract_config(), RunOptions(workers=0, progress=False))
+    cfg = replace(demo_extract_config(), **changes)
+    res = extract_features(manifest, root, out, cfg, RunOptions(workers=0, progress=False))
     if not res.ok:
         raise AssertionError(f"extraction failed: {res.failed}")
     return Path(out)
