@@ -23,7 +23,8 @@ from dsan_toolkit.models.dsanet.losses import (
     event_loss,
     smoothed_targets,
 )
-from dsan_toolkit.models.dsanet.model import DSANetOutput, gather_loss, refine_scores_hierarchical
+from dsan_toolkit.models.dsanet.model import DSANetOutput, refine_scores_hierarchical
+from dsan_toolkit.models.dsanet.normality import gather_loss
 from dsan_toolkit.models.dsanet.optim import StableAdamW, WarmCosineSchedule, refiner_total_iters
 from dsan_toolkit.models.dsanet.presets import TINY, UCF, XD
 

@@ -50,7 +50,7 @@ from ..common import (
     visual_prompted_text,
 )
 from ..official import ENCODER_RULES, KeyMap, clip_text_rules, register_keymap
-from .normality import AggregationBlock, NormalityBranch, PrototypeBlock, gather_loss
+from .normality import NormalityBranch
 from .presets import DSANetPreset
 from .text import TextAdapter, encode_class_text
 
@@ -211,13 +211,7 @@ register_keymap("dsanet", DSANET_KEYMAP)
 __all__ = [
     "DSANetOutput",
     "DSANetModel",
-    "NormalityBranch",
-    "TextAdapter",
-    "AggregationBlock",
-    "PrototypeBlock",
     "build_dsanet",
-    "encode_class_text",
-    "gather_loss",
     "refine_scores_hierarchical",
     "official_key_map",
     "DSANET_KEYMAP",
