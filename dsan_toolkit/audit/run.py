@@ -149,7 +149,9 @@ def audit_run(
         rep.add("manifest hash", f"{store_path} (manifest)", mh == want_m, want_m, mh)
         scfg = cfg.get("store_config_hash")
         if scfg:
-            got = _store_config_hash(fs)
+            from ..train.store_identity import store_config_hash
+
+            got = store_config_hash(fs)
             rep.add("extraction config hash", store_path, got == scfg, scfg, got)
     _check_artifacts(rep, run, metrics_json, expected, name)
     lock_path = lock or expected.get("lock_path")
@@ -275,14 +277,6 @@ def _result_metrics(entry: Any) -> dict[str, Any]:
     if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict):
         return entry["metrics"]
     return entry if isinstance(entry, dict) else {}
-
-
-def _store_config_hash(fs: Any) -> str | None:
-    attrs = getattr(fs, "attrs", {}) or {}
-    for key in ("config_hash", "extraction_config_hash"):
-        if key in attrs:
-            return str(attrs[key])
-    return getattr(fs, "config_hash", None)
 
 
 def _capture(device: str) -> dict[str, Any]:

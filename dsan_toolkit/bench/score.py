@@ -208,7 +208,7 @@ def _load_run_model(run: Path, label: str, device: str, features: str | Path | N
     table, not its arrays."""
     from ..models import get_method
     from ..train.checkpoint import load_weights, run_config_from_json
-    from ..train.loop import build_model, resolve_device
+    from ..train.setup import build_model, resolve_device
     from ..train.store_identity import CONFIG, open_run_store
 
     cfg = run_config_from_json(json.loads((run / "config.json").read_text()))
@@ -241,7 +241,7 @@ def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
     from ..extract.pipeline import precision_for_device
     from ..manifest import Manifest, VideoRecord
     from ..store import open_store
-    from ..train.loop import resolve_device
+    from ..train.setup import resolve_device
 
     attrs = getattr(store, "attrs", {}) or {}
     raw = attrs.get("config") or {}
