@@ -96,7 +96,8 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
     from dsan_toolkit.store import open_store
     from dsan_toolkit.train import distributed as ddp
     from dsan_toolkit.train.data import iterate_batches
-    from dsan_toolkit.train.loop import Trainer, TrainOptions, resolve_config
+    from dsan_toolkit.train.run import TrainOptions, resolve_config
+    from dsan_toolkit.train.trainer import Trainer
 
     store = open_store(store_path)
     m = get_method(method)
@@ -106,7 +107,7 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
                             overrides={"batch_size": batch_size}, device=device, progress=False,
                             clip_model=None if preset == "tiny" else "ViT-B-16")
         cfg = resolve_config(opts, store, store.manifest, m, 1)
-        tr = Trainer(opts, cfg, m, store.manifest, store, torch.device(device), ddp.DistInfo())
+        tr = Trainer(cfg, m, store.manifest, store, torch.device(device), ddp.DistInfo(), out=opts.out)
         tr.setup()
         tr.model.train()
         batches = tr.plan.epoch(0)[: steps + 1]
@@ -116,7 +117,7 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            tr._step(batch, share)
+            tr.step(batch, share)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)

@@ -19,7 +19,7 @@ from dsan_toolkit.audit.environment import compare_environments
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
-    from dsan_toolkit.train.loop import TrainOptions, train
+    from dsan_toolkit.train.run import TrainOptions, train
 
     root = tmp_path_factory.mktemp("audit")
     store = root / "s.zarr"

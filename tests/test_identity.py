@@ -22,7 +22,7 @@ from dsan_toolkit.config import sha256_file
 def world(tmp_path_factory):
     from dsan_toolkit.bench.demo import demo_extract_config
     from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
-    from dsan_toolkit.train.loop import TrainOptions, train
+    from dsan_toolkit.train.run import TrainOptions, train
 
     root = tmp_path_factory.mktemp("identity")
     data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)

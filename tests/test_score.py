@@ -14,7 +14,7 @@ from dsan_toolkit.bench.score import describe_intervals, find_intervals, frame_t
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory):
     from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
-    from dsan_toolkit.train.loop import TrainOptions, train
+    from dsan_toolkit.train.run import TrainOptions, train
 
     root = tmp_path_factory.mktemp("score")
     data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)

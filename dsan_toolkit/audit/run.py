@@ -304,7 +304,7 @@ def rerun_and_compare(run: Path, cfg: dict[str, Any], results: dict[str, Any], *
     """Train again from the recorded config (same seed) into a temporary run directory and
     compare every metric of every selection label."""
     from ..train.checkpoint import run_config_from_json
-    from ..train.loop import retrain_from_config
+    from ..train.run import retrain_from_config
 
     with tempfile.TemporaryDirectory(prefix="dsan-audit-rerun-") as tmp:
         out = Path(tmp) / run.name
