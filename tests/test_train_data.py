@@ -12,15 +12,10 @@ import torch
 from dsan_toolkit.models.sampling import resample_uniform, split_chunks
 from dsan_toolkit.store import open_store
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
+from dsan_toolkit.train.batching import BatchPlan, shard
 from dsan_toolkit.train.checkpoint import decode_state, encode_state, rng_state, set_rng_state
-from dsan_toolkit.train.data import (
-    BatchPlan,
-    build_test_set,
-    build_train_samples,
-    resample_ragged,
-    resample_video,
-    shard,
-)
+from dsan_toolkit.train.samples import build_train_samples, resample_ragged, resample_video
+from dsan_toolkit.train.testset import build_test_set
 
 
 def _official_uniform_extract(feat: np.ndarray, length: int) -> tuple[np.ndarray, int]:
@@ -202,7 +197,7 @@ def test_rng_state_round_trip():
 def test_prefetched_batches_equal_direct_ones(store):
     """The training loop's path (background assembly into a ring of reused buffers) yields the
     same batches as direct assembly, as long as a batch is used before two more are asked for."""
-    from dsan_toolkit.train.data import iterate_batches
+    from dsan_toolkit.train.batching import iterate_batches
 
     m = store.manifest
     s = build_train_samples(store, m, [v.id for v in m.split("train")], store.crop_ids, m.info.classes, 16)
@@ -220,7 +215,7 @@ def test_prefetched_batches_equal_direct_ones(store):
 
 
 def test_streaming_samples_give_the_cached_batches(store):
-    from dsan_toolkit.train.data import StreamingSamples, make_train_samples
+    from dsan_toolkit.train.samples import StreamingSamples, make_train_samples
 
     m = store.manifest
     ids = [v.id for v in m.split("train")]

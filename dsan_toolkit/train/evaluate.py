@@ -31,9 +31,9 @@ from ..models.api import Method
 from ..models.registry import get_method
 from ..progress import Listener, counted, emitter, message
 from .checkpoint import atomic_write_bytes, atomic_write_json, load_weights, read_metadata, run_config_from_json
-from .data import TestSet, build_test_set
 from .setup import BEST, LAST, build_model, check_store_fits, open_feature_store, resolve_device, resolve_manifest_for
 from .store_identity import open_run_store
+from .testset import TestSet, build_test_set
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,6 @@ from .checkpoint import (
     save_weights,
     with_typed_preset,
 )
-from .data import build_test_set
 from .environment import capture_environment
 from .evaluate import evaluate_and_write
 from .runlog import RunLog
@@ -65,6 +64,7 @@ from .setup import (
     text_encoder_spec,
 )
 from .store_identity import absolute_store_path, store_backbone, store_config_hash
+from .testset import build_test_set
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)

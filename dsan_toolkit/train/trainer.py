@@ -26,10 +26,12 @@ from ..models.input_norm import fit_input_norm
 from ..progress import ADVANCE, DONE, TASK, Listener, ProgressEvent
 from . import distributed as ddp
 from .checkpoint import RunConfig, config_json, load_resume, rng_state, save_resume, save_weights, set_rng_state
-from .data import BatchPlan, TestSet, build_test_set, iterate_batches, make_train_samples
+from .batching import BatchPlan, iterate_batches
 from .evaluate import predict_testset, selection_value
 from .runlog import RunLog
+from .samples import make_train_samples
 from .setup import BEST, LAST, build_model, seed_everything
+from .testset import TestSet, build_test_set
 
 
 @dataclass
