@@ -210,7 +210,7 @@ def test_store_made_in_fp16_on_gpu_is_re_extracted_in_fp32_on_cpu(videos, refere
     """`dsan score`'s re-extraction uses the store's config; fp16 (recorded by a CUDA run) runs as fp32 on CPU."""
     import dataclasses
 
-    from dsan_toolkit.bench.score import _extract_like_store
+    from dsan_toolkit.apps.score import extract_like_store
     from dsan_toolkit.clip import create_clip
     from dsan_toolkit.config import from_dict
     from dsan_toolkit.errors import InputError
@@ -236,7 +236,7 @@ def test_store_made_in_fp16_on_gpu_is_re_extracted_in_fp32_on_cpu(videos, refere
     assert from_dict(s.attrs["config"], ExtractConfig).precision == "fp16"
     v = next(v for v in m.videos if v.id == "train_normal_001")
     said: list[str] = []
-    feats, L, random_bb = _extract_like_store(root / v.path, s, crop=0, device="cpu", say=said.append)
+    feats, L, random_bb = extract_like_store(root / v.path, s, crop=0, device="cpu", say=said.append)
     assert L == 16 and random_bb is True  # the tiny backbone is random and says so
     assert any("fp16" in x and "fp32" in x for x in said)
     np.testing.assert_allclose(feats, reference.read(v.id, 0), rtol=1e-4, atol=1e-5)

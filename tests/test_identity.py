@@ -20,13 +20,13 @@ from dsan_toolkit.config import sha256_file
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from dsan_toolkit.bench.demo import demo_extract_config
+    from dsan_toolkit.extract import tiny_extract_config
     from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
     from dsan_toolkit.train.run import TrainOptions, train
 
     root = tmp_path_factory.mktemp("identity")
     data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)
-    cfg = demo_extract_config()
+    cfg = tiny_extract_config()
     for folder, c in (("a", cfg), ("b", dataclasses.replace(cfg, snippet="first"))):
         extract_tiny(manifest, data, root / folder / "f.zarr", c)
     run = root / "run"

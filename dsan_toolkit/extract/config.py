@@ -58,6 +58,14 @@ class ExtractConfig:
             raise InputError("chunk_t must be >= 1")
 
 
+def tiny_extract_config() -> ExtractConfig:
+    """The extraction of ``dsan demo`` and the tests: the tiny random-init CLIP
+    (:data:`~dsan_toolkit.clip.TINY_MODEL`, nothing downloaded), centre crop, middle frame."""
+    from ..clip import TINY_MODEL
+
+    return ExtractConfig(model=TINY_MODEL, pretrained=None, crops="center", snippet="middle", seed=0)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How an extraction runs. On one machine the stored bytes depend on ``device``,

@@ -164,10 +164,9 @@ SMALL_SYNTH = SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal
 def extract_tiny(manifest: Manifest, root: str | Path, out: str | Path, cfg: Any = None) -> Path:
     """Extract ``manifest``'s videos under ``root`` into the store ``out`` with the demo's tiny
     random CLIP (or the ExtractConfig ``cfg``), in process; every video must succeed."""
-    from ..bench.demo import demo_extract_config
-    from ..extract import RunOptions, extract_features
+    from ..extract import RunOptions, extract_features, tiny_extract_config
 
-    res = extract_features(manifest, root, out, cfg or demo_extract_config(), RunOptions(workers=0, progress=False))
+    res = extract_features(manifest, root, out, cfg or tiny_extract_config(), RunOptions(workers=0, progress=False))
     if not res.ok:
         raise AssertionError(f"extraction failed: {res.failed}")
     return Path(out)
