@@ -26,7 +26,7 @@ import torch
 from ..errors import InputError
 from ..manifest.schema import Manifest
 from ..models.api import Method
-from . import distributed as ddp
+from ..utils.torchrun import torchrun_env
 from .checkpoint import RunConfig
 
 # the selection labels: names of a run's checkpoints (checkpoints/<label>.safetensors), of its
@@ -49,7 +49,7 @@ def resolve_device(device: str) -> torch.device:
         raise InputError(f"invalid device {device!r} (use cpu, cuda, cuda:N or auto)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available here")
-    return ddp.resolve_rank_device(str(dev))
+    return torch.device(torchrun_env().device(str(dev)))
 
 
 def open_feature_store(path: Path) -> Any:
