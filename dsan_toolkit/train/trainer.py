@@ -292,13 +292,9 @@ class Trainer:
 
 
 def build_optimizers(method: Method, model: torch.nn.Module, preset: MethodPreset, plan: BatchPlan) -> list[OptimSpec]:
-    """The method's optimisers for the steps an epoch runs; a method that sizes a per-iteration
-    schedule as the official code does (``schedule_iters_per_epoch``) gets the sum of the
-    official loaders' lengths (twice the steps run on paired batches: an official quirk)."""
-    import inspect
-
-    kwargs: dict[str, Any] = {}
-    if "schedule_iters_per_epoch" in inspect.signature(method.optimizers).parameters:
-        kwargs["schedule_iters_per_epoch"] = int(sum(plan.loader_lengths()))
-    return method.optimizers(model, preset, plan.steps_per_epoch(), **kwargs)
+    """The method's optimisers for the steps an epoch runs; a per-iteration schedule is sized
+    as the official code does, for the sum of the official loaders' lengths
+    (``schedule_iters_per_epoch``: twice the steps run on paired batches, an official quirk)."""
+    return method.optimizers(model, preset, plan.steps_per_epoch(),
+                             schedule_iters_per_epoch=int(sum(plan.loader_lengths())))
 
