@@ -228,3 +228,24 @@ def test_streaming_samples_give_the_cached_batches(store):
     assert torch.equal(a.feats, b.feats) and torch.equal(a.labels, b.labels)
     with pytest.raises(Exception, match="unknown --cache"):
         make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16, cache="disk")
+
+
+
+def test_available_memory_reads_memavailable(tmp_path):
+    from dsan_toolkit.train.samples import available_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemFree:          100000 kB\nMemAvailable:    8000000 kB\n")
+    assert available_memory(meminfo) == 8000000 * 1024  # not MemFree: the page cache is reclaimable
+
+
+def test_cache_auto_streams_what_does_not_fit(store, monkeypatch):
+    from dsan_toolkit.train import samples
+
+    m = store.manifest
+    ids = [v.id for v in m.split("train")]
+    monkeypatch.setattr(samples, "available_memory", lambda: 10**12)
+    assert isinstance(samples.make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16), samples.TrainSamples)
+    monkeypatch.setattr(samples, "available_memory", lambda: 1000)
+    streamed = samples.make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16)
+    assert isinstance(streamed, samples.StreamingSamples)

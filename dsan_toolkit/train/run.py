@@ -57,6 +57,7 @@ from .setup import (
     build_model,
     check_store_fits,
     count_params,
+    determinism_restored,
     open_feature_store,
     resolve_device,
     resolve_manifest_for,
@@ -219,13 +220,10 @@ def train(opts: TrainOptions, *, on_event: Listener | None = None) -> TrainResul
     say = emitter(on_event, logger)
     device = resolve_device(opts.device)
     dist = ddp.init_distributed(device)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
-        return _train(opts, device, dist, say)
-    finally:  # --deterministic is process-wide: restore the caller's settings
-        torch.use_deterministic_algorithms(deterministic)
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        with determinism_restored():  # --deterministic is process-wide: restore the caller's settings
+            return _train(opts, device, dist, say)
+    finally:
         ddp.shutdown(dist)
 
 

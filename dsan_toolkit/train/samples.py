@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -308,7 +309,17 @@ def cache_bytes(store: Any, video_ids: Sequence[str], crops: Sequence[int], leng
     return rows * int(store.feature_dim) * 4
 
 
-def available_memory() -> int | None:
+def available_memory(meminfo: str | Path = "/proc/meminfo") -> int | None:
+    """Bytes a new allocation can take without swapping: ``MemAvailable`` of ``/proc/meminfo``
+    (free memory plus the page cache the kernel can reclaim); the free pages where there is no
+    such file (not Linux); None when neither is known."""
+    try:
+        with open(meminfo, encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):

@@ -9,7 +9,7 @@ and ``dsan score`` share, below all of them:
   the manifest it is used with, and a clear refusal when they do not fit;
 - :func:`text_encoder_spec` / :func:`load_clip_for`: which CLIP text encoder a run uses, and
   loading it; :func:`build_model`, :func:`count_params`;
-- :func:`seed_everything`; the selection labels of a run's checkpoints and evaluations
+- :func:`seed_everything`, :func:`determinism_restored`; the selection labels of a run's checkpoints and evaluations
   (:data:`LAST`, :data:`BEST`).
 """
 
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -115,17 +116,41 @@ def resolve_manifest_for(store: Any, dataset: str | None) -> Manifest:
 # determinism, CLIP, model
 
 
+CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, numpy and torch; ``deterministic`` also switches the process to deterministic
+    algorithms (cuDNN, cuBLAS workspace): see :func:`determinism_restored`."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        os.environ.setdefault(CUBLAS_WORKSPACE, ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+@contextmanager
+def determinism_restored() -> Iterator[None]:
+    """Give back, when the block ends, the process-wide settings that :func:`seed_everything`
+    changes for a deterministic run: deterministic algorithms, the cuDNN flags and
+    ``CUBLAS_WORKSPACE_CONFIG``."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    cublas = os.environ.get(CUBLAS_WORKSPACE)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        if cublas is None:
+            os.environ.pop(CUBLAS_WORKSPACE, None)
+        else:
+            os.environ[CUBLAS_WORKSPACE] = cublas
 
 
 def text_encoder_spec(backbone: dict[str, Any], clip_weights: Path | None = None,
