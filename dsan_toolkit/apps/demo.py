@@ -132,7 +132,7 @@ def run_demo(
             say(f"    [{n_done[0]}/{len(manifest)}] {d.get('id')}: T={d.get('T')} {d.get('status')}")
 
     res = extract_features(manifest, data, store, tiny_extract_config(),
-                           RunOptions(device=device, progress=False), on_event=on_event)
+                           RunOptions(device=device), on_event=on_event)
     if not res.ok:
         raise InputError(f"feature extraction failed for {len(res.failed)} video(s): {res.failed[:3]}")
     timings["extract"] = time.perf_counter() - t

@@ -263,7 +263,7 @@ def extract_like_store(video: Path, store: Any, *, crop: int, device: str,
     one = Manifest(info, (rec,))
     with tempfile.TemporaryDirectory(prefix="dsan-score-") as tmp:
         res = extract_features(one, video.parent, Path(tmp) / "one.zarr", cfg,
-                               RunOptions(device=str(dev), workers=0, progress=False, cpu_threads=None))
+                               RunOptions(device=str(dev), workers=0, cpu_threads=None))
         if res.failed:
             raise InputError(f"cannot extract features from {video}: {res.failed[0][1]}")
         feats = open_store(Path(tmp) / "one.zarr").read(rec.id, crop=crop)

@@ -81,7 +81,6 @@ class RunOptions:
     encode_in_workers: bool | None = None  # workers also run the model (None: on a CPU device, see pipeline)
     prefetch: int = 2  # work items queued per decode worker
     shard: tuple[int, int] = (0, 1)  # (K, N): this process writes videos i with i % N == K
-    progress: bool = True
     limit: int | None = None  # only the first n pending videos (smoke tests)
     decode_timeout: float = 600.0  # s; a worker stuck longer in one decode call is stopped (0: never)
     # torch threads of a model run on a CPU in the main process (--workers 0, decode-only

@@ -166,7 +166,7 @@ def extract_tiny(manifest: Manifest, root: str | Path, out: str | Path, cfg: Any
     random CLIP (or the ExtractConfig ``cfg``), in process; every video must succeed."""
     from ..extract import RunOptions, extract_features, tiny_extract_config
 
-    res = extract_features(manifest, root, out, cfg or tiny_extract_config(), RunOptions(workers=0, progress=False))
+    res = extract_features(manifest, root, out, cfg or tiny_extract_config(), RunOptions(workers=0))
     if not res.ok:
         raise AssertionError(f"extraction failed: {res.failed}")
     return Path(out)

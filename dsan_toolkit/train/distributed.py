@@ -23,7 +23,6 @@ from ..utils.torchrun import torchrun_env
 class DistInfo:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     backend: str | None = None
 
     @property
@@ -45,7 +44,7 @@ def init_distributed(device: torch.device) -> DistInfo:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=env.rank, world_size=env.world_size, local_rank=env.local_rank, backend=backend)
+    return DistInfo(rank=env.rank, world_size=env.world_size, backend=backend)
 
 
 def shutdown(info: DistInfo) -> None:

@@ -2,11 +2,11 @@
 
 Every crop of every training video is one sample (the official lists hold all 10 crops). Each
 sample is resampled to ``visual_length`` rows the official way (T > L: the mean over the bins
-``linspace(0, T, L + 1)`` cast to int32; T <= L: zero padding, length T). The resampled rows of
-the whole split are computed once, vectorised over all videos (:func:`resample_ragged`), and
-kept in memory as one ragged table; a batch is a single gather from it
-(:meth:`TrainSamples.batch`). A split that does not fit in memory is read per batch
-(:class:`StreamingSamples`, same batches); :func:`make_train_samples` chooses.
+``linspace(0, T, L + 1)`` cast to int32; T <= L: zero padding, length T; :func:`resample_video`).
+The resampled rows of the whole split are computed once, each video's crops together in a
+thread pool (:func:`build_train_samples`), and kept in memory as one ragged table; a batch is a
+single gather from it (:meth:`TrainSamples.batch`). A split that does not fit in memory is read
+per batch (:class:`StreamingSamples`, same batches); :func:`make_train_samples` chooses.
 """
 
 from __future__ import annotations
@@ -26,63 +26,7 @@ from ..models.api import TrainBatch, labels_from_codes
 
 
 # ---------------------------------------------------------------------------------------
-# vectorised official resampling
-
-
-def resample_ragged(
-    rows: np.ndarray, offsets: np.ndarray, length: int, *, block: int = 64
-) -> tuple[np.ndarray, np.ndarray]:
-    """Official training resampling of many videos at once.
-
-    ``rows`` (sum T, D), ``offsets`` (N + 1,). Returns ``(out_rows (sum min(T, L), D), out_lengths (N,))``
-    where video i's resampled rows are ``out_rows[cs[i]:cs[i+1]]`` with ``cs`` the cumulative
-    sum of ``out_lengths``: T > L gives L bin means (bins ``linspace(0, T, L + 1)`` as int32),
-    T <= L the T rows unchanged (the zero padding is added at batch time). Means are float32
-    sums in row order divided by the count (the official float32 ``np.mean`` sums pairwise:
-    results agree to float32 rounding).
-    """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    t = np.diff(offsets)
-    if (t <= 0).any():
-        raise InputError("every video needs at least one feature row")
-    long = t > length
-    out_len = np.where(long, length, t)
-    n_long = int(long.sum())
-    edges = _linspace_int32(t[long], length) if n_long else np.zeros((0, length + 1), np.int64)
-    # assemble starts in video order
-    long_idx = np.flatnonzero(long)
-    total = int(out_len.sum())
-    out_start = np.concatenate([[0], np.cumsum(out_len)])
-    starts = np.empty(total, dtype=np.int64)
-    ends = np.empty(total, dtype=np.int64)
-    # short videos: each row its own bin
-    short_idx = np.flatnonzero(~long)
-    if short_idx.size:
-        seg = _ragged_arange(t[short_idx])
-        owner = np.repeat(short_idx, t[short_idx])
-        dst = out_start[owner] + seg
-        starts[dst] = offsets[owner] + seg
-        ends[dst] = starts[dst] + 1
-    if n_long:
-        dst = (out_start[long_idx][:, None] + np.arange(length)[None, :]).reshape(-1)
-        starts[dst] = (offsets[long_idx][:, None] + edges[:, :-1]).reshape(-1)
-        ends[dst] = (offsets[long_idx][:, None] + edges[:, 1:]).reshape(-1)
-    # bins tile each video's rows and videos tile ``rows``: one segment sum (index_add, float32
-    # accumulation in row order, as a plain loop would) per block of videos
-    out = np.empty((total, rows.shape[1]), dtype=np.float32)
-    for a, b in _blocks(len(t), block):
-        r0, r1 = int(offsets[a]), int(offsets[b])
-        o0, o1 = int(out_start[a]), int(out_start[b])
-        counts = ends[o0:o1] - starts[o0:o1]
-        seg = torch.from_numpy(np.repeat(np.arange(o1 - o0), counts))
-        acc = torch.zeros(o1 - o0, rows.shape[1], dtype=torch.float32)
-        acc.index_add_(0, seg, torch.from_numpy(np.ascontiguousarray(rows[r0:r1], dtype=np.float32)))
-        out[o0:o1] = (acc / torch.from_numpy(counts.astype(np.float32))[:, None]).numpy()
-    return out, out_len.astype(np.int64)
-
-
-def _blocks(n: int, size: int) -> list[tuple[int, int]]:
-    return [(a, min(a + size, n)) for a in range(0, n, size)]
+# official resampling
 
 
 def _linspace_int32(t: np.ndarray, length: int) -> np.ndarray:
@@ -94,14 +38,20 @@ def _linspace_int32(t: np.ndarray, length: int) -> np.ndarray:
     return vals.astype(np.int32).astype(np.int64)
 
 
-def _ragged_arange(counts: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(c) for every c in counts."""
-    counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    return np.arange(total, dtype=np.int64) - starts
+def resample_video(x: np.ndarray, length: int) -> np.ndarray:
+    """Official training resampling of one video's crops at once: ``x`` (C, T, D) ->
+    (C, min(T, L), D) (bin means for T > L, the rows unchanged otherwise; no padding)."""
+    t = x.shape[1]
+    if t == 0:
+        raise InputError("every video needs at least one feature row")
+    if t <= length:
+        return np.asarray(x, dtype=np.float32)
+    edges = _linspace_int32(np.array([t]), length)[0]
+    counts = np.diff(edges)
+    seg = torch.from_numpy(np.repeat(np.arange(length), counts))
+    acc = torch.zeros(x.shape[0], length, x.shape[2], dtype=torch.float32)
+    acc.index_add_(1, seg, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return (acc / torch.from_numpy(counts.astype(np.float32))[None, :, None]).numpy()
 
 
 # ---------------------------------------------------------------------------------------
@@ -158,22 +108,6 @@ class TrainSamples:
             feats = self.table.index_select(0, gi).view(len(idx), self.length, -1)
         return TrainBatch(feats=feats, lengths=self.lengths[idx].clone(), labels=self.labels[idx].clone(),
                           anomalous=self.anomalous[idx].clone())
-
-
-def resample_video(x: np.ndarray, length: int) -> np.ndarray:
-    """Official training resampling of one video's crops at once: ``x`` (C, T, D) ->
-    (C, min(T, L), D) (bin means for T > L, the rows unchanged otherwise; no padding)."""
-    t = x.shape[1]
-    if t == 0:
-        raise InputError("every video needs at least one feature row")
-    if t <= length:
-        return np.asarray(x, dtype=np.float32)
-    edges = _linspace_int32(np.array([t]), length)[0]
-    counts = np.diff(edges)
-    seg = torch.from_numpy(np.repeat(np.arange(length), counts))
-    acc = torch.zeros(x.shape[0], length, x.shape[2], dtype=torch.float32)
-    acc.index_add_(1, seg, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    return (acc / torch.from_numpy(counts.astype(np.float32))[None, :, None]).numpy()
 
 
 def build_train_samples(
