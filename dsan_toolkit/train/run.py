@@ -171,8 +171,9 @@ def resolve_config(opts: TrainOptions, store: Any, manifest: Manifest, method: M
 # the public entry point
 
 
-def prepare_run_dir(out: Path, cfg: RunConfig, is_main: bool = True) -> str:
-    """'new', 'resume' or 'finished'; refuses a run directory of another configuration."""
+def prepare_run_dir(out: Path, cfg: RunConfig) -> str:
+    """'new', 'resume' or 'finished'; refuses a run directory of another configuration and
+    creates a new one with its ``config.json`` (rank 0 only)."""
     cj = out / "config.json"
     if cj.is_file():
         try:
@@ -190,13 +191,12 @@ def prepare_run_dir(out: Path, cfg: RunConfig, is_main: bool = True) -> str:
         raise InputError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not a run directory; choose a new --out")
-    if is_main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "checkpoints").mkdir(exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create the run directory {out}: {exc.strerror or exc}") from None
-        atomic_write_json(out / "config.json", config_json(cfg))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the run directory {out}: {exc.strerror or exc}") from None
+    atomic_write_json(out / "config.json", config_json(cfg))
     return "new"
 
 
@@ -291,9 +291,9 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
         else:
             trainer.model.load_state_dict(trainer.state.best_model)
             ck = out / "checkpoints" / "best-on-test.safetensors"
-            save_weights(trainer.model, ck, trainer.checkpoint_meta(BEST, selection_metric=cfg.selection_metric,
-                                                           value=trainer.state.best_value,
-                                                           best_step=trainer.state.best_step))
+            save_weights(trainer.model, ck, trainer.checkpoint_meta(
+                BEST, selection_metric=cfg.selection_metric, value=trainer.state.best_value,
+                best_step=trainer.state.best_step))
         rec = evaluate_and_write(
             trainer.method, trainer.model, trainer.manifest, trainer.test, out / "eval" / label,
             length=cfg.preset.visual_length, device=trainer.device, batch=trainer.eval_batch,

@@ -25,8 +25,8 @@ from ..models.api import Method, MethodPreset, OptimSpec
 from ..models.input_norm import fit_input_norm
 from ..progress import ADVANCE, DONE, TASK, Listener, ProgressEvent
 from . import distributed as ddp
-from .checkpoint import RunConfig, config_json, load_resume, rng_state, save_resume, save_weights, set_rng_state
 from .batching import BatchPlan, iterate_batches
+from .checkpoint import RunConfig, config_json, load_resume, rng_state, save_resume, save_weights, set_rng_state
 from .evaluate import predict_testset, selection_value
 from .runlog import RunLog
 from .samples import make_train_samples
@@ -88,6 +88,14 @@ def _trainable_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def build_optimizers(method: Method, model: torch.nn.Module, preset: MethodPreset, plan: BatchPlan) -> list[OptimSpec]:
+    """The method's optimisers for the steps an epoch runs; a per-iteration schedule is sized
+    as the official code does, for the sum of the official loaders' lengths
+    (``schedule_iters_per_epoch``: twice the steps run on paired batches, an official quirk)."""
+    return method.optimizers(model, preset, plan.steps_per_epoch(),
+                             schedule_iters_per_epoch=int(sum(plan.loader_lengths())))
 
 
 class Trainer:
@@ -289,12 +297,4 @@ class Trainer:
                     return False
             ddp.barrier(self.dist)
         return True
-
-
-def build_optimizers(method: Method, model: torch.nn.Module, preset: MethodPreset, plan: BatchPlan) -> list[OptimSpec]:
-    """The method's optimisers for the steps an epoch runs; a per-iteration schedule is sized
-    as the official code does, for the sum of the official loaders' lengths
-    (``schedule_iters_per_epoch``: twice the steps run on paired batches, an official quirk)."""
-    return method.optimizers(model, preset, plan.steps_per_epoch(),
-                             schedule_iters_per_epoch=int(sum(plan.loader_lengths())))
 
