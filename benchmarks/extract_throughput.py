@@ -157,7 +157,7 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
     device = torch.device(args.device)
     rcfg = resolve_config(cfg, device, bundle.info.image_size)
     crops = parse_crops(crops_name)
-    opts = RunOptions(device=args.device, workers=args.workers, batch_size=args.batch_size, progress=False,
+    opts = RunOptions(device=args.device, workers=args.workers, batch_size=args.batch_size,
                       encode_in_workers=False if args.decode_only_workers else None)
     call = Encoder(bundle.model, rcfg, opts, device, bundle.info).frames_per_call() * len(crops)
     batches = sorted({call, args.batch_size})

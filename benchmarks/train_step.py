@@ -294,7 +294,7 @@ class Stepper:
 
 
 def our_stepper(method: Any, model: Any, batch: TrainBatch, preset: Any) -> Stepper:
-    specs = method.optimizers(model, preset, iters_per_epoch=100)
+    specs = method.optimizers(model, preset, 100, schedule_iters_per_epoch=200)  # the official two loaders
     return Stepper(lambda: method.loss(model, batch, preset)[0], [s.optimizer for s in specs],
                    [s.scheduler for s in specs if s.step_on == "iter" and s.scheduler is not None])
 

@@ -6,7 +6,7 @@ Data loading, on the same synthetic UCF-shaped store (T log-normal around 250 sn
   look-up of the item's row in a ``path,label`` list, ``np.load`` of its per-crop ``.npy``
   file and the loop-based uniform-average resampling to 256 rows -- reimplemented here as the
   reference (the features are exported to ``.npy`` files first, as the released features are);
-- ``ours, cold``: :func:`dsan_toolkit.train.data.build_train_samples` reading the Zarr store
+- ``ours, cold``: :func:`dsan_toolkit.train.samples.build_train_samples` reading the Zarr store
   and resampling the whole split, vectorised (what a run does once at start);
 - ``ours, warm``: assembling the official paired batches (64 normal + 64 anomalous) of one
   epoch from the in-memory cache (what every step does).
@@ -75,7 +75,8 @@ def official_style_items_per_s(store, ids: list[str], crops: list[int], workdir:
 
 
 def ours_items_per_s(store, ids: list[str], crops: list[int]) -> tuple[float, float, object]:
-    from dsan_toolkit.train.data import BatchPlan, build_train_samples, iterate_batches
+    from dsan_toolkit.train.batching import BatchPlan, iterate_batches
+    from dsan_toolkit.train.samples import build_train_samples
 
     m = store.manifest
     t0 = time.perf_counter()
@@ -95,8 +96,9 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
     from dsan_toolkit.models.registry import get_method
     from dsan_toolkit.store import open_store
     from dsan_toolkit.train import distributed as ddp
-    from dsan_toolkit.train.data import iterate_batches
-    from dsan_toolkit.train.loop import Trainer, TrainOptions, resolve_config
+    from dsan_toolkit.train.batching import iterate_batches
+    from dsan_toolkit.train.run import TrainOptions, resolve_config
+    from dsan_toolkit.train.trainer import Trainer
 
     store = open_store(store_path)
     m = get_method(method)
@@ -106,7 +108,7 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
                             overrides={"batch_size": batch_size}, device=device, progress=False,
                             clip_model=None if preset == "tiny" else "ViT-B-16")
         cfg = resolve_config(opts, store, store.manifest, m, 1)
-        tr = Trainer(opts, cfg, m, store.manifest, store, torch.device(device), ddp.DistInfo())
+        tr = Trainer(cfg, m, store.manifest, store, torch.device(device), ddp.DistInfo(), out=opts.out)
         tr.setup()
         tr.model.train()
         batches = tr.plan.epoch(0)[: steps + 1]
@@ -116,7 +118,7 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            tr._step(batch, share)
+            tr.step(batch, share)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)

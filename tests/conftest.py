@@ -43,7 +43,7 @@ def xd_feature_store(tmp_path_factory):
 def vadclip_xd_run(xd_feature_store, tmp_path_factory):
     """One epoch of vadclip (tiny preset) on :func:`xd_feature_store`. Read it, or copy it before
     changing anything."""
-    from dsan_toolkit.train.loop import TrainOptions, train
+    from dsan_toolkit.train.run import TrainOptions, train
 
     run = tmp_path_factory.mktemp("xd-run") / "run"
     res = train(TrainOptions(method="vadclip", features=xd_feature_store, out=run, preset="tiny", seed=0, epochs=1,
@@ -62,7 +62,7 @@ def extracted_world(tmp_path_factory):
     from pathlib import Path
 
     from dsan_toolkit.testing import SMALL_SYNTH, extract_tiny, synthetic_dataset
-    from dsan_toolkit.train.loop import TrainOptions, train
+    from dsan_toolkit.train.run import TrainOptions, train
 
     root = tmp_path_factory.mktemp("extracted")
     data, manifest = synthetic_dataset(root / "data", SMALL_SYNTH)

@@ -58,7 +58,7 @@ def test_the_same_file_gets_the_same_failure_kind_everywhere(bad, tmp_path):
     report = verify_dataset(m, root, workers=2)
     assert {c.id: c.status for c in report.checks if not c.ok} == kinds
     res = extract_features(m, root, tmp_path / "x.zarr", ExtractConfig(model=TINY_MODEL, pretrained=None, crops="center"),
-                           RunOptions(workers=1, progress=False))
+                           RunOptions(workers=1))
     assert {vid: kind_of(error) for vid, error in res.failed} == kinds
     store = open_store(tmp_path / "x.zarr")
     assert {vid: kind_of(store.video_info(vid)["error"]) for vid in store.video_ids("failed")} == kinds

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsan_toolkit.bench.demo import compact_markdown
+from dsan_toolkit.apps.demo import compact_markdown
 from dsan_toolkit.bench.report import BenchReport, PredictionSet, VideoPrediction, frame_gt, render
 from dsan_toolkit.bench.runner import BenchConfig, build_report
 from dsan_toolkit.bench.table import (

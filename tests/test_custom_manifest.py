@@ -191,8 +191,7 @@ def test_cli_create_errors(cli, videos, tmp_path):
 
 
 def test_unreadable_rows_refused_kept_marked_or_skipped(cli, videos, tmp_path):
-    from dsan_toolkit.bench.demo import demo_extract_config
-    from dsan_toolkit.extract import RunOptions, extract_features
+    from dsan_toolkit.extract import RunOptions, extract_features, tiny_extract_config
     from dsan_toolkit.store import open_store
 
     make_zero_byte(videos / "unr" / "zero.mp4")
@@ -218,6 +217,6 @@ def test_unreadable_rows_refused_kept_marked_or_skipped(cli, videos, tmp_path):
     # verify and extract record the marked rows as failed and go on with the rest
     rep = verify_dataset(m, videos)
     assert {c.id for c in rep.checks if c.status != "ok"} == {"zero", "gone"}
-    res = extract_features(m, videos, tmp_path / "f.zarr", demo_extract_config(), RunOptions(workers=0, progress=False))
+    res = extract_features(m, videos, tmp_path / "f.zarr", tiny_extract_config(), RunOptions(workers=0))
     assert {vid for vid, _ in res.failed} == {"zero", "gone"} and res.done == 5
     assert sorted(open_store(tmp_path / "f.zarr").video_ids("failed")) == ["gone", "zero"]

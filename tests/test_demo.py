@@ -34,7 +34,7 @@ def test_demo_end_to_end_then_resumes(tmp_path, cli):
 
 
 def test_demo_adds_training_videos_but_keeps_the_default_test_split():
-    from dsan_toolkit.bench.demo import demo_synth_config
+    from dsan_toolkit.apps.demo import demo_synth_config
     from dsan_toolkit.datasets.synth import SynthConfig, plan_dataset
 
     demo, default = plan_dataset(demo_synth_config()), plan_dataset(SynthConfig())

@@ -159,7 +159,7 @@ def test_official_checkpoint_round_trip(tmp_path, tiny_clip):
     preset = SMALL
     model = build(preset, tiny_clip)
     model.train()
-    opts = METHOD.optimizers(model, preset, 4)
+    opts = METHOD.optimizers(model, preset, 4, schedule_iters_per_epoch=8)
     b = batch(preset)
     for _ in range(2):  # move the weights away from their initialisation
         loss, _ = METHOD.loss(model, b, preset)
@@ -407,7 +407,7 @@ def test_ablations_change_the_computation(tiny_clip):
 
 def test_optimizers_partition_and_schedules(tiny_clip):
     model = build(SMALL, tiny_clip)
-    specs = METHOD.optimizers(model, SMALL, 7)
+    specs = METHOD.optimizers(model, SMALL, 7, schedule_iters_per_epoch=14)
     assert [(s.name, s.step_on) for s in specs] == [("main", "epoch"), ("refiner", "iter")]
     main = {id(p) for g in specs[0].optimizer.param_groups for p in g["params"]}
     ref = {id(p) for g in specs[1].optimizer.param_groups for p in g["params"]}
@@ -439,7 +439,7 @@ def test_training_learns(tiny_clip):
         labels[per_half:, 1] = 1
         return TrainBatch(feats, torch.full((2 * per_half,), n), labels, labels[:, 0] == 0), gt
 
-    specs = METHOD.optimizers(model, preset, 15)
+    specs = METHOD.optimizers(model, preset, 15, schedule_iters_per_epoch=30)
     for _ in range(15):
         b, _ = make(4)
         model.train()

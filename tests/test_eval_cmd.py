@@ -87,7 +87,7 @@ def test_eval_official_format_checkpoint(run, plain_run, store, tmp_path):
     from dsan_toolkit.models.registry import get_method
     from dsan_toolkit.store import open_store
     from dsan_toolkit.train.checkpoint import load_weights, run_config_from_json
-    from dsan_toolkit.train.loop import build_model
+    from dsan_toolkit.train.setup import build_model
 
     from dsan_toolkit.errors import InputError
 

@@ -125,7 +125,7 @@ def test_snippet_rules_encode_the_right_frames(videos, tmp_path, rule):
     root, m = videos
     sub = m.select(["train_normal_000"])
     cfg = ExtractConfig(**TINY, snippet=rule, crops="center")
-    res = extract_features(sub, root, tmp_path / "a.zarr", cfg, RunOptions(workers=0, progress=False))
+    res = extract_features(sub, root, tmp_path / "a.zarr", cfg, RunOptions(workers=0))
     assert res.done == 1
     from dsan_toolkit.clip import create_clip
     import decord
@@ -161,7 +161,7 @@ def reference(videos, tmp_path_factory):
     root, m = videos
     ref = tmp_path_factory.mktemp("ref") / "ref.zarr"
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
-    extract_features(m, root, ref, cfg, RunOptions(workers=0, batch_size=16, block_frames=16, progress=False))
+    extract_features(m, root, ref, cfg, RunOptions(workers=0, batch_size=16, block_frames=16))
     return open_store(ref)
 
 
@@ -210,7 +210,7 @@ def test_store_made_in_fp16_on_gpu_is_re_extracted_in_fp32_on_cpu(videos, refere
     """`dsan score`'s re-extraction uses the store's config; fp16 (recorded by a CUDA run) runs as fp32 on CPU."""
     import dataclasses
 
-    from dsan_toolkit.bench.score import _extract_like_store
+    from dsan_toolkit.apps.score import extract_like_store
     from dsan_toolkit.clip import create_clip
     from dsan_toolkit.config import from_dict
     from dsan_toolkit.errors import InputError
@@ -236,7 +236,7 @@ def test_store_made_in_fp16_on_gpu_is_re_extracted_in_fp32_on_cpu(videos, refere
     assert from_dict(s.attrs["config"], ExtractConfig).precision == "fp16"
     v = next(v for v in m.videos if v.id == "train_normal_001")
     said: list[str] = []
-    feats, L, random_bb = _extract_like_store(root / v.path, s, crop=0, device="cpu", say=said.append)
+    feats, L, random_bb = extract_like_store(root / v.path, s, crop=0, device="cpu", say=said.append)
     assert L == 16 and random_bb is True  # the tiny backbone is random and says so
     assert any("fp16" in x and "fp32" in x for x in said)
     np.testing.assert_allclose(feats, reference.read(v.id, 0), rtol=1e-4, atol=1e-5)
@@ -249,7 +249,7 @@ def test_two_workers_equal_in_process_whether_or_not_they_encode(videos, referen
     from dsan_toolkit.extract.pipeline import _lanes
 
     root, m = videos
-    opts = RunOptions(workers=2, batch_size=16, block_frames=16, progress=False, encode_in_workers=encode_in_workers)
+    opts = RunOptions(workers=2, batch_size=16, block_frames=16, encode_in_workers=encode_in_workers)
     assert _lanes(torch.device("cpu"), opts, len(m)) == (2 if encode_in_workers else 0)
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
     events: list[tuple[str, str]] = []
@@ -274,7 +274,7 @@ def test_the_same_bytes_whatever_the_workers(videos, tmp_path, crops):
     stores = []
     for workers in (0, 1, 2):
         out = tmp_path / f"w{workers}.zarr"
-        res = extract_features(sub, root, out, cfg, RunOptions(workers=workers, progress=False))
+        res = extract_features(sub, root, out, cfg, RunOptions(workers=workers))
         assert res.done == len(sub) - 1
         stores.append(open_store(out))
     assert len({s.content_hash() for s in stores}) == 1
@@ -292,7 +292,7 @@ def test_default_workers_and_refused_gpu_encoding_workers(videos, tmp_path):
     root, m = videos
     with pytest.raises(InputError, match="CPU devices"):
         extract_features(m, root, tmp_path / "g.zarr", ExtractConfig(**TINY, crops="center"),
-                         RunOptions(device="cuda", encode_in_workers=True, progress=False))
+                         RunOptions(device="cuda", encode_in_workers=True))
     assert not (tmp_path / "g.zarr").exists()
 
 
@@ -374,7 +374,7 @@ def test_a_video_that_kills_its_worker_twice_is_failed_and_the_rest_go_on(videos
     victim = m.videos[3].id
     _crash_worker_on(monkeypatch, victim)
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
-    res = extract_features(m, root, tmp_path / "c.zarr", cfg, RunOptions(workers=2, batch_size=16, progress=False))
+    res = extract_features(m, root, tmp_path / "c.zarr", cfg, RunOptions(workers=2, batch_size=16))
     failed = dict(res.failed)
     assert set(failed) == {victim, "broken"} and "decoder crashed" in failed[victim]
     assert res.done == len(m) - 2
@@ -393,7 +393,7 @@ def test_a_worker_crash_once_loses_nothing(videos, reference, tmp_path, monkeypa
     root, m = videos
     _crash_worker_on(monkeypatch, m.videos[6].id, marker=tmp_path / "crashed-once")
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
-    opts = RunOptions(workers=2, batch_size=16, progress=False, encode_in_workers=False)
+    opts = RunOptions(workers=2, batch_size=16, encode_in_workers=False)
     res = extract_features(m, root, tmp_path / "o.zarr", cfg, opts)
     assert (tmp_path / "crashed-once").exists()
     assert [vid for vid, _ in res.failed] == ["broken"] and res.done == len(m) - 1
@@ -416,7 +416,7 @@ def test_workers_that_die_before_taking_a_video_end_the_run_with_a_message(video
     root, m = videos
     with pytest.raises(DsanError, match="died before it took a video"):
         extract_features(m, root, tmp_path / "d.zarr", ExtractConfig(**TINY, crops="center"),
-                         RunOptions(workers=2, progress=False))
+                         RunOptions(workers=2))
     assert not open_store(tmp_path / "d.zarr").complete
 
 
@@ -440,7 +440,7 @@ def test_a_decoder_that_hangs_is_stopped_retried_then_failed(videos, reference, 
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
     t0 = _time.monotonic()
     res = extract_features(m, root, tmp_path / "h.zarr", cfg,
-                           RunOptions(workers=2, batch_size=16, decode_timeout=1.0, progress=False))
+                           RunOptions(workers=2, batch_size=16, decode_timeout=1.0))
     assert _time.monotonic() - t0 < 60
     failed = dict(res.failed)
     assert set(failed) == {victim, "broken"} and failed[victim].startswith("decoder hung: one decode call took more than 1 s")

@@ -17,7 +17,7 @@ from dsan_toolkit.models.input_norm import attach_input_norm, normalize_features
 from dsan_toolkit.store import open_store
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
 from dsan_toolkit.train.evaluate import read_predictions
-from dsan_toolkit.train.loop import TrainOptions, train
+from dsan_toolkit.train.run import TrainOptions, train
 
 
 @pytest.fixture(scope="module")

@@ -264,7 +264,7 @@ def test_mil_method_trains_and_predicts():
     feats[4:, :4] += 3.0  # anomalous bags carry an event
     labels = labels_from_codes([["A"]] * 4 + [["B"]] * 4, classes)
     batch = TrainBatch(feats, torch.full((8,), 32), labels, labels[:, 0] == 0)
-    opt = m.optimizers(model, preset, 1)[0].optimizer
+    opt = m.optimizers(model, preset, 1, schedule_iters_per_epoch=1)[0].optimizer
     first = None
     for _ in range(30):
         loss, logs = m.loss(model, batch, preset)

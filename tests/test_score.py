@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from dsan_toolkit.bench.score import describe_intervals, find_intervals, frame_table
+from dsan_toolkit.apps.score import describe_intervals, find_intervals, frame_table
 
 
 @pytest.fixture()

@@ -4,6 +4,7 @@ labelling, the run directory contract, and bad inputs."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,6 @@ def test_dsanet_learns(store, tmp_path):
 
 def _kill_after_checkpoint(cmd: list[str], log: Path, min_step: int) -> None:
     """Start ``cmd``, SIGKILL it as soon as ``log`` records a checkpoint at step >= min_step."""
-    import os
     import signal
     import subprocess
     import sys
@@ -183,6 +183,7 @@ def test_resume_after_sigkill_equals_uninterrupted(vadclip_run, store, tmp_path)
 
 def test_best_on_test_keeps_both_numbers_labelled(store, tmp_path):
     out = tmp_path / "best"
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--epochs", 1,
                            "--select", "best-on-test", "--set", "eval_every_iters=1",
                            "--set", "reload_best_each_epoch=true", "--deterministic", *FAST)
@@ -190,6 +191,7 @@ def test_best_on_test_keeps_both_numbers_labelled(store, tmp_path):
     import torch
 
     assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == cublas
     assert json.loads((out / "config.json").read_text())["config"]["deterministic"] is True
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["select"] == "best-on-test" and summary["selected"] == "best-on-test"
@@ -306,7 +308,6 @@ def test_refuses_a_store_missing_videos(tmp_path):
 def test_piped_training_prints_a_line_per_epoch(store, tmp_path):
     """In a log (stdout/stderr not a terminal) training is not silent: one plain line per epoch,
     no bar characters, no wrapped lines; --no-progress keeps only the messages."""
-    import os
     import subprocess
     import sys
 

@@ -12,15 +12,10 @@ import torch
 from dsan_toolkit.models.sampling import resample_uniform, split_chunks
 from dsan_toolkit.store import open_store
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
+from dsan_toolkit.train.batching import BatchPlan, shard
 from dsan_toolkit.train.checkpoint import decode_state, encode_state, rng_state, set_rng_state
-from dsan_toolkit.train.data import (
-    BatchPlan,
-    build_test_set,
-    build_train_samples,
-    resample_ragged,
-    resample_video,
-    shard,
-)
+from dsan_toolkit.train.samples import build_train_samples, resample_video
+from dsan_toolkit.train.testset import build_test_set
 
 
 def _official_uniform_extract(feat: np.ndarray, length: int) -> tuple[np.ndarray, int]:
@@ -44,36 +39,28 @@ def store(tmp_path_factory):
     return open_store(path)
 
 
-def test_resample_ragged_matches_official_loop():
+def test_resample_video_matches_official_loop():
     rng = np.random.default_rng(0)
     length = 32
-    ts = [1, 5, 31, 32, 33, 63, 64, 65, 100, 257, 1000]
-    feats = [rng.standard_normal((t, 6)).astype(np.float32) for t in ts]
-    rows = np.concatenate(feats)
-    offsets = np.concatenate([[0], np.cumsum(ts)])
-    out, lens = resample_ragged(rows, offsets, length, block=4)
-    starts = np.concatenate([[0], np.cumsum(lens)])
-    for i, f in enumerate(feats):
-        ref, n = _official_uniform_extract(f, length)
-        assert lens[i] == n
-        np.testing.assert_allclose(out[starts[i] : starts[i + 1]], ref[:n], rtol=0, atol=2e-6)
-        theirs, n2 = resample_uniform(f, length)
-        assert n2 == n
-        np.testing.assert_allclose(out[starts[i] : starts[i + 1]], theirs[:n], rtol=0, atol=2e-6)
-    # short videos are copied bit for bit
-    np.testing.assert_array_equal(out[starts[1] : starts[2]], feats[1])
-    # per video, all crops at once (what the training cache uses)
-    for f in feats:
-        crops = np.stack([f, -f, 2 * f])
+    for t in [1, 5, 31, 32, 33, 63, 64, 65, 100, 257, 1000]:
+        f = rng.standard_normal((t, 6)).astype(np.float32)
+        crops = np.stack([f, -f, 2 * f])  # all crops of a video at once (what the training cache uses)
         got = resample_video(crops, length)
+        ref, n = _official_uniform_extract(f, length)
+        theirs, n2 = resample_uniform(f, length)
+        assert got.shape == (3, n, 6) and n2 == n
+        np.testing.assert_allclose(got[0], ref[:n], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(got[0], theirs[:n], rtol=0, atol=2e-6)
         for c in range(3):
-            ref, n = _official_uniform_extract(crops[c], length)
+            ref, _ = _official_uniform_extract(crops[c], length)
             np.testing.assert_allclose(got[c], ref[:n], rtol=0, atol=2e-6)
+        if t <= length:  # short videos are copied bit for bit
+            np.testing.assert_array_equal(got, crops)
 
 
-def test_resample_ragged_refuses_empty_video():
+def test_resample_video_refuses_empty_video():
     with pytest.raises(Exception, match="at least one"):
-        resample_ragged(np.zeros((3, 2), np.float32), np.array([0, 3, 3]), 8)
+        resample_video(np.zeros((2, 0, 4), np.float32), 8)
 
 
 def test_train_samples_every_crop_of_every_video(store):
@@ -202,7 +189,7 @@ def test_rng_state_round_trip():
 def test_prefetched_batches_equal_direct_ones(store):
     """The training loop's path (background assembly into a ring of reused buffers) yields the
     same batches as direct assembly, as long as a batch is used before two more are asked for."""
-    from dsan_toolkit.train.data import iterate_batches
+    from dsan_toolkit.train.batching import iterate_batches
 
     m = store.manifest
     s = build_train_samples(store, m, [v.id for v in m.split("train")], store.crop_ids, m.info.classes, 16)
@@ -220,7 +207,7 @@ def test_prefetched_batches_equal_direct_ones(store):
 
 
 def test_streaming_samples_give_the_cached_batches(store):
-    from dsan_toolkit.train.data import StreamingSamples, make_train_samples
+    from dsan_toolkit.train.samples import StreamingSamples, make_train_samples
 
     m = store.manifest
     ids = [v.id for v in m.split("train")]
@@ -233,3 +220,24 @@ def test_streaming_samples_give_the_cached_batches(store):
     assert torch.equal(a.feats, b.feats) and torch.equal(a.labels, b.labels)
     with pytest.raises(Exception, match="unknown --cache"):
         make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16, cache="disk")
+
+
+
+def test_available_memory_reads_memavailable(tmp_path):
+    from dsan_toolkit.train.samples import available_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemFree:          100000 kB\nMemAvailable:    8000000 kB\n")
+    assert available_memory(meminfo) == 8000000 * 1024  # not MemFree: the page cache is reclaimable
+
+
+def test_cache_auto_streams_what_does_not_fit(store, monkeypatch):
+    from dsan_toolkit.train import samples
+
+    m = store.manifest
+    ids = [v.id for v in m.split("train")]
+    monkeypatch.setattr(samples, "available_memory", lambda: 10**12)
+    assert isinstance(samples.make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16), samples.TrainSamples)
+    monkeypatch.setattr(samples, "available_memory", lambda: 1000)
+    streamed = samples.make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16)
+    assert isinstance(streamed, samples.StreamingSamples)

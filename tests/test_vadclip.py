@@ -57,7 +57,7 @@ def test_only_the_prompt_and_heads_train_and_clip_stays_frozen(method, clip):
     model.train()
     assert not model.text_encoder.training
     before = {n: p.detach().clone() for n, p in model.text_encoder.named_parameters()}
-    opt = method.optimizers(model, preset, iters_per_epoch=1)[0]
+    opt = method.optimizers(model, preset, 1, schedule_iters_per_epoch=2)[0]
     labels = torch.tensor([[1.0, 0, 0], [0, 1, 1]])
     batch = TrainBatch(torch.randn(2, preset.visual_length, 512), torch.tensor([preset.visual_length, 30]), labels, torch.tensor([False, True]))
     loss, logs = method.loss(model, batch, preset)
@@ -130,7 +130,7 @@ def test_training_learns_on_synthetic_events(method, clip):
     labels = torch.zeros(32, 3)
     labels[~anomalous, 0] = 1
     labels[anomalous, 1] = 1
-    opt = method.optimizers(model, preset, iters_per_epoch=4)[0].optimizer
+    opt = method.optimizers(model, preset, 4, schedule_iters_per_epoch=8)[0].optimizer
     model.train()
     for step in range(10):
         idx = torch.cat([torch.randperm(16)[:4], 16 + torch.randperm(16)[:4]])  # paired: normal half first

@@ -150,7 +150,9 @@ def audit_run(
         rep.add("manifest hash", f"{store_path} (manifest)", mh == want_m, want_m, mh)
         scfg = cfg.get("store_config_hash")
         if scfg:
-            got = _store_config_hash(fs)
+            from ..train.store_identity import store_config_hash
+
+            got = store_config_hash(fs)
             rep.add("extraction config hash", store_path, got == scfg, scfg, got)
     _check_artifacts(rep, run, metrics_json, expected, name)
     lock_path = lock or expected.get("lock_path")
@@ -289,11 +291,6 @@ def _result_metrics(entry: Any) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def _store_config_hash(fs: Any) -> str | None:
-    v = (getattr(fs, "attrs", {}) or {}).get(keys.STORE_ATTR_CONFIG_HASH)
-    return None if v is None else str(v)
-
-
 def _capture(device: str) -> dict[str, Any]:
     """The environment in the training loop's schema (same keys as ``environment.json``)."""
     from ..train.environment import capture_environment
@@ -319,7 +316,7 @@ def rerun_and_compare(run: Path, cfg: dict[str, Any], results: dict[str, Any], *
     """Train again from the recorded config (same seed) into a temporary run directory and
     compare every metric of every selection label."""
     from ..train.checkpoint import run_config_from_json
-    from ..train.loop import retrain_from_config
+    from ..train.run import retrain_from_config
 
     with tempfile.TemporaryDirectory(prefix="dsan-audit-rerun-") as tmp:
         out = Path(tmp) / run.name

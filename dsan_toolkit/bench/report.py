@@ -27,7 +27,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..utils.atomic import atomic_write_text  # noqa: F401 - re-exported (bench.score, cli)
 
 REPORT_FORMATS: tuple[str, ...] = ("md", "html", "csv", "json")
 

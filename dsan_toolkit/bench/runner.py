@@ -120,7 +120,7 @@ def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], Non
     """Train and evaluate one job into ``run_dir`` with the library's training loop (which
     evaluates training-free methods into a run directory of the same layout)."""
     from ..progress import DONE
-    from ..train.loop import TrainOptions, train
+    from ..train.run import TrainOptions, train
 
     def forward(ev: Any) -> None:  # the epochs' summaries, as bench lines
         if ev.kind == DONE and ev.text:

@@ -1,6 +1,15 @@
 """Feature extraction: videos -> CLIP features in a store (see :mod:`.pipeline`)."""
 
-from .config import ExtractConfig, RunOptions, auto_workers, distributed_env, parse_shard
+from .config import ExtractConfig, RunOptions, auto_workers, parse_shard, tiny_extract_config, torchrun_options
 from .pipeline import ExtractResult, extract_features
 
-__all__ = ["ExtractConfig", "ExtractResult", "RunOptions", "auto_workers", "distributed_env", "extract_features", "parse_shard"]
+__all__ = [
+    "ExtractConfig",
+    "ExtractResult",
+    "RunOptions",
+    "auto_workers",
+    "extract_features",
+    "parse_shard",
+    "tiny_extract_config",
+    "torchrun_options",
+]

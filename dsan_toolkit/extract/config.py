@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from ..config import register_config
 from ..decode.reader import BLOCK_BYTES
 from ..errors import InputError
+from ..utils.torchrun import TorchrunEnv, torchrun_env
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # intra-op threads of a model run on a CPU, in every layout: the workers that decode and encode
@@ -58,6 +58,14 @@ class ExtractConfig:
             raise InputError("chunk_t must be >= 1")
 
 
+def tiny_extract_config() -> ExtractConfig:
+    """The extraction of ``dsan demo`` and the tests: the tiny random-init CLIP
+    (:data:`~dsan_toolkit.clip.TINY_MODEL`, nothing downloaded), centre crop, middle frame."""
+    from ..clip import TINY_MODEL
+
+    return ExtractConfig(model=TINY_MODEL, pretrained=None, crops="center", snippet="middle", seed=0)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How an extraction runs. On one machine the stored bytes depend on ``device``,
@@ -73,7 +81,6 @@ class RunOptions:
     encode_in_workers: bool | None = None  # workers also run the model (None: on a CPU device, see pipeline)
     prefetch: int = 2  # work items queued per decode worker
     shard: tuple[int, int] = (0, 1)  # (K, N): this process writes videos i with i % N == K
-    progress: bool = True
     limit: int | None = None  # only the first n pending videos (smoke tests)
     decode_timeout: float = 600.0  # s; a worker stuck longer in one decode call is stopped (0: never)
     # torch threads of a model run on a CPU in the main process (--workers 0, decode-only
@@ -118,16 +125,13 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-def distributed_env(environ: dict[str, str] | None = None) -> dict[str, Any] | None:
-    """Rank, world size and local rank under torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``)."""
-    import os
-
-    env = os.environ if environ is None else environ
-    if "RANK" not in env or "WORLD_SIZE" not in env:
-        return None
-    try:
-        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
-        local = int(env.get("LOCAL_RANK", rank))
-    except ValueError:
-        raise InputError("RANK / WORLD_SIZE / LOCAL_RANK must be integers") from None
-    return {"rank": rank, "world_size": world, "local_rank": local}
+def torchrun_options(opts: RunOptions, env: TorchrunEnv | None = None) -> RunOptions:
+    """``opts`` for this process: under torchrun (``env``, default :func:`torchrun_env`) its shard
+    is (RANK, WORLD_SIZE) and ``cuda`` its local GPU; a single process keeps ``opts``. A shard
+    of its own (``--shard``) cannot be combined with torchrun."""
+    env = torchrun_env() if env is None else env
+    if not env.enabled:
+        return opts
+    if opts.shard != (0, 1):
+        raise InputError("--shard cannot be combined with torchrun (the rank and world size come from its env)")
+    return replace(opts, shard=(env.rank, env.world_size), device=env.device(opts.device))

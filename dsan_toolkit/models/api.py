@@ -176,8 +176,14 @@ class Method(ABC):
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
         """Per-snippet outputs for a batch of chunks ``feats`` (B, L, D), ``lengths`` (B,)."""
 
-    def optimizers(self, model: nn.Module, preset: MethodPreset, iters_per_epoch: int) -> list[OptimSpec]:
-        """Optimisers and schedulers as the official code builds them (none for training-free methods)."""
+    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
+                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
+        """Optimisers and schedulers as the official code builds them (none for training-free methods).
+
+        ``steps_per_epoch``: the optimiser steps an epoch runs. ``schedule_iters_per_epoch``: the
+        iterations per epoch the official code sizes a per-iteration schedule for, the sum of
+        its loaders' lengths (paired batches: the normal and the anomalous loader, about twice
+        the steps that run; mixed: the steps). Training always passes both."""
         return []
 
     needs_clip: ClassVar[bool] = True

@@ -165,11 +165,10 @@ def extract_tiny(manifest: Manifest, root: str | Path, out: str | Path, **change
     """Extract ``manifest``'s videos under ``root`` into the store ``out`` with the demo's tiny
     random CLIP (its ExtractConfig with ``changes``, e.g. ``snippet="first"``), in process;
     every video must succeed."""
-    from ..bench.demo import demo_extract_config
-    from ..extract import RunOptions, extract_features
+    from ..extract import RunOptions, extract_features, tiny_extract_config
 
-    cfg = replace(demo_extract_config(), **changes)
-    res = extract_features(manifest, root, out, cfg, RunOptions(workers=0, progress=False))
+    cfg = replace(tiny_extract_config(), **changes)
+    res = extract_features(manifest, root, out, cfg, RunOptions(workers=0))
     if not res.ok:
         raise AssertionError(f"extraction failed: {res.failed}")
     return Path(out)

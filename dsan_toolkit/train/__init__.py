@@ -2,7 +2,7 @@
 
 from .checkpoint import RunConfig, load_weights, save_weights
 from .evaluate import EvalOptions, PredictionSet, predict_testset, read_predictions, write_predictions
-from .loop import TrainOptions, TrainResult, retrain_from_config, train
+from .run import TrainOptions, TrainResult, retrain_from_config, train
 
 __all__ = [
     "EvalOptions",

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import canonical_json, config_hash, from_dict, identity_dict, register_config, runtime_field, to_dict
+from ..config import config_hash, from_dict, identity_dict, register_config, runtime_field, to_dict
 from ..errors import InputError
 from ..utils import atomic as _atomic
 
@@ -318,6 +318,3 @@ def load_resume(path: Path) -> tuple[dict[str, Any], str]:
 def config_json(cfg: RunConfig) -> dict[str, Any]:
     return {"hash": cfg.hash, "config": to_dict(cfg)}
 
-
-def canonical_config(cfg: RunConfig) -> str:
-    return canonical_json(cfg)

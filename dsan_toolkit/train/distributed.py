@@ -11,18 +11,18 @@ writes files.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ..utils.torchrun import torchrun_env
 
 
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     backend: str | None = None
 
     @property
@@ -34,32 +34,17 @@ class DistInfo:
         return self.world_size > 1
 
 
-def env_world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group described by torchrun's environment (no-op for one process)."""
-    world = env_world_size()
-    if world <= 1:
+    env = torchrun_env()
+    if not env.enabled:
         return DistInfo()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
         if device.type == "cuda":
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
-    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, backend=backend)
-
-
-def resolve_rank_device(device: str, info_world: int | None = None) -> torch.device:
-    """``cuda`` under torchrun means this process's local GPU."""
-    dev = torch.device(device)
-    world = env_world_size() if info_world is None else info_world
-    if dev.type == "cuda" and dev.index is None and world > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return dev
+    return DistInfo(rank=env.rank, world_size=env.world_size, backend=backend)
 
 
 def shutdown(info: DistInfo) -> None:

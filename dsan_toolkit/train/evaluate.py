@@ -29,9 +29,12 @@ from ..config import sha256_file
 from ..errors import InputError
 from ..manifest.schema import Manifest
 from ..models.api import Method
+from ..models.registry import get_method
 from ..progress import Listener, counted, emitter, message
 from .checkpoint import atomic_write_bytes, atomic_write_json, load_weights, read_metadata, run_config_from_json
-from .data import TestSet, build_test_set
+from .setup import BEST, LAST, build_model, check_store_fits, open_feature_store, resolve_device, resolve_manifest_for
+from .store_identity import open_run_store
+from .testset import TestSet, build_test_set
 
 logger = logging.getLogger(__name__)
 
@@ -211,22 +214,7 @@ class EvalOptions:
     overwrite: bool = False
 
 
-def _manifest_for(store: Any, dataset: str | None) -> Manifest:
-    from .loop import resolve_manifest_for
-
-    return resolve_manifest_for(store, dataset)
-
-
-def _store_and_manifest(features: Path, dataset: str | None) -> tuple[Any, Manifest]:
-    from .loop import open_feature_store
-
-    store = open_feature_store(features)
-    return store, _manifest_for(store, dataset)
-
-
 def _test_set(store: Any, manifest: Manifest, test_crop: int | None, feature_dim: int) -> TestSet:
-    from .loop import check_store_fits
-
     crop = manifest.info.test_crop if test_crop is None else int(test_crop)
     check_store_fits(store, manifest, feature_dim, test_crop=crop, splits=("test",))
     return build_test_set(store, [v.id for v in manifest.split("test")], crop)
@@ -269,10 +257,6 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
     ``RUN_DIR/evaluations/<label>-crop<k>-<store hash>``. The run's own records (``eval/``) are
     never written: they are training's. The store is found and checked by
     :func:`~dsan_toolkit.train.store_identity.open_run_store`."""
-    from ..models.registry import get_method
-    from .loop import BEST, LAST, build_model, resolve_device
-    from .store_identity import open_run_store
-
     run = Path(opts.run)  # type: ignore[arg-type]
     cj = run / "config.json"
     if not cj.is_file():
@@ -290,7 +274,7 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
     say = emitter(on_event, logger)
     say(message("hashing the feature store (its identity is checked against the run's)"))
     use = open_run_store(cfg, opts.features, run=run)
-    manifest = _manifest_for(use.store, opts.dataset)
+    manifest = resolve_manifest_for(use.store, opts.dataset)
     if manifest.content_hash() != cfg.manifest_hash:
         raise InputError(f"the store's manifest ({manifest.content_hash()[:12]}) differs from the one the run was "
                          f"trained on ({cfg.manifest_hash[:12]})")
@@ -317,10 +301,6 @@ def _run_selected(run: Path, select: str) -> str:
 def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> dict[str, Any]:
     """``dsan eval --checkpoint FILE [--features STORE] --out DIR``: a checkpoint of ours (its
     config, and so its training store's path and identity, is in its metadata)."""
-    from ..models.registry import get_method
-    from .loop import build_model, resolve_device
-    from .store_identity import open_run_store
-
     ck = Path(opts.checkpoint)  # type: ignore[arg-type]
     if opts.out is None:
         raise InputError("pass --out DIR for the predictions and metrics")
@@ -333,7 +313,7 @@ def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> 
     method = get_method(cfg.method)
     emitter(on_event, logger)(message("hashing the feature store (its identity is checked against the checkpoint's)"))
     use = open_run_store(cfg, opts.features, run=ck)
-    manifest = _manifest_for(use.store, opts.dataset)
+    manifest = resolve_manifest_for(use.store, opts.dataset)
     test = _test_set(use.store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
     _check_classes(manifest, cfg.manifest_hash, cfg.dataset)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
@@ -355,9 +335,6 @@ def _check_classes(manifest: Manifest, trained_hash: str, trained_name: str) -> 
 def evaluate_official(opts: EvalOptions, on_event: Listener | None = None) -> dict[str, Any]:
     """``dsan eval --official-checkpoint FILE --method M --features STORE --out DIR``: the
     authors' released ``.pth`` (loaded with ``weights_only=True``) through our model."""
-    from ..models.registry import get_method
-    from .loop import resolve_device
-
     if not opts.method:
         raise InputError("--official-checkpoint needs --method (dsanet or vadclip)")
     if opts.features is None or opts.out is None:
@@ -369,7 +346,8 @@ def evaluate_official(opts: EvalOptions, on_event: Listener | None = None) -> di
         raise InputError("loading official checkpoints is not available in this installation") from None
     device = resolve_device(opts.device)
     method = get_method(opts.method)
-    store, manifest = _store_and_manifest(Path(opts.features), opts.dataset)
+    store = open_feature_store(Path(opts.features))
+    manifest = resolve_manifest_for(store, opts.dataset)
     preset_name = opts.preset or manifest.name
     if preset_name not in method.presets:
         raise InputError(f"pass --preset ({', '.join(sorted(method.presets))}) for dataset {manifest.name!r}")

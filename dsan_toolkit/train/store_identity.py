@@ -88,12 +88,28 @@ def resolve_store_path(recorded: str, explicit: str | Path | None, option: str =
     return path, False
 
 
+def store_config_hash(store: Any) -> str | None:
+    """The hash of the config that made an open store (its ``config_hash`` attribute), if any."""
+    v = (getattr(store, "attrs", {}) or {}).get(keys.STORE_ATTR_CONFIG_HASH)
+    return None if v is None else str(v)
+
+
+def store_backbone(store: Any) -> dict[str, Any]:
+    """The image backbone an open store's features come from (``backbone`` attribute), with
+    ``random_weights`` filled in from the store's own flag when the record lacks it."""
+    attrs = getattr(store, "attrs", {}) or {}
+    bb = dict(attrs.get("backbone") or {})
+    if "random_weights" not in bb and "random_weights" in attrs:
+        bb["random_weights"] = bool(attrs["random_weights"])
+    return bb
+
+
 def store_identity(store: Any, level: str) -> str:
     """The identity hash of an open store at ``level`` (content: reads every array)."""
     if level == CONTENT:
         return str(store.content_hash())
     if level == CONFIG:
-        return str((getattr(store, "attrs", {}) or {}).get(keys.STORE_ATTR_CONFIG_HASH, ""))
+        return store_config_hash(store) or ""
     raise ValueError(f"unknown identity level {level!r}; known: {IDENTITY_LEVELS}")
 
 

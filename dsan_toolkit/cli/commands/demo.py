@@ -32,7 +32,7 @@ def demo_cmd(
       dsan demo --out /tmp/demo --seeds 0,1
       dsan demo --methods vadclip,mil --epochs 2
     """
-    from ...bench.demo import BANNER, run_demo
+    from ...apps.demo import BANNER, run_demo
     from .bench import parse_list, parse_seeds
 
     err_console.print(f"[bold yellow]{BANNER}[/bold yellow]")

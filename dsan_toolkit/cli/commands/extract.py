@@ -88,21 +88,13 @@ def extract_cmd(
       dsan extract --dataset synth/manifest.jsonl --root synth --out demo.zarr --model dsan-tiny --crops center
     """
     from ...datasets.registry import resolve_manifest
-    from ...extract import ExtractConfig, RunOptions, distributed_env, extract_features, parse_shard
+    from ...extract import ExtractConfig, RunOptions, extract_features, parse_shard, torchrun_options
 
     manifest = resolve_manifest(dataset)
     if split is not None:
         if split not in ("train", "test"):
             raise InputError(f"--split must be train or test, not {split!r}")
         manifest = manifest.split(split)
-    dist = distributed_env()
-    shard_kn = parse_shard(shard) or (0, 1)
-    if dist is not None and dist["world_size"] > 1:
-        if shard is not None:
-            raise InputError("--shard cannot be combined with torchrun (the rank and world size come from its env)")
-        shard_kn = (dist["rank"], dist["world_size"])
-        if device == "cuda":
-            device = f"cuda:{dist['local_rank']}"
     cfg = ExtractConfig(
         model=model,
         pretrained=None if pretrained.lower() == "none" or weights is not None else pretrained,
@@ -113,9 +105,9 @@ def extract_cmd(
         precision=precision,
         dtype=dtype,
     )
-    opts = RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, workers=workers,
-                      shard=shard_kn, limit=limit, decode_timeout=decode_timeout,
-                      **({} if block_mb is None else {"block_mb": block_mb}))
+    opts = torchrun_options(RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, workers=workers,
+                                       shard=parse_shard(shard) or (0, 1), limit=limit, decode_timeout=decode_timeout,
+                                       **({} if block_mb is None else {"block_mb": block_mb})))
     with ProgressRenderer(err_console, enabled=progress) as render:
         events = _ExtractEvents(render)
         res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=events,
@@ -124,7 +116,7 @@ def extract_cmd(
             events.finish()
     fin = res.finalize
     rate = res.snippets / res.seconds if res.seconds else 0.0
-    where = f" (shard {shard_kn[0]}/{shard_kn[1]})" if shard_kn[1] > 1 else ""
+    where = f" (shard {opts.shard[0]}/{opts.shard[1]})" if opts.shard[1] > 1 else ""
     console.print(
         f"{out}{where}: {res.done} videos extracted, {res.skipped} already done, {len(res.failed)} failed; "
         f"{res.snippets} snippets in {res.seconds:.1f} s ({rate:,.1f} snippets/s)"

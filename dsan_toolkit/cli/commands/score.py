@@ -34,7 +34,7 @@ def score_cmd(
       dsan score clip.mp4 --run dsan-demo/bench/runs/synth/vadclip-tiny-s0-1a2b3c4d
       dsan score street.mp4 --run runs/dsanet-ucf --threshold 0.6 --out scores/
     """
-    from ...bench.score import score_video
+    from ...apps.score import score_video
     if video.is_dir():
         raise InputError(f"{video} is a folder; give one video file")
     if out is not None and out.exists() and not out.is_dir():

@@ -65,7 +65,7 @@ def train_cmd(
       dsan train -m vadclip -f synth.zarr --preset tiny --epochs 2 --out runs/demo
       torchrun --nproc-per-node 2 -m dsan_toolkit.cli.app train -m vadclip -f s.zarr --preset tiny --out runs/ddp
     """
-    from ...train.loop import TrainOptions, train
+    from ...train.run import TrainOptions, train
 
     opts = TrainOptions(
         method=method, features=features, out=out, dataset=dataset, preset=preset, seed=seed, epochs=epochs,

@@ -74,12 +74,11 @@ class DSANetMethod(Method):
             probs = out.logits2.softmax(dim=-1)
         return Prediction(scores=torch.sigmoid(out.logits1.squeeze(-1)), align_scores=1 - probs[..., 0], class_probs=probs)
 
-    def optimizers(
-        self, model: nn.Module, preset: MethodPreset, iters_per_epoch: int, *, schedule_iters_per_epoch: int | None = None
-    ) -> list[OptimSpec]:
+    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
+                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
         """Main AdamW (per-epoch cosine) and the normality branch's StableAdamW (per-iteration
         warm-up cosine); ``schedule_iters_per_epoch`` (the sum of the loaders' lengths, UCF:
         ``len(normal_loader) + len(anomaly_loader)``) sizes the latter exactly as the official code
         (see :func:`~dsan_toolkit.models.dsanet.optim.refiner_total_iters`)."""
         assert isinstance(preset, DSANetPreset)
-        return build_optimizers(model, preset, iters_per_epoch, schedule_iters_per_epoch=schedule_iters_per_epoch)
+        return build_optimizers(model, preset, steps_per_epoch, schedule_iters_per_epoch=schedule_iters_per_epoch)

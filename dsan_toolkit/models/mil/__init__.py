@@ -117,7 +117,9 @@ class MILMethod(Method):
         probs = torch.cat([(1 - s).unsqueeze(-1), (s / max(c - 1, 1)).unsqueeze(-1).expand(*s.shape, c - 1)], dim=-1)
         return Prediction(scores=s, align_scores=s, class_probs=probs)
 
-    def optimizers(self, model: nn.Module, preset: MethodPreset, iters_per_epoch: int) -> list[OptimSpec]:
+    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
+                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
+        """Adagrad, no schedule."""
         assert isinstance(preset, MILPreset)
         opt = torch.optim.Adagrad([p for p in model.parameters() if p.requires_grad], lr=preset.lr, weight_decay=preset.weight_decay)
         return [OptimSpec(optimizer=opt, scheduler=None, step_on="epoch", name="main")]

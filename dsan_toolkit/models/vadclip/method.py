@@ -70,7 +70,9 @@ class VadCLIPMethod(Method):
             class_probs=probs,
         )
 
-    def optimizers(self, model: nn.Module, preset: MethodPreset, iters_per_epoch: int) -> list[OptimSpec]:
+    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
+                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
+        """AdamW with the per-epoch MultiStepLR of the official code (no per-iteration schedule)."""
         assert isinstance(preset, VadCLIPPreset)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=preset.lr, weight_decay=preset.weight_decay)

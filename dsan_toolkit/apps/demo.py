@@ -21,9 +21,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..bench.report import BenchReport
 
 DEMO_METHODS: tuple[str, ...] = ("dsanet", "vadclip", "mil", "zeroshot")
 DEMO_TRAIN_VIDEOS = 16  # normal and anomalous training videos each
@@ -33,11 +36,11 @@ BANNER = (
 )
 
 
-def compact_markdown(report: "BenchReport") -> str:  # noqa: F821 - imported lazily
+def compact_markdown(report: BenchReport) -> str:
     """The headline tables (metrics in percent, as in every report table) with the footnotes
     they use; the details tables are in report.md and report.html."""
-    from .report import markdown_table
-    from .table import footnotes_for
+    from ..bench.report import markdown_table
+    from ..bench.table import footnotes_for
 
     parts = [f"> {n}\n" for n in report.notes[:1]]
     for title, df in report.tables:
@@ -73,13 +76,6 @@ def demo_synth_config(seed: int = 0):  # noqa: ANN201 - SynthConfig, imported la
     return SynthConfig(seed=seed, train_normal=DEMO_TRAIN_VIDEOS, train_anomalous=DEMO_TRAIN_VIDEOS)
 
 
-def demo_extract_config():  # noqa: ANN201 - ExtractConfig, imported lazily
-    from ..clip import TINY_MODEL
-    from ..extract import ExtractConfig
-
-    return ExtractConfig(model=TINY_MODEL, pretrained=None, crops="center", snippet="middle", seed=0)
-
-
 def run_demo(
     out: str | Path,
     *,
@@ -92,11 +88,11 @@ def run_demo(
     from ..audit.bench import audit_bench
     from ..datasets.synth import make_synthetic_dataset
     from ..datasets.verify import verify_dataset
-    from ..extract import RunOptions, extract_features
+    from ..extract import RunOptions, extract_features, tiny_extract_config
     from ..models import list_methods
     from ..utils.atomic import atomic_write_text
     from ..utils.paths import output_folder
-    from .runner import BenchConfig, run_bench, write_reports
+    from ..bench.runner import BenchConfig, run_bench, write_reports
 
     say = progress or (lambda _m: None)
     known = set(list_methods())
@@ -135,8 +131,8 @@ def run_demo(
             n_done[0] += 1
             say(f"    [{n_done[0]}/{len(manifest)}] {d.get('id')}: T={d.get('T')} {d.get('status')}")
 
-    res = extract_features(manifest, data, store, demo_extract_config(),
-                           RunOptions(device=device, progress=False), on_event=on_event)
+    res = extract_features(manifest, data, store, tiny_extract_config(),
+                           RunOptions(device=device), on_event=on_event)
     if not res.ok:
         raise InputError(f"feature extraction failed for {len(res.failed)} video(s): {res.failed[:3]}")
     timings["extract"] = time.perf_counter() - t

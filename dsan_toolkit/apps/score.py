@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .report import atomic_write_text
+from ..utils.atomic import atomic_write_text
 
 SCORES_DIR = "scores"  # default output folder inside the run directory (not one of its audited records)
 
@@ -173,7 +173,7 @@ def score_video(
     method, model, cfg, use = _load_run_model(run, label, device, features)
     store = use.store
     say("extracting features with the run's extraction config")
-    feats, snippet_len, random_bb = _extract_like_store(video, store, crop=cfg.test_crop, device=device, say=say)
+    feats, snippet_len, random_bb = extract_like_store(video, store, crop=cfg.test_crop, device=device, say=say)
     say(f"scoring {feats.shape[0]} snippets")
     from ..models.sampling import predict_video
 
@@ -208,7 +208,7 @@ def _load_run_model(run: Path, label: str, device: str, features: str | Path | N
     table, not its arrays."""
     from ..models import get_method
     from ..train.checkpoint import load_weights, run_config_from_json
-    from ..train.loop import build_model, resolve_device
+    from ..train.setup import build_model, resolve_device
     from ..train.store_identity import CONFIG, open_run_store
 
     cfg = run_config_from_json(json.loads((run / "config.json").read_text()))
@@ -225,7 +225,7 @@ def _load_run_model(run: Path, label: str, device: str, features: str | Path | N
     return method, model, cfg, use
 
 
-def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
+def extract_like_store(video: Path, store: Any, *, crop: int, device: str,
                         say: Callable[[str], None]) -> tuple[np.ndarray, int, bool]:
     """(T, D) features of the run's test crop, extracted with the store's own (hashed)
     extraction config: a one-video manifest through the normal extraction pipeline.
@@ -241,7 +241,7 @@ def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
     from ..extract.pipeline import precision_for_device
     from ..manifest import Manifest, VideoRecord
     from ..store import open_store
-    from ..train.loop import resolve_device
+    from ..train.setup import resolve_device
 
     attrs = getattr(store, "attrs", {}) or {}
     raw = attrs.get("config") or {}
@@ -263,7 +263,7 @@ def _extract_like_store(video: Path, store: Any, *, crop: int, device: str,
     one = Manifest(info, (rec,))
     with tempfile.TemporaryDirectory(prefix="dsan-score-") as tmp:
         res = extract_features(one, video.parent, Path(tmp) / "one.zarr", cfg,
-                               RunOptions(device=str(dev), workers=0, progress=False, cpu_threads=None))
+                               RunOptions(device=str(dev), workers=0, cpu_threads=None))
         if res.failed:
             raise InputError(f"cannot extract features from {video}: {res.failed[0][1]}")
         feats = open_store(Path(tmp) / "one.zarr").read(rec.id, crop=crop)

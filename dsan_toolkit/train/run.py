@@ -1,0 +1,407 @@
+"""Running a training: one method, one feature store, one run directory.
+
+:func:`train` resolves a :class:`TrainOptions` into a hashed :class:`RunConfig`, checks that
+the store fits (manifest, feature dimension, crops), builds the cached data, the model and the
+method's optimisers, then runs epochs of official batches (:class:`~dsan_toolkit.train.trainer.Trainer`), writing the
+run directory described in ``docs/training.md`` (rank 0 only under DDP).
+
+Model selection (``select``):
+
+- ``last`` (default, honest): no test-set evaluation during training; the model after the
+  last epoch is evaluated once at the end.
+- ``best-on-test`` (the official scripts): the test split is evaluated during training
+  (``preset.eval_every_iters`` iterations, or after each epoch when ``None``), the weights
+  with the best ``preset.select_metric`` are kept, and, as the official loops do, loaded
+  back into the model at the end of every epoch (``preset.reload_best_each_epoch``;
+  optimisers and schedulers keep their state). Both the last and the best model are
+  evaluated at the end and both numbers are recorded, each labelled.
+
+Resuming: every checkpoint writes ``checkpoints/resume.safetensors`` (model, optimisers,
+schedulers, RNGs, loop position, best-so-far); running the same command on an unfinished run
+directory continues from it and gives the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import keys
+from ..config import sha256_file, to_dict
+from ..errors import InputError
+from ..manifest.schema import Manifest
+from ..models.api import Method, MethodPreset
+from ..models.registry import get_method
+from ..progress import Listener, emitter, message
+from . import distributed as ddp
+from .checkpoint import (
+    RunConfig,
+    atomic_write_json,
+    config_json,
+    run_config_from_json,
+    save_weights,
+    with_typed_preset,
+)
+from .environment import capture_environment
+from .evaluate import evaluate_and_write
+from .runlog import RunLog
+from .setup import (
+    BEST,
+    LAST,
+    SELECTIONS,
+    build_model,
+    check_store_fits,
+    count_params,
+    determinism_restored,
+    open_feature_store,
+    resolve_device,
+    resolve_manifest_for,
+    seed_everything,
+    text_encoder_spec,
+)
+from .store_identity import absolute_store_path, store_backbone, store_config_hash
+from .testset import build_test_set
+from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What a user asks for (``dsan train`` options); resolved into a :class:`RunConfig`."""
+
+    method: str
+    features: Path
+    out: Path
+    dataset: str | None = None
+    preset: str | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    device: str = "cpu"
+    select: str = LAST
+    deterministic: bool = False
+    test_crop: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 0
+    stop_after_steps: int | None = None
+    clip_weights: Path | None = None
+    clip_model: str | None = None
+    progress: bool = True
+    eval_batch: int = 64
+    cache: str = "auto"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    config: RunConfig
+    finished: bool
+    metrics: dict[str, Any]
+    steps: int
+
+
+# ---------------------------------------------------------------------------------------
+# resolution
+
+
+def resolve_preset(method: Method, manifest: Manifest, opts: TrainOptions) -> tuple[str, MethodPreset]:
+    name = opts.preset
+    if name is None:
+        if manifest.name in method.presets:
+            name = manifest.name
+        else:
+            raise InputError(
+                f"no preset named after dataset {manifest.name!r} for method {method.name!r}; "
+                f"choose one with --preset ({', '.join(sorted(method.presets))})"
+            )
+    changes = dict(opts.overrides)
+    if opts.epochs is not None:
+        changes["epochs"] = int(opts.epochs)
+    if opts.seed is not None:
+        changes["seed"] = int(opts.seed)
+    preset = method.get_preset(name, **changes)
+    if method.trainable and preset.epochs < 1:
+        raise InputError("epochs must be at least 1")
+    return name, preset
+
+
+def resolve_config(opts: TrainOptions, store: Any, manifest: Manifest, method: Method,
+                   world_size: int) -> RunConfig:
+    if opts.select not in SELECTIONS:
+        raise InputError(f"unknown --select {opts.select!r}; choose one of {', '.join(SELECTIONS)}")
+    if not method.trainable and opts.select != LAST:
+        raise InputError(f"method {method.name!r} is training-free: there is nothing to select (use --select last)")
+    preset_name, preset = resolve_preset(method, manifest, opts)
+    test_crop = manifest.info.test_crop if opts.test_crop is None else int(opts.test_crop)
+    check_store_fits(store, manifest, int(preset.feature_dim), test_crop=test_crop,
+                     splits=("train", "test") if method.trainable else ("test",))
+    return RunConfig(
+        method=method.name,
+        preset_name=preset_name,
+        preset=preset,
+        dataset=manifest.name,
+        manifest_hash=manifest.content_hash(),
+        store=absolute_store_path(opts.features),
+        store_hash=store.content_hash(),
+        store_config_hash=store_config_hash(store),
+        feature_dim=int(store.feature_dim),
+        train_crops=tuple(int(c) for c in store.crop_ids),
+        test_crop=test_crop,
+        seed=int(preset.seed),
+        select=opts.select,
+        eval_every=int(preset.eval_every_iters or 0),
+        selection_metric=str(preset.select_metric),
+        deterministic=bool(opts.deterministic),
+        world_size=int(world_size),
+        backbone=store_backbone(store),
+        text_encoder=text_encoder_spec(store_backbone(store), opts.clip_weights, opts.clip_model) if method.needs_clip else {},
+        device=str(opts.device),
+    )
+
+
+
+# ---------------------------------------------------------------------------------------
+# the public entry point
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig) -> str:
+    """'new', 'resume' or 'finished'; refuses a run directory of another configuration and
+    creates a new one with its ``config.json`` (rank 0 only)."""
+    cj = out / "config.json"
+    if cj.is_file():
+        try:
+            existing = run_config_from_json(json.loads(cj.read_text()))
+        except (ValueError, KeyError, InputError) as exc:
+            raise InputError(f"{cj} is not a run config ({exc}); use a new --out") from None
+        if json.loads(json.dumps(existing.comparable())) != json.loads(json.dumps(cfg.comparable())):
+            diff = _diff_keys(existing.comparable(), cfg.comparable())
+            raise InputError(
+                f"{out} holds a run with another configuration (differs in: {', '.join(diff) or 'preset'}); "
+                "use a new --out directory"
+            )
+        return "finished" if (out / "metrics.json").is_file() else "resume"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} exists and is not a run directory; choose a new --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the run directory {out}: {exc.strerror or exc}") from None
+    atomic_write_json(out / "config.json", config_json(cfg))
+    return "new"
+
+
+def _diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The top-level fields where two configs' identities differ (runtime fields are not in them)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True):
+            out.append(k)
+    return out
+
+
+def train(opts: TrainOptions, *, on_event: Listener | None = None) -> TrainResult:
+    """Train (or resume, or recognise as finished) the run ``opts`` describes.
+
+    Progress (:mod:`dsan_toolkit.progress`) goes to ``on_event`` on rank 0: messages, and with
+    ``opts.progress`` one counted task per epoch (its steps) ending with the epoch's summary
+    (loss, seconds, samples/s); without a listener messages and summaries are logged."""
+    say = emitter(on_event, logger)
+    device = resolve_device(opts.device)
+    dist = ddp.init_distributed(device)
+    try:
+        with determinism_restored():  # --deterministic is process-wide: restore the caller's settings
+            return _train(opts, device, dist, say)
+    finally:
+        ddp.shutdown(dist)
+
+
+def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Listener) -> TrainResult:
+    method = get_method(opts.method)
+    store = open_feature_store(opts.features)
+    manifest = resolve_manifest_for(store, opts.dataset)
+    cfg = resolve_config(opts, store, manifest, method, dist.world_size)
+    out = Path(opts.out)
+    statuses = ("new", "resume", "finished")
+    status = prepare_run_dir(out, cfg) if dist.is_main else "new"
+    status = statuses[ddp.broadcast_int(statuses.index(status), dist)]  # rank 0 decides, the others follow
+    if status != "new":  # keep the recorded config (and hash); only the runtime device may differ
+        cfg = run_config_from_json(json.loads((out / "config.json").read_text()))
+    if status == "finished":
+        metrics = json.loads((out / "metrics.json").read_text())
+        if dist.is_main:
+            say(message(f"{out} is a finished run of this configuration (config {cfg.hash[:12]}); nothing to do"))
+        return TrainResult(out, cfg, True, metrics, 0)
+    if not method.trainable:
+        metrics = _training_free_run(opts, cfg, method, manifest, store, device, say) if dist.is_main else {}
+        ddp.barrier(dist)
+        return TrainResult(out, cfg, True, metrics, 0)
+    trainer = Trainer(cfg, method, manifest, store, device, dist, out=out, cache=opts.cache,
+                      clip_weights=opts.clip_weights, eval_batch=opts.eval_batch,
+                      checkpoint_every=opts.checkpoint_every, stop_after_steps=opts.stop_after_steps)
+    if dist.is_main:
+        say(message(f"{method.name} preset {cfg.preset_name} on {manifest.name}: config {cfg.hash[:12]}, "
+                    f"device {device}, world size {dist.world_size}, select {cfg.select}"))
+    trainer.setup()
+    resumed = trainer.try_resume() if status == "resume" else False
+    if dist.is_main:
+        env_path = out / "environment.json"
+        previous = json.loads(env_path.read_text()) if resumed and env_path.is_file() else None
+        atomic_write_json(env_path, capture_environment(
+            device, world_size=dist.world_size, backend=dist.backend, deterministic=cfg.deterministic))
+        trainer.log.write("start", config_hash=cfg.hash, resumed_from=trainer.state.step if resumed else None,
+                          world_size=dist.world_size, **({"previous_environment": previous} if previous else {}))
+        cached = (f"{trainer.samples.nbytes / 2**20:.1f} MiB cached" if trainer.samples.nbytes
+                  else "read from the store per batch")
+        say(message(f"{len(trainer.samples)} training samples ({cached}), "
+                    f"{trainer.iters_per_epoch} steps/epoch, {count_params(trainer.model)['trainable']:,} trainable "
+                    f"parameters" + (f"; resuming at step {trainer.state.step}" if resumed else "")))
+    finished = trainer.run(say if opts.progress and dist.is_main else None)
+    if not finished:
+        if dist.is_main:
+            say(message(f"stopped after {trainer.state.step} steps; run the same command again to resume"))
+        return TrainResult(out, cfg, False, {}, trainer.state.step)
+    metrics: dict[str, Any] = {}
+    if dist.is_main:
+        metrics = finish_run(trainer)
+    ddp.barrier(dist)
+    return TrainResult(out, cfg, True, metrics, trainer.state.step)
+
+
+def finish_run(trainer: Trainer) -> dict[str, Any]:
+    """Evaluate the last (and best-on-test) model, write eval/ and metrics.json (rank 0)."""
+    out, cfg = trainer.out, trainer.cfg
+    results: dict[str, Any] = {}
+    labels = [LAST] + ([BEST] if cfg.select == BEST and trainer.state.best_model is not None else [])
+    for label in labels:
+        if label == LAST:
+            trainer.model.load_state_dict(trainer.last_model)
+            ck = out / "checkpoints" / "last.safetensors"
+        else:
+            trainer.model.load_state_dict(trainer.state.best_model)
+            ck = out / "checkpoints" / "best-on-test.safetensors"
+            save_weights(trainer.model, ck, trainer.checkpoint_meta(
+                BEST, selection_metric=cfg.selection_metric, value=trainer.state.best_value,
+                best_step=trainer.state.best_step))
+        rec = evaluate_and_write(
+            trainer.method, trainer.model, trainer.manifest, trainer.test, out / "eval" / label,
+            length=cfg.preset.visual_length, device=trainer.device, batch=trainer.eval_batch,
+            label=label, selection=label, config_hash=cfg.hash, store_hash=cfg.store_hash,
+            manifest_hash=cfg.manifest_hash, checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
+        )
+        entry: dict[str, Any] = {"metrics": rec["metrics"], "checkpoint": ck.name}
+        if label == BEST:
+            entry.update(selection_metric=cfg.selection_metric, value=trainer.state.best_value,
+                         step=trainer.state.best_step, epoch=trainer.state.best_epoch)
+        else:
+            entry.update(step=trainer.state.step, epoch=cfg.preset.epochs - 1)
+        results[label] = entry
+    summary = {
+        "config_hash": cfg.hash,
+        "method": cfg.method,
+        "preset": cfg.preset_name,
+        "dataset": cfg.dataset,
+        "seed": cfg.seed,
+        "select": cfg.select,
+        "selected": cfg.select if cfg.select in results else LAST,
+        "results": results,
+        "train_seconds": trainer.state.train_seconds,
+        "steps": trainer.state.step,
+        "params": count_params(trainer.model),
+        "random_backbone": bool(cfg.backbone.get("random_weights", False)),
+        "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)),
+    }
+    trainer.log.write("end", seconds=trainer.state.train_seconds, selections=list(results))
+    return write_run_summary(out, summary)
+
+
+def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manifest: Manifest, store: Any,
+                       device: torch.device, say: Listener) -> dict[str, Any]:
+    """A training-free method (zero-shot CLIP) as a run directory of the same layout: config,
+    environment, the frozen weights as the ``last`` checkpoint, predictions and metrics."""
+    out = Path(opts.out)
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed, cfg.deterministic)
+    atomic_write_json(out / "environment.json", capture_environment(device, deterministic=cfg.deterministic))
+    log = RunLog(out / "log.jsonl", True)
+    log.write("start", config_hash=cfg.hash, resumed_from=None, world_size=1, training_free=True)
+    model = build_model(method, cfg, manifest, device, opts.clip_weights)
+    ck = out / "checkpoints" / "last.safetensors"
+    save_weights(model, ck, {"method": cfg.method, "config_hash": cfg.hash, "config": json.dumps(config_json(cfg)),
+                             "selection": LAST, "epoch": "0", "step": "0"})
+    test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
+    say(message(f"{method.name} is training-free: evaluating on {len(test.video_ids)} test videos"))
+    rec = evaluate_and_write(method, model, manifest, test, out / "eval" / LAST, length=int(cfg.preset.visual_length),
+                             device=device, batch=opts.eval_batch, label=LAST, selection=LAST, config_hash=cfg.hash,
+                             store_hash=cfg.store_hash, manifest_hash=cfg.manifest_hash,
+                             checkpoint={"file": ck.name, "sha256": sha256_file(ck)})
+    summary = {
+        "config_hash": cfg.hash, "method": cfg.method, "preset": cfg.preset_name, "dataset": cfg.dataset,
+        "seed": cfg.seed, "select": LAST, "selected": LAST,
+        "results": {LAST: {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}},
+        "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0, "steps": 0, "params": count_params(model),
+        "random_backbone": bool(cfg.backbone.get("random_weights", False)),
+        "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)), "training_free": True,
+    }
+    log.write("end", seconds=0.0, selections=[LAST])
+    return write_run_summary(out, summary)
+
+
+def run_artifacts(out: Path, labels: list[str]) -> dict[str, str]:
+    """sha256 of every file of a finished run that ``dsan audit`` relies on, by path relative to
+    the run directory: the config, the environment record, and per selection label its
+    evaluation record, predictions and checkpoint."""
+    files = ["config.json", "environment.json"]
+    for label in labels:
+        ev = json.loads((out / "eval" / label / "metrics.json").read_text())
+        files += [f"eval/{label}/metrics.json", f"eval/{label}/predictions.npz",
+                  f"checkpoints/{(ev.get('checkpoint') or {}).get('file', f'{label}.safetensors')}"]
+    return {f: sha256_file(out / f) for f in dict.fromkeys(files)}
+
+
+def write_run_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write ``metrics.json`` (LAST: it marks the run finished) with the hashes of the run's
+    artifacts, then drop the resume state, which a finished run no longer needs."""
+    summary = {**summary, keys.ARTIFACTS: run_artifacts(out, list(summary[keys.RESULTS]))}
+    atomic_write_json(out / "metrics.json", summary)
+    (out / "checkpoints" / "resume.safetensors").unlink(missing_ok=True)
+    return summary
+
+
+def retrain_from_config(cfg: RunConfig, out: Path, *, device: str = "cpu", progress: bool = False) -> TrainResult:
+    """Train again from a recorded :class:`RunConfig` (same preset, seed and data) into ``out``
+    (used by ``dsan audit --rerun``)."""
+    if not isinstance(cfg, RunConfig):
+        raise InputError("retrain_from_config needs a RunConfig")
+    cfg = with_typed_preset(cfg)
+    preset = cfg.preset
+    method = get_method(cfg.method)
+    base = method.get_preset(cfg.preset_name)
+    overrides = {k: v for k, v in to_dict(preset).items() if k != "type" and to_dict(base).get(k) != v}
+    for k in ("epochs", "seed"):
+        overrides.pop(k, None)
+    opts = TrainOptions(
+        method=cfg.method, features=Path(cfg.store), out=Path(out), dataset=None, preset=cfg.preset_name,
+        seed=cfg.seed, epochs=preset.epochs, device=device, select=cfg.select, deterministic=cfg.deterministic,
+        test_crop=cfg.test_crop, overrides=_from_json_overrides(base, overrides), progress=progress,
+    )
+    return train(opts)
+
+
+def _from_json_overrides(base: MethodPreset, overrides: dict[str, Any]) -> dict[str, Any]:
+    """JSON values back to the preset's field types (lists -> tuples)."""
+    out = {}
+    for k, v in overrides.items():
+        cur = getattr(base, k, None)
+        out[k] = tuple(v) if isinstance(cur, tuple) and isinstance(v, list) else v
+    return out
