@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from ..decode.probe import VideoError, VideoProbe, probe_video, quiet_native_stderr
 from ..errors import InputError, ManifestError
 from ..manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord
 from ..manifest.schema import SPLITS
 from ..manifest.validate import find_problems
+from ..media.probe import VideoError, VideoProbe, probe_video, quiet_native_stderr
 
 LABELS_COLUMNS: tuple[str, ...] = ("path", "split", "labels", "segments", "id")
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "split")

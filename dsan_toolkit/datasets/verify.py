@@ -6,7 +6,7 @@ or every frame with ``decode="all"``), frame count, fps, resolution, size and op
 sha256. A video is
 
 - ``missing`` / ``empty`` / ``unreadable`` / ``undecodable``: the failure kinds of
-  :mod:`dsan_toolkit.decode.failures`, the words ``dsan extract`` records for the same file,
+  :mod:`dsan_toolkit.media.failures`, the words ``dsan extract`` records for the same file,
 - ``mismatch`` when the file decodes but disagrees with the manifest: ``num_frames``
   differs, the video's own ``fps`` differs (beyond ``fps_tolerance``), or a segment ends
   past the last frame,
@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import sha256_file
-from ..decode.failures import FILE_KINDS
-from ..decode.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
-from ..decode.root import check_video_root
 from ..errors import InputError
 from ..manifest import Manifest, VideoRecord
+from ..media.failures import FILE_KINDS
+from ..media.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
+from ..media.root import check_video_root
 from ..utils.atomic import atomic_write_json
 
 LOCK_VERSION = 1
@@ -318,7 +318,7 @@ def verify_dataset(
 
     Never raises for bad videos (they are in the report); raises :class:`InputError` for a
     missing root, a bad option, or an existing lock file that is unreadable or belongs to
-    another dataset, and :class:`~dsan_toolkit.decode.root.RootLooksWrong` (nothing written)
+    another dataset, and :class:`~dsan_toolkit.media.root.RootLooksWrong` (nothing written)
     when no video or fewer than half of them exist under ``root``, unless ``allow_missing``.
     ``progress`` is called with each finished check (from this thread).
     """

@@ -9,9 +9,9 @@ they cross process boundaries through a DataLoader):
   (and ``block_frames`` frames when given), at least one row
 - ``{"kind": "end", "id"}`` after the last block, or ``{"kind": "fail", "id", "error"}``
   (the video cannot be opened, has no frame, or a block fails to decode). ``error`` is a
-  reason of :mod:`dsan_toolkit.decode.failures` (``"<kind>: <detail>"``, the same kind as
+  reason of :mod:`dsan_toolkit.media.failures` (``"<kind>: <detail>"``, the same kind as
   ``dsan verify`` gives the file); decord's log of the failed call is in the detail, not on
-  the terminal (:mod:`dsan_toolkit.decode.native_log`).
+  the terminal (:mod:`dsan_toolkit.media.native_log`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .failures import UNDECODABLE, reason
-from .native_log import capture_native_stderr
-from .probe import VideoError, decord_call, open_video
+from ..media.failures import UNDECODABLE, reason
+from ..media.native_log import capture_native_stderr
+from ..media.probe import VideoError, decord_call, open_video
 from .snippets import row_count, snippet_frame_indices
 
 

@@ -35,11 +35,11 @@ import torch
 
 from ..config import to_dict
 from ..decode.crops import parse_crops
-from ..decode.failures import DECODER_CRASHED, DECODER_HUNG, reason
 from ..decode.reader import BLOCK_BYTES, iter_video_blocks
-from ..decode.root import check_video_root
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
+from ..media.failures import DECODER_CRASHED, DECODER_HUNG, reason
+from ..media.root import check_video_root
 from ..store import STATUS_DONE, StoreSpec, StoreWriter
 from ..store.writer import FinalizeResult, VideoSink, read_root_attrs, scan_records
 from .config import CPU_MODEL_THREADS, ExtractConfig, RunOptions, auto_workers
@@ -336,7 +336,7 @@ def extract_features(
     ``("rows", {"rows"})`` for progress display. ``bundle``: an already built
     :class:`~dsan_toolkit.clip.ClipBundle` on ``opts.device`` matching ``cfg`` (skips loading).
     A root that holds none, or fewer than half, of this shard's videos raises
-    :class:`~dsan_toolkit.decode.root.RootLooksWrong` before anything is written or loaded,
+    :class:`~dsan_toolkit.media.root.RootLooksWrong` before anything is written or loaded,
     unless ``allow_missing`` (a partial copy: the missing videos are recorded failed).
     """
     from ..clip import create_clip
