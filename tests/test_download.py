@@ -32,7 +32,7 @@ from dsan_toolkit.datasets.download import (
     fetch_url,
     read_parts_file,
 )
-from dsan_toolkit.datasets.registry import ArchivePart
+from dsan_toolkit.datasets.spec import ArchivePart
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord, write_manifest
 
@@ -569,7 +569,8 @@ def test_builtin_without_sources_prints_what_to_fetch(cli, tmp_path):
 
 def test_builtin_from_dir_places_videos_at_manifest_paths(tmp_path):
     """A real UCF archive layout (top folders as in the release) ends in the manifest layout."""
-    from dsan_toolkit.datasets.registry import get_dataset, load_builtin_manifest
+    from dsan_toolkit.datasets.registry import get_dataset
+    from dsan_toolkit.manifest.builtin import load_builtin_manifest
 
     m = load_builtin_manifest("ucf")
     parts = [replace(p, url=None) for p in get_dataset("ucf").archives]  # never touch the network

@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.store import open_store
 from dsan_toolkit.store.interop import compare_stores, export_features, import_features, read_feature_list
 

@@ -10,7 +10,7 @@ import pytest
 
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.manifest import DatasetInfo, Manifest, VideoRecord
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.store import StoreSpec, StoreWriter, finalize_store, open_store
 from dsan_toolkit.store.check import check_store
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, synthetic_manifest, write_synthetic_feature_store
@@ -232,7 +232,7 @@ def test_content_hash_same_through_zarr_and_raw_paths(tmp_path):
 
 _CREATE_AND_HANG = """
 import os, sys, time
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.manifest import DatasetInfo, Manifest, VideoRecord
 from dsan_toolkit.store import StoreSpec, StoreWriter
 

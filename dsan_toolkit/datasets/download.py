@@ -45,9 +45,11 @@ from .. import __version__
 from ..config import config_hash, register_config, sha256_text, to_dict
 from ..errors import DsanError, InputError
 from ..manifest import Manifest
+from ..manifest.builtin import load_builtin_manifest
 from ..utils.atomic import atomic_path, atomic_write_json
 from .archives import ArchiveError, is_archive, safe_extract
-from .registry import ArchivePart, get_dataset, load_builtin_manifest
+from .registry import get_dataset
+from .spec import ArchivePart
 
 WORK_DIR = ".dsan-download"
 STATE_VERSION = 1

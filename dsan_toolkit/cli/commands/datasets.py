@@ -28,7 +28,8 @@ def datasets_cmd(
       dsan datasets
       dsan datasets ucf
     """
-    from ...datasets.registry import get_dataset, list_datasets, load_builtin_manifest
+    from ...datasets.registry import get_dataset, list_datasets
+    from ...manifest.builtin import load_builtin_manifest
 
     names = [name] if name else list_datasets()
     for n in names:
@@ -154,7 +155,7 @@ def show_cmd(
     """
     import json
 
-    from ...datasets.registry import resolve_manifest
+    from ...manifest.builtin import resolve_manifest
 
     m = resolve_manifest(dataset)
     rec = m.video(video).to_dict() if video else m.info.to_dict()

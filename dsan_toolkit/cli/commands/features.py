@@ -43,7 +43,7 @@ def import_cmd(
           --root UCFClipFeatures --dataset ucf --out ucf_released.zarr
       dsan import-features --list xd_CLIP_rgbtest.csv --root XDTestClipFeatures --dataset xd --out xd_test.zarr
     """
-    from ...datasets.registry import resolve_manifest
+    from ...manifest.builtin import resolve_manifest
     from ...errors import InputError
     from ...store.interop import import_features
 

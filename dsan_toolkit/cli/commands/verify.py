@@ -94,7 +94,7 @@ def verify_cmd(
       dsan verify --dataset my.jsonl --root videos/ --split test --decode all
       dsan verify -d synth/manifest.jsonl -r synth --fail-on-change
     """
-    from ...datasets.registry import resolve_manifest
+    from ...manifest.builtin import resolve_manifest
     from ...datasets.verify import default_lock_path, verify_dataset
 
     manifest = resolve_manifest(dataset)
