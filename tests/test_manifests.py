@@ -12,7 +12,12 @@ from dsan_toolkit.datasets.registry import list_datasets
 from dsan_toolkit.datasets.xd import labels_from_name
 from dsan_toolkit.errors import InputError, ManifestError
 from dsan_toolkit.manifest import Manifest, Segment, read_manifest, write_manifest
-from dsan_toolkit.manifest.builtin import list_builtin_manifests, load_builtin_manifest, manifest_resource, resolve_manifest
+from dsan_toolkit.manifest.builtin import (
+    list_builtin_manifests,
+    load_builtin_manifest,
+    manifest_resource,
+    resolve_manifest,
+)
 
 # The raw official lists (not shipped with the package: they come with the datasets and with the
 # official DSANet/VadCLIP code's list/ folders). Put them in a folder with ucf_crime/ and

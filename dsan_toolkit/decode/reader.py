@@ -26,7 +26,6 @@ from ..media.native_log import capture_native_stderr
 from ..media.probe import VideoError, decord_call, open_video
 from .snippets import row_count, snippet_frame_indices
 
-
 BLOCK_BYTES = 64 * 2**20
 
 

@@ -43,8 +43,8 @@ def import_cmd(
           --root UCFClipFeatures --dataset ucf --out ucf_released.zarr
       dsan import-features --list xd_CLIP_rgbtest.csv --root XDTestClipFeatures --dataset xd --out xd_test.zarr
     """
-    from ...manifest.builtin import resolve_manifest
     from ...errors import InputError
+    from ...manifest.builtin import resolve_manifest
     from ...store.interop import import_features
 
     crop_ids = None
