@@ -297,3 +297,43 @@ def test_sigkill_during_creation_leaves_a_folder_the_next_run_removes(tmp_path):
         sleeper.wait()
     assert remove_stale_creating(path) == [live]  # its process is gone now
     assert other_host.is_dir() and unrelated.is_dir()
+
+
+_HOLD_LOCK = """
+import sys, time
+from dsan_toolkit.store.writer import store_lock
+lock = store_lock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_finalize_waits_for_the_store_lock_and_a_killed_holder_releases_it(tmp_path):
+    """Finalize runs under the store's file lock: it waits while another process holds it (a
+    rank finalizing), and a holder killed with SIGKILL keeps nobody waiting."""
+    import subprocess
+    import sys
+    import time
+
+    m = _manifest(2)
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, _spec(m)) as w:
+        for i, v in enumerate(m.videos):
+            w.write_video(v.id, _feats(i, 2))
+    for kill in (False, True):
+        holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path), "60" if kill else "1.5"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            t0 = time.monotonic()
+            if kill:
+                holder.kill()
+            res = finalize_store(path)
+            waited = time.monotonic() - t0
+        finally:
+            holder.kill()
+            holder.wait()
+        assert res.complete and res.done == 2
+        assert (waited < 10) if kill else (waited > 1.0), waited
+    assert open_store(path).complete

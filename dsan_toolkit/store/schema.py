@@ -10,12 +10,13 @@
       videos/v000123/           one array per video: (crops, T, D), chunks (1, chunk_t, D);
                                 attributes {id, status, T, num_frames, fps, error, padded, flags, config_hash}
       .staging/r<rank>/         arrays being written (outside the Zarr hierarchy)
+      .lock                     the writers' file lock (outside the Zarr hierarchy)
 
 A video's key is its position in the embedded manifest (``v%06d``): stable, filesystem-safe
 whatever the video id contains, and in manifest order. A video array only ever appears under
 ``videos/`` complete: it is written under ``.staging/`` and renamed into place (an atomic
 directory rename), so a killed process leaves at most staging debris, which the next writer
-removes. Finalize holds an flock on the store directory. Failed videos are arrays of length 0 with ``status = "failed"`` and the reason.
+removes. Finalize holds the file lock ``.lock``. Failed videos are arrays of length 0 with ``status = "failed"`` and the reason.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ VIDEOS_GROUP = "videos"
 META_GROUP = "meta"
 INDEX_GROUP = "index"
 STAGING_DIR = ".staging"
+LOCK_FILE = ".lock"
 
 # Per-video record fields kept in each video array's attributes and in the index.
 RECORD_FIELDS = ("id", "status", "T", "num_frames", "fps", "error", "padded", "flags")

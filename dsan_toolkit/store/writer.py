@@ -15,31 +15,31 @@ Semantics:
 - every video becomes visible complete or not at all (staging + directory rename); a writer
   first removes its own rank's staging debris, so a SIGKILLed run rerun with the same
   command completes the store with nothing lost or duplicated;
-- :meth:`finalize` (under a file lock) consolidates the per-video records into the index and
-  marks the store complete when every manifest video has a record. Run by every writer, the
-  last one to finish sees all records.
+- :meth:`finalize` (under the store's file lock, :func:`store_lock`) consolidates the per-video
+  records into the index and marks the store complete when every manifest video has a record.
+  Run by every writer, the last one to finish sees all records.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import os
 import shutil
 import socket
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from ..config import config_hash
 from ..errors import InputError
 from .schema import (
     FORMAT_NAME,
     INDEX_GROUP,
+    LOCK_FILE,
     META_GROUP,
     SCHEMA_VERSION,
     STAGING_DIR,
@@ -152,16 +152,10 @@ def remove_stale_creating(path: str | Path) -> list[Path]:
     return removed
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # flock on the store directory itself: no extra file inside the Zarr hierarchy.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def store_lock(path: Path) -> FileLock:
+    """The store's exclusive lock (``LOCK_FILE`` in it, outside the Zarr hierarchy): ``with``
+    waits for it. An OS file lock (``filelock``), released by the kernel when its process ends."""
+    return FileLock(str(Path(path) / LOCK_FILE))
 
 
 @dataclass(frozen=True)
@@ -350,7 +344,7 @@ class StoreWriter:
             return
         attrs = read_root_attrs(self.path) or {}
         if attrs.get("complete"):
-            with _locked(self.path):
+            with store_lock(self.path):
                 self._set_root_attrs({"complete": False})
         self._invalidated = True
 
@@ -455,7 +449,7 @@ def finalize_store(path: str | Path) -> FinalizeResult:
     attrs = read_root_attrs(path)
     if attrs is None:
         raise InputError(f"{path} is not a dsan feature store")
-    with _locked(path):
+    with store_lock(path):
         meta = json.loads((path / META_GROUP / "zarr.json").read_text(encoding="utf-8"))["attributes"]
         ids = [r["id"] for r in meta["manifest"] if r.get("kind") == "video"]
         cols = build_index(path, ids)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from filelock import FileLock, Timeout
+
 from ... import __version__
 from ...config import config_hash, sha256_text, to_dict
 from ...errors import InputError
@@ -75,50 +77,35 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 # -- the lock -------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RootLock:
-    """An exclusive lock file in the work folder; a lock left by a dead process is taken over."""
+    """An exclusive lock on a root's work folder, taken without waiting: a second run on the same
+    root is refused. An OS file lock (``filelock``): the kernel releases it when its process ends,
+    so a run that was killed leaves nothing that keeps the next one out. ``lock.owner`` next to it
+    says which process holds it (for the message only)."""
 
     def __init__(self, root: Path) -> None:
+        self.root = Path(root)
         self.path = work_dir(root) / "lock"
-        self._held = False
+        self.owner_path = self.path.with_name("lock.owner")
+        self._lock = FileLock(str(self.path), timeout=0)
 
     def __enter__(self) -> "RootLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = f"{os.getpid()} {socket.gethostname()}"
-        for _ in range(2):
+        try:
+            self._lock.acquire()
+        except Timeout:
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self.path.read_text(encoding="utf-8", errors="replace").split()
-                pid = int(owner[0]) if owner and owner[0].isdigit() else -1
-                host = owner[1] if len(owner) > 1 else ""
-                if host == socket.gethostname() and pid > 0 and not _pid_alive(pid):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                raise InputError(
-                    f"another `dsan download` is using {self.path.parent.parent} (process {pid} on "
-                    f"{host or 'an unknown host'}); if it is not running any more, delete {self.path}"
-                ) from None
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(me)
-            self._held = True
-            return self
-        raise InputError(f"cannot take the lock {self.path}")  # pragma: no cover
+                owner = " (" + self.owner_path.read_text(encoding="utf-8", errors="replace").strip() + ")"
+            except OSError:
+                owner = ""
+            raise InputError(f"another `dsan download` is using {self.root}{owner}; wait for it to end") from None
+        self.owner_path.write_text(f"process {os.getpid()} on {socket.gethostname()}", encoding="utf-8")
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._held:
-            self.path.unlink(missing_ok=True)
-            self._held = False
+        if self._lock.is_locked:
+            self.owner_path.unlink(missing_ok=True)
+            self._lock.release()
 
 
 # -- the run --------------------------------------------------------------------------------
