@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -337,3 +338,87 @@ def test_finalize_waits_for_the_store_lock_and_a_killed_holder_releases_it(tmp_p
         assert res.complete and res.done == 2
         assert (waited < 10) if kill else (waited > 1.0), waited
     assert open_store(path).complete
+
+
+def _store_with_a_failed_video(tmp_path, **spec_kw):
+    m = _manifest(4)
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, _spec(m, **spec_kw)) as w:
+        for i, v in enumerate(m.videos[:3]):
+            w.write_video(v.id, _feats(i, 2 + 3 * i), num_frames=v.num_frames, fps=30.0)
+        w.fail_video(m.videos[3].id, "unreadable: broken file")
+        assert w.finalize().complete
+    return m, path
+
+
+def test_a_truncated_or_missing_chunk_names_the_video_and_the_file(tmp_path):
+    """A chunk file of the wrong size (a cut-off copy) is an InputError naming the video and the
+    file, through the direct path and through zarr; a missing chunk file is the fill value, as
+    zarr reads it (zarr does not write all-zero chunks), unless the video's whole array is gone."""
+    import zarr
+
+    m, path = _store_with_a_failed_video(tmp_path)
+    vid, key = m.videos[2].id, "v000002"  # T = 8, chunk_t = 3: chunks 0, 1, 2 (the last padded)
+    chunk = path / "videos" / key / "c" / "1" / "2" / "0"
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[:-4])
+    s = open_store(path)
+    assert s._raw_layout
+    for read in (lambda: s.read(vid), lambda: s.read(vid, 5), lambda: s.load_all(crop=5), s.content_hash):
+        with pytest.raises(InputError, match=rf"video {re.escape(repr(vid))} are damaged: chunk file "
+                                             rf"{re.escape(str(chunk))} has {len(data) - 4} bytes, {len(data)} expected"):
+            read()
+    np.testing.assert_array_equal(s.read(vid, 0), _feats(2, 8)[0])  # the other crop is intact
+    s.__dict__["_raw_layout"] = False  # through zarr: its reshape error becomes ours
+    with pytest.raises(InputError, match=rf"video {re.escape(repr(vid))} are damaged \(reading"):
+        s.read(vid)
+    with pytest.raises(InputError, match="are damaged"):
+        s.load_all(crop=5)
+
+    chunk.unlink()  # a missing chunk reads as zeros, as in zarr
+    s = open_store(path)
+    ref = zarr.open_array(str(path / "videos" / key), mode="r")[...]
+    expected = _feats(2, 8)
+    expected[1, 6:] = 0.0
+    np.testing.assert_array_equal(ref, expected)
+    np.testing.assert_array_equal(s.read(vid), ref)
+
+    shutil.rmtree(path / "videos" / key)  # the whole array gone: not zeros
+    gone = re.escape(str(path / "videos" / key))
+    with pytest.raises(InputError, match=rf"video {re.escape(repr(vid))} are missing \({gone} is gone"):
+        open_store(path).read(vid)
+
+
+def test_zarr_and_xarray_open_every_array_as_ordinary_zarr_v3(tmp_path):
+    import warnings
+
+    import xarray as xr
+    import zarr
+
+    m, path = _store_with_a_failed_video(tmp_path, dtype="float16")
+    s = open_store(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing in the store that zarr does not recognise (the lock is beside it)
+        root = zarr.open_group(str(path), mode="r")
+        assert root.metadata.zarr_format == 3
+        assert sorted(name for name, _ in root.groups()) == ["index", "meta", "videos"]
+        assert root.attrs["format"] == "dsan-feature-store" and root.attrs["complete"]
+        assert [r["id"] for r in root["meta"].attrs["manifest"][1:]] == [v.id for v in m.videos]
+        assert root["index"].attrs["id"] == [v.id for v in m.videos]
+        arrays = dict(root["videos"].arrays())
+    assert sorted(arrays) == [f"v{i:06d}" for i in range(len(m))]
+    for i, v in enumerate(m.videos):
+        key = f"v{i:06d}"
+        arr = arrays[key]
+        assert arr.attrs["id"] == v.id and arr.metadata.dimension_names == ("crop", "t", "feature")
+        assert arr.dtype == np.float16 and arr.shape == (2, s.video_info(v.id)["T"], 8)
+        others = [k for k in arrays if k != key]
+        ds = xr.open_zarr(str(path), group="videos", consolidated=False, drop_variables=others)
+        da = ds[key]
+        assert da.dims == ("crop", "t", "feature")
+        assert da.attrs["id"] == v.id and da.attrs["status"] == arr.attrs["status"]
+        if arr.attrs["status"] == "done":
+            np.testing.assert_array_equal(arr[...], s.read(v.id).astype(np.float16))
+            np.testing.assert_array_equal(da.values, arr[...])
+        else:
+            assert da.shape == (2, 0, 8) and da.attrs["error"] == "unreadable: broken file"

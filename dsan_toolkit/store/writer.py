@@ -37,9 +37,10 @@ from filelock import FileLock
 from ..config import config_hash
 from ..errors import InputError
 from .schema import (
+    DIMENSION_NAMES,
     FORMAT_NAME,
     INDEX_GROUP,
-    LOCK_FILE,
+    LOCK_SUFFIX,
     META_GROUP,
     SCHEMA_VERSION,
     STAGING_DIR,
@@ -153,9 +154,11 @@ def remove_stale_creating(path: str | Path) -> list[Path]:
 
 
 def store_lock(path: Path) -> FileLock:
-    """The store's exclusive lock (``LOCK_FILE`` in it, outside the Zarr hierarchy): ``with``
-    waits for it. An OS file lock (``filelock``), released by the kernel when its process ends."""
-    return FileLock(str(Path(path) / LOCK_FILE))
+    """The store's exclusive lock, ``.NAME.lock`` next to the store (inside it, a file that is no
+    Zarr node would make zarr warn whenever the root is listed): ``with`` waits for it. An OS
+    file lock (``filelock``), released by the kernel when its process ends."""
+    path = Path(path)
+    return FileLock(str(path.parent / f".{path.name}{LOCK_SUFFIX}"))
 
 
 @dataclass(frozen=True)
@@ -370,6 +373,7 @@ class StoreWriter:
             dtype=self.spec.dtype,
             compressors=None,
             fill_value=0.0,
+            dimension_names=DIMENSION_NAMES,
             attributes=attrs,
         )
         return key, staging, arr
