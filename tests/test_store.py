@@ -70,6 +70,19 @@ def test_round_trip_blocks_and_api(tmp_path):
         s.read(m.videos[3].id)
 
 
+def test_a_feature_store_is_feature_store_like(tmp_path):
+    """The protocol the layers above take a store as (checked statically too: its members are
+    FeatureStore's)."""
+    from dsan_toolkit.store import FeatureStore, FeatureStoreLike
+
+    m = _manifest(2)
+    with StoreWriter(tmp_path / "s.zarr", _spec(m)) as w:
+        w.write_video(m.videos[0].id, _feats(0, 2))
+    s = open_store(tmp_path / "s.zarr")
+    assert isinstance(s, FeatureStoreLike) and isinstance(s, FeatureStore)
+    assert not isinstance(object(), FeatureStoreLike)
+
+
 def test_resume_skips_done_and_refuses_other_config(tmp_path):
     m = _manifest()
     path = tmp_path / "s.zarr"

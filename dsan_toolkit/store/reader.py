@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..manifest import DatasetInfo, Manifest, VideoRecord
+from .protocol import CropArg
 from .schema import (
     FORMAT_NAME,
     INDEX_GROUP,
@@ -24,8 +25,6 @@ from .schema import (
     VIDEOS_GROUP,
 )
 from .writer import build_index
-
-CropArg = int | Sequence[int] | None
 
 
 def open_store(path: str | Path) -> "FeatureStore":
