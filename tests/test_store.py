@@ -315,7 +315,7 @@ def test_sigkill_during_creation_leaves_a_folder_the_next_run_removes(tmp_path):
 
 _HOLD_LOCK = """
 import sys, time
-from dsan_toolkit.store.writer import store_lock
+from dsan_toolkit.store.index import store_lock
 lock = store_lock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)

@@ -42,7 +42,7 @@ from ..manifest import Manifest
 from ..media.failures import DECODER_CRASHED, DECODER_HUNG, reason
 from ..media.root import check_video_root
 from ..store import STATUS_DONE, StoreSpec, StoreWriter
-from ..store.writer import FinalizeResult, read_root_attrs, scan_records
+from ..store.index import FinalizeResult, read_root_attrs, scan_records
 from .config import ExtractConfig, RunOptions, auto_workers
 from .decode_stage import Job, Watchdog, decode_loader, encode_lanes, exited_workers, shared_state
 from .encoder import Encoder, FeatureRows, WriterMessage, encode_stream, model_threads

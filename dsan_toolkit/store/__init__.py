@@ -5,10 +5,11 @@ Read with :func:`open_store` / :class:`FeatureStore`; write with :class:`StoreWr
 store layer takes a store as :class:`FeatureStoreLike`.
 """
 
+from .index import FinalizeResult, finalize_store
 from .protocol import FeatureStoreLike
 from .reader import FeatureStore, open_store
 from .schema import SCHEMA_VERSION, STATUS_DONE, STATUS_FAILED, StoreSpec
-from .writer import FinalizeResult, StoreWriter, VideoSink, finalize_store
+from .writer import StoreWriter, VideoSink
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..manifest import DatasetInfo, Manifest, VideoRecord
+from .index import build_index
 from .protocol import CropArg
 from .schema import (
     FORMAT_NAME,
@@ -24,7 +25,6 @@ from .schema import (
     STATUS_DONE,
     VIDEOS_GROUP,
 )
-from .writer import build_index
 
 
 def open_store(path: str | Path) -> "FeatureStore":
