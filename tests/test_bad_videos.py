@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from dsan_toolkit.clip import TINY_MODEL
-from dsan_toolkit.datasets.verify import read_lock, verify_dataset
+from dsan_toolkit.datasets.lockfile import read_lock
+from dsan_toolkit.datasets.verify import verify_dataset
 from dsan_toolkit.extract import ExtractConfig, RunOptions, extract_features
 from dsan_toolkit.media.failures import EMPTY, MISSING, UNDECODABLE, UNREADABLE, kind_of, reason
 from dsan_toolkit.media.native_log import capture_native_stderr, clean_native_text

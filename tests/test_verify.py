@@ -10,7 +10,8 @@ import pytest
 
 from dsan_toolkit import __version__
 from dsan_toolkit.config import sha256_file
-from dsan_toolkit.datasets.verify import read_lock, verify_dataset
+from dsan_toolkit.datasets.lockfile import read_lock
+from dsan_toolkit.datasets.verify import verify_dataset
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.manifest import Manifest, Segment, read_manifest, write_manifest
 from dsan_toolkit.media import VideoError, probe_video

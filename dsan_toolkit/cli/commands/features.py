@@ -56,7 +56,7 @@ def import_cmd(
     manifest = resolve_manifest(dataset)
     counts = None
     if lock is not None:
-        from ...datasets.verify import read_lock
+        from ...datasets.lockfile import read_lock
 
         held = read_lock(lock)
         if held.dataset != manifest.name:
