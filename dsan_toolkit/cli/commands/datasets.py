@@ -104,7 +104,8 @@ def create_cmd(
       dsan manifest create --videos /data/cams --labels labels.csv --name cams
       dsan manifest create --videos vids --labels l.csv --classes classes.csv -o my.jsonl
     """
-    from ...datasets.custom import build_manifest, parse_labels_csv, unlisted_videos
+    from ...datasets.custom import build_manifest, unlisted_videos
+    from ...datasets.labels_csv import parse_labels_csv
     from ...errors import InputError
     from ...manifest import write_manifest
 
