@@ -342,6 +342,22 @@ def test_blocks_equal_one_decord_call(gop_video, rule, block_frames):
     assert got.shape == ref.shape and np.array_equal(got, ref)
 
 
+def test_decoder_messages_go_through_the_dataloader_pinning_as_they_are():
+    """On CUDA the DataLoader pins what its workers yield: a frame block pins its frames (through
+    its ``pin_memory`` method), the other messages pass unchanged (checked without a GPU)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from dsan_toolkit.decode.messages import FrameBlock, VideoEnd, VideoFailed, VideoStart
+
+    class Frames:
+        def pin_memory(self):
+            return "pinned frames"
+
+    assert pin_memory(FrameBlock("v", 3, 2, 1, Frames())) == FrameBlock("v", 3, 2, 1, "pinned frames")
+    for msg in (VideoStart("v", 5, 80, 16.0, False), VideoEnd("v"), VideoFailed("v", "empty: zero bytes")):
+        assert pin_memory(msg) is msg
+
+
 def test_block_size_is_bounded_in_bytes():
     from dsan_toolkit.decode.reader import rows_per_block
 
