@@ -34,7 +34,7 @@ from typing import Callable
 
 from dsan_toolkit.datasets.archives import safe_extract
 from dsan_toolkit.datasets.download import DownloadConfig, download_dataset, fetch_url
-from dsan_toolkit.datasets.registry import ArchivePart
+from dsan_toolkit.datasets.spec import ArchivePart
 from dsan_toolkit.manifest import ClassInfo, DatasetInfo, Manifest, VideoRecord
 
 

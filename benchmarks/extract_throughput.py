@@ -98,16 +98,17 @@ def model_only(bundle, n_images: int, batch: int) -> tuple[float, float]:
 def decode_only(manifest, root: Path, snippet: str, keep: bool = False) -> tuple[float, int, float, list]:
     """The pipeline's decode stage alone (its reader, its block sizes, one thread): frames/s,
     frames, CPU seconds (decord's threads included) and, with ``keep``, the frame blocks."""
+    from dsan_toolkit.decode.messages import FrameBlock
     from dsan_toolkit.decode.reader import iter_video_blocks
 
     n, kept = 0, []
     t0, c0 = time.perf_counter(), time.process_time()
     for v in manifest.videos:
         for msg in iter_video_blocks(v.id, root / v.path, rule=snippet):
-            if msg["kind"] == "rows":
-                n += msg["frames"].shape[0]
+            if isinstance(msg, FrameBlock):
+                n += msg.frames.shape[0]
                 if keep:
-                    kept.append(msg["frames"])
+                    kept.append(msg.frames)
     return n / (time.perf_counter() - t0), n, time.process_time() - c0, kept
 
 

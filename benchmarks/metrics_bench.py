@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.eval import DetectionMapConfig, fine_grained_map, evaluate_predictions, frame_gt
 from dsan_toolkit.eval.detection_map import installed_float_semantics
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from dsan_toolkit.clip import TINY_MODEL, create_clip
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.models import TrainBatch, get_method
 from dsan_toolkit.models.common import encoder as enc_mod
 

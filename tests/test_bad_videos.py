@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from dsan_toolkit.clip import TINY_MODEL
-from dsan_toolkit.datasets.verify import read_lock, verify_dataset
-from dsan_toolkit.decode.failures import EMPTY, MISSING, UNDECODABLE, UNREADABLE, kind_of, reason
-from dsan_toolkit.decode.native_log import capture_native_stderr, clean_native_text
-from dsan_toolkit.decode.probe import VideoError, probe_video
+from dsan_toolkit.datasets.lockfile import read_lock
+from dsan_toolkit.datasets.verify import verify_dataset
 from dsan_toolkit.extract import ExtractConfig, RunOptions, extract_features
+from dsan_toolkit.media.failures import EMPTY, MISSING, UNDECODABLE, UNREADABLE, kind_of, reason
+from dsan_toolkit.media.native_log import capture_native_stderr, clean_native_text
+from dsan_toolkit.media.probe import VideoError, probe_video
 from dsan_toolkit.store import open_store
 from dsan_toolkit.testing import (
     cached_synthetic_dataset,
@@ -101,7 +102,7 @@ def test_capture_keeps_python_stderr_and_always_restores_fd2():
     each get theirs), Python's stderr still reaches fd 2, an exception restores everything."""
     code = r'''
 import os, sys
-from dsan_toolkit.decode.native_log import capture_native_stderr
+from dsan_toolkit.media.native_log import capture_native_stderr
 before = sys.stderr
 with capture_native_stderr() as outer:
     os.write(2, b"native 1\n")

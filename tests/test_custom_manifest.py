@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dsan_toolkit.datasets.custom import create_manifest, read_classes_csv, read_labels_csv, unlisted_videos
+from dsan_toolkit.datasets.custom import create_manifest, unlisted_videos
+from dsan_toolkit.datasets.labels_csv import read_classes_csv, read_labels_csv
 from dsan_toolkit.datasets.verify import verify_dataset
 from dsan_toolkit.errors import InputError, ManifestError
 from dsan_toolkit.manifest import read_manifest

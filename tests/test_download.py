@@ -32,7 +32,7 @@ from dsan_toolkit.datasets.download import (
     fetch_url,
     read_parts_file,
 )
-from dsan_toolkit.datasets.registry import ArchivePart
+from dsan_toolkit.datasets.spec import ArchivePart
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord, write_manifest
 
@@ -474,7 +474,8 @@ def test_malicious_archive_served_is_refused_in_a_run(tmp_path, toy, server):
     root = tmp_path / "root"
     report = download_dataset(toy.manifest, parts, root, config=FAST)
     assert not report.ok and "refused archive evil.zip" in report.manual
-    assert _tree(tmp_path) == set()  # no video, nothing outside, the useless download is gone
+    # no video, nothing outside, the useless download is gone (the released lock file stays)
+    assert _tree(tmp_path) == {"root/.dsan-download/lock"}
     # it is reported as refused, with the reason, not as "could not be fetched"
     assert report.failures[0].refused and "could not be fetched" not in report.manual
     assert "were fetched but REFUSED when opened" in report.manual and "../../outside.mp4" in report.manual
@@ -569,7 +570,8 @@ def test_builtin_without_sources_prints_what_to_fetch(cli, tmp_path):
 
 def test_builtin_from_dir_places_videos_at_manifest_paths(tmp_path):
     """A real UCF archive layout (top folders as in the release) ends in the manifest layout."""
-    from dsan_toolkit.datasets.registry import get_dataset, load_builtin_manifest
+    from dsan_toolkit.datasets.registry import get_dataset
+    from dsan_toolkit.manifest.builtin import load_builtin_manifest
 
     m = load_builtin_manifest("ucf")
     parts = [replace(p, url=None) for p in get_dataset("ucf").archives]  # never touch the network
@@ -586,18 +588,28 @@ def test_builtin_from_dir_places_videos_at_manifest_paths(tmp_path):
     assert len(report.missing) == len(m) - len(test_normal)
 
 
-def test_lock_keeps_a_second_run_out_and_stale_locks_are_taken(tmp_path):
+def test_lock_keeps_a_second_run_out_and_a_killed_holder_does_not(tmp_path):
     root = tmp_path / "root"
-    with RootLock(root):
-        with pytest.raises(InputError, match="another `dsan download`"):
-            RootLock(root).__enter__()
-    assert not (root / ".dsan-download" / "lock").exists()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-
-    (root / ".dsan-download" / "lock").write_text(f"{dead.stdout.strip()} {socket.gethostname()}")
     with RootLock(root) as lock:
-        assert lock.path.read_text().split()[0] == str(os.getpid())
+        assert lock.owner_path.read_text().split()[:2] == ["process", str(os.getpid())]
+        with pytest.raises(InputError, match=rf"another `dsan download` is using .*\(process {os.getpid()} on "):
+            RootLock(root).__enter__()
+    assert not lock.owner_path.exists()
+    # a holder killed with SIGKILL (no cleanup at all): its lock file stays, and keeps nobody out
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from dsan_toolkit.datasets.download import RootLock; "
+         "lock = RootLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)", str(root)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"process {holder.pid} on"):
+            RootLock(root).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (root / ".dsan-download" / "lock.owner").exists()
+    with RootLock(root) as lock:
+        assert lock.owner_path.read_text().split()[1] == str(os.getpid())
 
 
 def test_config_is_validated():
@@ -690,7 +702,8 @@ def test_killed_cli_run_resumes_where_it_stopped(tmp_path, toy, server):
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 130, out
     assert "interrupted" in out and "Traceback" not in out
-    assert not (root / ".dsan-download" / "lock").exists()
+    with RootLock(root):  # released: the next run may take it
+        pass
     have = part_file.stat().st_size
     assert 20_000 <= have < len(big)
 

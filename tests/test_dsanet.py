@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from dsan_toolkit.clip import TINY_MODEL, create_clip
-from dsan_toolkit.datasets.registry import load_builtin_manifest
 from dsan_toolkit.errors import InputError
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.models import TrainBatch, get_method, list_methods, predict_video
 from dsan_toolkit.models.dsanet import ABLATIONS, DSANetModel, DSANetPreset, ablation
 from dsan_toolkit.models.dsanet.text import encode_class_text

@@ -246,11 +246,11 @@ def test_store_made_in_fp16_on_gpu_is_re_extracted_in_fp32_on_cpu(videos, refere
 def test_two_workers_equal_in_process_whether_or_not_they_encode(videos, reference, tmp_path, encode_in_workers):
     """Workers that decode and encode (the CPU default) and workers that only decode (the
     accelerator layout, main process encodes) give the in-process store, failures included."""
-    from dsan_toolkit.extract.pipeline import _lanes
+    from dsan_toolkit.extract.decode_stage import encode_lanes
 
     root, m = videos
     opts = RunOptions(workers=2, batch_size=16, block_frames=16, encode_in_workers=encode_in_workers)
-    assert _lanes(torch.device("cpu"), opts, len(m)) == (2 if encode_in_workers else 0)
+    assert encode_lanes(torch.device("cpu"), opts, len(m)) == (2 if encode_in_workers else 0)
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
     events: list[tuple[str, str]] = []
     res = extract_features(m, root, tmp_path / "w.zarr", cfg, opts,
@@ -327,18 +327,35 @@ def test_blocks_equal_one_decord_call(gop_video, rule, block_frames):
     exactly those of a single get_batch over the whole video."""
     import decord
 
+    from dsan_toolkit.decode.messages import FrameBlock, VideoEnd, VideoStart
     from dsan_toolkit.decode.reader import iter_video_blocks, rows_per_block
 
     msgs = list(iter_video_blocks("g", gop_video, rule=rule, block_frames=block_frames))
-    assert msgs[0]["kind"] == "start" and msgs[-1]["kind"] == "end"
-    blocks = [m for m in msgs if m["kind"] == "rows"]
+    assert isinstance(msgs[0], VideoStart) and isinstance(msgs[-1], VideoEnd)
+    blocks = [m for m in msgs if isinstance(m, FrameBlock)]
     idx = snippet_frame_indices(rule, 400)
     expected_rows = rows_per_block(idx.shape[1], (64, 96, 3), block_frames=block_frames)
     assert len(blocks) == -(-idx.shape[0] // expected_rows) and (len(blocks) > 1) == (block_frames is not None)
-    assert [b["t0"] for b in blocks] == list(range(0, idx.shape[0], expected_rows))
-    got = torch.cat([b["frames"] for b in blocks]).numpy()
+    assert [b.t0 for b in blocks] == list(range(0, idx.shape[0], expected_rows))
+    got = torch.cat([b.frames for b in blocks]).numpy()
     ref = decord.VideoReader(str(gop_video), num_threads=1).get_batch(idx.reshape(-1).tolist()).asnumpy()
     assert got.shape == ref.shape and np.array_equal(got, ref)
+
+
+def test_decoder_messages_go_through_the_dataloader_pinning_as_they_are():
+    """On CUDA the DataLoader pins what its workers yield: a frame block pins its frames (through
+    its ``pin_memory`` method), the other messages pass unchanged (checked without a GPU)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from dsan_toolkit.decode.messages import FrameBlock, VideoEnd, VideoFailed, VideoStart
+
+    class Frames:
+        def pin_memory(self):
+            return "pinned frames"
+
+    assert pin_memory(FrameBlock("v", 3, 2, 1, Frames())) == FrameBlock("v", 3, 2, 1, "pinned frames")
+    for msg in (VideoStart("v", 5, 80, 16.0, False), VideoEnd("v"), VideoFailed("v", "empty: zero bytes")):
+        assert pin_memory(msg) is msg
 
 
 def test_block_size_is_bounded_in_bytes():
@@ -354,9 +371,9 @@ def _crash_worker_on(monkeypatch, video_id: str, marker: Path | None = None) -> 
     """Fault injection: the worker process that starts ``video_id`` kills itself with SIGKILL,
     as a decoder segfault would (always, or only while ``marker`` does not exist). The forked
     workers inherit the patched reader."""
-    import dsan_toolkit.extract.pipeline as pipeline
+    import dsan_toolkit.extract.decode_stage as stage
 
-    real = pipeline.iter_video_blocks
+    real = stage.iter_video_blocks
 
     def crashing(vid, path, **kw):
         if vid == video_id and torch.utils.data.get_worker_info() is not None:
@@ -366,7 +383,7 @@ def _crash_worker_on(monkeypatch, video_id: str, marker: Path | None = None) -> 
                 os.kill(os.getpid(), signal.SIGKILL)
         yield from real(vid, path, **kw)
 
-    monkeypatch.setattr(pipeline, "iter_video_blocks", crashing)
+    monkeypatch.setattr(stage, "iter_video_blocks", crashing)
 
 
 def test_a_video_that_kills_its_worker_twice_is_failed_and_the_rest_go_on(videos, reference, tmp_path, monkeypatch):
@@ -381,6 +398,7 @@ def test_a_video_that_kills_its_worker_twice_is_failed_and_the_rest_go_on(videos
     s = open_store(tmp_path / "c.zarr")
     assert s.complete and set(s.video_ids("failed")) == {victim, "broken"}
     assert "worker process died twice" in s.video_info(victim)["error"]
+    assert "killed by SIGKILL" in s.video_info(victim)["error"]  # from the worker's exit status
     assert set(s.video_ids()) == set(reference.video_ids()) - {victim}
     for vid in s.video_ids():
         np.testing.assert_array_equal(s.read(vid), reference.read(vid))
@@ -405,14 +423,14 @@ def test_a_worker_crash_once_loses_nothing(videos, reference, tmp_path, monkeypa
 
 def test_workers_that_die_before_taking_a_video_end_the_run_with_a_message(videos, tmp_path, monkeypatch):
     """No video to blame and no progress: a clear error, not an endless retry."""
-    import dsan_toolkit.extract.pipeline as pipeline
+    import dsan_toolkit.extract.decode_stage as stage
     from dsan_toolkit.errors import DsanError
 
     def die(self):
         os.kill(os.getpid(), signal.SIGKILL)
         yield  # pragma: no cover
 
-    monkeypatch.setattr(pipeline._DecodeJobs, "__iter__", die)
+    monkeypatch.setattr(stage.DecodeJobs, "__iter__", die)
     root, m = videos
     with pytest.raises(DsanError, match="died before it took a video"):
         extract_features(m, root, tmp_path / "d.zarr", ExtractConfig(**TINY, crops="center"),
@@ -420,23 +438,44 @@ def test_workers_that_die_before_taking_a_video_end_the_run_with_a_message(video
     assert not open_store(tmp_path / "d.zarr").complete
 
 
+def test_an_error_raised_in_a_worker_is_not_taken_for_a_dead_worker(videos, tmp_path, monkeypatch):
+    """Worker death is read from the worker processes, not from an error's text: an exception
+    raised by code in a worker (whatever it says) ends the run with that exception."""
+    import dsan_toolkit.extract.decode_stage as stage
+
+    root, m = videos
+    victim = m.videos[1].id
+    real = stage.iter_video_blocks
+
+    def raising(vid, path, **kw):
+        if vid == victim:
+            raise RuntimeError("DataLoader worker (pid(s) 1) exited unexpectedly")
+        yield from real(vid, path, **kw)
+
+    monkeypatch.setattr(stage, "iter_video_blocks", raising)
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        extract_features(m, root, tmp_path / "e.zarr", ExtractConfig(**TINY, crops="center"),
+                         RunOptions(workers=2))
+    assert victim not in open_store(tmp_path / "e.zarr").video_ids(None)
+
+
 def test_a_decoder_that_hangs_is_stopped_retried_then_failed(videos, reference, tmp_path, monkeypatch):
     """The watchdog stops a worker stuck in one decode call past --decode-timeout; the video is
     retried alone, hangs again and is recorded failed; the rest equal an uninterrupted run."""
     import time as _time
 
-    import dsan_toolkit.extract.pipeline as pipeline
+    import dsan_toolkit.extract.decode_stage as stage
 
     root, m = videos
     victim = m.videos[2].id
-    real = pipeline.iter_video_blocks
+    real = stage.iter_video_blocks
 
     def hanging(vid, path, **kw):
         if vid == victim and torch.utils.data.get_worker_info() is not None:
             _time.sleep(3600)  # as decord stuck inside get_batch
         yield from real(vid, path, **kw)
 
-    monkeypatch.setattr(pipeline, "iter_video_blocks", hanging)
+    monkeypatch.setattr(stage, "iter_video_blocks", hanging)
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
     t0 = _time.monotonic()
     res = extract_features(m, root, tmp_path / "h.zarr", cfg,

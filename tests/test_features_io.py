@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.store import open_store
 from dsan_toolkit.store.interop import compare_stores, export_features, import_features, read_feature_list
 
@@ -113,7 +113,7 @@ def test_compare_detects_differences(tmp_path):
 
 
 def test_row_counts_that_contradict_the_frame_count_are_refused_or_flagged(tmp_path, cli):
-    from dsan_toolkit.datasets.verify import LockFile, write_lock
+    from dsan_toolkit.datasets.lockfile import LockFile, write_lock
 
     root, train, test, truth = _write_release(tmp_path, T=(5, 7, 4, 6))
     m = load_builtin_manifest("ucf")

@@ -8,17 +8,31 @@ from pathlib import Path
 
 import pytest
 
-from dsan_toolkit.datasets import load_builtin_manifest
-from dsan_toolkit.datasets.registry import manifest_resource
+from dsan_toolkit.datasets.registry import list_datasets
 from dsan_toolkit.datasets.xd import labels_from_name
-from dsan_toolkit.errors import ManifestError
+from dsan_toolkit.errors import InputError, ManifestError
 from dsan_toolkit.manifest import Manifest, Segment, read_manifest, write_manifest
+from dsan_toolkit.manifest.builtin import (
+    list_builtin_manifests,
+    load_builtin_manifest,
+    manifest_resource,
+    resolve_manifest,
+)
 
 # The raw official lists (not shipped with the package: they come with the datasets and with the
 # official DSANet/VadCLIP code's list/ folders). Put them in a folder with ucf_crime/ and
 # xd_violence/ subfolders (layout: scripts/build_manifests.py) and point DSAN_RAW_LISTS at it;
 # default: ../shared/datasets next to the checkout.
 SHARED = Path(os.environ.get("DSAN_RAW_LISTS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+
+
+def test_every_registered_dataset_has_its_builtin_manifest_and_no_other():
+    """The manifest layer knows the built-in names from the committed files, the datasets layer
+    from the specs: the same names."""
+    assert list_builtin_manifests() == list_datasets() == ["ucf", "xd"]
+    assert resolve_manifest("xd") is load_builtin_manifest("xd")
+    with pytest.raises(InputError, match="unknown dataset 'nope'; built-in datasets are: ucf, xd"):
+        resolve_manifest("nope")
 
 
 def test_ucf_counts():

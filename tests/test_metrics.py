@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dsan_toolkit.datasets.registry import load_builtin_manifest
 from dsan_toolkit.errors import InputError, UndefinedMetric
 from dsan_toolkit.eval import (
     DetectionMapConfig,
@@ -20,6 +19,7 @@ from dsan_toolkit.eval import (
     video_frame_gt,
 )
 from dsan_toolkit.manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 
 CODES = ["N", "A", "B"]
 

@@ -17,7 +17,7 @@ def scored_run(extracted_world):
 
 
 def test_score_cli_writes_csv_png_and_intervals(scored_run, tmp_path, cli):
-    from dsan_toolkit.decode.probe import probe_video
+    from dsan_toolkit.media.probe import probe_video
 
     root, run, video, manifest = scored_run
     code, out = cli("score", str(video), "--run", str(run), "--out", str(tmp_path), "--threshold", "0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.manifest import DatasetInfo, Manifest, VideoRecord
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.store import StoreSpec, StoreWriter, finalize_store, open_store
 from dsan_toolkit.store.check import check_store
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, synthetic_manifest, write_synthetic_feature_store
@@ -67,6 +68,19 @@ def test_round_trip_blocks_and_api(tmp_path):
         s.read(m.videos[0].id, 3)
     with pytest.raises(InputError, match="failed"):
         s.read(m.videos[3].id)
+
+
+def test_a_feature_store_is_feature_store_like(tmp_path):
+    """The protocol the layers above take a store as (checked statically too: its members are
+    FeatureStore's)."""
+    from dsan_toolkit.store import FeatureStore, FeatureStoreLike
+
+    m = _manifest(2)
+    with StoreWriter(tmp_path / "s.zarr", _spec(m)) as w:
+        w.write_video(m.videos[0].id, _feats(0, 2))
+    s = open_store(tmp_path / "s.zarr")
+    assert isinstance(s, FeatureStoreLike) and isinstance(s, FeatureStore)
+    assert not isinstance(object(), FeatureStoreLike)
 
 
 def test_resume_skips_done_and_refuses_other_config(tmp_path):
@@ -232,7 +246,7 @@ def test_content_hash_same_through_zarr_and_raw_paths(tmp_path):
 
 _CREATE_AND_HANG = """
 import os, sys, time
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.manifest import DatasetInfo, Manifest, VideoRecord
 from dsan_toolkit.store import StoreSpec, StoreWriter
 
@@ -316,3 +330,127 @@ def test_store_identity_hashes_what_changes_values_not_prose():
     assert config_hash(replace(base, config={**base.config, "resize": 999}).identity()) != h
     assert config_hash(replace(base, backbone={**base.backbone, "weights_sha256": "ff"}).identity()) != h
     assert config_hash(replace(base, numeric={"resize_kernel": "float"}).identity()) != h
+
+
+_HOLD_LOCK = """
+import sys, time
+from dsan_toolkit.store.index import store_lock
+lock = store_lock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_finalize_waits_for_the_store_lock_and_a_killed_holder_releases_it(tmp_path):
+    """Finalize runs under the store's file lock: it waits while another process holds it (a
+    rank finalizing), and a holder killed with SIGKILL keeps nobody waiting."""
+    import subprocess
+    import sys
+    import time
+
+    m = _manifest(2)
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, _spec(m)) as w:
+        for i, v in enumerate(m.videos):
+            w.write_video(v.id, _feats(i, 2))
+    for kill in (False, True):
+        holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path), "60" if kill else "1.5"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            t0 = time.monotonic()
+            if kill:
+                holder.kill()
+            res = finalize_store(path)
+            waited = time.monotonic() - t0
+        finally:
+            holder.kill()
+            holder.wait()
+        assert res.complete and res.done == 2
+        assert (waited < 10) if kill else (waited > 1.0), waited
+    assert open_store(path).complete
+
+
+def _store_with_a_failed_video(tmp_path, **spec_kw):
+    m = _manifest(4)
+    path = tmp_path / "s.zarr"
+    with StoreWriter(path, _spec(m, **spec_kw)) as w:
+        for i, v in enumerate(m.videos[:3]):
+            w.write_video(v.id, _feats(i, 2 + 3 * i), num_frames=v.num_frames, fps=30.0)
+        w.fail_video(m.videos[3].id, "unreadable: broken file")
+        assert w.finalize().complete
+    return m, path
+
+
+def test_a_truncated_or_missing_chunk_names_the_video_and_the_file(tmp_path):
+    """A chunk file of the wrong size (a cut-off copy) is an InputError naming the video and the
+    file, through the direct path and through zarr; a missing chunk file is the fill value, as
+    zarr reads it (zarr does not write all-zero chunks), unless the video's whole array is gone."""
+    import zarr
+
+    m, path = _store_with_a_failed_video(tmp_path)
+    vid, key = m.videos[2].id, "v000002"  # T = 8, chunk_t = 3: chunks 0, 1, 2 (the last padded)
+    chunk = path / "videos" / key / "c" / "1" / "2" / "0"
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[:-4])
+    s = open_store(path)
+    assert s._raw_layout
+    for read in (lambda: s.read(vid), lambda: s.read(vid, 5), lambda: s.load_all(crop=5), s.content_hash):
+        with pytest.raises(InputError, match=rf"video {re.escape(repr(vid))} are damaged: chunk file "
+                                             rf"{re.escape(str(chunk))} has {len(data) - 4} bytes, {len(data)} expected"):
+            read()
+    np.testing.assert_array_equal(s.read(vid, 0), _feats(2, 8)[0])  # the other crop is intact
+    s.__dict__["_raw_layout"] = False  # through zarr: its reshape error becomes ours
+    with pytest.raises(InputError, match=rf"video {re.escape(repr(vid))} are damaged \(reading"):
+        s.read(vid)
+    with pytest.raises(InputError, match="are damaged"):
+        s.load_all(crop=5)
+
+    chunk.unlink()  # a missing chunk reads as zeros, as in zarr
+    s = open_store(path)
+    ref = zarr.open_array(str(path / "videos" / key), mode="r")[...]
+    expected = _feats(2, 8)
+    expected[1, 6:] = 0.0
+    np.testing.assert_array_equal(ref, expected)
+    np.testing.assert_array_equal(s.read(vid), ref)
+
+    shutil.rmtree(path / "videos" / key)  # the whole array gone: not zeros
+    gone = re.escape(str(path / "videos" / key))
+    with pytest.raises(InputError, match=rf"video {re.escape(repr(vid))} are missing \({gone} is gone"):
+        open_store(path).read(vid)
+
+
+def test_zarr_and_xarray_open_every_array_as_ordinary_zarr_v3(tmp_path):
+    import warnings
+
+    import xarray as xr
+    import zarr
+
+    m, path = _store_with_a_failed_video(tmp_path, dtype="float16")
+    s = open_store(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing in the store that zarr does not recognise (the lock is beside it)
+        root = zarr.open_group(str(path), mode="r")
+        assert root.metadata.zarr_format == 3
+        assert sorted(name for name, _ in root.groups()) == ["index", "meta", "videos"]
+        assert root.attrs["format"] == "dsan-feature-store" and root.attrs["complete"]
+        assert [r["id"] for r in root["meta"].attrs["manifest"][1:]] == [v.id for v in m.videos]
+        assert root["index"].attrs["id"] == [v.id for v in m.videos]
+        arrays = dict(root["videos"].arrays())
+    assert sorted(arrays) == [f"v{i:06d}" for i in range(len(m))]
+    for i, v in enumerate(m.videos):
+        key = f"v{i:06d}"
+        arr = arrays[key]
+        assert arr.attrs["id"] == v.id and arr.metadata.dimension_names == ("crop", "t", "feature")
+        assert arr.dtype == np.float16 and arr.shape == (2, s.video_info(v.id)["T"], 8)
+        others = [k for k in arrays if k != key]
+        ds = xr.open_zarr(str(path), group="videos", consolidated=False, drop_variables=others)
+        da = ds[key]
+        assert da.dims == ("crop", "t", "feature")
+        assert da.attrs["id"] == v.id and da.attrs["status"] == arr.attrs["status"]
+        if arr.attrs["status"] == "done":
+            np.testing.assert_array_equal(arr[...], s.read(v.id).astype(np.float16))
+            np.testing.assert_array_equal(da.values, arr[...])
+        else:
+            assert da.shape == (2, 0, 8) and da.attrs["error"] == "unreadable: broken file"

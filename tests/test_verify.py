@@ -10,10 +10,11 @@ import pytest
 
 from dsan_toolkit import __version__
 from dsan_toolkit.config import sha256_file
-from dsan_toolkit.datasets.verify import read_lock, verify_dataset
-from dsan_toolkit.decode import VideoError, probe_video
+from dsan_toolkit.datasets.lockfile import read_lock
+from dsan_toolkit.datasets.verify import verify_dataset
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.manifest import Manifest, Segment, read_manifest, write_manifest
+from dsan_toolkit.media import VideoError, probe_video
 from dsan_toolkit.testing import (
     cached_synthetic_dataset,
     copy_dataset,

@@ -162,7 +162,7 @@ def score_video(
         raise InputError(f"video not found: {video}")
     if not (run / "metrics.json").is_file():
         raise InputError(f"{run} is not a finished run directory (no metrics.json); see docs/training.md")
-    from ..decode.probe import probe_video
+    from ..media.probe import probe_video
 
     probe = probe_video(video)
     met = json.loads((run / "metrics.json").read_text())

@@ -1,5 +1,9 @@
-"""Built-in datasets (UCF-Crime, XD-Violence), custom and synthetic datasets."""
+"""Built-in datasets (UCF-Crime, XD-Violence), custom and synthetic datasets.
 
-from .registry import DatasetSpec, get_dataset, list_datasets, load_builtin_manifest
+``load_builtin_manifest`` is :func:`dsan_toolkit.manifest.builtin.load_builtin_manifest`."""
+
+from ..manifest.builtin import load_builtin_manifest
+from .registry import get_dataset, list_datasets
+from .spec import DatasetSpec
 
 __all__ = ["DatasetSpec", "get_dataset", "list_datasets", "load_builtin_manifest"]

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import ManifestError
 from ..manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord
 from ..manifest.validate import validate_manifest
-from .registry import ArchivePart, DatasetSpec, register_dataset
+from .spec import ArchivePart, DatasetSpec
 
 # (code, prompt) in the official label-map order; the prompt is the text the official code
 # feeds to CLIP. The readable name is the prompt with spaces.
@@ -103,42 +103,40 @@ def build_ucf_manifest(raw_dir: Path) -> Manifest:
     return manifest
 
 
-UCF = register_dataset(
-    DatasetSpec(
-        name="ucf",
-        title="UCF-Crime",
-        homepage="https://www.crcv.ucf.edu/projects/real-world/",
-        build_manifest=build_ucf_manifest,
-        # The archive parts of the official release: a shared Dropbox folder, file names as
-        # published there and in the release's ReadMe; sizes and checksums were never
-        # published. The per-file links may answer with a web page (a browser is then needed),
-        # which the downloader detects and reports. The event-recognition normal videos are
-        # not in the anomaly-detection lists, hence optional.
-        archives=tuple(
-            ArchivePart(
-                name=name,
-                url=f"https://www.dropbox.com/sh/75v5ehq4cdg5g5g/{key}/{name}?dl=1" if key else None,
-                page="https://www.dropbox.com/sh/75v5ehq4cdg5g5g/AABvnJSwZI7zXb8_myBA0CLHa?dl=0",
-                optional=key is None,
-            )
-            for key, name in (
-                ("AABJtkTnNc8LcVTfH1gE_uFoa", "Anomaly-Videos-Part-1.zip"),
-                ("AAAbdSEUox64ZLgVAntr2WgSa", "Anomaly-Videos-Part-2.zip"),
-                ("AAAgpsRNSHI_BtRnSCxxR7j9a", "Anomaly-Videos-Part-3.zip"),
-                ("AABqY-3fJSmSMafFIlJXRE-9a", "Anomaly-Videos-Part-4.zip"),
-                ("AADEUCsLOCN_jHmmx7uFcUhHa", "Training-Normal-Videos-Part-1.zip"),
-                ("AAAHZByMMGCVms4hhHZU2pMBa", "Training-Normal-Videos-Part-2.zip"),
-                ("AACeDPUxpB6sY2jKgLGzaEdra", "Testing_Normal_Videos.zip"),
-                (None, "Normal_Videos_for_Event_Recognition.zip"),
-            )
-        ),
-        manual_download=(
-            "UCF-Crime is distributed from a Dropbox folder linked on the project page "
-            "(https://www.dropbox.com/sh/75v5ehq4cdg5g5g/AABvnJSwZI7zXb8_myBA0CLHa?dl=0); its direct "
-            "links may need a browser. Download the seven archives named above into one folder and "
-            "pass it with --from DIR (videos are placed by file name, whatever folders the archives "
-            "hold), or put the videos yourself under the root as Abuse/, ..., "
-            "Training_Normal_Videos_Anomaly/ and Testing_Normal_Videos_Anomaly/."
-        ),
-    )
+UCF = DatasetSpec(
+    name="ucf",
+    title="UCF-Crime",
+    homepage="https://www.crcv.ucf.edu/projects/real-world/",
+    build_manifest=build_ucf_manifest,
+    # The archive parts of the official release: a shared Dropbox folder, file names as
+    # published there and in the release's ReadMe; sizes and checksums were never
+    # published. The per-file links may answer with a web page (a browser is then needed),
+    # which the downloader detects and reports. The event-recognition normal videos are
+    # not in the anomaly-detection lists, hence optional.
+    archives=tuple(
+        ArchivePart(
+            name=name,
+            url=f"https://www.dropbox.com/sh/75v5ehq4cdg5g5g/{key}/{name}?dl=1" if key else None,
+            page="https://www.dropbox.com/sh/75v5ehq4cdg5g5g/AABvnJSwZI7zXb8_myBA0CLHa?dl=0",
+            optional=key is None,
+        )
+        for key, name in (
+            ("AABJtkTnNc8LcVTfH1gE_uFoa", "Anomaly-Videos-Part-1.zip"),
+            ("AAAbdSEUox64ZLgVAntr2WgSa", "Anomaly-Videos-Part-2.zip"),
+            ("AAAgpsRNSHI_BtRnSCxxR7j9a", "Anomaly-Videos-Part-3.zip"),
+            ("AABqY-3fJSmSMafFIlJXRE-9a", "Anomaly-Videos-Part-4.zip"),
+            ("AADEUCsLOCN_jHmmx7uFcUhHa", "Training-Normal-Videos-Part-1.zip"),
+            ("AAAHZByMMGCVms4hhHZU2pMBa", "Training-Normal-Videos-Part-2.zip"),
+            ("AACeDPUxpB6sY2jKgLGzaEdra", "Testing_Normal_Videos.zip"),
+            (None, "Normal_Videos_for_Event_Recognition.zip"),
+        )
+    ),
+    manual_download=(
+        "UCF-Crime is distributed from a Dropbox folder linked on the project page "
+        "(https://www.dropbox.com/sh/75v5ehq4cdg5g5g/AABvnJSwZI7zXb8_myBA0CLHa?dl=0); its direct "
+        "links may need a browser. Download the seven archives named above into one folder and "
+        "pass it with --from DIR (videos are placed by file name, whatever folders the archives "
+        "hold), or put the videos yourself under the root as Abuse/, ..., "
+        "Training_Normal_Videos_Anomaly/ and Testing_Normal_Videos_Anomaly/."
+    ),
 )

@@ -6,7 +6,7 @@ or every frame with ``decode="all"``), frame count, fps, resolution, size and op
 sha256. A video is
 
 - ``missing`` / ``empty`` / ``unreadable`` / ``undecodable``: the failure kinds of
-  :mod:`dsan_toolkit.decode.failures`, the words ``dsan extract`` records for the same file,
+  :mod:`dsan_toolkit.media.failures`, the words ``dsan extract`` records for the same file,
 - ``mismatch`` when the file decodes but disagrees with the manifest: ``num_frames``
   differs, the video's own ``fps`` differs (beyond ``fps_tolerance``), or a segment ends
   past the last frame,
@@ -14,7 +14,7 @@ sha256. A video is
   warning, since the manifest does not pin it).
 
 With ``lock_path`` the result is compared with the lock file already there (changed,
-added and removed videos) and then written to it atomically. The lock file is JSON::
+added and removed videos) and then written to it atomically (:mod:`.lockfile`). It is JSON::
 
     {"lock_version": 1, "toolkit_version": "...", "created": "2025-...Z",
      "dataset": "ucf", "manifest_hash": "<sha256>", "root": "/abs/root",
@@ -28,27 +28,22 @@ Later steps (extraction, audits) read it with :func:`read_lock`.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..config import sha256_file
-from ..decode.failures import FILE_KINDS
-from ..decode.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
-from ..decode.root import check_video_root
 from ..errors import InputError
 from ..manifest import Manifest, VideoRecord
-from ..utils.atomic import atomic_write_json
+from ..media.failures import FILE_KINDS
+from ..media.probe import DECODE_MODES, VideoError, VideoProbe, probe_video, quiet_native_stderr
+from ..media.root import check_video_root
+from .lockfile import LockDiff, LockFile, diff_locks, read_lock, write_lock
 
-LOCK_VERSION = 1
 STATUSES: tuple[str, ...] = ("ok", *FILE_KINDS, "mismatch")  # the failure kinds are the extraction's too
-# fields of a lock entry compared between runs
-COMPARED_FIELDS: tuple[str, ...] = ("status", "size", "num_frames", "fps", "width", "height", "sha256")
 
 
 @dataclass(frozen=True)
@@ -76,72 +71,6 @@ class VideoCheck:
         if self.problems:
             entry["problems"] = list(self.problems)
         return entry
-
-
-@dataclass(frozen=True)
-class LockFile:
-    """A lock file's content."""
-
-    dataset: str
-    manifest_hash: str
-    videos: dict[str, dict[str, Any]]
-    toolkit_version: str = ""
-    created: str = ""
-    root: str = ""
-    decode: str = "ends"
-    checksums: bool = False
-    lock_version: int = LOCK_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lock_version": self.lock_version,
-            "toolkit_version": self.toolkit_version,
-            "created": self.created,
-            "dataset": self.dataset,
-            "manifest_hash": self.manifest_hash,
-            "root": self.root,
-            "decode": self.decode,
-            "checksums": self.checksums,
-            "videos": self.videos,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LockFile":
-        videos = d["videos"]
-        if not isinstance(videos, dict) or not all(isinstance(v, dict) for v in videos.values()):
-            raise TypeError("'videos' must map video ids to objects")
-        return cls(
-            dataset=str(d["dataset"]),
-            manifest_hash=str(d["manifest_hash"]),
-            videos={str(k): dict(v) for k, v in videos.items()},
-            toolkit_version=str(d.get("toolkit_version", "")),
-            created=str(d.get("created", "")),
-            root=str(d.get("root", "")),
-            decode=str(d.get("decode", "ends")),
-            checksums=bool(d.get("checksums", False)),
-            lock_version=int(d.get("lock_version", LOCK_VERSION)),
-        )
-
-    def probe_of(self, video_id: str) -> VideoProbe | None:
-        """The recorded probe of a video that was ok, else None."""
-        e = self.videos.get(video_id)
-        if not e or e.get("status") != "ok":
-            return None
-        return VideoProbe.from_dict(e)
-
-
-@dataclass(frozen=True)
-class LockDiff:
-    """What changed since the previous lock file."""
-
-    changed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # id -> "field: old -> new"
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not (self.changed or self.added or self.removed)
 
 
 @dataclass(frozen=True)
@@ -225,75 +154,6 @@ def check_video(
 
 
 # ----------------------------------------------------------------------------------------
-# Lock files
-# ----------------------------------------------------------------------------------------
-
-
-def default_lock_path(manifest: Manifest, root: str | Path, split: str | None = None) -> Path:
-    """``ROOT/<dataset>.lock.json`` (``<dataset>-<split>.lock.json`` for one split)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", manifest.name).strip("._") or "dataset"
-    return Path(root) / (f"{stem}-{split}.lock.json" if split else f"{stem}.lock.json")
-
-
-def read_lock(path: str | Path) -> LockFile:
-    """Read a lock file; :class:`InputError` when it is not one."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: lock file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable lock file ({exc}); delete it or choose another --lock") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a lock file (expected a JSON object)")
-    try:
-        return LockFile.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: not a lock file (bad or missing field {exc})") from None
-
-
-def write_lock(lock: LockFile, path: str | Path) -> Path:
-    """Write a lock file atomically."""
-    return atomic_write_json(path, lock.to_dict(), indent=1, sort_keys=True)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, str) and len(value) == 64:
-        return value[:12] + "…"
-    return "-" if value is None else str(value)
-
-
-def diff_locks(old: LockFile, new: LockFile) -> LockDiff:
-    """Videos changed, added and removed between two locks of the same dataset."""
-    changed: dict[str, tuple[str, ...]] = {}
-    for vid in sorted(set(old.videos) & set(new.videos)):
-        a, b = old.videos[vid], new.videos[vid]
-        if a.get("status") != b.get("status") and not (a.get("num_frames") and b.get("num_frames")):
-            # a video that (no longer) decodes: its status says it all
-            changed[vid] = (f"status: {a.get('status')} -> {b.get('status')}",)
-            continue
-        diffs = []
-        for f in COMPARED_FIELDS:
-            if f == "sha256" and not (a.get(f) and b.get(f)):
-                continue  # compared only when both runs hashed the file
-            if a.get(f) != b.get(f):
-                diffs.append(f"{f}: {_fmt(a.get(f))} -> {_fmt(b.get(f))}")
-        if diffs:
-            changed[vid] = tuple(diffs)
-    notes = []
-    if old.manifest_hash != new.manifest_hash:
-        notes.append("the manifest changed since the lock was written")
-    if old.checksums and not new.checksums:
-        notes.append("the previous lock has checksums; run with --checksums to compare file contents")
-    return LockDiff(
-        changed=changed,
-        added=tuple(sorted(set(new.videos) - set(old.videos))),
-        removed=tuple(sorted(set(old.videos) - set(new.videos))),
-        notes=tuple(notes),
-    )
-
-
-# ----------------------------------------------------------------------------------------
 # The dataset
 # ----------------------------------------------------------------------------------------
 
@@ -318,7 +178,7 @@ def verify_dataset(
 
     Never raises for bad videos (they are in the report); raises :class:`InputError` for a
     missing root, a bad option, or an existing lock file that is unreadable or belongs to
-    another dataset, and :class:`~dsan_toolkit.decode.root.RootLooksWrong` (nothing written)
+    another dataset, and :class:`~dsan_toolkit.media.root.RootLooksWrong` (nothing written)
     when no video or fewer than half of them exist under ``root``, unless ``allow_missing``.
     ``progress`` is called with each finished check (from this thread).
     """
@@ -378,7 +238,8 @@ def verify_dataset(
         try:
             write_lock(lock, lock_path)
         except OSError as exc:
-            raise InputError(f"cannot write the lock file {lock_path} ({exc.strerror or exc}); pass --lock FILE") from None
+            raise InputError(f"cannot write the lock file {lock_path} ({exc.strerror or exc}); "
+                             "pass --lock FILE") from None
     return VerifyReport(
         dataset=manifest.name,
         manifest_hash=manifest_hash,
@@ -390,18 +251,4 @@ def verify_dataset(
     )
 
 
-__all__ = [
-    "COMPARED_FIELDS",
-    "LOCK_VERSION",
-    "STATUSES",
-    "LockDiff",
-    "LockFile",
-    "VerifyReport",
-    "VideoCheck",
-    "check_video",
-    "default_lock_path",
-    "diff_locks",
-    "read_lock",
-    "verify_dataset",
-    "write_lock",
-]
+__all__ = ["STATUSES", "VerifyReport", "VideoCheck", "check_video", "verify_dataset"]

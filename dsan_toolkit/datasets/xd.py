@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import ManifestError
 from ..manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord
 from ..manifest.validate import validate_manifest
-from .registry import ArchivePart, DatasetSpec, register_dataset
+from .spec import ArchivePart, DatasetSpec
 
 # (code, readable name, CLIP prompt) in the official label-map order.
 XD_CLASSES: tuple[tuple[str, str, str], ...] = (
@@ -134,35 +134,33 @@ def build_xd_manifest(raw_dir: Path) -> Manifest:
     return manifest
 
 
-XD = register_dataset(
-    DatasetSpec(
-        name="xd",
-        title="XD-Violence",
-        homepage="https://roc-ng.github.io/XD-Violence/",
-        build_manifest=build_xd_manifest,
-        # The archive parts of the official release: OneDrive share pages (a browser is
-        # needed), file names as they download; sizes and checksums were never published.
-        archives=tuple(
-            ArchivePart(
-                name=name,
-                page=f"https://stuxidianeducn-my.sharepoint.com/:u:/g/personal/pengwu_stu_xidian_edu_cn/{share}",
-                extract_to=folder,
-            )
-            for name, share, folder in (
-                ("1-1004.zip", "ERiQQLUAex1CnwuBIEOK9YgBtcqU3hR_ZDtahCwLtVVkew?e=QHJ3bz", "train"),
-                ("1005-2004.zip", "EU-CqR-yYmVEqlFR1qHs3ZwB_Xfmi9d2augzSoOgDM66ug?e=gNNLIR", "train"),
-                ("2005-2804.zip", "EVcHk8zeeQJGhoDrsj1I-RsBXwGgOwrr_qU_8Yvx1KVnEw?e=84ftkC", "train"),
-                ("2805-3319.zip", "EV9x2SOsTWNFjAAukYmTVIEBKTFz2rc_lkJ4N-8Y7AbIvA?e=fOZU2d", "train"),
-                ("3320-3954.zip", "ERGkxZqFDJlGs4GM1CvhOY4B5ASIKQIS4elt3VWZqjR65g?e=jdbmcO", "train"),
-                ("XD_violence_test_video.zip", "EdewYQSko-BHpew03RBfGLQBIAOUdF7jt1rC71rK5iBGag?e=v4Enay", "test"),
-            )
-        ),
-        manual_download=(
-            "XD-Violence is distributed from the project page (https://roc-ng.github.io/XD-Violence/) "
-            "through OneDrive and Baidu links that need a browser. Download the five training zips and "
-            "the test-video zip into one folder and pass it with --from DIR (videos are placed by file "
-            "name), or put the videos yourself as <root>/train/<name>.mp4 and <root>/test/<name>.mp4. "
-            "If your test archive has another file name, rename it to the name above."
-        ),
-    )
+XD = DatasetSpec(
+    name="xd",
+    title="XD-Violence",
+    homepage="https://roc-ng.github.io/XD-Violence/",
+    build_manifest=build_xd_manifest,
+    # The archive parts of the official release: OneDrive share pages (a browser is
+    # needed), file names as they download; sizes and checksums were never published.
+    archives=tuple(
+        ArchivePart(
+            name=name,
+            page=f"https://stuxidianeducn-my.sharepoint.com/:u:/g/personal/pengwu_stu_xidian_edu_cn/{share}",
+            extract_to=folder,
+        )
+        for name, share, folder in (
+            ("1-1004.zip", "ERiQQLUAex1CnwuBIEOK9YgBtcqU3hR_ZDtahCwLtVVkew?e=QHJ3bz", "train"),
+            ("1005-2004.zip", "EU-CqR-yYmVEqlFR1qHs3ZwB_Xfmi9d2augzSoOgDM66ug?e=gNNLIR", "train"),
+            ("2005-2804.zip", "EVcHk8zeeQJGhoDrsj1I-RsBXwGgOwrr_qU_8Yvx1KVnEw?e=84ftkC", "train"),
+            ("2805-3319.zip", "EV9x2SOsTWNFjAAukYmTVIEBKTFz2rc_lkJ4N-8Y7AbIvA?e=fOZU2d", "train"),
+            ("3320-3954.zip", "ERGkxZqFDJlGs4GM1CvhOY4B5ASIKQIS4elt3VWZqjR65g?e=jdbmcO", "train"),
+            ("XD_violence_test_video.zip", "EdewYQSko-BHpew03RBfGLQBIAOUdF7jt1rC71rK5iBGag?e=v4Enay", "test"),
+        )
+    ),
+    manual_download=(
+        "XD-Violence is distributed from the project page (https://roc-ng.github.io/XD-Violence/) "
+        "through OneDrive and Baidu links that need a browser. Download the five training zips and "
+        "the test-video zip into one folder and pass it with --from DIR (videos are placed by file "
+        "name), or put the videos yourself as <root>/train/<name>.mp4 and <root>/test/<name>.mp4. "
+        "If your test archive has another file name, rename it to the name above."
+    ),
 )

@@ -1,7 +1,3 @@
-"""Decoding videos: opening and probing (:mod:`.probe`), failure kinds (:mod:`.failures`),
-decord's native log (:mod:`.native_log`), root checks (:mod:`.root`), readers and snippet
-sampling (other modules)."""
-
-from .probe import DECODE_MODES, REASONS, VideoError, VideoProbe, probe_video
-
-__all__ = ["DECODE_MODES", "REASONS", "VideoError", "VideoProbe", "probe_video"]
+"""Decoding the frames of feature rows for extraction: snippet sampling (:mod:`.snippets`),
+crop geometry (:mod:`.crops`) and the block reader (:mod:`.reader`). Opening and probing a
+video file, and the failure kinds, are :mod:`dsan_toolkit.media`."""

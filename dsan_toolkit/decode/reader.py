@@ -1,17 +1,14 @@
 """Decoding the frames of feature rows in bounded blocks (runs in decode worker processes).
 
-:func:`iter_video_blocks` opens one video with decord and yields messages (plain dicts, so
-they cross process boundaries through a DataLoader):
-
-- ``{"kind": "start", "id", "T", "num_frames", "fps", "padded"}``
-- ``{"kind": "rows", "id", "t0", "rows", "k", "frames"}``: uint8 ``(rows * k, H, W, 3)``,
-  the ``k`` encoded frames of rows ``[t0, t0 + rows)``; at most ``block_bytes`` of frames
-  (and ``block_frames`` frames when given), at least one row
-- ``{"kind": "end", "id"}`` after the last block, or ``{"kind": "fail", "id", "error"}``
-  (the video cannot be opened, has no frame, or a block fails to decode). ``error`` is a
-  reason of :mod:`dsan_toolkit.decode.failures` (``"<kind>: <detail>"``, the same kind as
-  ``dsan verify`` gives the file); decord's log of the failed call is in the detail, not on
-  the terminal (:mod:`dsan_toolkit.decode.native_log`).
+:func:`iter_video_blocks` opens one video with decord and yields the messages of
+:mod:`.messages`: :class:`~.messages.VideoStart`, then :class:`~.messages.FrameBlock` s (uint8
+``(rows * k, H, W, 3)``, the ``k`` encoded frames of rows ``[t0, t0 + rows)``; at most
+``block_bytes`` of frames, and ``block_frames`` frames when given, at least one row), then
+:class:`~.messages.VideoEnd`; or :class:`~.messages.VideoFailed` when the video cannot be opened,
+has no frame, or a block fails to decode. Its ``error`` is a reason of
+:mod:`dsan_toolkit.media.failures` (``"<kind>: <detail>"``, the same kind as ``dsan verify``
+gives the file); decord's log of the failed call is in the detail, not on the terminal
+(:mod:`dsan_toolkit.media.native_log`).
 """
 
 from __future__ import annotations
@@ -21,11 +18,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .failures import UNDECODABLE, reason
-from .native_log import capture_native_stderr
-from .probe import VideoError, decord_call, open_video
+from ..media.failures import UNDECODABLE, reason
+from ..media.native_log import capture_native_stderr
+from ..media.probe import VideoError, decord_call, open_video
+from .messages import DecodeMessage, FrameBlock, VideoEnd, VideoFailed, VideoStart
 from .snippets import row_count, snippet_frame_indices
-
 
 BLOCK_BYTES = 64 * 2**20
 
@@ -65,13 +62,13 @@ def _stop_read_ahead(vr: Any) -> None:
 def iter_video_blocks(
     video_id: str, path: str | Path, *, rule: str, snippet_len: int = 16, block_frames: int | None = None,
     block_bytes: int = BLOCK_BYTES,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[DecodeMessage]:
     import torch
 
     try:
         vr, n, fps = open_video(path)
     except VideoError as exc:
-        yield {"kind": "fail", "id": video_id, "error": reason(exc.reason, exc.detail)}
+        yield VideoFailed(video_id, reason(exc.reason, exc.detail))
         return
     T, padded = row_count(n, snippet_len)
     idx = snippet_frame_indices(rule, n, snippet_len)
@@ -80,10 +77,10 @@ def iter_video_blocks(
         # one frame, for the block size (decord has no size query)
         shape = tuple(decord_call(path, UNDECODABLE, lambda: vr[0].shape, "frame 0"))
     except VideoError as exc:
-        yield {"kind": "fail", "id": video_id, "error": reason(exc.reason, exc.detail), "num_frames": n, "fps": fps}
+        yield VideoFailed(video_id, reason(exc.reason, exc.detail), n, fps)
         return
     rows = rows_per_block(k, shape, block_bytes, block_frames)
-    yield {"kind": "start", "id": video_id, "T": T, "num_frames": n, "fps": fps, "padded": padded}
+    yield VideoStart(video_id, T, n, fps, padded)
     for t0 in range(0, T, rows):
         sel = idx[t0 : t0 + rows].reshape(-1)
         uniq, inverse = np.unique(sel, return_inverse=True)
@@ -91,11 +88,10 @@ def iter_video_blocks(
             frames = decord_call(path, UNDECODABLE, lambda: vr.get_batch(uniq.tolist()).asnumpy(),
                                  f"frames {int(uniq[0])}..{int(uniq[-1])}")
         except VideoError as exc:
-            yield {"kind": "fail", "id": video_id, "error": reason(exc.reason, exc.detail), "num_frames": n, "fps": fps}
+            yield VideoFailed(video_id, reason(exc.reason, exc.detail), n, fps)
             return
         _stop_read_ahead(vr)  # also after the last block: the reader lives while it is encoded
         if len(uniq) != len(sel):
             frames = frames[inverse]
-        yield {"kind": "rows", "id": video_id, "t0": t0, "rows": len(sel) // k, "k": k,
-               "frames": torch.from_numpy(np.ascontiguousarray(frames))}
-    yield {"kind": "end", "id": video_id}
+        yield FrameBlock(video_id, t0, len(sel) // k, k, torch.from_numpy(np.ascontiguousarray(frames)))
+    yield VideoEnd(video_id)

@@ -24,12 +24,13 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Union
 
 import numpy as np
 import torch
 
 from ..decode.crops import parse_crops
+from ..decode.messages import DecodeMessage, FrameBlock, VideoEnd, VideoFailed, VideoStart
 from .config import CPU_MODEL_THREADS, ExtractConfig, RunOptions
 from .preprocess import preprocess_frames
 
@@ -76,6 +77,21 @@ class _Pieces:
             n -= int(out[-1].shape[0])
             self.size -= int(out[-1].shape[0])
         return out
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Rows ``[t0, t0 + rows.shape[1])`` of a video for every crop: float32 ``(C, r, D)``
+    (``frames``: how many decoded frames they came from)."""
+
+    id: str
+    t0: int
+    rows: np.ndarray
+    frames: int
+
+
+# what the model stage sends to the store writer
+WriterMessage = Union[VideoStart, FeatureRows, VideoEnd, VideoFailed]
 
 
 @dataclass
@@ -154,45 +170,46 @@ class Encoder:
         while video.frames.size >= g or (last and video.frames.size):
             video.feats.push(self.call(video.frames.take(min(g, video.frames.size))))
 
-    def ready_rows(self, vid: str, video: _Video) -> Iterator[tuple[Any, ...]]:
-        """``("rows", vid, t0, rows (C, r, D) float32, frames)`` of each waiting block whose
-        frames have all been encoded, in order."""
+    def ready_rows(self, vid: str, video: _Video) -> Iterator[FeatureRows]:
+        """The rows of each waiting block whose frames have all been encoded, in order."""
         while video.blocks and video.feats.size >= video.blocks[0][1] * video.blocks[0][2]:
             t0, rows, k = video.blocks.popleft()
             with torch.inference_mode():
                 f = torch.cat(video.feats.take(rows * k)).view(rows, k, len(self.crops), -1).mean(dim=1)
                 block = f.permute(1, 0, 2).contiguous().cpu().numpy()
-            yield ("rows", vid, t0, block, rows * k)
+            yield FeatureRows(vid, t0, block, rows * k)
 
 
-def encode_stream(messages: Iterable[dict[str, Any]], encoder: Encoder) -> Iterator[tuple[Any, ...]]:
-    """Decoder messages (:mod:`dsan_toolkit.decode.reader`, of one or several videos,
-    interleaved) -> writer messages: ``("begin", vid, T, n, fps, padded)``,
-    ``("rows", vid, t0, rows (C, r, D), frames)``, ``("end", vid)``, ``("fail", vid, error, n, fps)``.
+def encode_stream(messages: Iterable[DecodeMessage], encoder: Encoder) -> Iterator[WriterMessage]:
+    """Decoder messages (:mod:`dsan_toolkit.decode.messages`, of one or several videos,
+    interleaved) -> writer messages: each :class:`~dsan_toolkit.decode.messages.FrameBlock`
+    becomes :class:`FeatureRows` once its frames are encoded; start, end and failure pass on.
 
-    Each video's messages keep their order; a block's rows follow once its frames are encoded
-    (model calls at fixed offsets from the video's start, see the module docstring).
+    Each video's messages keep their order (model calls at fixed offsets from the video's start,
+    see the module docstring).
     """
     open_videos: dict[str, _Video] = {}
     for msg in messages:
-        kind, vid = msg["kind"], msg["id"]
-        if kind == "start":
-            open_videos[vid] = _Video()
-            yield ("begin", vid, msg["T"], msg["num_frames"], msg["fps"], msg["padded"])
-        elif kind == "rows":
-            video = open_videos[vid]
-            video.frames.push(encoder.to_device(msg["frames"]))
-            video.blocks.append((msg["t0"], msg["rows"], msg["k"]))
+        if isinstance(msg, FrameBlock):
+            video = open_videos[msg.id]
+            video.frames.push(encoder.to_device(msg.frames))
+            video.blocks.append((msg.t0, msg.rows, msg.k))
             encoder.run_calls(video, last=False)
-            yield from encoder.ready_rows(vid, video)
-        elif kind == "end":
-            video = open_videos.pop(vid)
+            yield from encoder.ready_rows(msg.id, video)
+        elif isinstance(msg, VideoStart):
+            open_videos[msg.id] = _Video()
+            yield msg
+        elif isinstance(msg, VideoEnd):
+            video = open_videos.pop(msg.id)
             encoder.run_calls(video, last=True)
-            yield from encoder.ready_rows(vid, video)
-            yield ("end", vid)
-        elif kind == "fail":  # the rows already sent are dropped with the video
-            open_videos.pop(vid, None)
-            yield ("fail", vid, msg["error"], msg.get("num_frames"), msg.get("fps"))
+            yield from encoder.ready_rows(msg.id, video)
+            yield msg
+        elif isinstance(msg, VideoFailed):  # the rows already sent are dropped with the video
+            open_videos.pop(msg.id, None)
+            yield msg
+        else:
+            raise TypeError(f"not a decoder message: {msg!r}")
 
 
-__all__ = ["CPU_BATCH_BYTES", "CPU_MODEL_THREADS", "Encoder", "encode_stream", "model_threads"]
+__all__ = ["CPU_BATCH_BYTES", "CPU_MODEL_THREADS", "Encoder", "FeatureRows", "WriterMessage", "encode_stream",
+           "model_threads"]

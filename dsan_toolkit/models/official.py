@@ -200,7 +200,7 @@ def load_official_checkpoint(
     if overrides:
         raise InputError(f"{path} does not fit preset {preset!r}: the checkpoint has {overrides} (try the other preset)")
     if classes is None:
-        from ..datasets.registry import load_builtin_manifest
+        from ..manifest.builtin import load_builtin_manifest
 
         classes = load_builtin_manifest(preset).info.classes
     sha = sha256_file(path)

@@ -20,9 +20,10 @@ from ..config import register_config, sha256_file, to_dict
 from ..errors import InputError
 from ..manifest import Manifest
 from ..progress import Listener, counted
+from .index import FinalizeResult
 from .reader import FeatureStore
 from .schema import StoreSpec
-from .writer import FinalizeResult, StoreWriter
+from .writer import StoreWriter
 
 FORMATS = ("vadclip",)
 CROP_SEP = "__"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..manifest import DatasetInfo, Manifest, VideoRecord
+from .index import build_index
+from .protocol import CropArg
 from .schema import (
     FORMAT_NAME,
     INDEX_GROUP,
@@ -22,9 +25,6 @@ from .schema import (
     STATUS_DONE,
     VIDEOS_GROUP,
 )
-from .writer import build_index
-
-CropArg = int | Sequence[int] | None
 
 
 def open_store(path: str | Path) -> "FeatureStore":
@@ -183,23 +183,52 @@ class FeatureStore:
         )
 
     def _read_crop_raw(self, i: int, pos: int, out: np.ndarray | None = None, dtype: Any = np.float32) -> np.ndarray:
-        """Crop position ``pos`` of index row ``i`` as (T, D) ``dtype``, from the chunk files."""
+        """Crop position ``pos`` of index row ``i`` as (T, D) ``dtype``, from the chunk files.
+
+        Each chunk file holds a whole chunk (``chunk_t`` rows, the last one padded), so one of
+        another size is damaged: :class:`InputError` naming the video and the file. A missing
+        chunk file is the fill value (zarr does not write chunks equal to it, and reads them
+        as zeros), unless the video's array itself is gone.
+        """
         ix = self._index
         T, D = int(ix["T"][i]), self.feature_dim
         ct = max(1, min(int(self.attrs["chunk_t"]), T))
         dt = np.dtype(self.dtype).newbyteorder("<")
+        whole = ct * D * dt.itemsize
         if out is None:
             out = np.empty((T, D), dtype=dtype)
-        base = self.path / VIDEOS_GROUP / ix["key"][i] / "c" / str(pos)
+        array = self.path / VIDEOS_GROUP / ix["key"][i]
+        base = array / "c" / str(pos)
         for j, t0 in enumerate(range(0, T, ct)):
             n = min(ct, T - t0)
+            chunk_file = base / str(j) / "0"
             try:
-                chunk = np.fromfile(base / str(j) / "0", dtype=dt, count=n * D)
+                with open(chunk_file, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size != whole:
+                        raise InputError(
+                            f"{self.path}: the features of video {ix['id'][i]!r} are damaged: chunk file {chunk_file} "
+                            f"has {size} bytes, {whole} expected (a truncated copy?); re-extract or re-copy the store"
+                        )
+                    chunk = np.fromfile(fh, dtype=dt, count=n * D)
             except FileNotFoundError:  # zarr does not write chunks equal to the fill value
+                if not (array / "zarr.json").is_file():
+                    raise InputError(f"{self.path}: the features of video {ix['id'][i]!r} are missing ({array} is "
+                                     "gone); re-extract or re-copy the store") from None
                 out[t0 : t0 + n] = 0.0
                 continue
             out[t0 : t0 + n] = chunk.reshape(n, D)
         return out
+
+    def _read_zarr(self, video_id: str, what: Any) -> np.ndarray:
+        """``what(array)`` on the zarr array of ``video_id``; a damaged chunk (zarr reads it as a
+        wrongly sized buffer) gives :class:`InputError` naming the video."""
+        arr = self._array(video_id)
+        try:
+            return what(arr)
+        except ValueError as exc:
+            raise InputError(f"{self.path}: the features of video {video_id!r} are damaged (reading "
+                             f"{arr.store_path}: {exc}); re-extract or re-copy the store") from None
 
     def read(self, video_id: str, crop: CropArg = None) -> np.ndarray:
         """float32 features: (T, D) for an int crop id, (C, T, D) for a list of ids or None (all)."""
@@ -213,14 +242,14 @@ class FeatureStore:
             positions = list(range(self.num_crops)) if sel is None else sel
             return np.stack([self._read_crop_raw(i, p) for p in positions]) if positions else np.zeros(
                 (0, int(self._index["T"][i]), self.feature_dim), np.float32)
-        arr = self._array(video_id)
-        if sel is None:
-            out = arr[...]
-        elif isinstance(sel, int):
-            out = arr[sel]
-        else:
-            out = np.stack([arr[s] for s in sel]) if sel else np.zeros((0, arr.shape[1], arr.shape[2]), arr.dtype)
-        return np.ascontiguousarray(out, dtype=np.float32)
+        def pick(arr: Any) -> np.ndarray:
+            if sel is None:
+                return arr[...]
+            if isinstance(sel, int):
+                return arr[sel]
+            return np.stack([arr[s] for s in sel]) if sel else np.zeros((0, arr.shape[1], arr.shape[2]), arr.dtype)
+
+        return np.ascontiguousarray(self._read_zarr(video_id, pick), dtype=np.float32)
 
     def read_tensor(self, video_id: str, crop: CropArg = None, device: Any = "cpu") -> Any:
         import torch
@@ -250,7 +279,7 @@ class FeatureStore:
             if raw:
                 self._read_crop_raw(rows[i], c, out[offsets[i] : offsets[i + 1]])
             else:
-                out[offsets[i] : offsets[i + 1]] = self._array(ids[i])[c]
+                out[offsets[i] : offsets[i + 1]] = self._read_zarr(ids[i], lambda arr: arr[c])
 
         if ids:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -275,5 +304,5 @@ class FeatureStore:
                 for pos in range(self.num_crops):
                     h.update(self._read_crop_raw(i, pos, dtype=stored).tobytes())
             else:
-                h.update(np.ascontiguousarray(self._array(vid)[...]).tobytes())
+                h.update(np.ascontiguousarray(self._read_zarr(vid, lambda arr: arr[...])).tobytes())
         return h.hexdigest()

@@ -7,7 +7,8 @@
       meta/zarr.json            group; attributes {"manifest": [records]}: the embedded manifest
       index/zarr.json           group; attributes = the consolidated per-video index (after finalize)
       videos/zarr.json          group
-      videos/v000123/           one array per video: (crops, T, D), chunks (1, chunk_t, D);
+      videos/v000123/           one array per video: (crops, T, D), chunks (1, chunk_t, D), dimension
+                                names ("crop", "t", "feature"), uncompressed;
                                 attributes {id, status, T, num_frames, fps, error, padded, flags, config_hash}
       .staging/r<rank>/         arrays being written (outside the Zarr hierarchy)
 
@@ -15,7 +16,13 @@ A video's key is its position in the embedded manifest (``v%06d``): stable, file
 whatever the video id contains, and in manifest order. A video array only ever appears under
 ``videos/`` complete: it is written under ``.staging/`` and renamed into place (an atomic
 directory rename), so a killed process leaves at most staging debris, which the next writer
-removes. Finalize holds an flock on the store directory. Failed videos are arrays of length 0 with ``status = "failed"`` and the reason.
+removes. Writers finalize under the file lock ``.STORE.zarr.lock`` next to the store. Failed
+videos are arrays of length 0 with ``status = "failed"`` and the reason.
+
+It is ordinary Zarr v3: ``zarr.open_group(STORE)`` lists the groups and video arrays, and
+``xarray.open_zarr(STORE, group="videos", drop_variables=[...others])`` opens a video array as a
+``(crop, t, feature)`` variable (one at a time: their ``t`` lengths differ). The toolkit's
+reader reads the chunk files directly (:mod:`.reader`), the same bytes.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ VIDEOS_GROUP = "videos"
 META_GROUP = "meta"
 INDEX_GROUP = "index"
 STAGING_DIR = ".staging"
+LOCK_SUFFIX = ".lock"  # the writers' lock: ".NAME.lock" next to the store
+DIMENSION_NAMES = ("crop", "t", "feature")  # of every video array (xarray needs them)
 
 # Per-video record fields kept in each video array's attributes and in the index.
 RECORD_FIELDS = ("id", "status", "T", "num_frames", "fps", "error", "padded", "flags")

@@ -59,7 +59,7 @@ class SynthFeaturesConfig:
 
 
 def _class_table(cfg: SynthFeaturesConfig) -> DatasetInfo:
-    from ..datasets.registry import load_builtin_manifest
+    from ..manifest.builtin import load_builtin_manifest
 
     if cfg.class_table not in ("ucf", "xd"):
         raise InputError(f"class_table must be 'ucf' or 'xd', not {cfg.class_table!r}")

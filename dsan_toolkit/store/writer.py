@@ -15,31 +15,28 @@ Semantics:
 - every video becomes visible complete or not at all (staging + directory rename); a writer
   first removes its own rank's staging debris, so a SIGKILLed run rerun with the same
   command completes the store with nothing lost or duplicated;
-- :meth:`finalize` (under a file lock) consolidates the per-video records into the index and
-  marks the store complete when every manifest video has a record. Run by every writer, the
-  last one to finish sees all records.
+- :meth:`finalize` (under the store's file lock, :func:`~.index.store_lock`) consolidates the per-video
+  records into the index and marks the store complete when every manifest video has a record.
+  Run by every writer, the last one to finish sees all records.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
-import json
 import os
 import shutil
 import socket
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..config import config_hash
 from ..errors import InputError
+from .index import FinalizeResult, finalize_store, read_root_attrs, scan_records, store_lock
 from .schema import (
+    DIMENSION_NAMES,
     FORMAT_NAME,
-    INDEX_GROUP,
     META_GROUP,
     SCHEMA_VERSION,
     STAGING_DIR,
@@ -57,41 +54,6 @@ def _zarr():
     import zarr
 
     return zarr
-
-
-def read_root_attrs(path: Path) -> dict[str, Any] | None:
-    """The root attributes if ``path`` is a dsan store, else None (no Zarr machinery)."""
-    meta = path / "zarr.json"
-    try:
-        doc = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    attrs = doc.get("attributes") or {}
-    return attrs if attrs.get("format") == FORMAT_NAME else None
-
-
-def scan_records(path: Path) -> dict[str, dict[str, Any]]:
-    """Per-video records (array attributes) of every committed video, by key.
-
-    Reads the small ``zarr.json`` files directly; an unreadable one is skipped (it cannot be
-    a committed video, commits are atomic renames of complete arrays).
-    """
-    out: dict[str, dict[str, Any]] = {}
-    vdir = path / VIDEOS_GROUP
-    if not vdir.is_dir():
-        return out
-    with os.scandir(vdir) as it:
-        for entry in it:
-            if not entry.is_dir() or not entry.name.startswith("v"):
-                continue
-            try:
-                doc = json.loads((Path(entry.path) / "zarr.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            attrs = doc.get("attributes") or {}
-            if "id" in attrs and "status" in attrs:
-                out[entry.name] = attrs
-    return out
 
 
 CREATING_TAG = ".creating-"  # a store is built in ``.NAME.creating-HOST-PID`` next to it, then renamed
@@ -150,26 +112,6 @@ def remove_stale_creating(path: str | Path) -> list[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         removed.append(tmp)
     return removed
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # flock on the store directory itself: no extra file inside the Zarr hierarchy.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class FinalizeResult:
-    complete: bool
-    done: int
-    failed: int
-    missing: int
 
 
 class VideoSink:
@@ -350,7 +292,7 @@ class StoreWriter:
             return
         attrs = read_root_attrs(self.path) or {}
         if attrs.get("complete"):
-            with _locked(self.path):
+            with store_lock(self.path):
                 self._set_root_attrs({"complete": False})
         self._invalidated = True
 
@@ -376,6 +318,7 @@ class StoreWriter:
             dtype=self.spec.dtype,
             compressors=None,
             fill_value=0.0,
+            dimension_names=DIMENSION_NAMES,
             attributes=attrs,
         )
         return key, staging, arr
@@ -428,45 +371,3 @@ class StoreWriter:
     def finalize(self) -> FinalizeResult:
         """Consolidate the per-video records into the index; mark complete when nothing is missing."""
         return finalize_store(self.path)
-
-
-def build_index(path: Path, manifest_ids: list[str]) -> dict[str, list[Any]]:
-    """The index columns (manifest order) from the committed records."""
-    from .schema import RECORD_FIELDS
-
-    records = {r["id"]: (key, r) for key, r in scan_records(path).items()}
-    cols: dict[str, list[Any]] = {"key": []}
-    for f in RECORD_FIELDS:
-        cols[f] = []
-    for vid in manifest_ids:
-        if vid not in records:
-            continue
-        key, r = records[vid]
-        cols["key"].append(key)
-        for f in RECORD_FIELDS:
-            cols[f].append(r.get(f))
-    return cols
-
-
-def finalize_store(path: str | Path) -> FinalizeResult:
-    """Consolidate a store's index (used by writers and ``dsan store finalize``)."""
-    zarr = _zarr()
-    path = Path(path)
-    attrs = read_root_attrs(path)
-    if attrs is None:
-        raise InputError(f"{path} is not a dsan feature store")
-    with _locked(path):
-        meta = json.loads((path / META_GROUP / "zarr.json").read_text(encoding="utf-8"))["attributes"]
-        ids = [r["id"] for r in meta["manifest"] if r.get("kind") == "video"]
-        cols = build_index(path, ids)
-        done = sum(s == STATUS_DONE for s in cols["status"])
-        failed = sum(s == STATUS_FAILED for s in cols["status"])
-        missing = len(ids) - len(cols["id"])
-        root = zarr.open_group(str(path), mode="r+")
-        if INDEX_GROUP in root:
-            root[INDEX_GROUP].attrs.put(cols)
-        else:
-            root.create_group(INDEX_GROUP, attributes=cols)
-        root.attrs.update({"complete": missing == 0, "num_done": done, "num_failed": failed, "num_missing": missing})
-        shutil.rmtree(path / STAGING_DIR, ignore_errors=True) if missing == 0 else None
-    return FinalizeResult(complete=missing == 0, done=done, failed=failed, missing=missing)

@@ -107,7 +107,7 @@ def _store_path(store: Any) -> str:
 def resolve_manifest_for(store: Any, dataset: str | None) -> Manifest:
     if dataset is None:
         return store.manifest
-    from ..datasets.registry import resolve_manifest
+    from ..manifest.builtin import resolve_manifest
 
     return resolve_manifest(dataset)
 

@@ -28,7 +28,8 @@ def datasets_cmd(
       dsan datasets
       dsan datasets ucf
     """
-    from ...datasets.registry import get_dataset, list_datasets, load_builtin_manifest
+    from ...datasets.registry import get_dataset, list_datasets
+    from ...manifest.builtin import load_builtin_manifest
 
     names = [name] if name else list_datasets()
     for n in names:
@@ -103,7 +104,8 @@ def create_cmd(
       dsan manifest create --videos /data/cams --labels labels.csv --name cams
       dsan manifest create --videos vids --labels l.csv --classes classes.csv -o my.jsonl
     """
-    from ...datasets.custom import build_manifest, parse_labels_csv, unlisted_videos
+    from ...datasets.custom import build_manifest, unlisted_videos
+    from ...datasets.labels_csv import parse_labels_csv
     from ...errors import InputError
     from ...manifest import write_manifest
 
@@ -154,7 +156,7 @@ def show_cmd(
     """
     import json
 
-    from ...datasets.registry import resolve_manifest
+    from ...manifest.builtin import resolve_manifest
 
     m = resolve_manifest(dataset)
     rec = m.video(video).to_dict() if video else m.info.to_dict()

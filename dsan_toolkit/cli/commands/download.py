@@ -18,7 +18,7 @@ from ..progress import PLAIN_MIN_SECONDS, PLAIN_STEPS
 
 if TYPE_CHECKING:
     from ...datasets.download import DownloadReport
-    from ...datasets.registry import ArchivePart
+    from ...datasets.spec import ArchivePart
 
 
 class RichReporter:
@@ -148,7 +148,8 @@ def download_cmd(
       dsan download --dataset my.jsonl --parts my_parts.json --root data/my
     """
     from ...datasets.download import DownloadConfig, download_builtin, download_dataset, read_parts_file
-    from ...datasets.registry import get_dataset, list_datasets, resolve_manifest
+    from ...datasets.registry import get_dataset, list_datasets
+    from ...manifest.builtin import resolve_manifest
 
     manual = ""
     if parts_file is not None:

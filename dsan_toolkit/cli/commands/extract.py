@@ -87,8 +87,8 @@ def extract_cmd(
       torchrun --nproc-per-node 4 -m dsan_toolkit.cli.app extract --dataset xd --root /data/XD --out xd.zarr --device cuda
       dsan extract --dataset synth/manifest.jsonl --root synth --out demo.zarr --model dsan-tiny --crops center
     """
-    from ...datasets.registry import resolve_manifest
     from ...extract import ExtractConfig, RunOptions, extract_features, parse_shard, torchrun_options
+    from ...manifest.builtin import resolve_manifest
 
     manifest = resolve_manifest(dataset)
     if split is not None:

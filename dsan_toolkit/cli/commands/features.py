@@ -43,8 +43,8 @@ def import_cmd(
           --root UCFClipFeatures --dataset ucf --out ucf_released.zarr
       dsan import-features --list xd_CLIP_rgbtest.csv --root XDTestClipFeatures --dataset xd --out xd_test.zarr
     """
-    from ...datasets.registry import resolve_manifest
     from ...errors import InputError
+    from ...manifest.builtin import resolve_manifest
     from ...store.interop import import_features
 
     crop_ids = None
@@ -56,7 +56,7 @@ def import_cmd(
     manifest = resolve_manifest(dataset)
     counts = None
     if lock is not None:
-        from ...datasets.verify import read_lock
+        from ...datasets.lockfile import read_lock
 
         held = read_lock(lock)
         if held.dataset != manifest.name:

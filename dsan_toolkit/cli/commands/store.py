@@ -90,7 +90,7 @@ def check_cmd(
       dsan store check ucf.zarr
       dsan store check ucf_test.zarr --dataset ucf --no-values
     """
-    from ...datasets.registry import resolve_manifest
+    from ...manifest.builtin import resolve_manifest
     from ...store import open_store
     from ...store.check import check_store
 

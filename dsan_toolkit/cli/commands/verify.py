@@ -94,8 +94,9 @@ def verify_cmd(
       dsan verify --dataset my.jsonl --root videos/ --split test --decode all
       dsan verify -d synth/manifest.jsonl -r synth --fail-on-change
     """
-    from ...datasets.registry import resolve_manifest
-    from ...datasets.verify import default_lock_path, verify_dataset
+    from ...datasets.lockfile import default_lock_path
+    from ...datasets.verify import verify_dataset
+    from ...manifest.builtin import resolve_manifest
 
     manifest = resolve_manifest(dataset)
     if split is not None:

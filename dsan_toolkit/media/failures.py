@@ -2,9 +2,9 @@
 
 A failure reason reads ``"<kind>: <detail>"`` (:func:`reason`), e.g. ``"empty: zero bytes"`` or
 ``"unreadable: Invalid data found when processing input"``. The same file gets the same kind
-from :func:`~dsan_toolkit.decode.probe.probe_video` (``dsan verify``'s status) and from the
+from :func:`~dsan_toolkit.media.probe.probe_video` (``dsan verify``'s status) and from the
 extraction reader (the reason recorded in a store), because both classify it here
-(:func:`file_failure`) and in :func:`~dsan_toolkit.decode.probe.open_video`.
+(:func:`file_failure`) and in :func:`~dsan_toolkit.media.probe.open_video`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ checks, then decord, its native log captured); ``probe_video(path)`` also reads 
 metadata and decodes the first and last frames (``decode="all"`` decodes every frame, in
 bounded chunks). Anything wrong raises :class:`VideoError`, an
 :class:`~dsan_toolkit.errors.InputError` whose ``reason`` is one of :data:`REASONS` (the kinds
-of :mod:`dsan_toolkit.decode.failures`), with a one-line message naming the file.
+of :mod:`dsan_toolkit.media.failures`), with a one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def quiet_native_stderr() -> Iterator[None]:
     """Keep what native code writes to fd 2 off the terminal for the whole block (bulk checks
     wrap their thread pools in it; each decord call of :func:`open_video`/:func:`probe_video`
     already captures its own log into the failure it raises). Python's ``sys.stderr`` keeps
-    working (see :mod:`dsan_toolkit.decode.native_log`)."""
+    working (see :mod:`dsan_toolkit.media.native_log`)."""
     with capture_native_stderr():
         yield
 
