@@ -4,14 +4,15 @@
     python benchmarks/train_step.py --method dsanet --preset ucf --official-src /tmp/official/dsanet/src
     python benchmarks/train_step.py --method vadclip --preset ucf            # vs the loop reference
 
-With ``--official-src DIR`` (the ``src/`` folder of a checkout of nwpu-zxr/VadCLIP, never
-committed here) the official ``CLIPVAD`` is imported from there and run side by side with ours;
-three harness patches make it run without downloads or a GPU: ``clip.load`` builds the CLIP
-ViT-B/16 architecture from a random-init open_clip state dict (the official ``build_model``),
-and ``DistanceAdj`` puts its (unchanged) graph on the model's device instead of ``'cuda'``;
-``pkg_resources.packaging`` is provided from ``packaging`` when setuptools is absent.
-Ours is then loaded from the official model's state dict (``load_official_checkpoint``), and the
-script first checks that both give the same losses and test scores on the batch (``--check``).
+With ``--official-src DIR`` (the ``src/`` folder of a checkout of nwpu-zxr/VadCLIP or
+lessiYin/DSANet, never committed here) the official model is imported from there and run side by
+side with ours, through ``benchmarks/official_harness.py`` (its patches make it run without
+downloads or a GPU: ``clip.load`` builds the CLIP ViT-B/16 architecture from a random-init
+open_clip state dict with the official ``build_model``, ``DistanceAdj`` puts its unchanged graph
+on the model's device instead of ``'cuda'``, ``pkg_resources.packaging`` comes from
+``packaging`` when setuptools is absent). Ours is then loaded from the official model's state
+dict (``load_official_checkpoint``), and the script first checks that both give the same losses
+and test scores on the batch (``--check``).
 
 Without it, the reference is our model with the straightforward per-video loops of the
 official losses and similarity graph (kept below), i.e. what the official step computes.
@@ -23,7 +24,6 @@ time is the steadier figure on a shared machine). Prints a markdown row.
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import sys
 import tempfile
@@ -39,6 +39,16 @@ from dsan_toolkit.clip import TINY_MODEL, create_clip
 from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.models import TrainBatch, get_method
 from dsan_toolkit.models.common import encoder as enc_mod
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from official_harness import (  # noqa: E402 - the harness lives next to this script
+    official_dsanet,
+    official_dsanet_optimizers,
+    official_dsanet_step,
+    official_test_scores,
+    official_vadclip,
+    official_vadclip_step,
+)
 
 # ---------------------------------------------------------------- loop reference (official semantics)
 
@@ -94,160 +104,6 @@ def reference_vadclip_step(model: Any, batch: TrainBatch, preset: Any) -> torch.
     div = preset.text_sep_divisor or (out.text_features.shape[0] - 1)
     l3 = loop_text_sep(out.text_features) / div * preset.text_sep_weight
     return l1 + l2 + l3
-
-
-# ---------------------------------------------------------------- the official code, imported from a checkout
-
-
-def import_official_vadclip(src: Path) -> dict[str, Any]:
-    """Import the official modules from ``src`` with the two harness patches (see the module docstring)."""
-    import open_clip
-
-    import types
-
-    import packaging.version
-
-    if "pkg_resources" not in sys.modules:  # the official clip.py imports packaging through setuptools
-        sys.modules["pkg_resources"] = types.SimpleNamespace(packaging=packaging)  # type: ignore[assignment]
-    sys.path.insert(0, str(src))
-    clip_pkg = importlib.import_module("clip.clip")
-    clip_model_mod = importlib.import_module("clip.model")
-    layers = importlib.import_module("utils.layers")
-
-    def fake_load(name: str, device: Any = "cpu", jit: bool = False, download_root: Any = None) -> tuple[Any, None]:
-        torch.manual_seed(0)
-        sd = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).state_dict()
-        model = clip_model_mod.build_model(sd).float().to(device)
-        return model, None
-
-    clip_pkg.load = fake_load
-
-    def distance_forward(self: Any, batch_size: int, max_seqlen: int) -> torch.Tensor:
-        from scipy.spatial.distance import pdist, squareform
-
-        arith = np.arange(max_seqlen).reshape(-1, 1)
-        dist = pdist(arith, metric="cityblock").astype(np.float32)
-        dist = torch.from_numpy(squareform(dist)).to(self.sigma.device)
-        dist = torch.exp(-dist / torch.exp(torch.tensor(1.0)))
-        return torch.unsqueeze(dist, 0).repeat(batch_size, 1, 1)
-
-    layers.DistanceAdj.forward = distance_forward
-    model_mod = importlib.import_module("model")
-    train_mod = importlib.import_module("ucf_train")
-    tools = importlib.import_module("utils.tools")
-    return {"model": model_mod, "train": train_mod, "tools": tools}
-
-
-def official_vadclip(src: Path, preset: Any, num_classes: int, device: str) -> tuple[Any, dict[str, Any]]:
-    mods = import_official_vadclip(src)
-    torch.manual_seed(preset.seed)
-    model = mods["model"].CLIPVAD(
-        num_classes, preset.embed_dim, preset.visual_length, preset.visual_width, preset.visual_heads,
-        preset.visual_layers, preset.attn_window, preset.prompt_prefix, preset.prompt_postfix, device,
-    ).to(device)
-    return model, mods
-
-
-def official_vadclip_step(model: Any, mods: dict[str, Any], prompts: list[str], batch: TrainBatch, preset: Any) -> torch.Tensor:
-    dev = batch.feats.device
-    text, logits1, logits2 = model(batch.feats, None, prompts, batch.lengths)
-    l1 = mods["train"].CLAS2(logits1, batch.labels, batch.lengths, dev)
-    l2 = mods["train"].CLASM(logits2, batch.labels, batch.lengths, dev)
-    l3 = torch.zeros(1, device=dev)
-    n0 = text[0] / text[0].norm(dim=-1, keepdim=True)
-    for j in range(1, text.shape[0]):
-        l3 = l3 + torch.abs(n0 @ (text[j] / text[j].norm(dim=-1, keepdim=True)))
-    return l1 + l2 + l3 / preset.text_sep_divisor * preset.text_sep_weight
-
-
-def official_test_scores(model: Any, mods: dict[str, Any], prompts: list[str], feats: np.ndarray, length: int, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The official ``test()`` body for one video: (prob1, prob2, softmax(logits2))."""
-    visual, t = mods["tools"].process_split(feats, length)
-    visual = torch.tensor(visual)
-    if t < length:
-        visual = visual.unsqueeze(0)
-    lengths = torch.zeros(int(t / length) + 1)
-    rest = t
-    for j in range(int(t / length) + 1):
-        if j == 0 and rest < length:
-            lengths[j] = rest
-        elif j == 0 and rest > length:
-            lengths[j] = length
-            rest -= length
-        elif rest > length:
-            lengths[j] = length
-            rest -= length
-        else:
-            lengths[j] = rest
-    lengths = lengths.to(int)
-    with torch.no_grad():
-        _, logits1, logits2 = model(visual.to(device), None, prompts, lengths)
-    logits1 = logits1.reshape(-1, logits1.shape[2])[:t]
-    logits2 = logits2.reshape(-1, logits2.shape[2])[:t]
-    probs = logits2.softmax(dim=-1)
-    return torch.sigmoid(logits1.squeeze(-1)).cpu().numpy(), (1 - probs[:, 0]).cpu().numpy(), probs.cpu().numpy()
-
-
-# ---------------------------------------------------------------- the official DSANet, imported from a checkout
-
-
-def import_official_dsanet(src: Path) -> dict[str, Any]:
-    """The official DSANet modules (same patches as VadCLIP, plus a stand-in for the unused ``ipdb`` import)."""
-    import types
-
-    sys.modules.setdefault("ipdb", types.ModuleType("ipdb"))
-    mods = import_official_vadclip(src)  # same clip/, utils/layers.py patches; imports src/model.py
-    mods["train"] = importlib.import_module("ucf_train")
-    mods["option"] = importlib.import_module("ucf_option")
-    mods["stable"] = importlib.import_module("utils.StableAdamW")
-    return mods
-
-
-def official_dsanet(src: Path, preset: Any, num_classes: int, device: str) -> tuple[Any, dict[str, Any]]:
-    mods = import_official_dsanet(src)
-    args = mods["option"].parser.parse_args([])
-    for ours, theirs in (("visual_layers", "visual_layers"), ("attn_window", "attn_window"), ("decoder_depth", "decoder_depth"),
-                         ("normal_selection_ratio", "normal_selection_ratio"), ("num_prototypes", "num_prototypes"),
-                         ("text_adapt_until", "text_adapt_until")):
-        if hasattr(preset, ours):
-            setattr(args, theirs, getattr(preset, ours))
-    torch.manual_seed(preset.seed)
-    model = mods["model"].DSANet(
-        num_classes, args.embed_dim, args.visual_length, args.visual_width, args.visual_head, args.visual_layers,
-        args.attn_window, args.prompt_prefix, args.prompt_postfix, args, device,
-    ).to(device)
-    mods["args"] = args
-    return model, mods
-
-
-def official_dsanet_step(model: Any, mods: dict[str, Any], prompts: list[str], batch: TrainBatch, preset: Any) -> torch.Tensor:
-    """The body of the official ``ucf_train.train`` loop for one batch (forward and all losses)."""
-    tr, dev, lab, lens = mods["train"], batch.feats.device, batch.labels, batch.lengths
-    text, logits1, logits2, logits3, logits4, dnp = model(batch.feats, None, prompts, lens, True)
-    loss1 = tr.CLAS2(logits1, lab, lens, dev)
-    loss2 = tr.CLASM(logits2, lab, lens, dev)
-    cons = tr.consistency_loss_fn(logits1=logits1, original_features=dnp["original_features"],
-                                  reconstructed_features=dnp["reconstructed_features"], lengths=lens)
-    loss4 = tr.CLASM_EVENT(logits3, lab, lens, dev)
-    loss5 = tr.CLASM_BKG(logits4, lab, lens, dev)
-    loss3 = torch.zeros(1, device=dev)
-    n0 = text[0] / text[0].norm(dim=-1, keepdim=True)
-    for j in range(1, text.shape[0]):
-        loss3 = loss3 + torch.abs(n0 @ (text[j] / text[j].norm(dim=-1, keepdim=True)))
-    loss3 = loss3 / (text.shape[0] - 1)
-    return loss1 + loss2 * mods["args"].loss2_weight + loss3 + loss4 + loss5 + cons + dnp["g_loss"]
-
-
-def official_dsanet_optimizers(model: Any, mods: dict[str, Any], iters_per_epoch: int) -> tuple[list[Any], list[Any]]:
-    """The official optimisers: AdamW (main) + StableAdamW with the warm-up cosine schedule (refiner)."""
-    args, tr = mods["args"], mods["train"]
-    refiner = [p for n, p in model.named_parameters() if p.requires_grad and "video_anomaly_refiner" in n]
-    main = [p for n, p in model.named_parameters() if p.requires_grad and "video_anomaly_refiner" not in n]
-    opt_r = mods["stable"].StableAdamW([{"params": refiner}], lr=args.lr, betas=(0.9, 0.999), weight_decay=1e-4, amsgrad=True, eps=1e-10)
-    sched = tr.WarmCosineScheduler(opt_r, base_value=args.lr, final_value=args.lr * 0.1,
-                                   total_iters=args.max_epoch * 2 * iters_per_epoch, warmup_iters=100)
-    opt_m = torch.optim.AdamW([{"params": main}], lr=args.lr)
-    return [opt_m, opt_r], [sched]
 
 
 # ---------------------------------------------------------------- timing

@@ -1,9 +1,10 @@
 """Official-format checkpoints: key maps, strict load with weights_only, exact round trip, bad files.
 
 The files here are written in the official format (official key names, CLIP included, a plain
-tensor dict saved by torch.save) from the tiny architecture; equality with the authors' code on
-real ViT-B/16 checkpoints is checked by ``benchmarks/train_step.py --official-src ... --check``
-(see docs/models.md).
+tensor dict saved by torch.save) from the tiny architecture; equality with the authors' code in
+the official configurations is checked by ``tests/test_official_fixtures.py`` (and, with real
+ViT-B/16 CLIP weights, by ``benchmarks/train_step.py --official-src ... --check``; see
+docs/models.md).
 """
 
 from __future__ import annotations

@@ -151,11 +151,11 @@ def map_official_state(state: dict[str, Tensor], keymap: KeyMap) -> tuple[dict[s
     return ours, extras
 
 
-def _clip_bundle_from_state(clip_model: str, path: Path, sha: str) -> ClipBundle:
+def _clip_bundle_from_state(clip_model: str, source: str, sha: str) -> ClipBundle:
     """A random-init CLIP of the checkpoint's architecture; its text weights come from the checkpoint."""
     bundle = create_clip(clip_model, pretrained=None, device="cpu")
-    info = BackboneInfo(**{**bundle.info.to_dict(), "pretrained": "official-checkpoint", "weights_file": str(path),
-                           "weights_sha256": sha, "random_weights": False, "seed": None})
+    info = BackboneInfo(**{**bundle.info.to_dict(), "pretrained": "official-checkpoint", "weights_file": source,
+                           "weights_sha256": sha or None, "random_weights": False, "seed": None})
     return ClipBundle(model=bundle.model, tokenizer=bundle.tokenizer, info=info)
 
 
@@ -185,26 +185,43 @@ def load_official_checkpoint(
     ``classes`` defaults to that built-in dataset's class table; ``clip_model`` (the open_clip
     architecture of the embedded CLIP) defaults to ViT-B-16 as in the releases.
     """
-    m: Method = get_method(method)
-    keymap = get_keymap(method)
     path = Path(path)
+    get_keymap(method)  # an unknown method fails before the file is read
     state = load_state_dict_file(path)
     if "model_state_dict" in state and isinstance(state["model_state_dict"], dict):  # a training checkpoint
         state = state["model_state_dict"]
+    return load_official_state(method, state, preset=preset, classes=classes, device=device, clip_model=clip_model,
+                               source=str(path), sha256=sha256_file(path))
+
+
+def load_official_state(
+    method: str,
+    state: dict[str, Tensor],
+    *,
+    preset: str = "ucf",
+    classes: Sequence[ClassInfo] | None = None,
+    device: str | torch.device = "cpu",
+    clip_model: str | None = None,
+    source: str = "<state dict>",
+    sha256: str = "",
+) -> OfficialLoad:
+    """:func:`load_official_checkpoint` for a state dict already in memory (official key names);
+    ``source`` and ``sha256`` say where it came from (in messages and the report)."""
+    m: Method = get_method(method)
+    keymap = get_keymap(method)
     bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
-        raise InputError(f"{path}: entries that are not tensors: {bad[:5]}")
+        raise InputError(f"{source}: entries that are not tensors: {bad[:5]}")
     ours, extras = map_official_state(state, keymap)
     p = m.get_preset(preset)
     overrides = {k: v for k, v in _infer_overrides(method, ours).items() if getattr(p, k, v) != v}
     if overrides:
-        raise InputError(f"{path} does not fit preset {preset!r}: the checkpoint has {overrides} (try the other preset)")
+        raise InputError(f"{source} does not fit preset {preset!r}: the checkpoint has {overrides} (try the other preset)")
     if classes is None:
         from ..manifest.builtin import load_builtin_manifest
 
         classes = load_builtin_manifest(preset).info.classes
-    sha = sha256_file(path)
-    clip = _clip_bundle_from_state(clip_model or keymap.clip_model, path, sha)
+    clip = _clip_bundle_from_state(clip_model or keymap.clip_model, source, sha256)
     model = m.build(p, classes, feature_dim=p.feature_dim, clip=clip, device="cpu")
     expected = model.state_dict()
     # a preset's (non-official) input normalisation starts as the identity: official weights have none
@@ -214,13 +231,13 @@ def load_official_checkpoint(
     wrong = [k for k in ours if k in expected and expected[k].shape != ours[k].shape]
     if missing or unexpected or wrong:
         raise InputError(
-            f"{path} does not fit {method}/{preset}: {len(missing)} missing keys {missing[:3]}, "
+            f"{source} does not fit {method}/{preset}: {len(missing)} missing keys {missing[:3]}, "
             f"{len(unexpected)} unexpected {unexpected[:3]}, shape mismatches {wrong[:3]}"
         )
     model.load_state_dict(ours, strict=True)
     model.to(device).eval()
     dtypes = {k: v.dtype for k, v in state.items()}
-    return OfficialLoad(model=model, method=method, preset=p, extras=extras, source=str(path), sha256=sha, dtypes=dtypes)
+    return OfficialLoad(model=model, method=method, preset=p, extras=extras, source=source, sha256=sha256, dtypes=dtypes)
 
 
 def to_official_state_dict(
