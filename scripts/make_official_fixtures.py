@@ -64,7 +64,7 @@ from official_harness import (  # noqa: E402 - the harness lives in benchmarks/
 )
 
 from dsan_toolkit.config import sha256_file  # noqa: E402
-from dsan_toolkit.datasets.registry import load_builtin_manifest  # noqa: E402
+from dsan_toolkit.manifest.builtin import load_builtin_manifest  # noqa: E402
 from dsan_toolkit.testing.seeded import GENERATOR_VERSION, arrays_digest, seeded_features, seeded_state  # noqa: E402
 
 SCRIPT_VERSION = 1

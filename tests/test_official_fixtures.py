@@ -30,7 +30,7 @@ import pytest
 import torch
 
 from dsan_toolkit.config import sha256_file
-from dsan_toolkit.datasets.registry import load_builtin_manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.eval import DetectionMapConfig, frame_gt
 from dsan_toolkit.eval.detection_map import detection_ground_truth, resolve_normal_class
 from dsan_toolkit.eval.metrics import evaluate_predictions
@@ -38,7 +38,8 @@ from dsan_toolkit.manifest import Manifest
 from dsan_toolkit.manifest.schema import Segment, VideoRecord
 from dsan_toolkit.models import TrainBatch, get_method, labels_from_codes, resample_uniform
 from dsan_toolkit.models.official import load_official_state
-from dsan_toolkit.train import data as train_data
+from dsan_toolkit import keys
+from dsan_toolkit.train.testset import TestSet
 from dsan_toolkit.train.evaluate import predict_testset
 from dsan_toolkit.testing.seeded import GENERATOR_VERSION, arrays_digest, seeded_features, seeded_state
 
@@ -105,7 +106,7 @@ def initialisers_skipped():
     overwritten by the strict load of a complete official state dict, so the initial values never
     matter; drawing them (a CLIP vocabulary, DSANet's truncated normals) would take most of the
     time of this module."""
-    import dsan_toolkit.models.dsanet.model as dsanet_model
+    import dsan_toolkit.models.dsanet.normality as dsanet_normality
 
     def keep(tensor, *args, **kwargs):
         return tensor
@@ -113,7 +114,7 @@ def initialisers_skipped():
     with pytest.MonkeyPatch.context() as mp:
         for name in _INITIALISERS:
             mp.setattr(torch.nn.init, name, keep)
-        mp.setattr(dsanet_model, "trunc_normal_", keep)
+        mp.setattr(dsanet_normality, "trunc_normal_", keep)  # imported by name there
         yield
 
 
@@ -161,7 +162,7 @@ def build_case(name: str) -> Case:
     test_rows = [torch.from_numpy(feats[f"test/{i}"]) for i in ids]
     table = torch.cat(test_rows + [torch.zeros(1, dim)])  # the zero sentinel row pads the chunks
     offsets = torch.tensor(np.concatenate([[0], np.cumsum([r.shape[0] for r in test_rows])]), dtype=torch.long)
-    test = train_data.TestSet(table=table, offsets=offsets, video_ids=ids, crop=0)
+    test = TestSet(table=table, offsets=offsets, video_ids=ids, crop=0)
     pred = predict_testset(method, model, test, loaded.preset.visual_length)
     for key in ("scores", "align_scores", "class_probs"):
         for vid, arr in pred.per_video(key).items():
@@ -248,13 +249,13 @@ def metrics_of(case: Case, preds: dict[str, dict[str, np.ndarray]]) -> dict[str,
 
 def official_metrics(case: Case) -> dict[str, float]:
     off = case.official
-    out = {"auc": float(off["metric/auc1"]), "ap": float(off["metric/ap1"]), "align_auc": float(off["metric/auc2"]),
-           "align_ap": float(off["metric/ap2"])}
+    out = {keys.AUC: float(off["metric/auc1"]), keys.AP: float(off["metric/ap1"]),
+           keys.AUC_ALIGN: float(off["metric/auc2"]), keys.AP_ALIGN: float(off["metric/ap2"])}
     total = 0.0
     for iou, value in zip(off["metric/iou"], off["metric/map"]):
-        out[f"map@{float(iou):g}"] = float(value)
+        out[keys.map_at(float(iou))] = float(value)
         total += float(value)  # the official test loop adds them one by one
-    out["map_mean"] = total / len(off["metric/map"])
+    out[keys.MAP_MEAN] = total / len(off["metric/map"])
     return out
 
 
