@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -98,8 +99,8 @@ def test_bench_dir_passes_audit_then_catches_tampering(bench, tmp_path):
 
 
 def test_method_without_class_branch_reports_no_fine_grained_map(bench):
-    """mil spreads its anomaly score evenly over the classes: its detection mAP and confusion
-    never reach the reports (n/a in the tables), and the bench still passes the audit."""
+    """mil has no class branch: it predicts no class probabilities, so its run has no detection
+    mAP and no confusion (n/a in the tables), and the bench still passes the audit."""
     root, store, *_ = bench
     cfg = BenchConfig(methods=("vadclip", "mil"), datasets=("synth",), seeds=(0,), features={"synth": str(store)},
                       preset="tiny", epochs=1)
@@ -119,6 +120,11 @@ def test_method_without_class_branch_reports_no_fine_grained_map(bench):
     assert "vadclip: fine-grained confusion" in page and "mil: fine-grained confusion" not in page
     assert "No confusion for mil: no class branch" in page
     assert audit_bench(root / "bench-mil").ok
+    mil_dir = root / "bench-mil" / rows["mil"].run_dir
+    recorded = json.loads((mil_dir / "metrics.json").read_text())["results"]["last"]["metrics"]
+    assert not any(k.startswith("map") for k in recorded) and "auc" in recorded  # not computed at all
+    with np.load(mil_dir / "eval" / "last" / "predictions.npz", allow_pickle=False) as z:
+        assert "class_probs" not in z.files and "scores" in z.files
 
 
 def test_cli_bench_prints_markdown_and_reuses(bench, cli):

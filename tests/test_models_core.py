@@ -275,7 +275,7 @@ def test_mil_method_trains_and_predicts():
     assert logs["ranking"] < first
     model.eval()
     pred = m.predict(model, feats, torch.full((8,), 32))
-    torch.testing.assert_close(pred.class_probs.sum(-1), torch.ones(8, 32))
+    assert pred.class_probs is None and not m.has_class_branch  # no class branch: no class probabilities
     assert float(pred.scores[4:, :4].mean()) > float(pred.scores[:4].mean())
 
 

@@ -183,7 +183,7 @@ def score_video(
         pred = predict_video(method, model, torch.as_tensor(feats)).detach_cpu()
     scores = pred.scores.numpy().reshape(-1)
     align = pred.align_scores.numpy().reshape(-1)
-    probs = pred.class_probs.numpy().reshape(len(scores), -1)
+    probs = None if pred.class_probs is None else pred.class_probs.numpy().reshape(len(scores), -1)
     classes = tuple(store.manifest.class_codes)
     fps = float(probe.fps)
     ivs = describe_intervals(scores, probs, classes, threshold=threshold, fps=fps, snippet_len=snippet_len,

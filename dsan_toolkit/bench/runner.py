@@ -224,9 +224,7 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: Any) -> ResultRow:
     params = met.get("params", {}) or {}
     comps = {name: dict(job.overrides).get(fld, True) for name, fld in ABLATION_COMPONENTS.get(job.method, {}).items()} \
         if job.ablation != "all" or job.overrides else {}
-    class_branch = _has_class_branch(job.method)
-    if not class_branch:  # its class scores are a placeholder: no fine-grained metric reaches the tables
-        metrics = {k: v for k, v in metrics.items() if not METRICS[k].fine_grained}
+    class_branch = _has_class_branch(job.method)  # without one, evaluation computed no fine-grained metric
     return ResultRow(
         method=job.method, dataset=job.dataset, seed=job.seed, preset=job.preset,
         selection=label if _trainable(job.method) else "none",

@@ -111,17 +111,20 @@ class Prediction:
 
     scores (B, L): anomaly score in [0, 1] of the classifier branch (``sigmoid(logits1)``);
     align_scores (B, L): the second branch's anomaly score (VadCLIP ``1 - softmax(logits2)[..., 0]``);
-    class_probs (B, L, C): class probabilities for the fine-grained mAP (normal class first).
+    class_probs (B, L, C): class probabilities for the fine-grained mAP (normal class first);
+    ``None`` for a method without a class branch (``Method.has_class_branch`` False): it has no
+    fine-grained detection mAP, rather than one computed from made-up probabilities.
     For a single video (from :func:`~dsan_toolkit.models.sampling.predict_video`) B is absent:
     scores (T,), align_scores (T,), class_probs (T, C).
     """
 
     scores: Tensor
     align_scores: Tensor
-    class_probs: Tensor
+    class_probs: Tensor | None
 
     def map(self, fn: Any) -> "Prediction":
-        return Prediction(fn(self.scores), fn(self.align_scores), fn(self.class_probs))
+        return Prediction(fn(self.scores), fn(self.align_scores),
+                          None if self.class_probs is None else fn(self.class_probs))
 
     def detach_cpu(self) -> "Prediction":
         return self.map(lambda t: t.detach().float().cpu())

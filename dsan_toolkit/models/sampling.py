@@ -106,7 +106,8 @@ def predict_video(
     length: int | None = None,
     device: str | torch.device | None = None,
 ) -> Prediction:
-    """Per-snippet prediction for one whole video ``feats`` (T, D): scores (T,), class_probs (T, C).
+    """Per-snippet prediction for one whole video ``feats`` (T, D): scores (T,), class_probs (T, C)
+    (``None`` for a method without a class branch).
 
     ``length`` defaults to the model's ``visual_length``; the chunks go through the model in
     one batch (as the official test loop does), on ``device`` (default: the model's device).
@@ -123,5 +124,5 @@ def predict_video(
     return Prediction(
         scores=pred.scores.reshape(-1)[:t],
         align_scores=pred.align_scores.reshape(-1)[:t],
-        class_probs=pred.class_probs.reshape(-1, pred.class_probs.shape[-1])[:t],
+        class_probs=None if pred.class_probs is None else pred.class_probs.reshape(-1, pred.class_probs.shape[-1])[:t],
     )

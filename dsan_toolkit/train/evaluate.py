@@ -38,7 +38,8 @@ from .testset import TestSet, build_test_set
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_KEYS = ("video_ids", "offsets", "scores", "align_scores", "class_probs", "classes")
+PREDICTION_KEYS = ("video_ids", "offsets", "scores", "align_scores", "classes")  # always present
+CLASS_PROBS = "class_probs"  # present only for a method with a class branch
 PREDICTIONS_FILE = "predictions.npz"
 EVAL_RECORD_FILE = "metrics.json"
 EVALUATIONS_DIR = "evaluations"  # exploratory evaluations of a run (dsan eval --run); never audited records
@@ -53,7 +54,7 @@ class PredictionSet:
     offsets: np.ndarray  # (N + 1,) int64
     scores: np.ndarray  # (sum T,) float32
     align_scores: np.ndarray  # (sum T,) float32
-    class_probs: np.ndarray  # (sum T, C) float32
+    class_probs: np.ndarray | None  # (sum T, C) float32; None without a class branch
 
     def per_video(self, key: str) -> dict[str, np.ndarray]:
         arr = getattr(self, key)
@@ -75,7 +76,7 @@ def predict_testset(method: Method, model: torch.nn.Module, test: TestSet, lengt
     model.eval()
     index, chunk_len, _owner = test.chunks(length)
     sentinel = test.table.shape[0] - 1
-    outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
     with counted(on_event, "predict", index.shape[0], unit="chunks of 256 snippets") as advance:
         for a in range(0, index.shape[0], max(1, batch)):
             gi = index[a:a + batch]
@@ -88,14 +89,16 @@ def predict_testset(method: Method, model: torch.nn.Module, test: TestSet, lengt
     valid = (index != sentinel).reshape(-1)
     scores = torch.cat([o[0] for o in outs]).reshape(-1)[valid]
     align = torch.cat([o[1] for o in outs]).reshape(-1)[valid]
-    probs = torch.cat([o[2] for o in outs])
-    probs = probs.reshape(-1, probs.shape[-1])[valid]
+    probs = None
+    if outs and outs[0][2] is not None:
+        cat = torch.cat([o[2] for o in outs])  # type: ignore[misc]
+        probs = cat.reshape(-1, cat.shape[-1])[valid].numpy().astype(np.float32)
     return PredictionSet(
         video_ids=list(test.video_ids),
         offsets=test.offsets.numpy().astype(np.int64),
         scores=scores.numpy().astype(np.float32),
         align_scores=align.numpy().astype(np.float32),
-        class_probs=probs.numpy().astype(np.float32),
+        class_probs=probs,
     )
 
 
@@ -107,7 +110,7 @@ def compute_metrics(manifest: Manifest, preds: PredictionSet, *, with_map: bool 
         preds.lengths(),
         preds.per_video("scores"),
         preds.per_video("align_scores"),
-        preds.per_video("class_probs") if with_map else None,
+        preds.per_video(CLASS_PROBS) if with_map and preds.class_probs is not None else None,
         video_ids=preds.video_ids,
     )
 
@@ -132,15 +135,16 @@ def write_predictions(path: Path, preds: PredictionSet, classes: Sequence[str]) 
     """Write ``predictions.npz`` atomically; returns the sha256 of the bytes written (recorded
     by the caller, so that an audit can tell a changed file)."""
     buf = io.BytesIO()
-    np.savez(
-        buf,
+    arrays = dict(
         video_ids=np.array(preds.video_ids, dtype=np.str_),
         offsets=preds.offsets.astype(np.int64),
         scores=preds.scores.astype(np.float32),
         align_scores=preds.align_scores.astype(np.float32),
-        class_probs=preds.class_probs.astype(np.float32),
         classes=np.array(list(classes), dtype=np.str_),
     )
+    if preds.class_probs is not None:
+        arrays[CLASS_PROBS] = preds.class_probs.astype(np.float32)
+    np.savez(buf, **arrays)
     data = buf.getvalue()
     atomic_write_bytes(Path(path), data)
     return hashlib.sha256(data).hexdigest()

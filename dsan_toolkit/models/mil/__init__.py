@@ -91,7 +91,7 @@ def mil_ranking_loss(scores: Tensor, lengths: Tensor, anomalous: Tensor, preset:
 class MILMethod(Method):
     trainable = True
     needs_clip = False
-    has_class_branch = False  # one anomaly score per snippet; its class_probs are a placeholder
+    has_class_branch = False  # one anomaly score per snippet: no class probabilities, no fine-grained mAP
     preset_cls = MILPreset
     presets = PRESETS
 
@@ -112,10 +112,7 @@ class MILMethod(Method):
         assert isinstance(model, MILModel)
         with torch.no_grad():
             s = model(feats)
-        # no class branch: the anomaly mass is spread evenly over the anomaly classes
-        c = model.num_classes
-        probs = torch.cat([(1 - s).unsqueeze(-1), (s / max(c - 1, 1)).unsqueeze(-1).expand(*s.shape, c - 1)], dim=-1)
-        return Prediction(scores=s, align_scores=s, class_probs=probs)
+        return Prediction(scores=s, align_scores=s, class_probs=None)  # no class branch: no class probabilities
 
     def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
                    schedule_iters_per_epoch: int) -> list[OptimSpec]:
