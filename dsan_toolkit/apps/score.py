@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..store.protocol import FeatureStoreLike
 from ..utils.atomic import atomic_write_text
 
 SCORES_DIR = "scores"  # default output folder inside the run directory (not one of its audited records)
@@ -175,9 +176,9 @@ def score_video(
     say("extracting features with the run's extraction config")
     feats, snippet_len, random_bb = extract_like_store(video, store, crop=cfg.test_crop, device=device, say=say)
     say(f"scoring {feats.shape[0]} snippets")
-    from ..models.sampling import predict_video
-
     import torch
+
+    from ..models.sampling import predict_video
 
     with torch.no_grad():
         pred = predict_video(method, model, torch.as_tensor(feats)).detach_cpu()
@@ -225,7 +226,7 @@ def _load_run_model(run: Path, label: str, device: str, features: str | Path | N
     return method, model, cfg, use
 
 
-def extract_like_store(video: Path, store: Any, *, crop: int, device: str,
+def extract_like_store(video: Path, store: FeatureStoreLike, *, crop: int, device: str,
                         say: Callable[[str], None]) -> tuple[np.ndarray, int, bool]:
     """(T, D) features of the run's test crop, extracted with the store's own (hashed)
     extraction config: a one-video manifest through the normal extraction pipeline.

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,13 +34,13 @@ import numpy as np
 from .. import keys
 from ..config import config_hash, register_config, runtime_field, sha256_file, to_dict
 from ..errors import InputError
+from ..store.protocol import FeatureStoreLike
 from ..train.store_identity import absolute_store_path
-from .published import REFERENCE_FEATURES
 from ..utils.atomic import atomic_write_text
 from ..utils.paths import output_folder
+from .published import REFERENCE_FEATURES
 from .report import BenchReport, PredictionSet, VideoPrediction, render
 from .table import (
-    METRICS,
     TABLE_UNIT,
     ResultRow,
     aggregate,
@@ -193,7 +193,7 @@ def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob
 
 
 # -- rows from run directories ---------------------------------------------------------------
-def store_features_tag(fs: Any) -> tuple[str, str, bool, bool]:
+def store_features_tag(fs: FeatureStoreLike) -> tuple[str, str, bool, bool]:
     """(features tag, backbone, random backbone, synthetic) of a feature store."""
     attrs = getattr(fs, "attrs", {}) or {}
     producer = str(attrs.get("producer", ""))
@@ -211,7 +211,7 @@ def store_features_tag(fs: Any) -> tuple[str, str, bool, bool]:
     return tag, model, random_w, synthetic
 
 
-def row_from_run(run_dir: Path, job: BenchJob, fs: Any) -> ResultRow:
+def row_from_run(run_dir: Path, job: BenchJob, fs: FeatureStoreLike) -> ResultRow:
     cfg = json.loads((run_dir / "config.json").read_text())
     met = json.loads((run_dir / "metrics.json").read_text())
     label = met.get("selected", job.select)

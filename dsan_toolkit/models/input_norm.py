@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ..store.protocol import FeatureStoreLike
 
 MEAN_BUFFER = "input_norm_mean"
 STD_BUFFER = "input_norm_std"
@@ -118,7 +119,7 @@ def feature_moments(chunks: Sequence[np.ndarray] | Any) -> tuple[np.ndarray, np.
     return mean, np.sqrt(var), norms / n, n
 
 
-def fit_input_norm(model: nn.Module, store: Any, video_ids: Sequence[str], crops: Sequence[int],
+def fit_input_norm(model: nn.Module, store: FeatureStoreLike, video_ids: Sequence[str], crops: Sequence[int],
                    progress: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """Fit the model's input normalisation on the training videos' features (every crop);
     a no-op (None) for a model without one. Returns a summary for the run log."""

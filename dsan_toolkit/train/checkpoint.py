@@ -24,7 +24,14 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import config_hash, from_dict, identity_dict, register_config, runtime_field, to_dict
+from ..config import (
+    config_hash,
+    from_dict,
+    identity_dict,
+    register_config,
+    runtime_field,
+    to_dict,
+)
 from ..errors import InputError
 from ..utils import atomic as _atomic
 

@@ -31,8 +31,23 @@ from ..manifest.schema import Manifest
 from ..models.api import Method
 from ..models.registry import get_method
 from ..progress import Listener, counted, emitter, message
-from .checkpoint import atomic_write_bytes, atomic_write_json, load_weights, read_metadata, run_config_from_json
-from .setup import BEST, LAST, build_model, check_store_fits, open_feature_store, resolve_device, resolve_manifest_for
+from ..store.protocol import FeatureStoreLike
+from .checkpoint import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_weights,
+    read_metadata,
+    run_config_from_json,
+)
+from .setup import (
+    BEST,
+    LAST,
+    build_model,
+    check_store_fits,
+    open_feature_store,
+    resolve_device,
+    resolve_manifest_for,
+)
 from .store_identity import open_run_store
 from .testset import TestSet, build_test_set
 
@@ -218,7 +233,7 @@ class EvalOptions:
     overwrite: bool = False
 
 
-def _test_set(store: Any, manifest: Manifest, test_crop: int | None, feature_dim: int) -> TestSet:
+def _test_set(store: FeatureStoreLike, manifest: Manifest, test_crop: int | None, feature_dim: int) -> TestSet:
     crop = manifest.info.test_crop if test_crop is None else int(test_crop)
     check_store_fits(store, manifest, feature_dim, test_crop=crop, splits=("test",))
     return build_test_set(store, [v.id for v in manifest.split("test")], crop)

@@ -39,6 +39,7 @@ from ..manifest.schema import Manifest
 from ..models.api import Method, MethodPreset
 from ..models.registry import get_method
 from ..progress import Listener, emitter, message
+from ..store.protocol import FeatureStoreLike
 from . import distributed as ddp
 from .checkpoint import (
     RunConfig,
@@ -133,7 +134,7 @@ def resolve_preset(method: Method, manifest: Manifest, opts: TrainOptions) -> tu
     return name, preset
 
 
-def resolve_config(opts: TrainOptions, store: Any, manifest: Manifest, method: Method,
+def resolve_config(opts: TrainOptions, store: FeatureStoreLike, manifest: Manifest, method: Method,
                    world_size: int) -> RunConfig:
     if opts.select not in SELECTIONS:
         raise InputError(f"unknown --select {opts.select!r}; choose one of {', '.join(SELECTIONS)}")
@@ -325,7 +326,7 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
     return write_run_summary(out, summary)
 
 
-def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manifest: Manifest, store: Any,
+def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manifest: Manifest, store: FeatureStoreLike,
                        device: torch.device, say: Listener) -> dict[str, Any]:
     """A training-free method (zero-shot CLIP) as a run directory of the same layout: config,
     environment, the frozen weights as the ``last`` checkpoint, predictions and metrics."""

@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..manifest.schema import ClassInfo, Manifest
 from ..models.api import TrainBatch, labels_from_codes
-
+from ..store.protocol import FeatureStoreLike
 
 # ---------------------------------------------------------------------------------------
 # official resampling
@@ -111,7 +111,7 @@ class TrainSamples:
 
 
 def build_train_samples(
-    store: Any,
+    store: FeatureStoreLike,
     manifest: Manifest,
     video_ids: Sequence[str],
     crops: Sequence[int],
@@ -175,7 +175,7 @@ class StreamingSamples:
     that does not fit in memory): each batch reads its samples' features in a thread pool and
     resamples them exactly as the cache does, so batches are identical."""
 
-    def __init__(self, store: Any, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
+    def __init__(self, store: FeatureStoreLike, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
                  classes: Sequence[ClassInfo], length: int, *, workers: int = 4) -> None:
         self.store = store
         self.video_ids = list(video_ids)
@@ -236,7 +236,7 @@ class StreamingSamples:
 CACHE_MODES = ("auto", "memory", "none")
 
 
-def cache_bytes(store: Any, video_ids: Sequence[str], crops: Sequence[int], length: int) -> int:
+def cache_bytes(store: FeatureStoreLike, video_ids: Sequence[str], crops: Sequence[int], length: int) -> int:
     """Memory the in-memory cache of these samples needs."""
     lengths = store.lengths()
     rows = sum(min(int(lengths.get(v, 0)), length) for v in video_ids) * len(crops) + 1
@@ -260,7 +260,7 @@ def available_memory(meminfo: str | Path = "/proc/meminfo") -> int | None:
         return None
 
 
-def make_train_samples(store: Any, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
+def make_train_samples(store: FeatureStoreLike, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
                        classes: Sequence[ClassInfo], length: int, *, cache: str = "auto") -> Any:
     """The training samples, cached in memory (``memory``), read per batch (``none``), or
     cached when the cache takes at most 70% of the available memory (``auto``)."""

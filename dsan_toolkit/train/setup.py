@@ -27,6 +27,7 @@ import torch
 from ..errors import InputError
 from ..manifest.schema import Manifest
 from ..models.api import Method
+from ..store.protocol import FeatureStoreLike
 from ..utils.torchrun import torchrun_env
 from .checkpoint import RunConfig
 
@@ -59,7 +60,7 @@ def open_feature_store(path: Path) -> Any:
     return open_store(Path(path))
 
 
-def check_store_fits(store: Any, manifest: Manifest, feature_dim: int, *, test_crop: int,
+def check_store_fits(store: FeatureStoreLike, manifest: Manifest, feature_dim: int, *, test_crop: int,
                      splits: tuple[str, ...] = ("train", "test")) -> None:
     """Refuse a store whose manifest, feature dimension or crops do not fit (clear messages)."""
     smf = store.manifest
@@ -100,11 +101,11 @@ def check_store_fits(store: Any, manifest: Manifest, feature_dim: int, *, test_c
             )
 
 
-def _store_path(store: Any) -> str:
+def _store_path(store: FeatureStoreLike) -> str:
     return str(getattr(store, "path", "") or "")
 
 
-def resolve_manifest_for(store: Any, dataset: str | None) -> Manifest:
+def resolve_manifest_for(store: FeatureStoreLike, dataset: str | None) -> Manifest:
     if dataset is None:
         return store.manifest
     from ..manifest.builtin import resolve_manifest

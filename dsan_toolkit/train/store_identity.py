@@ -27,6 +27,7 @@ from typing import Any
 
 from .. import keys
 from ..errors import InputError
+from ..store.protocol import FeatureStoreLike
 
 CONTENT = "content"
 CONFIG = "config"
@@ -37,7 +38,7 @@ IDENTITY_LEVELS = (CONTENT, CONFIG)
 class StoreUse:
     """A run's store as reopened: where it was found and whether it is the training store."""
 
-    store: Any  # FeatureStore
+    store: FeatureStoreLike
     path: Path
     explicit: bool
     level: str
@@ -88,13 +89,13 @@ def resolve_store_path(recorded: str, explicit: str | Path | None, option: str =
     return path, False
 
 
-def store_config_hash(store: Any) -> str | None:
+def store_config_hash(store: FeatureStoreLike) -> str | None:
     """The hash of the config that made an open store (its ``config_hash`` attribute), if any."""
     v = (getattr(store, "attrs", {}) or {}).get(keys.STORE_ATTR_CONFIG_HASH)
     return None if v is None else str(v)
 
 
-def store_backbone(store: Any) -> dict[str, Any]:
+def store_backbone(store: FeatureStoreLike) -> dict[str, Any]:
     """The image backbone an open store's features come from (``backbone`` attribute), with
     ``random_weights`` filled in from the store's own flag when the record lacks it."""
     attrs = getattr(store, "attrs", {}) or {}
@@ -104,7 +105,7 @@ def store_backbone(store: Any) -> dict[str, Any]:
     return bb
 
 
-def store_identity(store: Any, level: str) -> str:
+def store_identity(store: FeatureStoreLike, level: str) -> str:
     """The identity hash of an open store at ``level`` (content: reads every array)."""
     if level == CONTENT:
         return str(store.content_hash())

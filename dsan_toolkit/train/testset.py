@@ -7,16 +7,17 @@ an all-padding chunk when L divides T) for all videos at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..store.protocol import FeatureStoreLike
 
 
-def load_split(store: Any, ids: Sequence[str], crop: int) -> tuple[np.ndarray, np.ndarray]:
+def load_split(store: FeatureStoreLike, ids: Sequence[str], crop: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows (sum T, D) float32, offsets (N + 1,) int64) of ``ids`` at ``crop``, in order."""
     ids = list(ids)
     if not ids:
@@ -61,7 +62,7 @@ class TestSet:
         return index, chunk_len, owner
 
 
-def build_test_set(store: Any, video_ids: Sequence[str], crop: int) -> TestSet:
+def build_test_set(store: FeatureStoreLike, video_ids: Sequence[str], crop: int) -> TestSet:
     rows, offsets = load_split(store, video_ids, crop)
     table = np.concatenate([rows, np.zeros((1, rows.shape[1]), np.float32)], axis=0)
     return TestSet(torch.from_numpy(table), torch.from_numpy(offsets), list(video_ids), int(crop))

@@ -24,9 +24,18 @@ from ..manifest.schema import Manifest
 from ..models.api import Method, MethodPreset, OptimSpec
 from ..models.input_norm import fit_input_norm
 from ..progress import ADVANCE, DONE, TASK, Listener, ProgressEvent
+from ..store.protocol import FeatureStoreLike
 from . import distributed as ddp
 from .batching import BatchPlan, iterate_batches
-from .checkpoint import RunConfig, config_json, load_resume, rng_state, save_resume, save_weights, set_rng_state
+from .checkpoint import (
+    RunConfig,
+    config_json,
+    load_resume,
+    rng_state,
+    save_resume,
+    save_weights,
+    set_rng_state,
+)
 from .evaluate import predict_testset, selection_value
 from .runlog import RunLog
 from .samples import make_train_samples
@@ -106,7 +115,7 @@ class Trainer:
     ``eval_batch`` the chunks per forward of test-set evaluations; ``checkpoint_every`` writes
     the resume state every so many steps; ``stop_after_steps`` stops early (resumable)."""
 
-    def __init__(self, cfg: RunConfig, method: Method, manifest: Manifest, store: Any, device: torch.device,
+    def __init__(self, cfg: RunConfig, method: Method, manifest: Manifest, store: FeatureStoreLike, device: torch.device,
                  dist: ddp.DistInfo, *, out: Path, cache: str = "auto", clip_weights: Path | None = None,
                  eval_batch: int = 64, checkpoint_every: int = 0, stop_after_steps: int | None = None) -> None:
         self.cfg = cfg
