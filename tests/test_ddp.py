@@ -37,6 +37,7 @@ def store(tmp_path_factory) -> Path:
     return write_synthetic_feature_store(path, cfg)
 
 
+@pytest.mark.integration
 def test_two_process_torchrun_matches_single_process(store, tmp_path):
     ddp_out, ref_out = tmp_path / "ddp", tmp_path / "single"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "dsan_toolkit.cli.app",

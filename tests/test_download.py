@@ -588,6 +588,7 @@ def test_builtin_from_dir_places_videos_at_manifest_paths(tmp_path):
     assert len(report.missing) == len(m) - len(test_normal)
 
 
+@pytest.mark.integration
 def test_lock_keeps_a_second_run_out_and_a_killed_holder_does_not(tmp_path):
     root = tmp_path / "root"
     with RootLock(root) as lock:
@@ -678,6 +679,7 @@ def test_keep_archives_serves_later_runs_without_network(tmp_path, toy, server):
     _assert_all_placed(root, toy)
 
 
+@pytest.mark.integration
 def test_killed_cli_run_resumes_where_it_stopped(tmp_path, toy, server):
     """A real `dsan download` process interrupted with SIGINT mid-transfer: clean exit, lock
     released, partial data kept; the next run asks only for the rest."""

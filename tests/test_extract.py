@@ -165,6 +165,7 @@ def reference(videos, tmp_path_factory):
     return open_store(ref)
 
 
+@pytest.mark.integration
 def test_sigkill_then_rerun_equals_uninterrupted(videos, reference, tmp_path):
     root, m = videos
     out = tmp_path / "k.zarr"
@@ -190,6 +191,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(videos, reference, tmp_path):
     assert not (out / ".staging").exists()
 
 
+@pytest.mark.integration
 def test_torchrun_two_ranks_write_one_store(videos, reference, tmp_path):
     root, m = videos
     out = tmp_path / "tr.zarr"
@@ -386,6 +388,7 @@ def _crash_worker_on(monkeypatch, video_id: str, marker: Path | None = None) -> 
     monkeypatch.setattr(stage, "iter_video_blocks", crashing)
 
 
+@pytest.mark.integration
 def test_a_video_that_kills_its_worker_twice_is_failed_and_the_rest_go_on(videos, reference, tmp_path, monkeypatch):
     root, m = videos
     victim = m.videos[3].id
@@ -405,6 +408,7 @@ def test_a_video_that_kills_its_worker_twice_is_failed_and_the_rest_go_on(videos
     assert res.snippets == sum(n for vid, n in reference.lengths().items() if vid != victim)
 
 
+@pytest.mark.integration
 def test_a_worker_crash_once_loses_nothing(videos, reference, tmp_path, monkeypatch):
     """The videos in flight when a worker dies are retried alone; the store equals an
     uninterrupted run (decode-only workers: the accelerator layout)."""
@@ -421,6 +425,7 @@ def test_a_worker_crash_once_loses_nothing(videos, reference, tmp_path, monkeypa
     assert res.snippets == sum(reference.lengths().values())
 
 
+@pytest.mark.integration
 def test_workers_that_die_before_taking_a_video_end_the_run_with_a_message(videos, tmp_path, monkeypatch):
     """No video to blame and no progress: a clear error, not an endless retry."""
     import dsan_toolkit.extract.decode_stage as stage
@@ -459,6 +464,7 @@ def test_an_error_raised_in_a_worker_is_not_taken_for_a_dead_worker(videos, tmp_
     assert victim not in open_store(tmp_path / "e.zarr").video_ids(None)
 
 
+@pytest.mark.integration
 def test_a_decoder_that_hangs_is_stopped_retried_then_failed(videos, reference, tmp_path, monkeypatch):
     """The watchdog stops a worker stuck in one decode call past --decode-timeout; the video is
     retried alone, hangs again and is recorded failed; the rest equal an uninterrupted run."""

@@ -263,6 +263,7 @@ StoreWriter(sys.argv[1], spec).open()
 """
 
 
+@pytest.mark.integration
 def test_sigkill_during_creation_leaves_a_folder_the_next_run_removes(tmp_path):
     import os
     import signal
@@ -342,6 +343,7 @@ time.sleep(float(sys.argv[2]))
 """
 
 
+@pytest.mark.integration
 def test_finalize_waits_for_the_store_lock_and_a_killed_holder_releases_it(tmp_path):
     """Finalize runs under the store's file lock: it waits while another process holds it (a
     rank finalizing), and a holder killed with SIGKILL keeps nobody waiting."""

@@ -149,6 +149,7 @@ def _kill_after_checkpoint(cmd: list[str], log: Path, min_step: int) -> None:
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()[-2000:]
 
 
+@pytest.mark.integration
 def test_resume_after_sigkill_equals_uninterrupted(vadclip_run, store, tmp_path):
     out = tmp_path / "resumed"
     args = ["train", "-m", "vadclip", "-f", str(store), "--out", str(out), "--epochs", "2", *FAST]
