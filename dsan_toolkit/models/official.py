@@ -92,16 +92,35 @@ VADCLIP_KEYMAP = KeyMap(
     dropped=_CLIP_DROPPED,
 )
 
-_KEYMAPS: dict[str, KeyMap] = {"vadclip": VADCLIP_KEYMAP}
-
-
-def register_keymap(method: str, keymap: KeyMap) -> None:
-    _KEYMAPS[method] = keymap
 
 
 def clip_text_rules(prefix: str = "clipmodel.") -> tuple[tuple[str, str], ...]:
     """The CLIP text-tower rules for an official CLIP registered under ``prefix``."""
     return tuple((prefix + off[len("clipmodel."):], ours) for off, ours in _CLIP_TEXT_RULES)
+
+
+# DSANet's checkpoints: the shared encoder under ``encoder.``, both CLIP copies (``clipmodel.*``,
+# ``clip_adapter.clipmodel.*``) onto the one text tower (their image towers and ``logit_scale``
+# are dropped and kept as extras), the text adapter and the normality branch under their own
+# names. The released CLIP is OpenAI's ViT-B/16 (QuickGELU).
+DSANET_KEYMAP = KeyMap(
+    rules=ENCODER_RULES
+    + (
+        ("clip_adapter.text_adapter.", "clip_adapter.text_adapter."),
+        ("video_anomaly_refiner.", "video_anomaly_refiner."),
+    )
+    + clip_text_rules("clipmodel.")
+    + clip_text_rules("clip_adapter.clipmodel."),
+    dropped=tuple(p + rest for p in ("clipmodel.", "clip_adapter.clipmodel.") for rest in ("visual.", "logit_scale")),
+    clip_model="ViT-B-16-quickgelu",
+)
+
+_KEYMAPS: dict[str, KeyMap] = {"vadclip": VADCLIP_KEYMAP, "dsanet": DSANET_KEYMAP}
+
+
+def register_keymap(method: str, keymap: KeyMap) -> None:
+    """Declare the official checkpoint format of a further method."""
+    _KEYMAPS[method] = keymap
 
 
 def get_keymap(method: str) -> KeyMap:

@@ -2,7 +2,7 @@
 
 from .losses import dsanet_loss
 from .method import DSANetMethod
-from .model import DSANetModel, DSANetOutput, build_dsanet, official_key_map, refine_scores_hierarchical
+from .model import DSANetModel, DSANetOutput, build_dsanet, refine_scores_hierarchical
 from .optim import StableAdamW, WarmCosineSchedule, build_optimizers
 from .presets import ABLATIONS, PRESETS, DSANetPreset, ablation
 
@@ -12,7 +12,6 @@ __all__ = [
     "DSANetModel",
     "DSANetOutput",
     "build_dsanet",
-    "official_key_map",
     "refine_scores_hierarchical",
     "StableAdamW",
     "WarmCosineSchedule",

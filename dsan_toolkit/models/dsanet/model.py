@@ -27,8 +27,8 @@ At test time, the **hierarchical score refinement** (:func:`refine_scores_hierar
 and the abnormal mass split by ``softmax(logits2 / temp)`` over the anomaly classes.
 
 Parameter names are the official ones (under ``encoder.`` for the shared encoder, ``text_encoder.``
-for the CLIP text tower); :func:`official_key_map` maps the authors' checkpoints (793 keys with
-UCF settings: ``clipmodel.*`` and ``clip_adapter.clipmodel.*`` are the same CLIP) strictly.
+for the CLIP text tower); ``models.official.DSANET_KEYMAP`` maps the authors' checkpoints (793 keys
+with UCF settings: ``clipmodel.*`` and ``clip_adapter.clipmodel.*`` are the same CLIP) strictly.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from ..common import (
     length_mask,
     visual_prompted_text,
 )
-from ..official import ENCODER_RULES, KeyMap, clip_text_rules, register_keymap
 from .normality import NormalityBranch
 from .presets import DSANetPreset
 from .text import TextAdapter, encode_class_text
@@ -182,37 +181,9 @@ def build_dsanet(
     return DSANetModel(preset, prompts, tower).to(device)
 
 
-# --------------------------------------------------------------------------- official key map
-
-
-def official_key_map() -> KeyMap:
-    """The authors' checkpoint keys -> ours: the shared encoder under ``encoder.``, both CLIP
-    copies (``clipmodel.*``, ``clip_adapter.clipmodel.*``) onto the one text tower (their image
-    towers and ``logit_scale`` are dropped and kept as extras), the adapter and the normality
-    branch under their own names. The released CLIP is OpenAI's ViT-B/16 (QuickGELU)."""
-    rules = (
-        ENCODER_RULES
-        + (
-            ("clip_adapter.text_adapter.", "clip_adapter.text_adapter."),
-            ("video_anomaly_refiner.", "video_anomaly_refiner."),
-        )
-        + clip_text_rules("clipmodel.")
-        + clip_text_rules("clip_adapter.clipmodel.")
-    )
-    dropped = tuple(
-        prefix + rest for prefix in ("clipmodel.", "clip_adapter.clipmodel.") for rest in ("visual.", "logit_scale")
-    )
-    return KeyMap(rules=rules, dropped=dropped, clip_model="ViT-B-16-quickgelu")
-
-
-DSANET_KEYMAP = official_key_map()
-register_keymap("dsanet", DSANET_KEYMAP)
-
 __all__ = [
     "DSANetOutput",
     "DSANetModel",
     "build_dsanet",
     "refine_scores_hierarchical",
-    "official_key_map",
-    "DSANET_KEYMAP",
 ]
