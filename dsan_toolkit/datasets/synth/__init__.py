@@ -36,7 +36,7 @@ from .dataset import (
 from .encode import fps_fraction, write_video
 from .events import EVENTS, EventSpec, list_events, register_event
 from .plan import PlannedVideo, SynthConfig, plan_dataset
-from .render import render_background, render_video
+from .render import render_video
 
 __all__ = [
     "EVENTS",
@@ -55,7 +55,6 @@ __all__ = [
     "plan_dataset",
     "read_sidecar",
     "register_event",
-    "render_background",
     "render_video",
     "write_video",
 ]

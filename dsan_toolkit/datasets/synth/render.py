@@ -79,13 +79,6 @@ class Background:
         np.clip(out, 0.0, 1.0, out=out)
 
 
-def render_background(rng: np.random.Generator, n_frames: int, h: int, w: int) -> np.ndarray:
-    """(T,H,W,3) float32: a slowly panning texture with a few dim blobs drifting over it."""
-    out = np.empty((n_frames, h, w, 3), np.float32)
-    Background.draw(rng, h, w).paint(np.arange(n_frames), out)
-    return out
-
-
 CHUNK_FRAMES = 32  # frames rendered at a time: small buffers stay in cache
 
 
@@ -121,4 +114,4 @@ def render_video(cfg: SynthConfig, video: PlannedVideo) -> np.ndarray:
     return frames
 
 
-__all__ = ["CHUNK_FRAMES", "Background", "render_background", "render_video"]
+__all__ = ["CHUNK_FRAMES", "Background", "render_video"]
