@@ -46,7 +46,7 @@ from ..store.index import FinalizeResult, read_root_attrs, scan_records
 from .config import ExtractConfig, RunOptions, auto_workers
 from .decode_stage import Job, Watchdog, decode_loader, encode_lanes, exited_workers, shared_state
 from .encoder import Encoder, FeatureRows, WriterMessage, encode_stream, model_threads
-from .preprocess import resize_impl
+from .preprocess import resize_impl, resize_kernel
 from .sink import StoreSink
 
 ROW_RULE = "T = N // L rows (snippet t = frames [t*L, (t+1)*L), the last N % L frames dropped); one padded row when 0 < N < L"
@@ -136,6 +136,7 @@ def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any, device: torch.
         dtype=cfg.dtype,
         chunk_t=cfg.chunk_t,
         extra={"weights_file": weights_file} if weights_file else {},
+        numeric={"resize_kernel": resize_kernel(device)},
     )
 
 def shard_ids(manifest: Manifest, shard: tuple[int, int]) -> list[str]:

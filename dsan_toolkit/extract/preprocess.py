@@ -22,8 +22,18 @@ import torch.nn.functional as F
 from ..decode.crops import crop_boxes
 
 
+RESIZE_KERNELS = {"uint8": "uint8 (PIL-like)", "float": "float32, rounded to uint8 levels"}
+
+
+def resize_kernel(device: torch.device | str) -> str:
+    """Which resize kernel a device runs (:data:`RESIZE_KERNELS`): an enum of the store identity,
+    since the two kernels can differ in the last level of a pixel."""
+    return "uint8" if torch.device(device).type == "cpu" else "float"
+
+
 def resize_impl(device: torch.device | str) -> str:
-    return "uint8 (PIL-like)" if torch.device(device).type == "cpu" else "float32, rounded to uint8 levels"
+    """The kernel's description (recorded in a store's ``preprocessing``)."""
+    return RESIZE_KERNELS[resize_kernel(device)]
 
 
 def _resize(frames: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
