@@ -26,8 +26,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from dsan_toolkit.audit.bench import audit_bench
     from dsan_toolkit.apps.demo import run_demo
+    from dsan_toolkit.audit.bench import audit_bench
     from dsan_toolkit.bench.table import ResultRow, aggregate, format_dataset_table
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))

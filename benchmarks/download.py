@@ -28,9 +28,9 @@ import threading
 import time
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 from dsan_toolkit.datasets.archives import safe_extract
 from dsan_toolkit.datasets.download import DownloadConfig, download_dataset, fetch_url

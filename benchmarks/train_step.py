@@ -28,8 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -225,7 +226,7 @@ def main() -> None:
     c_ref = statistics.median(ref.cpu_times[args.warmup:])
     c_our = statistics.median(our.cpu_times[args.warmup:])
     b = batch.batch_size
-    print(f"threads={args.threads} repeats={args.repeats} (median), wall per step ref={['%.2f' % t for t in t_ref]} ours={['%.2f' % t for t in t_our]}")
+    print(f"threads={args.threads} repeats={args.repeats} (median), wall per step ref={[f'{t:.2f}' for t in t_ref]} ours={[f'{t:.2f}' for t in t_our]}")
     print("| method | preset | device | batch | reference | ref step wall (s) | ours step wall (s) | speed-up wall | ref CPU s | ours CPU s | speed-up CPU | ours samples/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.method} | {args.preset} | {args.device} | {b} | {ref_name} | {m_ref:.2f} | {m_our:.2f} | {m_ref / m_our:.2f}x "

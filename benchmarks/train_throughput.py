@@ -162,7 +162,7 @@ def main() -> None:
         print(f"| official-style (pandas .loc + np.load + loop resampling) | {official:,.0f} | 1.0x |")
         print(f"| ours, cold (Zarr read + vectorised resampling of the split) | {cold:,.0f} | {cold / official:.1f}x |")
         print(f"| ours, warm (paired 64+64 batches from the cache) | {warm:,.0f} | {warm / official:.0f}x |")
-        print(f"\n| method | preset | batch | median step (s) | samples/s | device |\n| --- | --- | --- | ---: | ---: | --- |")
+        print("\n| method | preset | batch | median step (s) | samples/s | device |\n| --- | --- | --- | ---: | ---: | --- |")
         for method in args.methods.split(","):
             for preset in args.presets.split(","):
                 step, n = train_steps(path, method, preset, args.batch_size, args.steps, args.device)

@@ -22,10 +22,11 @@ used with ``ViT-B-16-quickgelu`` (a file carries no activation flag).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 TASK, ADVANCE, DONE, MESSAGE = "task", "advance", "done", "message"
 KINDS = (TASK, ADVANCE, DONE, MESSAGE)

@@ -201,7 +201,7 @@ def official_ground_truth(list_dir: Path, dataset: str, tmp: Path, feats: dict[s
     (no file, no pickle). Returns (frame gt, gt segments, gt labels)."""
     (tmp / "list").mkdir(exist_ok=True)
     rows, ann, ann_multi = ["path,label"], [], []
-    for vid, t, codes, segs in TEST_VIDEOS[dataset]:
+    for vid, _t, codes, segs in TEST_VIDEOS[dataset]:
         path = tmp / "test" / f"{vid}__0.npy"
         path.parent.mkdir(exist_ok=True)
         np.save(path, feats[f"test/{vid}"])
@@ -295,7 +295,7 @@ def make_fixture(method: str, dataset: str, src: Path, list_dir: Path, commits: 
 
         # ---- one training step (the official Dataset's resampling; the official loop's batch assembly)
         train_rows = ["path,label"]
-        for vid, t, codes in TRAIN_VIDEOS[dataset]:
+        for vid, _t, codes in TRAIN_VIDEOS[dataset]:
             path = tmp / "train" / f"{vid}__0.npy"
             path.parent.mkdir(exist_ok=True)
             np.save(path, feats[f"train/{vid}"])

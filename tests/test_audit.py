@@ -84,8 +84,8 @@ def test_edited_config_is_caught(trained, tmp_path, cli):
 
 
 def test_changed_checkpoint_is_caught(trained, tmp_path, cli):
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
 
     run = _copy(trained, tmp_path)
     ck = run / "checkpoints" / "last.safetensors"

@@ -172,7 +172,7 @@ def test_ablation_grid_is_each_component_off_then_all():
     rows = ablation_overrides("dsanet")
     assert rows[0][0] == "all" and all(v for _, v in rows[0][1])
     assert [n for n, _ in rows[1:]] == ["no-normality", "no-event_background", "no-text_adapter", "no-refinement"]
-    for name, ov in rows[1:]:
+    for _name, ov in rows[1:]:
         assert sum(not v for _, v in ov) == 1
     with pytest.raises(InputError):
         ablation_overrides("mil")

@@ -21,8 +21,8 @@ from dsan_toolkit.errors import InputError
 from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.models import TrainBatch, get_method, list_methods, predict_video
 from dsan_toolkit.models.dsanet import ABLATIONS, DSANetModel, DSANetPreset, ablation
-from dsan_toolkit.models.dsanet.text import encode_class_text
 from dsan_toolkit.models.dsanet.presets import TINY, UCF, XD
+from dsan_toolkit.models.dsanet.text import encode_class_text
 from dsan_toolkit.models.official import load_official_checkpoint, save_official_checkpoint, to_official_state_dict
 
 UCF_CLASSES = load_builtin_manifest("ucf").info.classes

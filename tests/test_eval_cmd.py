@@ -83,13 +83,12 @@ def test_eval_official_format_checkpoint(run, plain_run, store, tmp_path):
     back through --official-checkpoint give the same per-snippet scores; a model with fitted
     input standardisation (not in the official code) is refused."""
     from dsan_toolkit.clip import TINY_MODEL
+    from dsan_toolkit.errors import InputError
     from dsan_toolkit.models.official import save_official_checkpoint
     from dsan_toolkit.models.registry import get_method
     from dsan_toolkit.store import open_store
     from dsan_toolkit.train.checkpoint import load_weights, run_config_from_json
     from dsan_toolkit.train.setup import build_model
-
-    from dsan_toolkit.errors import InputError
 
     manifest = open_store(store).manifest
 

@@ -127,8 +127,9 @@ def test_snippet_rules_encode_the_right_frames(videos, tmp_path, rule):
     cfg = ExtractConfig(**TINY, snippet=rule, crops="center")
     res = extract_features(sub, root, tmp_path / "a.zarr", cfg, RunOptions(workers=0))
     assert res.done == 1
-    from dsan_toolkit.clip import create_clip
     import decord
+
+    from dsan_toolkit.clip import create_clip
 
     vr = decord.VideoReader(str(root / sub.videos[0].path))
     T = len(vr) // 16

@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dsan_toolkit.models.common import masked_topk_mean, mil_bce_loss, mil_soft_ce_loss, text_separation_loss, topk_counts
+from dsan_toolkit.models.common import (
+    masked_topk_mean,
+    mil_bce_loss,
+    mil_soft_ce_loss,
+    text_separation_loss,
+    topk_counts,
+)
 from dsan_toolkit.models.vadclip import VadCLIPOutput, vadclip_loss
 from dsan_toolkit.models.vadclip.presets import PRESETS
 

@@ -21,10 +21,10 @@ from dsan_toolkit.models import (
 )
 from dsan_toolkit.models.common import (
     DistanceAdj,
+    EncoderOptions,
     GraphConvolution,
     LearnablePrompt,
     TemporalGraphEncoder,
-    EncoderOptions,
     similarity_adjacency,
     window_attention_mask,
 )

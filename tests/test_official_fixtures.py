@@ -29,19 +29,19 @@ import numpy as np
 import pytest
 import torch
 
+from dsan_toolkit import keys
 from dsan_toolkit.config import sha256_file
-from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.eval import DetectionMapConfig, frame_gt
 from dsan_toolkit.eval.detection_map import detection_ground_truth, resolve_normal_class
 from dsan_toolkit.eval.metrics import evaluate_predictions
 from dsan_toolkit.manifest import Manifest
+from dsan_toolkit.manifest.builtin import load_builtin_manifest
 from dsan_toolkit.manifest.schema import Segment, VideoRecord
 from dsan_toolkit.models import TrainBatch, get_method, labels_from_codes, resample_uniform
 from dsan_toolkit.models.official import load_official_state
-from dsan_toolkit import keys
-from dsan_toolkit.train.testset import TestSet
-from dsan_toolkit.train.evaluate import predict_testset
 from dsan_toolkit.testing.seeded import GENERATOR_VERSION, arrays_digest, seeded_features, seeded_state
+from dsan_toolkit.train.evaluate import predict_testset
+from dsan_toolkit.train.testset import TestSet
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "official"

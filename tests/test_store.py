@@ -271,7 +271,7 @@ def test_sigkill_during_creation_leaves_a_folder_the_next_run_removes(tmp_path):
     import sys
     import time
 
-    from dsan_toolkit.store.writer import CREATING_TAG, _HOST, remove_stale_creating
+    from dsan_toolkit.store.writer import _HOST, CREATING_TAG, remove_stale_creating
 
     path = tmp_path / "s.zarr"
     proc = subprocess.Popen([sys.executable, "-c", _CREATE_AND_HANG, str(path)], stdout=subprocess.PIPE, text=True)

@@ -225,7 +225,7 @@ def test_config_round_trip_and_checks():
         "no video": dict(train_normal=0, train_anomalous=0, test_normal=0, test_anomalous=0),
         "fps": dict(fps=0.0),
     }
-    for what, kw in bad.items():
+    for _what, kw in bad.items():
         with pytest.raises(InputError):
             replace(TINY_SYNTH, **kw).check()
     with pytest.raises(InputError, match=r"min_frames \(24\) must be at least 32 \(8, and twice min_event_frames = 2 x 16\)"):

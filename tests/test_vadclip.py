@@ -132,7 +132,7 @@ def test_training_learns_on_synthetic_events(method, clip):
     labels[anomalous, 1] = 1
     opt = method.optimizers(model, preset, 4, schedule_iters_per_epoch=8)[0].optimizer
     model.train()
-    for step in range(10):
+    for _step in range(10):
         idx = torch.cat([torch.randperm(16)[:4], 16 + torch.randperm(16)[:4]])  # paired: normal half first
         batch = TrainBatch(feats[idx], lengths[idx], labels[idx], anomalous[idx])
         loss, _ = method.loss(model, batch, preset)

@@ -19,9 +19,10 @@ standardise their inputs with training-split statistics (``input_norm``, NOT off
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 
@@ -86,13 +87,13 @@ def run_demo(
     progress: Callable[[str], None] | None = None,
 ) -> DemoResult:
     from ..audit.bench import audit_bench
+    from ..bench.runner import BenchConfig, run_bench, write_reports
     from ..datasets.synth import make_synthetic_dataset
     from ..datasets.verify import verify_dataset
     from ..extract import RunOptions, extract_features, tiny_extract_config
     from ..models import list_methods
     from ..utils.atomic import atomic_write_text
     from ..utils.paths import output_folder
-    from ..bench.runner import BenchConfig, run_bench, write_reports
 
     say = progress or (lambda _m: None)
     known = set(list_methods())

@@ -42,7 +42,7 @@ class PublishedRow:
         return metric in self.confirmed
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PublishedRow":
+    def from_dict(cls, d: dict[str, Any]) -> PublishedRow:
         known = {"method", "name", "dataset", "source", "table", "backbone", "features", "selection",
                  "metrics", "confirmed", "remarks"}
         return cls(

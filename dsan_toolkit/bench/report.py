@@ -21,12 +21,12 @@ import html
 import io
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-
 
 REPORT_FORMATS: tuple[str, ...] = ("md", "html", "csv", "json")
 

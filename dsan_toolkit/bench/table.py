@@ -16,8 +16,9 @@ detection mAP: its rows carry ``class_branch=False`` and the tables show ``n/a``
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,7 +121,7 @@ class ResultRow:
         return d
 
     @classmethod
-    def from_flat(cls, d: dict[str, Any]) -> "ResultRow":
+    def from_flat(cls, d: dict[str, Any]) -> ResultRow:
         metrics = {k: float(d[k]) for k in METRICS if k in d and d[k] is not None and not _isnan(d[k])}
         comps = {k.split(":", 1)[1]: bool(v) for k, v in d.items() if k.startswith("component:")}
         names = {f for f in cls.__dataclass_fields__ if f not in ("metrics", "components")}
@@ -358,7 +359,7 @@ def _human(n: int) -> str:
     return str(n)
 
 
-def published_table(dataset: str | None = None) -> "Any":
+def published_table(dataset: str | None = None) -> Any:
     """The published rows as a DataFrame (one row per method and dataset)."""
     recs = []
     for r in load_published():

@@ -7,7 +7,8 @@ concept, one word per action) is documented in docs/cli.md and checked by tests/
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 import typer

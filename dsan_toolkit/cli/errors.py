@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import functools
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,7 +30,7 @@ err_console = make_console(stderr=True)
 console = make_console()
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as an error and return the ``typer.Exit`` to raise."""
     err_console.print(f"[bold red]error:[/bold red] {message}", markup=True)
     return typer.Exit(code)

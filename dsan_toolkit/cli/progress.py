@@ -31,10 +31,16 @@ class ProgressRenderer:
         self._bar: Any = None
         self._tasks: dict[str, Any] = {}  # name -> rich task id, or [done, total, next line at, t0]
 
-    def __enter__(self) -> "ProgressRenderer":
+    def __enter__(self) -> ProgressRenderer:
         if self.live:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True)

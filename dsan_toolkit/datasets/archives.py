@@ -23,9 +23,10 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator, Protocol
+from typing import IO, Protocol
 
 from ..errors import InputError
 from ..utils.atomic import default_dir_mode

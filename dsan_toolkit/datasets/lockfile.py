@@ -51,7 +51,7 @@ class LockFile:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LockFile":
+    def from_dict(cls, d: dict[str, Any]) -> LockFile:
         videos = d["videos"]
         if not isinstance(videos, dict) or not all(isinstance(v, dict) for v in videos.values()):
             raise TypeError("'videos' must map video ids to objects")

@@ -6,9 +6,9 @@ The dataset modules (:mod:`.ucf`, :mod:`.xd`) declare one :class:`DatasetSpec` e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..manifest import Manifest
 

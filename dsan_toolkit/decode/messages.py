@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class FrameBlock:
     k: int
     frames: Any
 
-    def pin_memory(self) -> "FrameBlock":
+    def pin_memory(self) -> FrameBlock:
         """The same block with its frames in pinned memory (a DataLoader with ``pin_memory``
         calls this on each item it does not know how to pin)."""
         return dataclasses.replace(self, frames=self.frames.pin_memory())
@@ -60,6 +60,6 @@ class VideoFailed:
     fps: float | None = None
 
 
-DecodeMessage = Union[VideoStart, FrameBlock, VideoEnd, VideoFailed]
+DecodeMessage = VideoStart | FrameBlock | VideoEnd | VideoFailed
 
 __all__ = ["DecodeMessage", "FrameBlock", "VideoEnd", "VideoFailed", "VideoStart"]

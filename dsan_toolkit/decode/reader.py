@@ -13,8 +13,9 @@ gives the file); decord's log of the failed call is in the detail, not on the te
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def iter_video_blocks(
         sel = idx[t0 : t0 + rows].reshape(-1)
         uniq, inverse = np.unique(sel, return_inverse=True)
         try:
-            frames = decord_call(path, UNDECODABLE, lambda: vr.get_batch(uniq.tolist()).asnumpy(),
+            frames = decord_call(path, UNDECODABLE, lambda uniq=uniq: vr.get_batch(uniq.tolist()).asnumpy(),
                                  f"frames {int(uniq[0])}..{int(uniq[-1])}")
         except VideoError as exc:
             yield VideoFailed(video_id, reason(exc.reason, exc.detail), n, fps)

@@ -14,8 +14,8 @@ and averaged into its row: ``first`` (frame ``t*L``), ``middle`` (frame ``t*L + 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

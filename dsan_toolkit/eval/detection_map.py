@@ -44,8 +44,8 @@ equal scores its order is unspecified. Here ties keep video order, then time ord
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

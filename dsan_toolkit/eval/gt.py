@@ -14,8 +14,8 @@ Detection-mAP ground truth keeps the raw, uncut intervals (the official code doe
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ class FeatureRows:
 
 
 # what the model stage sends to the store writer
-WriterMessage = Union[VideoStart, FeatureRows, VideoEnd, VideoFailed]
+WriterMessage = VideoStart | FeatureRows | VideoEnd | VideoFailed
 
 
 @dataclass

@@ -14,13 +14,12 @@ recorded in the store metadata.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..decode.crops import crop_boxes
-
 
 RESIZE_KERNELS = {"uint8": "uint8 (PIL-like)", "float": "float32, rounded to uint8 levels"}
 

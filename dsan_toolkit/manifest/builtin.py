@@ -9,7 +9,7 @@ manifest file) into a manifest.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from ..errors import InputError
@@ -39,7 +39,7 @@ def manifest_resource(name: str) -> Path:
     return manifest_dir() / f"{name}{SUFFIX}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_builtin_manifest(name: str) -> Manifest:
     """The built-in manifest ``name``; :class:`InputError` naming the built-in ones otherwise."""
     names = list_builtin_manifests()

@@ -8,8 +8,8 @@ under its final name.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import ManifestError
 from ..utils.atomic import atomic_writer

@@ -12,9 +12,10 @@ the dataset record (``"kind": "dataset"``), every further line one video (``"kin
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from ..config import canonical_json, sha256_text
 from ..errors import InputError
@@ -36,7 +37,7 @@ class ClassInfo:
         return {"code": self.code, "name": self.name, "prompt": self.prompt, "normal": self.normal}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ClassInfo":
+    def from_dict(cls, d: dict[str, Any]) -> ClassInfo:
         return cls(code=str(d["code"]), name=str(d["name"]), prompt=str(d["prompt"]), normal=bool(d.get("normal", False)))
 
 
@@ -52,7 +53,7 @@ class Segment:
         return {"start": self.start, "end": self.end, "label": self.label}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Segment":
+    def from_dict(cls, d: dict[str, Any]) -> Segment:
         return cls(start=int(d["start"]), end=int(d["end"]), label=str(d["label"]))
 
 
@@ -103,7 +104,7 @@ class VideoRecord:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VideoRecord":
+    def from_dict(cls, d: dict[str, Any]) -> VideoRecord:
         labels = d["labels"]
         if isinstance(labels, str):
             raise TypeError("'labels' must be a list of class codes, not a string")
@@ -146,7 +147,7 @@ class DatasetInfo:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DatasetInfo":
+    def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
         return cls(
             name=str(d["name"]),
             classes=tuple(ClassInfo.from_dict(c) for c in d["classes"]),
@@ -207,10 +208,10 @@ class Manifest:
     def is_anomalous(self, v: VideoRecord) -> bool:
         return any(lab != self.normal_class for lab in v.labels)
 
-    def split(self, split: str) -> "Manifest":
+    def split(self, split: str) -> Manifest:
         return Manifest(self.info, tuple(v for v in self.videos if v.split == split))
 
-    def select(self, ids: Iterable[str]) -> "Manifest":
+    def select(self, ids: Iterable[str]) -> Manifest:
         keep = set(ids)
         return Manifest(self.info, tuple(v for v in self.videos if v.id in keep))
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Sequence
 
 from ..errors import ManifestError
 from .schema import SPLITS, Manifest

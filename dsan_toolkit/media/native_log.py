@@ -23,8 +23,9 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 STDERR_FD = 2
 MAX_DETAIL = 300  # characters of native text kept in a failure reason

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ..errors import InputError
 from .failures import FILE_KINDS, UNDECODABLE, UNREADABLE, file_failure
@@ -52,7 +53,7 @@ class VideoProbe:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VideoProbe":
+    def from_dict(cls, d: dict[str, Any]) -> VideoProbe:
         return cls(
             num_frames=int(d["num_frames"]),
             fps=float(d["fps"]),
@@ -138,7 +139,7 @@ def probe_video(path: str | Path, *, decode: DecodeMode = "ends", num_threads: i
     if decode == "all":
         for start in range(0, n, _CHUNK):
             stop = min(n, start + _CHUNK)
-            decord_call(path, UNDECODABLE, lambda: vr.get_batch(list(range(start, stop))), f"frames {start}..{stop - 1}")
+            decord_call(path, UNDECODABLE, lambda start=start, stop=stop: vr.get_batch(list(range(start, stop))), f"frames {start}..{stop - 1}")
     batch = decord_call(path, UNDECODABLE, lambda: vr.get_batch([0, n - 1]).shape, f"frames 0 and {n - 1}")
     height, width = int(batch[1]), int(batch[2])
     return VideoProbe(num_frames=n, fps=fps, width=width, height=height, duration=n / fps, size=size)

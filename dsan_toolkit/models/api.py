@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -69,7 +70,7 @@ class MethodPreset:
     select_metric: str = keys.AUC  # one of keys.SELECTION_METRICS: "auc" | "ap" | "auc_align" | "ap_align"
     reload_best_each_epoch: bool = True
 
-    def replace(self, **changes: Any) -> "MethodPreset":
+    def replace(self, **changes: Any) -> MethodPreset:
         """A copy with some fields changed (unknown fields -> InputError)."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = set(changes) - names
@@ -92,7 +93,7 @@ class TrainBatch:
     labels: Tensor
     anomalous: Tensor
 
-    def to(self, device: str | torch.device) -> "TrainBatch":
+    def to(self, device: str | torch.device) -> TrainBatch:
         return TrainBatch(
             feats=self.feats.to(device, non_blocking=True),
             lengths=self.lengths.to(device, non_blocking=True),
@@ -122,11 +123,11 @@ class Prediction:
     align_scores: Tensor
     class_probs: Tensor | None
 
-    def map(self, fn: Any) -> "Prediction":
+    def map(self, fn: Any) -> Prediction:
         return Prediction(fn(self.scores), fn(self.align_scores),
                           None if self.class_probs is None else fn(self.class_probs))
 
-    def detach_cpu(self) -> "Prediction":
+    def detach_cpu(self) -> Prediction:
         return self.map(lambda t: t.detach().float().cpu())
 
 

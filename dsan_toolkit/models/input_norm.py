@@ -25,7 +25,8 @@ the model is called with lengths) stay zero, as the official zero padding.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,7 +126,7 @@ def fit_input_norm(model: nn.Module, store: FeatureStoreLike, video_ids: Sequenc
     a no-op (None) for a model without one. Returns a summary for the run log."""
     if not has_input_norm(model):
         return None
-    mode = str(getattr(model, "_input_norm_mode"))
+    mode = str(model._input_norm_mode)
     use_mean, use_std = INPUT_NORMS[mode]
     mean, std, row_norm, n = feature_moments(store.read(v, [int(c) for c in crops]) for v in video_ids)
     buf_mean, buf_std = getattr(model, MEAN_BUFFER), getattr(model, STD_BUFFER)

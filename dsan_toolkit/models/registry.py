@@ -7,7 +7,8 @@ package scan); a built-in package that is not present yet is skipped.
 from __future__ import annotations
 
 import importlib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..errors import InputError
 from .api import Method

@@ -15,7 +15,7 @@ numpy's pairwise summation: results agree to float32 rounding, not bit for bit).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .api import Method
 
 ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
-Array = Union[np.ndarray, Tensor]
+Array = np.ndarray | Tensor
 
 
 def _as_tensor(feats: Array) -> tuple[Tensor, bool]:
@@ -99,8 +99,8 @@ def split_chunks(feats: ArrayT, length: int = 256) -> tuple[ArrayT, ArrayT]:
 
 @torch.no_grad()
 def predict_video(
-    method: "Method",
-    model: "nn.Module",
+    method: Method,
+    model: nn.Module,
     feats: Array,
     *,
     length: int | None = None,

@@ -7,8 +7,9 @@ use (metadata, lengths, reads) rather than on :class:`~.reader.FeatureStore` its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 

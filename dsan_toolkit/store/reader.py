@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from .schema import (
 )
 
 
-def open_store(path: str | Path) -> "FeatureStore":
+def open_store(path: str | Path) -> FeatureStore:
     """Open a feature store for reading; :class:`InputError` if it is missing or not one."""
     path = Path(path)
     if not path.exists():

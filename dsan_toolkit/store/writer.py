@@ -121,7 +121,7 @@ class VideoSink:
     so small blocks never cause read-modify-write of a chunk; memory stays one chunk per video.
     """
 
-    def __init__(self, writer: "StoreWriter", video_id: str, key: str, arr: Any, staging: Path, T: int) -> None:
+    def __init__(self, writer: StoreWriter, video_id: str, key: str, arr: Any, staging: Path, T: int) -> None:
         self._writer = writer
         self.video_id = video_id
         self.key = key
@@ -177,7 +177,7 @@ class StoreWriter:
         self._invalidated = False
 
     # -- lifecycle ---------------------------------------------------------------------
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         self.open()
         return self
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -123,7 +123,7 @@ def arrays_digest(arrays: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndar
     for name, arr in items:
         a = np.asarray(arr)
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode("utf-8"))
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 

@@ -8,8 +8,8 @@ resuming mid-run exact and lets every DDP rank draw the same global batches.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -47,7 +47,7 @@ class BatchPlan:
 
     @classmethod
     def create(cls, samples: TrainSamples | StreamingSamples, composition: str, batch_size: int, seed: int,
-               drop_last: bool = False) -> "BatchPlan":
+               drop_last: bool = False) -> BatchPlan:
         if composition not in BATCH_COMPOSITIONS:
             raise InputError(f"unknown batch composition {composition!r}; known: {BATCH_COMPOSITIONS}")
         if batch_size < 1:

@@ -12,9 +12,10 @@ per batch (:class:`StreamingSamples`, same batches); :func:`make_train_samples` 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -6,8 +6,8 @@ an all-padding chunk when L divides T) for all videos at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

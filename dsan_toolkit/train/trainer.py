@@ -63,7 +63,7 @@ class LoopState:
         }
 
     @classmethod
-    def from_state(cls, d: dict[str, Any]) -> "LoopState":
+    def from_state(cls, d: dict[str, Any]) -> LoopState:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})  # type: ignore[arg-type]
 
 

@@ -36,7 +36,6 @@ def audit_cmd(
     """
     from ...audit.bench import audit_path
     from ...utils.atomic import atomic_write_text
-
     from ...utils.paths import output_file
 
     out = output_file(report_file or (path / "audit.md"), "--report-file")

@@ -73,13 +73,11 @@ def bench_cmd(
       dsan bench --published
     """
     from ...bench.report import REPORT_FORMATS, markdown_table, render
-    from ...utils.atomic import atomic_write_text
     from ...bench.runner import BenchConfig, run_bench, write_reports
+    from ...utils.atomic import atomic_write_text
 
     if published:
-        from ...bench.table import published_table
-
-        from ...bench.table import footnotes_for
+        from ...bench.table import footnotes_for, published_table
 
         table = published_table().fillna("–")
         typer.echo("Published values (%)\n\n" + markdown_table(table), nl=False)

@@ -41,7 +41,7 @@ def demo_cmd(
     typer.echo(res.markdown)
     if res.skipped_methods:
         console.print(f"not available in this installation (skipped): {', '.join(res.skipped_methods)}")
-    console.print(f"[bold yellow]Synthetic data, random backbone:[/bold yellow] these numbers test the pipeline, "
+    console.print("[bold yellow]Synthetic data, random backbone:[/bold yellow] these numbers test the pipeline, "
                   "not the methods.")
     console.print(f"Full report (further metrics, runs, protocol): {res.report_md.resolve()}")
     console.print(f"HTML report (tables, score curves, ROC/PR, confusion): {res.html.resolve()}")

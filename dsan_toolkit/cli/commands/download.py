@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -77,7 +78,7 @@ class PlainReporter:
         self.name = ""
 
 
-def _parts_table(title: str, parts: "tuple[ArchivePart, ...] | list[ArchivePart]") -> Table:
+def _parts_table(title: str, parts: tuple[ArchivePart, ...] | list[ArchivePart]) -> Table:
     table = Table(title=f"{title}: archive parts")
     for col in ("name", "size", "sha256", "source"):
         table.add_column(col, overflow="fold")
@@ -88,7 +89,7 @@ def _parts_table(title: str, parts: "tuple[ArchivePart, ...] | list[ArchivePart]
     return table
 
 
-def _summary(report: "DownloadReport") -> None:
+def _summary(report: DownloadReport) -> None:
     if report.already_complete:
         console.print(f"[green]nothing to do[/green]: {report.dataset} is already complete in {escape(str(report.root))}")
     else:

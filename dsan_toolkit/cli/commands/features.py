@@ -4,7 +4,6 @@ VadCLIP feature layout and store comparison."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import typer
 from rich.table import Table
@@ -20,7 +19,7 @@ PROGRESS_HELP = "Count the videos: a bar on a terminal, else a line every tenth 
 @user_errors
 def import_cmd(
     fmt: str = typer.Option("vadclip", "--format", help="Layout of the features (vadclip)."),
-    lists: List[Path] = typer.Option(..., "--list", help="Official list CSV (path,label); repeat for train + test."),
+    lists: list[Path] = typer.Option(..., "--list", help="Official list CSV (path,label); repeat for train + test."),
     root: Path = typer.Option(..., "--root", "-r", help="Folder holding the .npy files (searched recursively, by file name)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset (ucf, xd) or manifest file."),
     out: Path = typer.Option(..., "--out", "-o", help="Store to write (STORE.zarr)."),
@@ -106,7 +105,7 @@ def export_cmd(
 def compare_cmd(
     store_a: Path = typer.Argument(..., help="First store (e.g. yours)."),
     store_b: Path = typer.Argument(..., help="Second store (e.g. imported released features)."),
-    crop: List[int] = typer.Option(None, "--crop", help="Compare only these crop ids (repeatable)."),
+    crop: list[int] = typer.Option(None, "--crop", help="Compare only these crop ids (repeatable)."),
     worst: int = typer.Option(10, "--worst", help="List this many least similar videos."),
     min_cos: float = typer.Option(None, "--min-cos", help="Exit 1 if the mean cosine is below this."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),

@@ -25,7 +25,6 @@ from ..errors import console, err_console, user_errors
 from ..progress import ProgressRenderer
 from .datasets import class_counts_table
 
-
 _LIKE = {
     "ucf": {"class_table": "ucf", "num_train": 1610, "num_test": 290, "crops": 10, "fps": 30.0},
     "xd": {"class_table": "xd", "num_train": 3954, "num_test": 800, "crops": 10, "fps": 24.0},

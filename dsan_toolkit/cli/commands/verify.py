@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _STATUS_STYLE = {"ok": "green", "mismatch": "yellow"}
 
 
-def _print_report(report: "VerifyReport", show: int) -> None:
+def _print_report(report: VerifyReport, show: int) -> None:
     counts = report.counts()
     summary = Table(title=f"{report.dataset}: {len(report.checks)} videos under {report.root} ({report.seconds:.1f} s)")
     summary.add_column("status")

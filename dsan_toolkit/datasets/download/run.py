@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -89,7 +90,7 @@ class RootLock:
         self.owner_path = self.path.with_name("lock.owner")
         self._lock = FileLock(str(self.path), timeout=0)
 
-    def __enter__(self) -> "RootLock":
+    def __enter__(self) -> RootLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()

@@ -154,7 +154,7 @@ def obtain(
         urls.append(("url", part.url))
     if not urls:
         reasons.append("no download URL is known (the host needs a browser)")
-    for kind, url in urls:
+    for _kind, url in urls:
         reporter.info(f"{part.name}: downloading from {url}")
         try:
             digest = fetch_url(url, cached, part, config=cfg, reporter=reporter)

@@ -6,8 +6,8 @@ A renderer paints an event into frames in place (see :data:`Renderer`); ``fire``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

@@ -45,7 +45,7 @@ class Background:
     width: int
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, h: int, w: int) -> "Background":
+    def draw(cls, rng: np.random.Generator, h: int, w: int) -> Background:
         tex = _texture(rng, h, w)
         vy, vx = rng.uniform(-0.4, 0.4, size=2)
         blobs = []

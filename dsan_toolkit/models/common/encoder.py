@@ -16,8 +16,9 @@ Heads (pure functions on the official modules):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +46,7 @@ class EncoderOptions:
     mask_distance_graph: bool = False  # official: the distance graph spans all positions
 
     @classmethod
-    def from_preset(cls, preset: Any) -> "EncoderOptions":
+    def from_preset(cls, preset: Any) -> EncoderOptions:
         """The four encoder switches of a VadCLIP or DSANet preset."""
         return cls(
             mask_padding_attention=preset.mask_padding_attention,

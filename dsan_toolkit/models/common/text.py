@@ -20,7 +20,8 @@ tokens after the words; vectorised (no per-class loop).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +54,7 @@ class ClipTextTower(nn.Module):
     def _causal_mask(n: int) -> Tensor:
         return torch.full((n, n), float("-inf")).triu_(1)
 
-    def train(self, mode: bool = True) -> "ClipTextTower":  # frozen: always eval
+    def train(self, mode: bool = True) -> ClipTextTower:  # frozen: always eval
         return super().train(False)
 
     @property

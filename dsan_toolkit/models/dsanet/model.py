@@ -33,8 +33,9 @@ with UCF settings: ``clipmodel.*`` and ``clip_adapter.clipmodel.*`` are the same
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +132,7 @@ class DSANetModel(nn.Module):
     def clear_text_cache(self) -> None:
         self._text_cache = None
 
-    def train(self, mode: bool = True) -> "DSANetModel":
+    def train(self, mode: bool = True) -> DSANetModel:
         if mode and self.preset.text_cache == "refresh":
             self._text_cache = None
         return super().train(mode)

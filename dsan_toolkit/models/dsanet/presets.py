@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from ...config import register_config
 from ...errors import InputError
 from ..api import MethodPreset
-from ..protocols import preset_values
 from ..input_norm import check_input_norm
+from ..protocols import preset_values
 
 
 @register_config

@@ -14,8 +14,9 @@ pairs) instead of index-wise pairs; masks handle bags shorter than 32.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

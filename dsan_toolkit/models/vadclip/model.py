@@ -14,8 +14,8 @@ Parameter names follow the official ones under ``encoder.`` / ``prompt.`` / ``te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from ... import keys
 from ...config import register_config
 from ..api import MethodPreset
-from ..protocols import preset_values
 from ..input_norm import check_input_norm
+from ..protocols import preset_values
 
 
 @register_config
