@@ -46,19 +46,32 @@ def main() -> None:
     assert rep.ok, rep.problems
 
     rng = np.random.default_rng(0)
-    rows = [ResultRow(method=f"m{i % 20}", dataset="ucf", seed=i // 20, preset="ucf", selection="last",
-                      config_hash=f"{i:064x}", features="vadclip-release", backbone="ViT-B-16", random_backbone=False,
-                      synthetic=False, metrics={"auc": float(rng.random()), "ap": float(rng.random()),
-                                                "map_mean": float(100 * rng.random())})
-            for i in range(args.rows)]
+    rows = [
+        ResultRow(
+            method=f"m{i % 20}",
+            dataset="ucf",
+            seed=i // 20,
+            preset="ucf",
+            selection="last",
+            config_hash=f"{i:064x}",
+            features="vadclip-release",
+            backbone="ViT-B-16",
+            random_backbone=False,
+            synthetic=False,
+            metrics={"auc": float(rng.random()), "ap": float(rng.random()), "map_mean": float(100 * rng.random())},
+        )
+        for i in range(args.rows)
+    ]
     t = time.perf_counter()
     agg = aggregate(rows)
     format_dataset_table(agg, "ucf")
     t_table = time.perf_counter() - t
     load1 = os.getloadavg()[0]
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}, load average {load0:.1f} -> {load1:.1f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
+        f"{torch.get_num_threads()}, load average {load0:.1f} -> {load1:.1f}"
+    )
     print("\n| step | seconds |\n| --- | ---: |")
     for k, v in first.timings.items():
         print(f"| demo: {k} | {v:.1f} |")

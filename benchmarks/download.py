@@ -114,7 +114,10 @@ def main() -> None:
             fetch_url(url, work / "cut.zip", part, config=cfg)
 
         t_bare, t_ours, t_cut = (_best(f, args.repeat) for f in (bare, ours, cut3))
-        rows += [("download (fetch_url: sha256 + fsync + rename)", t_ours, t_bare), ("download, cut 3 times and resumed", t_cut, t_bare)]
+        rows += [
+            ("download (fetch_url: sha256 + fsync + rename)", t_ours, t_bare),
+            ("download, cut 3 times and resumed", t_cut, t_bare),
+        ]
 
         def extract_ours() -> None:
             shutil.rmtree(work / "x1", ignore_errors=True)
@@ -129,7 +132,10 @@ def main() -> None:
 
         info = DatasetInfo("bench", (ClassInfo("N", "normal", "normal", normal=True),), fps=30.0)
         manifest = Manifest(
-            info, tuple(VideoRecord(f"video{i:03d}", f"videos/video{i:03d}.mp4", "train", ("N",)) for i in range(args.members))
+            info,
+            tuple(
+                VideoRecord(f"video{i:03d}", f"videos/video{i:03d}.mp4", "train", ("N",)) for i in range(args.members)
+            ),
         )
 
         def whole() -> None:
@@ -137,12 +143,16 @@ def main() -> None:
             report = download_dataset(manifest, [part], work / "root", config=cfg)
             assert report.ok and not report.missing
 
-        rows.append(("whole run (download_dataset)", _best(whole, args.repeat), t_bare + _best(extract_plain, args.repeat)))
+        rows.append(
+            ("whole run (download_dataset)", _best(whole, args.repeat), t_bare + _best(extract_plain, args.repeat))
+        )
     finally:
         httpd.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"archive: {size_mb:.0f} MB zip, {args.members} stored members; best of {args.repeat}; {os.cpu_count()} CPUs\n")
+    print(
+        f"archive: {size_mb:.0f} MB zip, {args.members} stored members; best of {args.repeat}; {os.cpu_count()} CPUs\n"
+    )
     print("| stage | ours MB/s | baseline MB/s | ours / baseline time |")
     print("| --- | ---: | ---: | ---: |")
     for name, t, base in rows:

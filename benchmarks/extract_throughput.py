@@ -39,7 +39,9 @@ import numpy as np
 import torch
 
 
-def naive_extract(manifest, root: Path, bundle, crops: tuple[int, ...], resize: int, snippet: str) -> dict[str, np.ndarray]:
+def naive_extract(
+    manifest, root: Path, bundle, crops: tuple[int, ...], resize: int, snippet: str
+) -> dict[str, np.ndarray]:
     """One video at a time, per-frame PIL preprocessing, one model call per video."""
     import decord
     from PIL import Image
@@ -112,8 +114,9 @@ def decode_only(manifest, root: Path, snippet: str, keep: bool = False) -> tuple
     return n / (time.perf_counter() - t0), n, time.process_time() - c0, kept
 
 
-def floor_seconds(manifest, root: Path, bundle, rcfg, crops: tuple[int, ...], snippet: str, frames_per_call: int,
-                  cores: int) -> dict:
+def floor_seconds(
+    manifest, root: Path, bundle, rcfg, crops: tuple[int, ...], snippet: str, frames_per_call: int, cores: int
+) -> dict:
     """The wall time of a perfect pipeline on ``cores`` cores: the CPU seconds that no extractor
     of these features can avoid (decoding, preprocessing, the model; each measured alone with one
     thread, which is each stage's most CPU-efficient setting) spread over every core with no
@@ -132,8 +135,16 @@ def floor_seconds(manifest, root: Path, bundle, rcfg, crops: tuple[int, ...], sn
                 for s in range(0, block.shape[0], frames_per_call):
                     part = block[s : s + frames_per_call]
                     c0 = time.process_time()
-                    x = preprocess_frames(part, crops, resize=int(rcfg.resize), size=size, mean=bundle.info.mean,
-                                          std=bundle.info.std, interpolation=rcfg.interpolation, out=buf[: part.shape[0]])
+                    x = preprocess_frames(
+                        part,
+                        crops,
+                        resize=int(rcfg.resize),
+                        size=size,
+                        mean=bundle.info.mean,
+                        std=bundle.info.std,
+                        interpolation=rcfg.interpolation,
+                        out=buf[: part.shape[0]],
+                    )
                     c1 = time.process_time()
                     bundle.model.encode_image(x.view(-1, 3, size, size))
                     pre_cpu += c1 - c0
@@ -141,8 +152,15 @@ def floor_seconds(manifest, root: Path, bundle, rcfg, crops: tuple[int, ...], sn
     finally:
         torch.set_num_threads(threads)
     total = decode_cpu + pre_cpu + model_cpu
-    return {"decode_cpu_s": decode_cpu, "preprocess_cpu_s": pre_cpu, "model_cpu_s": model_cpu,
-            "frames": n_frames, "decode_frames_per_s": decode_fps, "cores": cores, "floor_s": total / cores}
+    return {
+        "decode_cpu_s": decode_cpu,
+        "preprocess_cpu_s": pre_cpu,
+        "model_cpu_s": model_cpu,
+        "frames": n_frames,
+        "decode_frames_per_s": decode_fps,
+        "cores": cores,
+        "floor_s": total / cores,
+    }
 
 
 def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) -> dict:
@@ -158,8 +176,12 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
     device = torch.device(args.device)
     rcfg = resolve_config(cfg, device, bundle.info.image_size)
     crops = parse_crops(crops_name)
-    opts = RunOptions(device=args.device, workers=args.workers, batch_size=args.batch_size,
-                      encode_in_workers=False if args.decode_only_workers else None)
+    opts = RunOptions(
+        device=args.device,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        encode_in_workers=False if args.decode_only_workers else None,
+    )
     call = Encoder(bundle.model, rcfg, opts, device, bundle.info).frames_per_call() * len(crops)
     batches = sorted({call, args.batch_size})
     frames_per_row = 16 if args.snippet == "mean" else 1
@@ -177,7 +199,7 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
         out = work / f"ours-{crops_name}-{rep}.zarr"
         shutil.rmtree(out, ignore_errors=True)
         before = {b: model_only(bundle, n_crops_total or 1024, b) for b in batches}  # brackets the run: the
-        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu_s()   # machine may be shared
+        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu_s()  # machine may be shared
         res = extract_features(manifest, root, out, cfg, opts, overwrite=True, bundle=bundle)
         ours_s.append(time.perf_counter() - t0)
         cpu_s.append(time.process_time() - c0)
@@ -233,10 +255,16 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
             g = ours_feats.read(vid)
             num = (f * g).sum(-1)
             cos.append(float((num / (np.linalg.norm(f, axis=-1) * np.linalg.norm(g, axis=-1))).mean()))
-        row.update({"naive_s": naive_s, "naive_crops_per_s": n_crops_total / min(naive_s),
-                    "speedup": min(naive_s) / best_ours, "cosine_naive_vs_dsan_min": min(cos),
-                    "speedup_median": float(np.median(naive_s) / np.median(ours_s)),
-                    "speedup_bound": min(naive_s) / min(f["floor_s"] for f in floors)})
+        row.update(
+            {
+                "naive_s": naive_s,
+                "naive_crops_per_s": n_crops_total / min(naive_s),
+                "speedup": min(naive_s) / best_ours,
+                "cosine_naive_vs_dsan_min": min(cos),
+                "speedup_median": float(np.median(naive_s) / np.median(ours_s)),
+                "speedup_bound": min(naive_s) / min(f["floor_s"] for f in floors),
+            }
+        )
     return row
 
 
@@ -247,14 +275,22 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=480)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
-    ap.add_argument("--crops", nargs="+", default=["center", "10"], choices=["10", "center"],
-                    help="Crop modes, measured one after the other in the same run.")
+    ap.add_argument(
+        "--crops",
+        nargs="+",
+        default=["center", "10"],
+        choices=["10", "center"],
+        help="Crop modes, measured one after the other in the same run.",
+    )
     ap.add_argument("--snippet", default="middle")
     ap.add_argument("--model", default="dsan-tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=None, help="Default: the pipeline's (one per core on CPU).")
-    ap.add_argument("--decode-only-workers", action="store_true",
-                    help="Workers only decode and this process encodes (the accelerator layout), also on CPU.")
+    ap.add_argument(
+        "--decode-only-workers",
+        action="store_true",
+        help="Workers only decode and this process encodes (the accelerator layout), also on CPU.",
+    )
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-naive", action="store_true", help="Skip the naive baseline (efficiency only).")
@@ -268,9 +304,17 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="dsan-bench-"))
     half = max(1, args.videos // 2)
-    cfg_v = SynthConfig(train_normal=half, train_anomalous=args.videos - half, test_normal=0, test_anomalous=0,
-                        min_frames=args.min_frames, max_frames=args.max_frames, width=args.width, height=args.height,
-                        fps=30.0)
+    cfg_v = SynthConfig(
+        train_normal=half,
+        train_anomalous=args.videos - half,
+        test_normal=0,
+        test_anomalous=0,
+        min_frames=args.min_frames,
+        max_frames=args.max_frames,
+        width=args.width,
+        height=args.height,
+        fps=30.0,
+    )
     manifest = make_synthetic_dataset(work / "videos", cfg_v, workers=2)
     root = work / "videos"
     pretrained = None if args.model == TINY_MODEL else "openai"

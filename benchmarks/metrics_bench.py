@@ -111,8 +111,12 @@ def main() -> int:
     here = installed_float_semantics()
     cfg = DetectionMapConfig(float_semantics=here)
     row: dict[str, object] = {
-        "dataset": args.dataset, "videos": len(test), "mean_T": float(t_arr.mean()),
-        "snippets": int(t_arr.sum()), "numpy": np.__version__, "float_semantics": here,
+        "dataset": args.dataset,
+        "videos": len(test),
+        "mean_T": float(t_arr.mean()),
+        "snippets": int(t_arr.sum()),
+        "numpy": np.__version__,
+        "float_semantics": here,
     }
     row["ours_map_s"], ours = best_of(lambda: fine_grained_map(m, probs, config=cfg), args.repeats)
     row["ours_map_default_s"], _ = best_of(lambda: fine_grained_map(m, probs), args.repeats)

@@ -138,8 +138,17 @@ def official_args(mods: dict[str, Any], dataset: str, **overrides: Any) -> Any:
 
 def build_official(mods: dict[str, Any], args: Any, num_classes: int, device: str = "cpu") -> torch.nn.Module:
     """The official model (``DSANet`` or ``CLIPVAD``) as the official ``__main__`` builds it."""
-    common = (num_classes, args.embed_dim, args.visual_length, args.visual_width, args.visual_head, args.visual_layers,
-              args.attn_window, args.prompt_prefix, args.prompt_postfix)
+    common = (
+        num_classes,
+        args.embed_dim,
+        args.visual_length,
+        args.visual_width,
+        args.visual_head,
+        args.visual_layers,
+        args.attn_window,
+        args.prompt_prefix,
+        args.prompt_postfix,
+    )
     if mods["method"] == "dsanet":
         return mods["model"].DSANet(*common, args, device).to(device)
     return mods["model"].CLIPVAD(*common, device).to(device)
@@ -154,8 +163,16 @@ def text_separation_sum(text: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def official_loss_parts(mods: dict[str, Any], args: Any, dataset: str, model: torch.nn.Module, prompts: list[str],
-                        feats: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+def official_loss_parts(
+    mods: dict[str, Any],
+    args: Any,
+    dataset: str,
+    model: torch.nn.Module,
+    prompts: list[str],
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    lengths: torch.Tensor,
+) -> dict[str, torch.Tensor]:
     """One official training forward and every loss term, named as ours, plus ``total`` summed in
     the official order (``src/{ucf,xd}_train.py``, the body of ``train``)."""
     tr, dev = mods[f"{dataset}_train"], feats.device
@@ -167,15 +184,26 @@ def official_loss_parts(mods: dict[str, Any], args: Any, dataset: str, model: to
         p = {
             "cls_mil": tr.CLAS2(logits1, labels, lengths, dev),
             "align_mil": tr.CLASM(logits2, labels, lengths, dev),
-            "consistency": tr.consistency_loss_fn(logits1=logits1, original_features=dnp["original_features"],
-                                                  reconstructed_features=dnp["reconstructed_features"], lengths=lengths),
+            "consistency": tr.consistency_loss_fn(
+                logits1=logits1,
+                original_features=dnp["original_features"],
+                reconstructed_features=dnp["reconstructed_features"],
+                lengths=lengths,
+            ),
             "gather": dnp["g_loss"],
             "event": tr.CLASM_EVENT(logits3, labels, lengths, dev),
             "background": tr.CLASM_BKG(logits4, labels, lengths, dev),
         }
         p["text_sep"] = text_separation_sum(text) / sep_div
-        p["total"] = (p["cls_mil"] + p["align_mil"] * args.loss2_weight + p["text_sep"] + p["event"] + p["background"]
-                      + p["consistency"] + p["gather"])
+        p["total"] = (
+            p["cls_mil"]
+            + p["align_mil"] * args.loss2_weight
+            + p["text_sep"]
+            + p["event"]
+            + p["background"]
+            + p["consistency"]
+            + p["gather"]
+        )
         return p
     text, logits1, logits2 = model(feats, None, prompts, lengths)
     p = {"cls_mil": tr.CLAS2(logits1, labels, lengths, dev), "align_mil": tr.CLASM(logits2, labels, lengths, dev)}
@@ -196,8 +224,18 @@ class _Recorder:
         return out
 
 
-def run_official_test(mods: dict[str, Any], args: Any, dataset: str, model: torch.nn.Module, loader: Any,
-                      prompts: list[str], gt: np.ndarray, gtsegments: Any, gtlabels: Any, device: str = "cpu") -> dict[str, Any]:
+def run_official_test(
+    mods: dict[str, Any],
+    args: Any,
+    dataset: str,
+    model: torch.nn.Module,
+    loader: Any,
+    prompts: list[str],
+    gt: np.ndarray,
+    gtsegments: Any,
+    gtlabels: Any,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Run the official ``test()`` (``src/{ucf,xd}_test.py``) and capture what it computes.
 
     Its AUC/AP calls and its ``getDetectionMAP`` call are wrapped (not changed) to keep their
@@ -209,9 +247,18 @@ def run_official_test(mods: dict[str, Any], args: Any, dataset: str, model: torc
     tm = mods[f"{dataset}_test"]
     saved = {name: getattr(tm, name) for name in ("roc_auc_score", "average_precision_score", "dmAP")}
     rec = {name: _Recorder(fn) for name, fn in saved.items()}
-    values = {"model": model, "testdataloader": loader, "maxlen": args.visual_length, "prompt_text": prompts, "gt": gt,
-              "gtsegments": gtsegments, "gtlabels": gtlabels, "DNP_use": getattr(args, "DNP_use", None), "device": device,
-              "args": args}
+    values = {
+        "model": model,
+        "testdataloader": loader,
+        "maxlen": args.visual_length,
+        "prompt_text": prompts,
+        "gt": gt,
+        "gtsegments": gtsegments,
+        "gtlabels": gtlabels,
+        "DNP_use": getattr(args, "DNP_use", None),
+        "device": device,
+        "args": args,
+    }
     kwargs = {name: values[name] for name in inspect.signature(tm.test).parameters}
     try:
         for name, r in rec.items():
@@ -230,9 +277,14 @@ def run_official_test(mods: dict[str, Any], args: Any, dataset: str, model: torc
         "prob1": scores1.astype(np.float32),
         "prob2": scores2.astype(np.float32),
         "class_probs": [np.asarray(p)[::16].astype(np.float32) for p in preds],
-        "auc1": float(roc1), "ap1": float(ap1), "auc2": float(roc2), "ap2": float(ap2),
-        "map": [float(m) for m in dmap], "iou": [float(t) for t in iou],
-        "returned": returned, "printed": printed.getvalue(),
+        "auc1": float(roc1),
+        "ap1": float(ap1),
+        "auc2": float(roc2),
+        "ap2": float(ap2),
+        "map": [float(m) for m in dmap],
+        "iou": [float(t) for t in iou],
+        "returned": returned,
+        "printed": printed.getvalue(),
         "exact_float32": bool(np.array_equal(scores1.astype(np.float32).astype(np.float64), scores1)),
     }
 
@@ -256,14 +308,28 @@ def official_vadclip(src: Path, preset: Any, num_classes: int, device: str) -> t
     mods = import_official_vadclip(src)
     mods["train"] = mods["ucf_train"]
     torch.manual_seed(preset.seed)
-    model = mods["model"].CLIPVAD(
-        num_classes, preset.embed_dim, preset.visual_length, preset.visual_width, preset.visual_heads,
-        preset.visual_layers, preset.attn_window, preset.prompt_prefix, preset.prompt_postfix, device,
-    ).to(device)
+    model = (
+        mods["model"]
+        .CLIPVAD(
+            num_classes,
+            preset.embed_dim,
+            preset.visual_length,
+            preset.visual_width,
+            preset.visual_heads,
+            preset.visual_layers,
+            preset.attn_window,
+            preset.prompt_prefix,
+            preset.prompt_postfix,
+            device,
+        )
+        .to(device)
+    )
     return model, mods
 
 
-def official_vadclip_step(model: Any, mods: dict[str, Any], prompts: list[str], batch: Any, preset: Any) -> torch.Tensor:
+def official_vadclip_step(
+    model: Any, mods: dict[str, Any], prompts: list[str], batch: Any, preset: Any
+) -> torch.Tensor:
     dev = batch.feats.device
     text, logits1, logits2 = model(batch.feats, None, prompts, batch.lengths)
     l1 = mods["train"].CLAS2(logits1, batch.labels, batch.lengths, dev)
@@ -271,7 +337,9 @@ def official_vadclip_step(model: Any, mods: dict[str, Any], prompts: list[str], 
     return l1 + l2 + text_separation_sum(text) / preset.text_sep_divisor * preset.text_sep_weight
 
 
-def official_test_scores(model: Any, mods: dict[str, Any], prompts: list[str], feats: np.ndarray, length: int, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def official_test_scores(
+    model: Any, mods: dict[str, Any], prompts: list[str], feats: np.ndarray, length: int, device: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The official VadCLIP ``test()`` body for one video: (prob1, prob2, softmax(logits2))."""
     visual, t = mods["tools"].process_split(feats, length)
     visual = torch.tensor(visual)
@@ -304,23 +372,43 @@ def official_dsanet(src: Path, preset: Any, num_classes: int, device: str) -> tu
     architecture fields taken from ``preset``."""
     mods = import_official_dsanet(src, preset.name if preset.name in TEXT_SEP_DIVISOR else "ucf")
     args = mods["option"].parser.parse_args([])
-    for ours, theirs in (("visual_layers", "visual_layers"), ("attn_window", "attn_window"), ("decoder_depth", "decoder_depth"),
-                         ("normal_selection_ratio", "normal_selection_ratio"), ("num_prototypes", "num_prototypes"),
-                         ("text_adapt_until", "text_adapt_until")):
+    for ours, theirs in (
+        ("visual_layers", "visual_layers"),
+        ("attn_window", "attn_window"),
+        ("decoder_depth", "decoder_depth"),
+        ("normal_selection_ratio", "normal_selection_ratio"),
+        ("num_prototypes", "num_prototypes"),
+        ("text_adapt_until", "text_adapt_until"),
+    ):
         if hasattr(preset, ours):
             setattr(args, theirs, getattr(preset, ours))
     torch.manual_seed(preset.seed)
-    model = mods["model"].DSANet(
-        num_classes, args.embed_dim, args.visual_length, args.visual_width, args.visual_head, args.visual_layers,
-        args.attn_window, args.prompt_prefix, args.prompt_postfix, args, device,
-    ).to(device)
+    model = (
+        mods["model"]
+        .DSANet(
+            num_classes,
+            args.embed_dim,
+            args.visual_length,
+            args.visual_width,
+            args.visual_head,
+            args.visual_layers,
+            args.attn_window,
+            args.prompt_prefix,
+            args.prompt_postfix,
+            args,
+            device,
+        )
+        .to(device)
+    )
     mods["args"] = args
     return model, mods
 
 
 def official_dsanet_step(model: Any, mods: dict[str, Any], prompts: list[str], batch: Any, preset: Any) -> torch.Tensor:
     """The body of the official ``train`` loop for one batch (forward and all losses)."""
-    parts = official_loss_parts(mods, mods["args"], mods["dataset"], model, prompts, batch.feats, batch.labels, batch.lengths)
+    parts = official_loss_parts(
+        mods, mods["args"], mods["dataset"], model, prompts, batch.feats, batch.labels, batch.lengths
+    )
     return parts["total"]
 
 
@@ -329,8 +417,15 @@ def official_dsanet_optimizers(model: Any, mods: dict[str, Any], iters_per_epoch
     args, tr = mods["args"], mods["train"]
     refiner = [p for n, p in model.named_parameters() if p.requires_grad and "video_anomaly_refiner" in n]
     main = [p for n, p in model.named_parameters() if p.requires_grad and "video_anomaly_refiner" not in n]
-    opt_r = mods["stable"].StableAdamW([{"params": refiner}], lr=args.lr, betas=(0.9, 0.999), weight_decay=1e-4, amsgrad=True, eps=1e-10)
-    sched = tr.WarmCosineScheduler(opt_r, base_value=args.lr, final_value=args.lr * 0.1,
-                                   total_iters=args.max_epoch * 2 * iters_per_epoch, warmup_iters=100)
+    opt_r = mods["stable"].StableAdamW(
+        [{"params": refiner}], lr=args.lr, betas=(0.9, 0.999), weight_decay=1e-4, amsgrad=True, eps=1e-10
+    )
+    sched = tr.WarmCosineScheduler(
+        opt_r,
+        base_value=args.lr,
+        final_value=args.lr * 0.1,
+        total_iters=args.max_epoch * 2 * iters_per_epoch,
+        warmup_iters=100,
+    )
     opt_m = torch.optim.AdamW([{"params": main}], lr=args.lr)
     return [opt_m, opt_r], [sched]

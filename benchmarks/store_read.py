@@ -59,9 +59,12 @@ def main() -> None:
         np.load(f)
     npy_s = time.perf_counter() - t0
     result = {
-        "videos": len(ids), "rows": rows, "MB_per_crop": rows * 512 * 4 / 1e6,
+        "videos": len(ids),
+        "rows": rows,
+        "MB_per_crop": rows * 512 * 4 / 1e6,
         "write_store_s": write_s,
-        "load_all_s": load_all_s, "load_all_MB_per_s": rows * 2048 / 1e6 / load_all_s,
+        "load_all_s": load_all_s,
+        "load_all_MB_per_s": rows * 2048 / 1e6 / load_all_s,
         "read_per_video_ms": read_s / len(ids) * 1e3,
         "npy_per_file_ms": npy_s / len(files) * 1e3,
     }

@@ -59,8 +59,10 @@ def main() -> None:
     print(f"| all | {roc_auc_score(Ya['test'], dist):.3f} | {roc_auc_score(Ya['test'], lin):.3f} |")
     for c in cfg.classes:
         sel = ((La["test"] == c) & (Ya["test"] == 1)) | (Ya["test"] == 0)
-        print(f"| {c} vs normal | {roc_auc_score(Ya['test'][sel], dist[sel]):.3f} | "
-              f"{roc_auc_score(Ya['test'][sel], lin[sel]):.3f} |")
+        print(
+            f"| {c} vs normal | {roc_auc_score(Ya['test'][sel], dist[sel]):.3f} | "
+            f"{roc_auc_score(Ya['test'][sel], lin[sel]):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ def main() -> None:
     try:
         rows.append(("render only (numpy)", best(lambda: [render_video(cfg, v) for v in plan], args.repeat)))
         for workers in (1, 2):
+
             def gen(w: int = workers) -> None:
                 make_synthetic_dataset(tmp / "d", cfg, overwrite=True, workers=w)
+
             rows.append((f"synth: render + encode, {workers} process(es)", best(gen, args.repeat)))
         m = make_synthetic_dataset(tmp / "d", cfg)
         for label, kw in (
@@ -69,7 +71,9 @@ def main() -> None:
             ("verify --decode ends --checksums", {"checksums": True}),
             ("verify --decode all", {"decode": "all"}),
         ):
-            rows.append((label + " (2 threads)", best(lambda kw=kw: verify_dataset(m, tmp / "d", workers=2, **kw), args.repeat)))
+            rows.append(
+                (label + " (2 threads)", best(lambda kw=kw: verify_dataset(m, tmp / "d", workers=2, **kw), args.repeat))
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()[0]

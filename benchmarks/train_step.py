@@ -152,8 +152,11 @@ class Stepper:
 
 def our_stepper(method: Any, model: Any, batch: TrainBatch, preset: Any) -> Stepper:
     specs = method.optimizers(model, preset, 100, schedule_iters_per_epoch=200)  # the official two loaders
-    return Stepper(lambda: method.loss(model, batch, preset)[0], [s.optimizer for s in specs],
-                   [s.scheduler for s in specs if s.step_on == "iter" and s.scheduler is not None])
+    return Stepper(
+        lambda: method.loss(model, batch, preset)[0],
+        [s.optimizer for s in specs],
+        [s.scheduler for s in specs if s.step_on == "iter" and s.scheduler is not None],
+    )
 
 
 def interleaved(ref: Stepper, ours: Stepper, repeats: int, warmup: int) -> tuple[list[float], list[float]]:
@@ -191,12 +194,18 @@ def main() -> None:
     if args.official_src is not None:
         from dsan_toolkit.models.official import load_official_checkpoint
 
-        build, step = (official_vadclip, official_vadclip_step) if args.method == "vadclip" else (official_dsanet, official_dsanet_step)
+        build, step = (
+            (official_vadclip, official_vadclip_step)
+            if args.method == "vadclip"
+            else (official_dsanet, official_dsanet_step)
+        )
         off_model, mods = build(args.official_src, preset, len(classes), args.device)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "official.pth"
             torch.save(off_model.state_dict(), path)
-            ours = load_official_checkpoint(args.method, path, preset=args.preset, classes=classes, device=args.device).model
+            ours = load_official_checkpoint(
+                args.method, path, preset=args.preset, classes=classes, device=args.device
+            ).model
         if args.check:
             run_check(ours, off_model, mods, method, preset, prompts, batch, args.device, step, args.method)
         ref_name = "official code"
@@ -210,31 +219,54 @@ def main() -> None:
         if args.method != "vadclip":
             raise SystemExit("the loop reference covers vadclip; pass --official-src for dsanet")
         arch = TINY_MODEL if args.preset == "tiny" else "ViT-B-16-quickgelu"
-        ours = method.build(preset, classes, feature_dim=preset.feature_dim, clip=create_clip(arch, pretrained=None), device=args.device)
+        ours = method.build(
+            preset, classes, feature_dim=preset.feature_dim, clip=create_clip(arch, pretrained=None), device=args.device
+        )
         ref_name = "loop reference"
-        ref_model = method.build(preset, classes, feature_dim=preset.feature_dim, clip=create_clip(arch, pretrained=None), device=args.device)
+        ref_model = method.build(
+            preset, classes, feature_dim=preset.feature_dim, clip=create_clip(arch, pretrained=None), device=args.device
+        )
         ref_model.load_state_dict(ours.state_dict())
         ref_model.train()
-        ref = Stepper(lambda: reference_vadclip_step(ref_model, batch, preset),
-                      [torch.optim.AdamW([p for p in ref_model.parameters() if p.requires_grad], lr=preset.lr)], [])
+        ref = Stepper(
+            lambda: reference_vadclip_step(ref_model, batch, preset),
+            [torch.optim.AdamW([p for p in ref_model.parameters() if p.requires_grad], lr=preset.lr)],
+            [],
+        )
     if args.repeats <= 0:  # --check only
         return
     ours.train()
     our = our_stepper(method, ours, batch, preset)
     t_ref, t_our = interleaved(ref, our, args.repeats, args.warmup)
     m_ref, m_our = statistics.median(t_ref), statistics.median(t_our)
-    c_ref = statistics.median(ref.cpu_times[args.warmup:])
-    c_our = statistics.median(our.cpu_times[args.warmup:])
+    c_ref = statistics.median(ref.cpu_times[args.warmup :])
+    c_our = statistics.median(our.cpu_times[args.warmup :])
     b = batch.batch_size
-    print(f"threads={args.threads} repeats={args.repeats} (median), wall per step ref={[f'{t:.2f}' for t in t_ref]} ours={[f'{t:.2f}' for t in t_our]}")
-    print("| method | preset | device | batch | reference | ref step wall (s) | ours step wall (s) | speed-up wall | ref CPU s | ours CPU s | speed-up CPU | ours samples/s |")
+    print(
+        f"threads={args.threads} repeats={args.repeats} (median), wall per step ref={[f'{t:.2f}' for t in t_ref]} ours={[f'{t:.2f}' for t in t_our]}"
+    )
+    print(
+        "| method | preset | device | batch | reference | ref step wall (s) | ours step wall (s) | speed-up wall | ref CPU s | ours CPU s | speed-up CPU | ours samples/s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.method} | {args.preset} | {args.device} | {b} | {ref_name} | {m_ref:.2f} | {m_our:.2f} | {m_ref / m_our:.2f}x "
-          f"| {c_ref:.2f} | {c_our:.2f} | {c_ref / c_our:.2f}x | {b / m_our:.2f} |")
+    print(
+        f"| {args.method} | {args.preset} | {args.device} | {b} | {ref_name} | {m_ref:.2f} | {m_our:.2f} | {m_ref / m_our:.2f}x "
+        f"| {c_ref:.2f} | {c_our:.2f} | {c_ref / c_our:.2f}x | {b / m_our:.2f} |"
+    )
 
 
-def run_check(ours: Any, off_model: Any, mods: dict[str, Any], method: Any, preset: Any, prompts: list[str],
-              batch: TrainBatch, device: str, official_step: Callable[..., torch.Tensor], name: str) -> None:
+def run_check(
+    ours: Any,
+    off_model: Any,
+    mods: dict[str, Any],
+    method: Any,
+    preset: Any,
+    prompts: list[str],
+    batch: TrainBatch,
+    device: str,
+    official_step: Callable[..., torch.Tensor],
+    name: str,
+) -> None:
     from dsan_toolkit.models import predict_video
 
     ours.train()

@@ -56,7 +56,7 @@ def official_style_items_per_s(store, ids: list[str], crops: list[int], workdir:
         new = np.zeros((t_max, feat.shape[1]), dtype=np.float32)
         r = np.linspace(0, len(feat), t_max + 1, dtype=np.int32)
         for i in range(t_max):
-            new[i] = np.mean(feat[r[i]:r[i + 1]], 0) if r[i] != r[i + 1] else feat[r[i]]
+            new[i] = np.mean(feat[r[i] : r[i + 1]], 0) if r[i] != r[i + 1] else feat[r[i]]
         return new
 
     def item(i: int) -> tuple[torch.Tensor, str, int]:
@@ -92,7 +92,9 @@ def ours_items_per_s(store, ids: list[str], crops: list[int]) -> tuple[float, fl
     return cold, warm, samples
 
 
-def train_steps(store_path: Path, method: str, preset: str, batch_size: int, steps: int, device: str) -> tuple[float, int]:
+def train_steps(
+    store_path: Path, method: str, preset: str, batch_size: int, steps: int, device: str
+) -> tuple[float, int]:
     from dsan_toolkit.models.registry import get_method
     from dsan_toolkit.store import open_store
     from dsan_toolkit.train import distributed as ddp
@@ -104,9 +106,16 @@ def train_steps(store_path: Path, method: str, preset: str, batch_size: int, ste
     m = get_method(method)
     with tempfile.TemporaryDirectory() as tmp:
         # official presets need the real text tower depth: a random-init ViT-B-16 (same cost)
-        opts = TrainOptions(method=method, features=store_path, out=Path(tmp) / "run", preset=preset,
-                            overrides={"batch_size": batch_size}, device=device, progress=False,
-                            clip_model=None if preset == "tiny" else "ViT-B-16")
+        opts = TrainOptions(
+            method=method,
+            features=store_path,
+            out=Path(tmp) / "run",
+            preset=preset,
+            overrides={"batch_size": batch_size},
+            device=device,
+            progress=False,
+            clip_model=None if preset == "tiny" else "ViT-B-16",
+        )
         cfg = resolve_config(opts, store, store.manifest, m, 1)
         tr = Trainer(cfg, m, store.manifest, store, torch.device(device), ddp.DistInfo(), out=opts.out)
         tr.setup()
@@ -146,8 +155,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        cfg = SynthFeaturesConfig(num_train=args.videos, num_test=max(8, args.videos // 10), crops=args.crops,
-                                  median_t=250.0, max_t=2000, seed=0)
+        cfg = SynthFeaturesConfig(
+            num_train=args.videos,
+            num_test=max(8, args.videos // 10),
+            crops=args.crops,
+            median_t=250.0,
+            max_t=2000,
+            seed=0,
+        )
         path = write_synthetic_feature_store(tmp_path / "bench.zarr", cfg)
         store = open_store(path)
         ids = [v.id for v in store.manifest.split("train")]
@@ -156,18 +171,24 @@ def main() -> None:
         workdir.mkdir()
         official = official_style_items_per_s(store, ids, crops, workdir, args.official_items)
         cold, warm, samples = ours_items_per_s(store, ids, crops)
-        print(f"threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, {len(samples)} items "
-              f"({args.videos} videos x {args.crops} crops), mean T {np.mean(list(store.lengths().values())):.0f}")
+        print(
+            f"threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, {len(samples)} items "
+            f"({args.videos} videos x {args.crops} crops), mean T {np.mean(list(store.lengths().values())):.0f}"
+        )
         print("\n| loader | items/s | vs official-style |\n| --- | ---: | ---: |")
         print(f"| official-style (pandas .loc + np.load + loop resampling) | {official:,.0f} | 1.0x |")
         print(f"| ours, cold (Zarr read + vectorised resampling of the split) | {cold:,.0f} | {cold / official:.1f}x |")
         print(f"| ours, warm (paired 64+64 batches from the cache) | {warm:,.0f} | {warm / official:.0f}x |")
-        print("\n| method | preset | batch | median step (s) | samples/s | device |\n| --- | --- | --- | ---: | ---: | --- |")
+        print(
+            "\n| method | preset | batch | median step (s) | samples/s | device |\n| --- | --- | --- | ---: | ---: | --- |"
+        )
         for method in args.methods.split(","):
             for preset in args.presets.split(","):
                 step, n = train_steps(path, method, preset, args.batch_size, args.steps, args.device)
-                print(f"| {method} | {preset} | {args.batch_size}+{args.batch_size} | {step:.2f} | {n / step:.1f} | {args.device} |",
-                      flush=True)
+                print(
+                    f"| {method} | {preset} | {args.batch_size}+{args.batch_size} | {step:.2f} | {n / step:.1f} | {args.device} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -228,8 +228,9 @@ def _require_download(model_name: str, pretrained: str, source: PretrainedSource
     if hub_offline():
         raise InputError(f"{what} and HF_HUB_OFFLINE is set (they come from {origin}); {WEIGHTS_HINT}")
     if not reachable(source.host_url):
-        raise InputError(f"{what} (they come from {origin}) and {source.host_url} does not answer (offline?); "
-                         f"{WEIGHTS_HINT}")
+        raise InputError(
+            f"{what} (they come from {origin}) and {source.host_url} does not answer (offline?); {WEIGHTS_HINT}"
+        )
 
 
 def create_clip(
@@ -280,11 +281,16 @@ def create_clip(
             from open_clip.transform import merge_preprocess_dict
 
             target = source.cached
-            extra["force_preprocess_cfg"] = merge_preprocess_dict({}, open_clip.get_pretrained_cfg(model_name, pretrained))
+            extra["force_preprocess_cfg"] = merge_preprocess_dict(
+                {}, open_clip.get_pretrained_cfg(model_name, pretrained)
+            )
         try:
             model = open_clip.create_model(
-                model_name, pretrained=target, device="cpu",
-                force_quick_gelu=needs_quick_gelu(model_name, pretrained), **extra,
+                model_name,
+                pretrained=target,
+                device="cpu",
+                force_quick_gelu=needs_quick_gelu(model_name, pretrained),
+                **extra,
             )
         except RuntimeError as exc:
             raise InputError(f"cannot load {model_name} pretrained={pretrained!r}: {exc}; {WEIGHTS_HINT}") from None

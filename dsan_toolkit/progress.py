@@ -53,7 +53,9 @@ def message(text: str, **fields: Any) -> ProgressEvent:
 
 
 @contextlib.contextmanager
-def counted(on_event: Listener | None, name: str, total: int | None, *, unit: str = "") -> Iterator[Callable[..., None]]:
+def counted(
+    on_event: Listener | None, name: str, total: int | None, *, unit: str = ""
+) -> Iterator[Callable[..., None]]:
     """A counted task for code that only counts: yields ``advance(n=1, text="")``; the task
     ends with the summary ``NAME: done/total UNIT in S s``. Without a listener nothing is sent."""
     count = [0]
@@ -71,5 +73,10 @@ def counted(on_event: Listener | None, name: str, total: int | None, *, unit: st
     finally:
         if on_event is not None:
             of = f"/{total}" if total is not None else ""
-            on_event(ProgressEvent(DONE, name, text=f"{name}: {count[0]}{of}{' ' + unit if unit else ''} in "
-                                                   f"{time.perf_counter() - t0:.1f} s"))
+            on_event(
+                ProgressEvent(
+                    DONE,
+                    name,
+                    text=f"{name}: {count[0]}{of}{' ' + unit if unit else ''} in {time.perf_counter() - t0:.1f} s",
+                )
+            )

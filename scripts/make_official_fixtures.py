@@ -72,7 +72,10 @@ OUT_DIR = ROOT / "tests" / "fixtures" / "official"
 CLIP_CONFIG_FILE = OUT_DIR / "dsan-fixture-clip.json"
 CLIP_MODEL = "dsan-fixture-clip"
 OFFICIAL_REPOS = {"dsanet": "lessiYin/DSANet", "vadclip": "nwpu-zxr/VadCLIP"}
-DEFAULT_COMMITS = {"dsanet": "141740637856f75f5590ffd5fdf54f6a267a5742", "vadclip": "f643c9132adcc0ea2aa549568ab30c49a45f0159"}
+DEFAULT_COMMITS = {
+    "dsanet": "141740637856f75f5590ffd5fdf54f6a267a5742",
+    "vadclip": "f643c9132adcc0ea2aa549568ab30c49a45f0159",
+}
 SEEDS = {("dsanet", "ucf"): 101, ("dsanet", "xd"): 102, ("vadclip", "ucf"): 201, ("vadclip", "xd"): 202}
 FEATURE_DIM = 512
 # Narrower spreads for single weights, so that the outputs stay in a useful range with random
@@ -195,7 +198,9 @@ def write_json(path: Path, obj: Any) -> None:
     path.write_text(to_json(obj) + "\n")
 
 
-def official_ground_truth(list_dir: Path, dataset: str, tmp: Path, feats: dict[str, np.ndarray], normal: str) -> tuple[np.ndarray, list, list]:
+def official_ground_truth(
+    list_dir: Path, dataset: str, tmp: Path, feats: dict[str, np.ndarray], normal: str
+) -> tuple[np.ndarray, list, list]:
     """Run VadCLIP's ``list/make_gt_{ucf,xd}.py`` and ``list/make_gt_mAP_{ucf,xd}.py`` on lists
     and annotation files written in the official formats; their ``np.save`` calls are captured
     (no file, no pickle). Returns (frame gt, gt segments, gt labels)."""
@@ -243,7 +248,9 @@ def git_commit(src: Path, default: str) -> str:
     """The commit of the checkout holding ``src`` when it is a git work tree of its own (not a
     folder inside another repository, such as an ignored folder of this one), else ``default``."""
     try:
-        top = subprocess.run(["git", "-C", str(src), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
+        top = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        )
         if Path(top.stdout.strip()).resolve() != src.resolve().parent:
             return default
         out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
@@ -252,7 +259,9 @@ def git_commit(src: Path, default: str) -> str:
         return default
 
 
-def make_fixture(method: str, dataset: str, src: Path, list_dir: Path, commits: dict[str, str], out: Path) -> dict[str, Any]:
+def make_fixture(
+    method: str, dataset: str, src: Path, list_dir: Path, commits: dict[str, str], out: Path
+) -> dict[str, Any]:
     from torch.utils.data import DataLoader
     from torch.utils.data.dataloader import default_collate
 
@@ -286,7 +295,10 @@ def make_fixture(method: str, dataset: str, src: Path, list_dir: Path, commits: 
         raise RuntimeError("the official model does not hold the seeded weights after loading them")
     state_digest = arrays_digest({source: values[source] for _, _, source in spec})  # shared tensors once
 
-    feats = {**video_features(seed, "test", TEST_VIDEOS[dataset]), **video_features(seed, "train", TRAIN_VIDEOS[dataset])}
+    feats = {
+        **video_features(seed, "test", TEST_VIDEOS[dataset]),
+        **video_features(seed, "train", TRAIN_VIDEOS[dataset]),
+    }
     outputs: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -350,8 +362,11 @@ def make_fixture(method: str, dataset: str, src: Path, list_dir: Path, commits: 
     outputs["gt/frames"] = gt.astype(np.uint8)
     if not np.array_equal(outputs["gt/frames"], gt):
         raise RuntimeError("the frame ground truth is not 0/1")
-    seg_rows = [(i, int(s[0]), int(s[1]), str(lab)) for i, (segs, labs) in enumerate(zip(gt_segments, gt_labels))
-                for s, lab in zip(segs, labs)]
+    seg_rows = [
+        (i, int(s[0]), int(s[1]), str(lab))
+        for i, (segs, labs) in enumerate(zip(gt_segments, gt_labels))
+        for s, lab in zip(segs, labs)
+    ]
     outputs["gt/segment_video"] = np.array([r[0] for r in seg_rows], dtype=np.int64)
     outputs["gt/segment_start"] = np.array([r[1] for r in seg_rows], dtype=np.int64)
     outputs["gt/segment_end"] = np.array([r[2] for r in seg_rows], dtype=np.int64)
@@ -369,45 +384,89 @@ def make_fixture(method: str, dataset: str, src: Path, list_dir: Path, commits: 
         "method": method,
         "dataset": dataset,
         "seed": seed,
-        "official": {"repo": OFFICIAL_REPOS[method], "commit": commits[method], "option_file": f"src/{dataset}_option.py",
-                     "args": {k: v for k, v in sorted(vars(args).items())}},
-        "ground_truth": {"repo": OFFICIAL_REPOS["vadclip"], "commit": commits["vadclip"],
-                         "scripts": [f"list/make_gt_{dataset}.py", f"list/make_gt_mAP_{dataset}.py"]},
-        "clip": {"model": CLIP_MODEL, "config_file": "../" + CLIP_CONFIG_FILE.name, "config_sha256": sha256_file(CLIP_CONFIG_FILE)},
+        "official": {
+            "repo": OFFICIAL_REPOS[method],
+            "commit": commits[method],
+            "option_file": f"src/{dataset}_option.py",
+            "args": {k: v for k, v in sorted(vars(args).items())},
+        },
+        "ground_truth": {
+            "repo": OFFICIAL_REPOS["vadclip"],
+            "commit": commits["vadclip"],
+            "scripts": [f"list/make_gt_{dataset}.py", f"list/make_gt_mAP_{dataset}.py"],
+        },
+        "clip": {
+            "model": CLIP_MODEL,
+            "config_file": "../" + CLIP_CONFIG_FILE.name,
+            "config_sha256": sha256_file(CLIP_CONFIG_FILE),
+        },
         "label_map": label_map,
         "environment": env,
-        "state": {"num_keys": len(spec), "num_values": int(sum(np.prod(s) for k, s, source in spec if k == source)),
-                  "digest": state_digest, "scales": WEIGHT_SCALES, "spec": [[k, s, source] for k, s, source in spec]},
+        "state": {
+            "num_keys": len(spec),
+            "num_values": int(sum(np.prod(s) for k, s, source in spec if k == source)),
+            "digest": state_digest,
+            "scales": WEIGHT_SCALES,
+            "spec": [[k, s, source] for k, s, source in spec],
+        },
         "inputs": {
             "feature_dim": FEATURE_DIM,
             "digest": arrays_digest(feats),
-            "test": [{"id": v, "num_snippets": t, "labels": c, "label_text": label_text(dataset, c, normal),
-                      "segments": [list(s) for s in segs]} for v, t, c, segs in TEST_VIDEOS[dataset]],
-            "train": [{"id": v, "num_snippets": t, "labels": c, "label_text": label_text(dataset, c, normal)}
-                      for v, t, c in TRAIN_VIDEOS[dataset]],
+            "test": [
+                {
+                    "id": v,
+                    "num_snippets": t,
+                    "labels": c,
+                    "label_text": label_text(dataset, c, normal),
+                    "segments": [list(s) for s in segs],
+                }
+                for v, t, c, segs in TEST_VIDEOS[dataset]
+            ],
+            "train": [
+                {"id": v, "num_snippets": t, "labels": c, "label_text": label_text(dataset, c, normal)}
+                for v, t, c in TRAIN_VIDEOS[dataset]
+            ],
         },
         "files": {"outputs.npz": sha256_file(out / "outputs.npz")},
     }
     write_json(out / "fixture.json", meta)
     unload_official()
-    return {"config": f"{method}-{dataset}", "loss": float(parts["total"].detach().sum()), "auc1": res["auc1"],
-            "map": res["map"], "bytes": (out / "outputs.npz").stat().st_size + (out / "fixture.json").stat().st_size}
+    return {
+        "config": f"{method}-{dataset}",
+        "loss": float(parts["total"].detach().sum()),
+        "auc1": res["auc1"],
+        "map": res["map"],
+        "bytes": (out / "outputs.npz").stat().st_size + (out / "fixture.json").stat().st_size,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dsanet-src", type=Path, required=True, help="src/ of a lessiYin/DSANet checkout")
-    ap.add_argument("--vadclip-src", type=Path, required=True, help="src/ of a nwpu-zxr/VadCLIP checkout (its list/ scripts make the ground truth)")
-    ap.add_argument("--dsanet-commit", default=None, help=f"recorded commit when src is not a git checkout (default {DEFAULT_COMMITS['dsanet'][:7]})")
+    ap.add_argument(
+        "--vadclip-src",
+        type=Path,
+        required=True,
+        help="src/ of a nwpu-zxr/VadCLIP checkout (its list/ scripts make the ground truth)",
+    )
+    ap.add_argument(
+        "--dsanet-commit",
+        default=None,
+        help=f"recorded commit when src is not a git checkout (default {DEFAULT_COMMITS['dsanet'][:7]})",
+    )
     ap.add_argument("--vadclip-commit", default=None, help=f"likewise (default {DEFAULT_COMMITS['vadclip'][:7]})")
-    ap.add_argument("--only", nargs="*", default=None, help="configurations to make, e.g. dsanet-ucf (default: all four)")
+    ap.add_argument(
+        "--only", nargs="*", default=None, help="configurations to make, e.g. dsanet-ucf (default: all four)"
+    )
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     srcs = {"dsanet": args.dsanet_src.resolve(), "vadclip": args.vadclip_src.resolve()}
-    commits = {"dsanet": args.dsanet_commit or git_commit(srcs["dsanet"], DEFAULT_COMMITS["dsanet"]),
-               "vadclip": args.vadclip_commit or git_commit(srcs["vadclip"], DEFAULT_COMMITS["vadclip"])}
+    commits = {
+        "dsanet": args.dsanet_commit or git_commit(srcs["dsanet"], DEFAULT_COMMITS["dsanet"]),
+        "vadclip": args.vadclip_commit or git_commit(srcs["vadclip"], DEFAULT_COMMITS["vadclip"]),
+    }
     list_dir = srcs["vadclip"].parent / "list"
     if not (list_dir / "make_gt_ucf.py").is_file():
         raise SystemExit(f"{list_dir} has no make_gt_ucf.py (the VadCLIP checkout's list/ folder is needed)")

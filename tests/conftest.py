@@ -27,7 +27,6 @@ def cli(tmp_path, monkeypatch):
     return run
 
 
-
 # -- data and runs built once per test run, shared by the modules that only read them ----------
 @pytest.fixture(scope="session")
 def xd_feature_store(tmp_path_factory):
@@ -35,8 +34,9 @@ def xd_feature_store(tmp_path_factory):
     from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
 
     path = tmp_path_factory.mktemp("xd-store") / "s.zarr"
-    return write_synthetic_feature_store(path, SynthFeaturesConfig(num_train=16, num_test=6, crops=1, median_t=48,
-                                                                   max_t=96, class_table="xd", seed=3))
+    return write_synthetic_feature_store(
+        path, SynthFeaturesConfig(num_train=16, num_test=6, crops=1, median_t=48, max_t=96, class_table="xd", seed=3)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +46,11 @@ def vadclip_xd_run(xd_feature_store, tmp_path_factory):
     from dsan_toolkit.train.run import TrainOptions, train
 
     run = tmp_path_factory.mktemp("xd-run") / "run"
-    res = train(TrainOptions(method="vadclip", features=xd_feature_store, out=run, preset="tiny", seed=0, epochs=1,
-                             progress=False))
+    res = train(
+        TrainOptions(
+            method="vadclip", features=xd_feature_store, out=run, preset="tiny", seed=0, epochs=1, progress=False
+        )
+    )
     assert res.finished
     return run
 
@@ -72,8 +75,17 @@ def extracted_world(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root / "a")
     try:
-        out = train(TrainOptions(method="vadclip", features=Path("f.zarr"), out=run, preset="tiny", epochs=1,
-                                 progress=False, overrides={"batch_size": 2}))
+        out = train(
+            TrainOptions(
+                method="vadclip",
+                features=Path("f.zarr"),
+                out=run,
+                preset="tiny",
+                epochs=1,
+                progress=False,
+                overrides={"batch_size": 2},
+            )
+        )
     finally:
         os.chdir(cwd)
     assert out.finished

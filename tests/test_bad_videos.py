@@ -57,8 +57,13 @@ def test_the_same_file_gets_the_same_failure_kind_everywhere(bad, tmp_path):
             assert info.value.reason == kinds[v.id]
     report = verify_dataset(m, root, workers=2)
     assert {c.id: c.status for c in report.checks if not c.ok} == kinds
-    res = extract_features(m, root, tmp_path / "x.zarr", ExtractConfig(model=TINY_MODEL, pretrained=None, crops="center"),
-                           RunOptions(workers=1))
+    res = extract_features(
+        m,
+        root,
+        tmp_path / "x.zarr",
+        ExtractConfig(model=TINY_MODEL, pretrained=None, crops="center"),
+        RunOptions(workers=1),
+    )
     assert {vid: kind_of(error) for vid, error in res.failed} == kinds
     store = open_store(tmp_path / "x.zarr")
     assert {vid: kind_of(store.video_info(vid)["error"]) for vid in store.video_ids("failed")} == kinds
@@ -68,8 +73,9 @@ def test_the_same_file_gets_the_same_failure_kind_everywhere(bad, tmp_path):
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dsan_toolkit.cli.app", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dsan_toolkit.cli.app", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_decord_log_goes_into_the_reason_not_to_stderr(bad, tmp_path, cli, capfd):
@@ -79,8 +85,24 @@ def test_decord_log_goes_into_the_reason_not_to_stderr(bad, tmp_path, cli, capfd
     root, m, kinds = bad
     truncated = m.videos[3].id
     out = tmp_path / "x.zarr"
-    r = _cli("extract", "--dataset", root / "manifest.jsonl", "--root", root, "--out", out, "--model", TINY_MODEL,
-             "--pretrained", "none", "--crops", "center", "--workers", "1", "--no-progress")
+    r = _cli(
+        "extract",
+        "--dataset",
+        root / "manifest.jsonl",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--model",
+        TINY_MODEL,
+        "--pretrained",
+        "none",
+        "--crops",
+        "center",
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert r.returncode == 1, r.stderr
     assert not RAW_DECORD_LINE.search(r.stderr), r.stderr
     assert f"failed {truncated}: unreadable: {OPEN_LOG}" in " ".join(r.stderr.split())
@@ -99,7 +121,7 @@ def test_decord_log_goes_into_the_reason_not_to_stderr(bad, tmp_path, cli, capfd
 def test_capture_keeps_python_stderr_and_always_restores_fd2():
     """In a fresh process whose sys.stderr is fd 2: native writes are captured (nested spans
     each get theirs), Python's stderr still reaches fd 2, an exception restores everything."""
-    code = r'''
+    code = r"""
 import os, sys
 from dsan_toolkit.media.native_log import capture_native_stderr
 before = sys.stderr
@@ -117,7 +139,7 @@ except RuntimeError:
 assert sys.stderr is before
 os.write(2, b"native after\n")
 print(repr(outer.text), repr(inner.text), repr(failed.text))
-'''
+"""
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == repr("native 1\nnative 2\n") + " " + repr("native 2\n") + " " + repr("native 3\n")
@@ -125,14 +147,21 @@ print(repr(outer.text), repr(inner.text), repr(failed.text))
 
 
 def test_native_text_is_cleaned_for_a_reason():
-    log = ("[12:00:00] /src/video/video_reader.cc:83: ERROR opening: a.mp4, Invalid data found when processing input\n"
-           "[12:00:00] /src/video/video_reader.cc:83: ERROR opening: b.mp4, Permission denied\n"
-           "[h264 @ 0x55d0c0a8c2c0] error while decoding MB 0 0\n"
-           "[h264 @ 0x55d0c0a8c2c1] error while decoding MB 0 0\n"
-           "Stack trace:\n  [bt] (0) /lib/libdecord.so(+0x1) [0x7f]\n")
-    assert clean_native_text(log, "a.mp4") == "Invalid data found when processing input; h264: error while decoding MB 0 0"
+    log = (
+        "[12:00:00] /src/video/video_reader.cc:83: ERROR opening: a.mp4, Invalid data found when processing input\n"
+        "[12:00:00] /src/video/video_reader.cc:83: ERROR opening: b.mp4, Permission denied\n"
+        "[h264 @ 0x55d0c0a8c2c0] error while decoding MB 0 0\n"
+        "[h264 @ 0x55d0c0a8c2c1] error while decoding MB 0 0\n"
+        "Stack trace:\n  [bt] (0) /lib/libdecord.so(+0x1) [0x7f]\n"
+    )
+    assert (
+        clean_native_text(log, "a.mp4") == "Invalid data found when processing input; h264: error while decoding MB 0 0"
+    )
     assert clean_native_text("x" * 1000).endswith("...") and len(clean_native_text("x" * 1000)) == 300
     with capture_native_stderr() as cap:
         pass
     assert cap.text == ""
-    assert json.dumps(reason(EMPTY, "zero bytes")) == '"empty: zero bytes"' and kind_of("decoder hung: x") == "decoder hung"
+    assert (
+        json.dumps(reason(EMPTY, "zero bytes")) == '"empty: zero bytes"'
+        and kind_of("decoder hung: x") == "decoder hung"
+    )

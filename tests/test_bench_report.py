@@ -36,10 +36,22 @@ MAPS = {f"map@{t:.1f}": 10.0 + t for t in (0.1, 0.2, 0.3, 0.4, 0.5)} | {"map_mea
 
 def _row(method, dataset="ucf", seed=0, *, class_branch=True, selection="best-on-test", **kw):
     metrics = {"auc": 0.9 + 0.01 * seed, "ap": 0.8, "auc_align": 0.85, "ap_align": 0.75, "auc_anomalous": 0.7, **MAPS}
-    base = dict(method=method, dataset=dataset, seed=seed, preset=dataset, selection=selection,
-                config_hash=f"{method}{seed}".ljust(64, "0"), features="vadclip-release", backbone="ViT-B-16",
-                random_backbone=False, synthetic=False, metrics=metrics, train_time_s=100.0,
-                params_trainable=1_000_000, class_branch=class_branch)
+    base = dict(
+        method=method,
+        dataset=dataset,
+        seed=seed,
+        preset=dataset,
+        selection=selection,
+        config_hash=f"{method}{seed}".ljust(64, "0"),
+        features="vadclip-release",
+        backbone="ViT-B-16",
+        random_backbone=False,
+        synthetic=False,
+        metrics=metrics,
+        train_time_s=100.0,
+        params_trainable=1_000_000,
+        class_branch=class_branch,
+    )
     base.update(kw)
     return ResultRow(**base)
 
@@ -47,14 +59,24 @@ def _row(method, dataset="ucf", seed=0, *, class_branch=True, selection="best-on
 def _rows(dataset="ucf"):
     """dsanet under the paper's protocol, vadclip with another selection rule, mil (no class
     branch, its mAP deliberately present in the row: the flag alone must hide it), 3 seeds."""
-    return [r for s in range(3) for r in (
-        _row("dsanet", dataset, s), _row("vadclip", dataset, s, selection="last"),
-        _row("mil", dataset, s, class_branch=False, selection="last"))]
+    return [
+        r
+        for s in range(3)
+        for r in (
+            _row("dsanet", dataset, s),
+            _row("vadclip", dataset, s, selection="last"),
+            _row("mil", dataset, s, class_branch=False, selection="last"),
+        )
+    ]
 
 
 def _report(rows, datasets=("ucf",), preds=None) -> BenchReport:
-    cfg = BenchConfig(methods=("dsanet", "vadclip", "mil"), datasets=datasets, seeds=(0, 1, 2),
-                      features={d: "unused" for d in datasets})
+    cfg = BenchConfig(
+        methods=("dsanet", "vadclip", "mil"),
+        datasets=datasets,
+        seeds=(0, 1, 2),
+        features={d: "unused" for d in datasets},
+    )
     rep = build_report(rows, cfg, {}, figures=False)
     if preds:
         rep.predictions = preds
@@ -69,8 +91,11 @@ def _pset(method: str, class_branch: bool = True, seed: int = 0) -> PredictionSe
         gt = frame_gt(10, segs).reshape(10, 16).max(1)
         probs = rng.random((10, 3)) * 0.1
         probs[np.arange(10), np.where(gt > 0, 1, 0)] += 1
-        vids.append(VideoPrediction(f"v{i}", np.clip(0.7 * gt + 0.3 * rng.random(10), 0, 1), segs,
-                                    probs / probs.sum(1, keepdims=True)))
+        vids.append(
+            VideoPrediction(
+                f"v{i}", np.clip(0.7 * gt + 0.3 * rng.random(10), 0, 1), segs, probs / probs.sum(1, keepdims=True)
+            )
+        )
     return PredictionSet(method, "ucf", ("N", "B", "C"), vids, class_branch=class_branch)
 
 
@@ -85,8 +110,19 @@ def test_headline_is_compact_and_the_details_hold_the_rest():
     full = format_dataset_table(aggregate(_rows()), "ucf")
     head = headline_table(full)
     assert len(head.columns) <= MAX_HEADLINE_COLUMNS < len(full.columns)
-    assert list(head.columns) == ["method", "preset", "selection", "seeds", "AUC", "AP", "mAP avg",
-                                  "paper AUC", "Δ AUC", "paper mAP avg", "Δ mAP avg"]
+    assert list(head.columns) == [
+        "method",
+        "preset",
+        "selection",
+        "seeds",
+        "AUC",
+        "AP",
+        "mAP avg",
+        "paper AUC",
+        "Δ AUC",
+        "paper mAP avg",
+        "Δ mAP avg",
+    ]
     details = dict(details_tables(full))
     assert set(details) == {"metrics", "runs"}
     assert {"AUC (align)", "AP (align)", "AUC anom.", "mAP@0.1", "mAP@0.5"} <= set(details["metrics"].columns)
@@ -147,7 +183,7 @@ def test_every_table_shows_percent_and_says_so():
     assert more.loc["vadclip", "AUC (align)"] == "85.00 ± 0.00" and more.loc["vadclip", "mAP@0.1"] == "10.10 ± 0.00"
     cfg = BenchConfig(methods=(), datasets=("ucf",), seeds=(0,), features={"ucf": "unused"}, ablation="dsanet")
     rows = _rows() + [_row("dsanet", ablation="no-refinement", components={"refinement": False})]
-    (title, abl), = build_report(rows, cfg, {}, figures=False).tables
+    ((title, abl),) = build_report(rows, cfg, {}, figures=False).tables
     assert "(%" in title and abl.set_index("ablation").loc["no-refinement", "AUC"] == "90.00"
     for title, _ in rep.tables + rep.details:
         assert "runs and protocol" in title or "(%" in title
@@ -192,24 +228,40 @@ def _png_size(path) -> tuple[int, int]:
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH")
 @pytest.mark.parametrize("width,height", [(1366, 768), (1920, 1080)])
 def test_html_headline_fits_a_laptop_screen_in_chromium(tmp_path, width, height):
-    rep = _report(_rows() + _rows("xd"), datasets=("ucf", "xd"),
-                  preds={"ucf": [_pset("dsanet"), _pset("vadclip", seed=1), _pset("mil", False, seed=2)]})
+    rep = _report(
+        _rows() + _rows("xd"),
+        datasets=("ucf", "xd"),
+        preds={"ucf": [_pset("dsanet"), _pset("vadclip", seed=1), _pset("mil", False, seed=2)]},
+    )
     page = tmp_path / "report.html"
     page.write_text(render(rep, "html"))
-    base = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            f"--window-size={width},{height}"]
+    base = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--window-size={width},{height}",
+    ]
     shot = tmp_path / "shot.png"
     subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], check=True, capture_output=True, timeout=120)
     assert _png_size(shot) == (width, height)
     # measure a copy of the page: the first table's right edge, its row heights, the page width
     probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text().replace("</body>", (
-        "<script>const t=document.querySelector('table'),e=document.documentElement;"
-        "document.body.dataset.measure=JSON.stringify({right:t.getBoundingClientRect().right,"
-        "view:e.clientWidth,scroll:e.scrollWidth,"
-        "rows:[...t.querySelectorAll('tbody tr')].map(r=>r.getBoundingClientRect().height)});</script></body>")))
-    dom = subprocess.run([*base, "--dump-dom", probe.as_uri()], check=True, capture_output=True, text=True,
-                         timeout=120).stdout
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            (
+                "<script>const t=document.querySelector('table'),e=document.documentElement;"
+                "document.body.dataset.measure=JSON.stringify({right:t.getBoundingClientRect().right,"
+                "view:e.clientWidth,scroll:e.scrollWidth,"
+                "rows:[...t.querySelectorAll('tbody tr')].map(r=>r.getBoundingClientRect().height)});</script></body>"
+            ),
+        )
+    )
+    dom = subprocess.run(
+        [*base, "--dump-dom", probe.as_uri()], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
     m = json.loads(re.search(r'data-measure="([^"]+)"', dom).group(1).replace("&quot;", '"'))
     assert m["view"] == width and m["scroll"] <= width  # no horizontal scrolling anywhere on the page
     assert m["right"] <= width

@@ -25,8 +25,9 @@ class Interrupt(Exception):
 def bench(tmp_path_factory, xd_feature_store):
     root = tmp_path_factory.mktemp("bench")
     store = xd_feature_store
-    cfg = BenchConfig(methods=("vadclip",), datasets=("synth",), seeds=(0, 1), features={"synth": str(store)},
-                      preset="tiny", epochs=1)
+    cfg = BenchConfig(
+        methods=("vadclip",), datasets=("synth",), seeds=(0, 1), features={"synth": str(store)}, preset="tiny", epochs=1
+    )
     out = root / "bench"
     calls: list[int] = []
 
@@ -61,7 +62,7 @@ def test_interrupted_bench_resumes_and_reuses(bench):
 
 
 def test_tables_and_reports(bench):
-    root, store, out, cfg, *_ , result = bench
+    root, store, out, cfg, *_, result = bench
     md = (out / "report.md").read_text()
     assert "SYNTHETIC DATA, RANDOM BACKBONE" in md
     headline, metrics, runs = [ln for ln in md.splitlines() if ln.startswith("| vadclip")]
@@ -102,8 +103,14 @@ def test_method_without_class_branch_reports_no_fine_grained_map(bench):
     """mil has no class branch: it predicts no class probabilities, so its run has no detection
     mAP and no confusion (n/a in the tables), and the bench still passes the audit."""
     root, store, *_ = bench
-    cfg = BenchConfig(methods=("vadclip", "mil"), datasets=("synth",), seeds=(0,), features={"synth": str(store)},
-                      preset="tiny", epochs=1)
+    cfg = BenchConfig(
+        methods=("vadclip", "mil"),
+        datasets=("synth",),
+        seeds=(0,),
+        features={"synth": str(store)},
+        preset="tiny",
+        epochs=1,
+    )
     result = run_bench(cfg, root / "bench-mil")
     paths = write_reports(result, ("md", "html", "csv"))
     rows = {r.method: r for r in result.rows}
@@ -129,8 +136,24 @@ def test_method_without_class_branch_reports_no_fine_grained_map(bench):
 
 def test_cli_bench_prints_markdown_and_reuses(bench, cli):
     root, store, out, *_ = bench
-    code, text = cli("bench", "--methods", "vadclip", "--datasets", "synth", "--seeds", "0,1", "--features",
-                     f"synth={store}", "--preset", "tiny", "--epochs", "1", "--out", str(out), "--no-figures")
+    code, text = cli(
+        "bench",
+        "--methods",
+        "vadclip",
+        "--datasets",
+        "synth",
+        "--seeds",
+        "0,1",
+        "--features",
+        f"synth={store}",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--no-figures",
+    )
     assert code == 0, text
     assert "| vadclip | tiny |" in text and "0 run(s) trained, 2 reused" in text
 
@@ -141,8 +164,9 @@ def test_cli_bench_bad_inputs(tmp_path, cli, bench):
     assert code == 2 and "feature store for 'ucf' not found" in text
     code, text = cli("bench", "--datasets", "ucf", "--features", "ucfstore")
     assert code == 2 and "DATASET=PATH" in text
-    code, text = cli("bench", "--methods", "nosuch", "--datasets", "synth", "--features", f"synth={store}",
-                     "--preset", "tiny")
+    code, text = cli(
+        "bench", "--methods", "nosuch", "--datasets", "synth", "--features", f"synth={store}", "--preset", "tiny"
+    )
     assert code == 2 and "unknown method 'nosuch'" in text
     code, text = cli("bench", "--methods", "vadclip", "--datasets", "synth", "--features", f"synth={store}")
     assert code == 2 and "--preset" in text
@@ -150,7 +174,9 @@ def test_cli_bench_bad_inputs(tmp_path, cli, bench):
     assert code == 2 and "--report must be one of" in text
     code, text = cli("bench", "--seeds", "a,b", "--features", f"synth={store}", "--datasets", "synth")
     assert code == 2 and "--seeds must be integers" in text
-    code, text = cli("bench", "--methods", "vadclip", "--datasets", "xd", "--features", f"xd={store}", "--preset", "tiny")
+    code, text = cli(
+        "bench", "--methods", "vadclip", "--datasets", "xd", "--features", f"xd={store}", "--preset", "tiny"
+    )
     assert code == 2 and "holds dataset 'synth'" in text
     # paths checked before any work: a lock or weight file that is not there, outputs in the way
     base = ("bench", "--methods", "vadclip", "--datasets", "synth", "--features", f"synth={store}", "--preset", "tiny")

@@ -34,10 +34,21 @@ from dsan_toolkit.errors import InputError
 
 
 def _row(method="dsanet", dataset="ucf", seed=0, auc=0.9, ap=0.5, mmean=10.0, **kw):
-    base = dict(method=method, dataset=dataset, seed=seed, preset=dataset, selection="best-on-test",
-                config_hash=f"{seed:064x}", features="vadclip-release", backbone="ViT-B-16/openai",
-                random_backbone=False, synthetic=False,
-                metrics={"auc": auc, "ap": ap, "map_mean": mmean}, train_time_s=10.0 + seed, params_trainable=44_100_000)
+    base = dict(
+        method=method,
+        dataset=dataset,
+        seed=seed,
+        preset=dataset,
+        selection="best-on-test",
+        config_hash=f"{seed:064x}",
+        features="vadclip-release",
+        backbone="ViT-B-16/openai",
+        random_backbone=False,
+        synthetic=False,
+        metrics={"auc": auc, "ap": ap, "map_mean": mmean},
+        train_time_s=10.0 + seed,
+        params_trainable=44_100_000,
+    )
     base.update(kw)
     return ResultRow(**base)
 
@@ -71,8 +82,18 @@ def test_aggregate_mean_std_over_seeds_matches_numpy():
 
 def test_delta_only_where_protocol_matches():
     rows = [_row(seed=s, auc=0.9) for s in range(2)]
-    rows += [_row(method="vadclip", seed=0, auc=0.85, synthetic=True, random_backbone=True, features="synthetic",
-                  preset="tiny", selection="last")]
+    rows += [
+        _row(
+            method="vadclip",
+            seed=0,
+            auc=0.85,
+            synthetic=True,
+            random_backbone=True,
+            features="synthetic",
+            preset="tiny",
+            selection="last",
+        )
+    ]
     agg = aggregate(rows)
     t = format_dataset_table(agg, "ucf")
     d = t[t.method == "dsanet"].iloc[0]
@@ -160,8 +181,11 @@ def test_confusion_counts_each_snippet_once():
 def test_html_report_is_self_contained_with_figures():
     rng = np.random.default_rng(1)
     rows = [_row(seed=0)]
-    rep = BenchReport(title="bench", tables=[("UCF", format_dataset_table(aggregate(rows), "ucf"))],
-                      predictions={"synth": [_pset("dsanet", rng), _pset("vadclip", rng)]})
+    rep = BenchReport(
+        title="bench",
+        tables=[("UCF", format_dataset_table(aggregate(rows), "ucf"))],
+        predictions={"synth": [_pset("dsanet", rng), _pset("vadclip", rng)]},
+    )
     page = render(rep, "html")
     imgs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     assert len(imgs) == 4  # scores, ROC/PR, two confusions

@@ -15,13 +15,32 @@ from dsan_toolkit.cli.app import app
 
 # one short flag per concept, the same everywhere (docs/cli.md)
 SHORT = {
-    "--dataset": "-d", "--datasets": "-d", "--root": "-r", "--out": "-o", "--features": "-f",
-    "--workers": "-j", "--method": "-m", "--methods": "-m",
+    "--dataset": "-d",
+    "--datasets": "-d",
+    "--root": "-r",
+    "--out": "-o",
+    "--features": "-f",
+    "--workers": "-j",
+    "--method": "-m",
+    "--methods": "-m",
 }
 # commands that can run for minutes: each has --progress/--no-progress
 LONG = {
-    "demo", "download", "verify", "synth", "extract", "train", "eval", "bench", "audit", "score",
-    "import-features", "export-features", "compare-features", "manifest create", "store check",
+    "demo",
+    "download",
+    "verify",
+    "synth",
+    "extract",
+    "train",
+    "eval",
+    "bench",
+    "audit",
+    "score",
+    "import-features",
+    "export-features",
+    "compare-features",
+    "manifest create",
+    "store check",
 }
 # words that must not appear as option names (one word per action)
 BANNED = {"--force": "--overwrite", "--store": "--features", "--manifest": "--dataset"}
@@ -52,7 +71,9 @@ def _options(cmd: Any) -> list[Any]:
 
 
 def test_every_command_is_walked():
-    assert {"demo", "train", "eval", "bench", "audit", "extract", "verify", "store info", "manifest create"} <= set(COMMANDS)
+    assert {"demo", "train", "eval", "bench", "audit", "extract", "verify", "store info", "manifest create"} <= set(
+        COMMANDS
+    )
     assert LONG <= set(COMMANDS)
 
 
@@ -90,17 +111,21 @@ def test_help_renders_flags_as_flags_with_defaults(name, cli):
         long = next(o for o in opt.opts if o.startswith("--"))
         assert long in text, (name, long)
     # an option with a default shows it
-    with_default = [o for o in _options(COMMANDS[name]) if not o.is_flag and o.default not in (None, ()) and not o.required]
+    with_default = [
+        o for o in _options(COMMANDS[name]) if not o.is_flag and o.default not in (None, ()) and not o.required
+    ]
     if with_default:
         assert "[default:" in text, name
 
 
 def test_version_and_help_do_not_load_torch():
     """``dsan --version`` / ``--help`` import no torch (measured: about 0.4 s on 2 cores)."""
-    code = ("import sys, time; t = time.perf_counter(); sys.argv = ['dsan', '--version']\n"
-            "from dsan_toolkit.cli.app import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    code = (
+        "import sys, time; t = time.perf_counter(); sys.argv = ['dsan', '--version']\n"
+        "from dsan_toolkit.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'numpy' in sys.modules)"
+    )
     env = dict(os.environ)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -118,7 +143,12 @@ def test_paths_are_not_wrapped_when_piped(tmp_path):
     """A long path in a message stays on one line in a log, whatever COLUMNS says."""
     deep = tmp_path / ("a-very-long-folder-name-" * 4) / "missing-feature-store.zarr"
     env = dict(os.environ, COLUMNS="40")
-    done = subprocess.run([sys.executable, "-m", "dsan_toolkit.cli.app", "store", "info", str(deep)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "dsan_toolkit.cli.app", "store", "info", str(deep)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert any(str(deep) in line for line in done.stderr.splitlines()), done.stderr

@@ -124,9 +124,29 @@ def test_extract_without_cached_weights_offline_fails_in_seconds(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_HOME=str(tmp_path / "hf"), XDG_CACHE_HOME=str(tmp_path / "cache"), HF_ENDPOINT="http://127.0.0.1:9")
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "dsan_toolkit.cli.app", "extract", "--dataset", str(root / "manifest.jsonl"),
-                        "--root", str(root), "--out", str(tmp_path / "f.zarr"), "--model", "ViT-B-16",
-                        "--pretrained", "openai", "--no-progress"], env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dsan_toolkit.cli.app",
+            "extract",
+            "--dataset",
+            str(root / "manifest.jsonl"),
+            "--root",
+            str(root),
+            "--out",
+            str(tmp_path / "f.zarr"),
+            "--model",
+            "ViT-B-16",
+            "--pretrained",
+            "openai",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - t0
     flat = " ".join(r.stderr.split())
     assert r.returncode == 2 and "weights are not in the local cache" in flat and "--weights FILE" in flat, r.stderr

@@ -101,7 +101,7 @@ def test_bad_rows_reported_with_file_and_line(videos, tmp_path):
         "r12,normal/b.mp4,test,Fire,8-3\n"  # 12 backwards
         "r13,normal/b.mp4,test,Fire,1-3:Smoke,extra\n"  # 13 too many fields
         "r14,normal/b.mp4,test,Normal|Fire,\n"  # 14 normal and anomalous
-        "r5,normal/b.mp4,test,,\n"  # 15 duplicate id
+        "r5,normal/b.mp4,test,,\n",  # 15 duplicate id
     )
     with pytest.raises(ManifestError) as info:
         create_manifest(videos, bad)
@@ -171,8 +171,21 @@ def test_cli_create_then_validate_and_verify(cli, videos, tmp_path):
     # an existing manifest is not overwritten without --overwrite
     code, text = cli("manifest", "create", "--videos", videos, "--labels", labels, "--out", out)
     assert code == 2 and "--overwrite" in text
-    code, text = cli("manifest", "create", "--videos", videos, "--labels", labels, "--out", out, "--overwrite",
-                     "--normal", "Normal", "--snippet-len", "8")
+    code, text = cli(
+        "manifest",
+        "create",
+        "--videos",
+        videos,
+        "--labels",
+        labels,
+        "--out",
+        out,
+        "--overwrite",
+        "--normal",
+        "Normal",
+        "--snippet-len",
+        "8",
+    )
     assert code == 0 and read_manifest(out).info.snippet_len == 8
     # default output: NAME.jsonl in the working directory (the cli fixture runs in tmp_path)
     code, text = cli("manifest", "create", "--videos", videos, "--labels", labels, "--name", "here")

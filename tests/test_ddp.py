@@ -16,8 +16,23 @@ from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_fe
 
 # best-on-test with an evaluation after iterations 1, 2 and 3 and the reload at the epoch end:
 # rank 0 evaluates and decides, every rank continues from its choice
-ARGS = ["--preset", "tiny", "--epochs", "1", "--set", "batch_size=4", "--set", "visual_length=32", "--no-progress",
-        "--select", "best-on-test", "--set", "eval_every_iters=1", "--set", "reload_best_each_epoch=true"]
+ARGS = [
+    "--preset",
+    "tiny",
+    "--epochs",
+    "1",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "visual_length=32",
+    "--no-progress",
+    "--select",
+    "best-on-test",
+    "--set",
+    "eval_every_iters=1",
+    "--set",
+    "reload_best_each_epoch=true",
+]
 
 
 def _env() -> dict[str, str]:
@@ -40,8 +55,24 @@ def store(tmp_path_factory) -> Path:
 @pytest.mark.integration
 def test_two_process_torchrun_matches_single_process(store, tmp_path):
     ddp_out, ref_out = tmp_path / "ddp", tmp_path / "single"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "dsan_toolkit.cli.app",
-           "train", "-m", "vadclip", "-f", str(store), "--out", str(ddp_out), *ARGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "dsan_toolkit.cli.app",
+        "train",
+        "-m",
+        "vadclip",
+        "-f",
+        str(store),
+        "--out",
+        str(ddp_out),
+        *ARGS,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # the single-process reference runs in this process (no second interpreter start-up)
@@ -49,8 +80,9 @@ def test_two_process_torchrun_matches_single_process(store, tmp_path):
 
     from dsan_toolkit.cli.app import app
 
-    single = CliRunner().invoke(app, ["train", "-m", "vadclip", "-f", str(store), "--out", str(ref_out), *ARGS],
-                                catch_exceptions=False)
+    single = CliRunner().invoke(
+        app, ["train", "-m", "vadclip", "-f", str(store), "--out", str(ref_out), *ARGS], catch_exceptions=False
+    )
     assert single.exit_code == 0, single.output
 
     cfg = json.loads((ddp_out / "config.json").read_text())["config"]

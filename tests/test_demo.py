@@ -24,7 +24,9 @@ def test_demo_end_to_end_then_resumes(tmp_path, cli):
     # the trained methods learn the synthetic events (tiny presets: standardised inputs, NOT official)
     auc = {}
     for run in (out / "bench" / "runs" / "synth").iterdir():
-        auc[run.name.split("-")[0]] = json.loads((run / "metrics.json").read_text())["results"]["last"]["metrics"]["auc"]
+        auc[run.name.split("-")[0]] = json.loads((run / "metrics.json").read_text())["results"]["last"]["metrics"][
+            "auc"
+        ]
         cfg = json.loads((run / "config.json").read_text())["config"]
         if cfg["method"] != "zeroshot":
             assert cfg["preset"]["input_norm"] == "standardize" and cfg["preset_name"] == "tiny"
@@ -40,4 +42,3 @@ def test_demo_adds_training_videos_but_keeps_the_default_test_split():
     demo, default = plan_dataset(demo_synth_config()), plan_dataset(SynthConfig())
     assert [v for v in demo if v.split == "test"] == [v for v in default if v.split == "test"]
     assert sum(v.split == "train" for v in demo) > sum(v.split == "train" for v in default)
-

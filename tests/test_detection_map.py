@@ -11,8 +11,22 @@ from dsan_toolkit.errors import InputError
 from dsan_toolkit.eval import DetectionMapConfig, fine_grained_map, resolve_normal_class
 from dsan_toolkit.manifest import ClassInfo, DatasetInfo, Manifest, Segment, VideoRecord
 
-UCF_CODES = ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
-             "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]
+UCF_CODES = [
+    "Normal",
+    "Abuse",
+    "Arrest",
+    "Arson",
+    "Assault",
+    "Burglary",
+    "Explosion",
+    "Fighting",
+    "RoadAccidents",
+    "Robbery",
+    "Shooting",
+    "Shoplifting",
+    "Stealing",
+    "Vandalism",
+]
 XD_CODES = ["A", "B1", "B2", "B4", "B5", "B6", "G"]
 
 
@@ -125,7 +139,9 @@ def random_case(codes, n_videos, seed, *, multi_label, craft=True):
             videos.append(video(f"v{n}", [codes[0]]))
             logits[:, 0] += 1.0
         else:
-            labels = list(rng.choice(np.arange(1, c), size=int(rng.integers(1, 3)) if multi_label else 1, replace=False))
+            labels = list(
+                rng.choice(np.arange(1, c), size=int(rng.integers(1, 3)) if multi_label else 1, replace=False)
+            )
             segs = []
             for _ in range(int(rng.integers(1, 4))):
                 lab = int(rng.choice(labels))
@@ -235,7 +251,9 @@ def test_hand_computed_modes():
     assert excl.map == pytest.approx([100.0] * 5)
     assert np.isnan(excl.class_ap[:, 0]).all()
     # with IoU 0.6 the normal proposal (IoU 0.5) no longer matches
-    strict = fine_grained_map(m, probs, config=DetectionMapConfig(normal_class="whole-video", iou_thresholds=(0.5, 0.6)))
+    strict = fine_grained_map(
+        m, probs, config=DetectionMapConfig(normal_class="whole-video", iou_thresholds=(0.5, 0.6))
+    )
     assert strict.map == pytest.approx([100 * (1 / 3 + 1) / 2, 50.0])
     assert strict.mean == pytest.approx((100 * (1 / 3 + 1) / 2 + 50.0) / 2)
 

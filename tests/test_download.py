@@ -193,7 +193,10 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(rng.split("=")[1].split("-")[0])
             if start >= len(body):
                 return self._answer(416, b"", {"Content-Range": f"bytes */{len(body)}"})
-            headers = {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}", "Content-Type": "application/octet-stream"}
+            headers = {
+                "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}",
+                "Content-Type": "application/octet-stream",
+            }
             return self._answer(206, body[start:], headers, send=cut)
         return self._answer(200, body, {"Content-Type": "application/octet-stream"}, send=cut)
 
@@ -228,7 +231,9 @@ def test_cli_downloads_extracts_places_and_second_run_does_nothing(cli, tmp_path
     man = tmp_path / "toy.jsonl"
     write_manifest(_manifest(), man)
     parts_json = tmp_path / "parts.json"
-    parts_json.write_text(json.dumps([{"name": p.name, "url": p.url, "size": p.size, "sha256": p.sha256} for p in toy.parts(server.url)]))
+    parts_json.write_text(
+        json.dumps([{"name": p.name, "url": p.url, "size": p.size, "sha256": p.sha256} for p in toy.parts(server.url)])
+    )
     root = tmp_path / "root"
     code, out = cli("download", "--dataset", man, "--parts", parts_json, "--root", root, "--backoff", "0.001")
     assert code == 0, out
@@ -332,7 +337,9 @@ def test_wrong_checksum_is_refused_and_the_file_deleted(cli, tmp_path, toy, serv
 
     # via the CLI: exit code 1, the manual instructions, no traceback
     parts_json = tmp_path / "parts.json"
-    parts_json.write_text(json.dumps([{"name": p.name, "url": p.url, "sha256": p.sha256} for p in toy.parts(server.url, **bad)]))
+    parts_json.write_text(
+        json.dumps([{"name": p.name, "url": p.url, "sha256": p.sha256} for p in toy.parts(server.url, **bad)])
+    )
     man = tmp_path / "toy.jsonl"
     write_manifest(toy.manifest, man)
     code, out = cli("download", "-d", man, "--parts", parts_json, "--root", tmp_path / "r2", "--retries", "0")
@@ -435,7 +442,7 @@ def _zip_symlink() -> bytes:
         zf.writestr("fine.txt", b"ok")
         info = zipfile.ZipInfo("link")
         info.create_system = 3
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     return buf.getvalue()
 
@@ -492,8 +499,9 @@ def test_refused_archive_cli_message(tmp_path, toy, server, cli):
     from dsan_toolkit.manifest import write_manifest
 
     write_manifest(toy.manifest, manifest)
-    code, out = cli("download", "--dataset", manifest, "--parts", parts_file, "--root", tmp_path / "root",
-                    "--retries", "0")
+    code, out = cli(
+        "download", "--dataset", manifest, "--parts", parts_file, "--root", tmp_path / "root", "--retries", "0"
+    )
     flat = " ".join(out.split())
     assert code == 1 and "Traceback" not in out
     assert "REFUSED when opened" in flat and "1 archive part(s) refused as unsafe or damaged" in flat
@@ -598,9 +606,16 @@ def test_lock_keeps_a_second_run_out_and_a_killed_holder_does_not(tmp_path):
     assert not lock.owner_path.exists()
     # a holder killed with SIGKILL (no cleanup at all): its lock file stays, and keeps nobody out
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from dsan_toolkit.datasets.download import RootLock; "
-         "lock = RootLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)", str(root)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from dsan_toolkit.datasets.download import RootLock; "
+            "lock = RootLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)",
+            str(root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(InputError, match=f"process {holder.pid} on"):
@@ -685,16 +700,35 @@ def test_killed_cli_run_resumes_where_it_stopped(tmp_path, toy, server):
     released, partial data kept; the next run asks only for the rest."""
     import signal
 
-    big = _zip({"Toy/n1.mp4": toy.videos["normal/n1.mp4"], "Toy/n2.mp4": toy.videos["normal/n2.mp4"], "Toy/noise.bin": os.urandom(400_000)})
+    big = _zip(
+        {
+            "Toy/n1.mp4": toy.videos["normal/n1.mp4"],
+            "Toy/n2.mp4": toy.videos["normal/n2.mp4"],
+            "Toy/noise.bin": os.urandom(400_000),
+        }
+    )
     server.files["/files/big.zip"] = big
     server.slow["/files/big.zip"] = 0.01
     parts_json = tmp_path / "parts.json"
     sha = hashlib.sha256(big).hexdigest()
-    parts_json.write_text(json.dumps([{"name": "big.zip", "url": f"{server.url}/files/big.zip", "size": len(big), "sha256": sha}]))
+    parts_json.write_text(
+        json.dumps([{"name": "big.zip", "url": f"{server.url}/files/big.zip", "size": len(big), "sha256": sha}])
+    )
     man = tmp_path / "toy.jsonl"
     write_manifest(toy.manifest.select(["n1", "n2"]), man)
     root = tmp_path / "root"
-    cmd = [sys.executable, "-m", "dsan_toolkit.cli.app", "download", "-d", str(man), "--parts", str(parts_json), "--root", str(root)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dsan_toolkit.cli.app",
+        "download",
+        "-d",
+        str(man),
+        "--parts",
+        str(parts_json),
+        "--root",
+        str(root),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     part_file = root / ".dsan-download" / "archives" / "big.zip.part"
     deadline = time.monotonic() + 20

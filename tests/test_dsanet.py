@@ -29,7 +29,9 @@ UCF_CLASSES = load_builtin_manifest("ucf").info.classes
 XD_CLASSES = load_builtin_manifest("xd").info.classes
 METHOD = get_method("dsanet")
 # a fast variant of the tiny preset for unit tests: 64-d features (the tiny CLIP text width)
-SMALL = TINY.replace(visual_width=64, feature_dim=64, visual_length=32, num_prototypes=4, decoder_depth=2, input_norm="none")
+SMALL = TINY.replace(
+    visual_width=64, feature_dim=64, visual_length=32, num_prototypes=4, decoder_depth=2, input_norm="none"
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,9 @@ def batch(preset=SMALL, per_half=3, c=14, seed=0) -> TrainBatch:
     b, n = 2 * per_half, preset.visual_length
     lengths = torch.randint(1, n + 1, (b,), generator=g)
     lengths[0], lengths[-1] = n, 1
-    feats = torch.randn(b, n, preset.feature_dim, generator=g) * (torch.arange(n)[None, :] < lengths[:, None]).unsqueeze(-1)
+    feats = torch.randn(b, n, preset.feature_dim, generator=g) * (
+        torch.arange(n)[None, :] < lengths[:, None]
+    ).unsqueeze(-1)
     labels = torch.zeros(b, c)
     labels[:per_half, 0] = 1
     labels[torch.arange(per_half, b), 1 + torch.arange(per_half) % (c - 1)] = 1
@@ -72,31 +76,106 @@ def batch(preset=SMALL, per_half=3, c=14, seed=0) -> TrainBatch:
 
 def test_registered_with_presets():
     assert "dsanet" in list_methods()
-    assert METHOD.describe() == {"name": "dsanet", "trainable": True, "presets": ["tiny", "ucf", "xd"], "needs_clip": True,
-                                 "has_class_branch": True}
+    assert METHOD.describe() == {
+        "name": "dsanet",
+        "trainable": True,
+        "presets": ["tiny", "ucf", "xd"],
+        "needs_clip": True,
+        "has_class_branch": True,
+    }
     assert METHOD.get_preset("ucf") is UCF and not TINY.official
 
 
 # the official option files (src/ucf_option.py, src/xd_option.py) and training scripts
 OFFICIAL = {
-    "ucf": dict(seed=234, embed_dim=512, visual_length=256, visual_width=512, visual_heads=1, visual_layers=2, attn_window=8,
-                prompt_prefix=10, prompt_postfix=10, epochs=10, batch_size=64, lr=7e-5, decoder_depth=8,
-                normal_selection_ratio=0.8, num_prototypes=16, use_normality=True, text_adapt_until=3,
-                text_adapter_weight=0.1, refine_temp=5.0, align_weight=1.1, text_sep_divisor=13.0,
-                batch_composition="paired", drop_last=True, refiner_schedule="loaders", eval_every_iters=10, select_metric="auc"),
-    "xd": dict(seed=234, embed_dim=512, visual_length=256, visual_width=512, visual_heads=1, visual_layers=1, attn_window=64,
-               prompt_prefix=10, prompt_postfix=10, epochs=10, batch_size=96, lr=1e-5, decoder_depth=8,
-               normal_selection_ratio=0.8, num_prototypes=16, use_normality=True, text_adapt_until=1,
-               text_adapter_weight=0.6, refine_temp=1.0, align_weight=5.0, text_sep_divisor=6.0,
-               batch_composition="mixed", drop_last=False, refiner_schedule="loaders", eval_every_iters=None, select_metric="ap"),
+    "ucf": dict(
+        seed=234,
+        embed_dim=512,
+        visual_length=256,
+        visual_width=512,
+        visual_heads=1,
+        visual_layers=2,
+        attn_window=8,
+        prompt_prefix=10,
+        prompt_postfix=10,
+        epochs=10,
+        batch_size=64,
+        lr=7e-5,
+        decoder_depth=8,
+        normal_selection_ratio=0.8,
+        num_prototypes=16,
+        use_normality=True,
+        text_adapt_until=3,
+        text_adapter_weight=0.1,
+        refine_temp=5.0,
+        align_weight=1.1,
+        text_sep_divisor=13.0,
+        batch_composition="paired",
+        drop_last=True,
+        refiner_schedule="loaders",
+        eval_every_iters=10,
+        select_metric="auc",
+    ),
+    "xd": dict(
+        seed=234,
+        embed_dim=512,
+        visual_length=256,
+        visual_width=512,
+        visual_heads=1,
+        visual_layers=1,
+        attn_window=64,
+        prompt_prefix=10,
+        prompt_postfix=10,
+        epochs=10,
+        batch_size=96,
+        lr=1e-5,
+        decoder_depth=8,
+        normal_selection_ratio=0.8,
+        num_prototypes=16,
+        use_normality=True,
+        text_adapt_until=1,
+        text_adapter_weight=0.6,
+        refine_temp=1.0,
+        align_weight=5.0,
+        text_sep_divisor=6.0,
+        batch_composition="mixed",
+        drop_last=False,
+        refiner_schedule="loaders",
+        eval_every_iters=None,
+        select_metric="ap",
+    ),
 }
-COMMON = dict(align_temperature=0.07, pool_scale=10.0, label_smoothing=0.1, background_floor=0.01, extractor_depth=1,
-              normality_heads=8, normality_mlp_ratio=4.0, normality_ln_eps=1e-8, weight_decay=0.01, refiner_weight_decay=1e-4,
-              refiner_betas=(0.9, 0.999), refiner_eps=1e-10, refiner_amsgrad=True, refiner_clip_threshold=1.0,
-              refiner_warmup_iters=100, refiner_final_lr_ratio=0.1, mask_padding_attention=False, mask_padding_pooling=False,
-              mask_padding_selection=False, sim_threshold=0.7, sim_cut="zero", mask_distance_graph=False, text_cache="official",
-              use_event_background=True, use_text_adapter=True, use_refinement=True, official=True, reload_best_each_epoch=True,
-              input_norm="none")
+COMMON = dict(
+    align_temperature=0.07,
+    pool_scale=10.0,
+    label_smoothing=0.1,
+    background_floor=0.01,
+    extractor_depth=1,
+    normality_heads=8,
+    normality_mlp_ratio=4.0,
+    normality_ln_eps=1e-8,
+    weight_decay=0.01,
+    refiner_weight_decay=1e-4,
+    refiner_betas=(0.9, 0.999),
+    refiner_eps=1e-10,
+    refiner_amsgrad=True,
+    refiner_clip_threshold=1.0,
+    refiner_warmup_iters=100,
+    refiner_final_lr_ratio=0.1,
+    mask_padding_attention=False,
+    mask_padding_pooling=False,
+    mask_padding_selection=False,
+    sim_threshold=0.7,
+    sim_cut="zero",
+    mask_distance_graph=False,
+    text_cache="official",
+    use_event_background=True,
+    use_text_adapter=True,
+    use_refinement=True,
+    official=True,
+    reload_best_each_epoch=True,
+    input_norm="none",
+)
 
 
 @pytest.mark.parametrize("name", ["ucf", "xd"])
@@ -172,10 +251,14 @@ def test_official_checkpoint_round_trip(tmp_path, tiny_clip):
     extras = {f"{p}visual.proj": torch.randn(4, 4) for p in ("clipmodel.", "clip_adapter.clipmodel.")}
     path = save_official_checkpoint(model, "dsanet", tmp_path / "dsanet.pth", extras)
     raw = torch.load(path, weights_only=True)
-    assert {k for k in raw if k.startswith("clip_adapter.clipmodel.")} and "video_anomaly_refiner.video_prototypes" in raw
+    assert {
+        k for k in raw if k.startswith("clip_adapter.clipmodel.")
+    } and "video_anomaly_refiner.video_prototypes" in raw
     METHOD.presets["small-test"] = preset.replace(name="small-test")
     try:
-        loaded = load_official_checkpoint("dsanet", path, preset="small-test", classes=UCF_CLASSES, clip_model=TINY_MODEL)
+        loaded = load_official_checkpoint(
+            "dsanet", path, preset="small-test", classes=UCF_CLASSES, clip_model=TINY_MODEL
+        )
     finally:
         del METHOD.presets["small-test"]
     assert set(loaded.extras) == set(extras)
@@ -187,7 +270,10 @@ def test_official_checkpoint_round_trip(tmp_path, tiny_clip):
 
 
 def test_official_checkpoint_of_other_method_refused(tmp_path):
-    torch.save({"temporal.resblocks.0.attn.in_proj_weight": torch.zeros(3), "text_prompt_embeddings.weight": torch.zeros(2)}, tmp_path / "x.pth")
+    torch.save(
+        {"temporal.resblocks.0.attn.in_proj_weight": torch.zeros(3), "text_prompt_embeddings.weight": torch.zeros(2)},
+        tmp_path / "x.pth",
+    )
     with pytest.raises(InputError, match="not in the key map"):
         load_official_checkpoint("dsanet", tmp_path / "x.pth", preset="ucf")
 
@@ -256,8 +342,8 @@ def oracle_aggregation_attention(attn, x, y):
     d = c // h
     outs = []
     for i in range(h):
-        s = q[..., i * d:(i + 1) * d] @ k[..., i * d:(i + 1) * d].transpose(-2, -1) * d**-0.5
-        outs.append(s.softmax(-1) @ v[..., i * d:(i + 1) * d])
+        s = q[..., i * d : (i + 1) * d] @ k[..., i * d : (i + 1) * d].transpose(-2, -1) * d**-0.5
+        outs.append(s.softmax(-1) @ v[..., i * d : (i + 1) * d])
     return attn.proj(torch.cat(outs, -1))
 
 
@@ -269,9 +355,9 @@ def oracle_prototype_attention(attn, x, protos):
     d = c // h
     outs = []
     for i in range(h):
-        qi = F.normalize(q[..., i * d:(i + 1) * d], dim=-1)
-        ki = F.normalize(k[..., i * d:(i + 1) * d], dim=-1)
-        outs.append(torch.relu(qi @ ki.transpose(-2, -1) * attn.learn_scale[i]) @ v[..., i * d:(i + 1) * d])
+        qi = F.normalize(q[..., i * d : (i + 1) * d], dim=-1)
+        ki = F.normalize(k[..., i * d : (i + 1) * d], dim=-1)
+        outs.append(torch.relu(qi @ ki.transpose(-2, -1) * attn.learn_scale[i]) @ v[..., i * d : (i + 1) * d])
     return attn.proj(torch.cat(outs, -1))
 
 
@@ -432,8 +518,8 @@ def test_training_learns(tiny_clip):
         gt = torch.zeros(2 * per_half, n)
         for i in range(per_half, 2 * per_half):
             s = int(torch.randint(0, n - 8, (1,), generator=g))
-            feats[i, s:s + 8] += direction
-            gt[i, s:s + 8] = 1
+            feats[i, s : s + 8] += direction
+            gt[i, s : s + 8] = 1
         labels = torch.zeros(2 * per_half, 14)
         labels[:per_half, 0] = 1
         labels[per_half:, 1] = 1

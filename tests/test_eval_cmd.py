@@ -30,8 +30,24 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval-runs") / "run"
-    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--preset", "tiny", "--epochs", 1,
-                           "--set", "batch_size=2", "--no-progress", "--cache", "none")  # features read per batch
+    code, output = run_cli(
+        "train",
+        "-m",
+        "vadclip",
+        "-f",
+        store,
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--epochs",
+        1,
+        "--set",
+        "batch_size=2",
+        "--no-progress",
+        "--cache",
+        "none",
+    )  # features read per batch
     assert code == 0, output
     return out
 
@@ -41,8 +57,24 @@ def plain_run(store, tmp_path_factory) -> Path:
     """A run without the tiny preset's input standardisation: the official code has no such
     step, so only such a model can be written as an official checkpoint."""
     out = tmp_path_factory.mktemp("eval-runs") / "plain"
-    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--preset", "tiny", "--epochs", 1,
-                           "--set", "batch_size=2", "--set", "input_norm=none", "--no-progress")
+    code, output = run_cli(
+        "train",
+        "-m",
+        "vadclip",
+        "-f",
+        store,
+        "--out",
+        out,
+        "--preset",
+        "tiny",
+        "--epochs",
+        1,
+        "--set",
+        "batch_size=2",
+        "--set",
+        "input_norm=none",
+        "--no-progress",
+    )
     assert code == 0, output
     return out
 
@@ -72,8 +104,9 @@ def test_eval_run_reproduces_the_recorded_metrics(run, tmp_path):
 
 def test_eval_checkpoint_of_ours(run, store, tmp_path):
     out = tmp_path / "ck"
-    code, output = run_cli("eval", "--checkpoint", run / "checkpoints" / "last.safetensors", "--features", store,
-                           "--out", out)
+    code, output = run_cli(
+        "eval", "--checkpoint", run / "checkpoints" / "last.safetensors", "--features", store, "--out", out
+    )
     assert code == 0, output
     _same_predictions(run / "eval" / "last" / "predictions.npz", out / "predictions.npz")
 
@@ -103,8 +136,21 @@ def test_eval_official_format_checkpoint(run, plain_run, store, tmp_path):
     assert not (tmp_path / "refused.pth").exists()
     pth = save_official_checkpoint(trained(plain_run), "vadclip", tmp_path / "model_official.pth")
     out = tmp_path / "official"
-    code, output = run_cli("eval", "--official-checkpoint", pth, "--method", "vadclip", "--preset", "tiny",
-                           "--clip-model", TINY_MODEL, "--features", store, "--out", out)
+    code, output = run_cli(
+        "eval",
+        "--official-checkpoint",
+        pth,
+        "--method",
+        "vadclip",
+        "--preset",
+        "tiny",
+        "--clip-model",
+        TINY_MODEL,
+        "--features",
+        store,
+        "--out",
+        out,
+    )
     assert code == 0, output
     _same_predictions(plain_run / "eval" / "last" / "predictions.npz", out / "predictions.npz")
     rec = json.loads((out / "metrics.json").read_text())
@@ -124,8 +170,9 @@ def test_eval_official_format_checkpoint(run, plain_run, store, tmp_path):
     ],
 )
 def test_bad_inputs_are_short_errors(run, store, tmp_path, args, message):
-    args = [a.replace("RUN", str(run)).replace("STORE", str(store)).replace("NOWHERE", str(tmp_path / "no"))
-            for a in args]
+    args = [
+        a.replace("RUN", str(run)).replace("STORE", str(store)).replace("NOWHERE", str(tmp_path / "no")) for a in args
+    ]
     code, output = run_cli("eval", *args)
     assert code == 2, output
     assert message in output and "Traceback" not in output

@@ -25,8 +25,16 @@ from dsan_toolkit.store import open_store
 from dsan_toolkit.store.check import check_store
 
 TINY = dict(model=TINY_MODEL, pretrained=None)
-SMALL = SynthConfig(train_normal=3, train_anomalous=3, test_normal=2, test_anomalous=2, min_frames=40, max_frames=90,
-                    width=96, height=64)
+SMALL = SynthConfig(
+    train_normal=3,
+    train_anomalous=3,
+    test_normal=2,
+    test_anomalous=2,
+    min_frames=40,
+    max_frames=90,
+    width=96,
+    height=64,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +44,13 @@ def videos(tmp_path_factory) -> tuple[Path, Manifest]:
     m = make_synthetic_dataset(root, SMALL)
     rng = np.random.default_rng(0)
     write_video(root / "videos" / "short.mp4", rng.integers(0, 255, (10, 64, 96, 3), dtype=np.uint8), 16.0)
-    (root / "videos" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(rng.integers(0, 255, 3000, dtype=np.uint8)))
-    extra = (VideoRecord(id="short", path="videos/short.mp4", split="train", labels=("Normal",)),
-             VideoRecord(id="broken", path="videos/broken.mp4", split="train", labels=("Normal",)))
+    (root / "videos" / "broken.mp4").write_bytes(
+        b"\x00\x00\x00\x18ftypmp42" + bytes(rng.integers(0, 255, 3000, dtype=np.uint8))
+    )
+    extra = (
+        VideoRecord(id="short", path="videos/short.mp4", split="train", labels=("Normal",)),
+        VideoRecord(id="broken", path="videos/broken.mp4", split="train", labels=("Normal",)),
+    )
     m = Manifest(m.info, m.videos + extra)
     write_manifest(m, root / "all.jsonl")
     return root, m
@@ -65,8 +77,14 @@ def test_centre_crop_matches_clip_preprocessing_and_mirrors():
     ref = tf(Image.fromarray(frame))
     from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-    ours = preprocess_frames(torch.from_numpy(frame)[None], list(range(10)), resize=224, size=224,
-                             mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD)
+    ours = preprocess_frames(
+        torch.from_numpy(frame)[None],
+        list(range(10)),
+        resize=224,
+        size=224,
+        mean=OPENAI_DATASET_MEAN,
+        std=OPENAI_DATASET_STD,
+    )
     assert ours.shape == (1, 10, 3, 224, 224)
     diff = (ours[0, 0] - ref).abs()
     # torch's uint8 antialiased bicubic matches PIL within one 8-bit level (1 / (255 * std) <= 0.0151);
@@ -85,9 +103,28 @@ def test_centre_crop_matches_clip_preprocessing_and_mirrors():
 def test_extract_cli_end_to_end(videos, cli, tmp_path):
     root, m = videos
     out = tmp_path / "f.zarr"
-    code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", root, "--out", out, "--model", TINY_MODEL,
-                     "--pretrained", "none", "--snippet", "middle", "--crops", "10", "--workers", "1",
-                     "--batch-size", "96", "--no-progress")
+    code, text = cli(
+        "extract",
+        "--dataset",
+        root / "all.jsonl",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--model",
+        TINY_MODEL,
+        "--pretrained",
+        "none",
+        "--snippet",
+        "middle",
+        "--crops",
+        "10",
+        "--workers",
+        "1",
+        "--batch-size",
+        "96",
+        "--no-progress",
+    )
     flat = " ".join(text.split())
     assert code == 1 and "broken" in flat and "1 failed" in flat and "Traceback" not in text
     s = open_store(out)
@@ -110,12 +147,44 @@ def test_extract_cli_end_to_end(videos, cli, tmp_path):
     rep = check_store(s)
     assert rep.problems == ["broken: failed: " + s.video_info("broken")["error"]]
     # same command again: nothing to do but the broken video, which fails again
-    code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", root, "--out", out, "--model", TINY_MODEL,
-                     "--pretrained", "none", "--snippet", "middle", "--crops", "10", "--no-progress")
+    code, text = cli(
+        "extract",
+        "--dataset",
+        root / "all.jsonl",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--model",
+        TINY_MODEL,
+        "--pretrained",
+        "none",
+        "--snippet",
+        "middle",
+        "--crops",
+        "10",
+        "--no-progress",
+    )
     assert code == 1 and "already done" in " ".join(text.split())
     # another configuration is refused, never appended
-    code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", root, "--out", out, "--model", TINY_MODEL,
-                     "--pretrained", "none", "--snippet", "first", "--crops", "10", "--no-progress")
+    code, text = cli(
+        "extract",
+        "--dataset",
+        root / "all.jsonl",
+        "--root",
+        root,
+        "--out",
+        out,
+        "--model",
+        TINY_MODEL,
+        "--pretrained",
+        "none",
+        "--snippet",
+        "first",
+        "--crops",
+        "10",
+        "--no-progress",
+    )
     assert code == 2 and "different configuration" in " ".join(text.split())
 
 
@@ -145,9 +214,33 @@ def test_snippet_rules_encode_the_right_frames(videos, tmp_path, rule):
 
 
 def _cmd(root: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "dsan_toolkit.cli.app", "extract", "--dataset", str(root / "all.jsonl"),
-            "--root", str(root), "--out", str(out), "--model", TINY_MODEL, "--pretrained", "none", "--snippet", "middle",
-            "--crops", "center", "--workers", "0", "--batch-size", "16", "--block-frames", "16", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "dsan_toolkit.cli.app",
+        "extract",
+        "--dataset",
+        str(root / "all.jsonl"),
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--model",
+        TINY_MODEL,
+        "--pretrained",
+        "none",
+        "--snippet",
+        "middle",
+        "--crops",
+        "center",
+        "--workers",
+        "0",
+        "--batch-size",
+        "16",
+        "--block-frames",
+        "16",
+        "--no-progress",
+    ]
 
 
 def _assert_same_store(a, b) -> None:
@@ -197,8 +290,14 @@ def test_torchrun_two_ranks_write_one_store(videos, reference, tmp_path):
     root, m = videos
     out = tmp_path / "tr.zarr"
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc-per-node", "2", "--master-port", str(29500 + os.getpid() % 1000),
-           *_cmd(root, out)[1:]]
+    cmd = [
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(29500 + os.getpid() % 1000),
+        *_cmd(root, out)[1:],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     flat = " ".join(r.stdout.split())
@@ -256,8 +355,9 @@ def test_two_workers_equal_in_process_whether_or_not_they_encode(videos, referen
     assert encode_lanes(torch.device("cpu"), opts, len(m)) == (2 if encode_in_workers else 0)
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
     events: list[tuple[str, str]] = []
-    res = extract_features(m, root, tmp_path / "w.zarr", cfg, opts,
-                           on_event=lambda kind, d: events.append((kind, d.get("status"))))
+    res = extract_features(
+        m, root, tmp_path / "w.zarr", cfg, opts, on_event=lambda kind, d: events.append((kind, d.get("status")))
+    )
     assert res.done == len(m) - 1 and [vid for vid, _ in res.failed] == ["broken"]
     assert res.snippets == sum(reference.lengths().values())
     assert events.count(("video", "done")) == len(m) - 1 and events.count(("video", "failed")) == 1
@@ -281,8 +381,10 @@ def test_the_same_bytes_whatever_the_workers(videos, tmp_path, crops):
         assert res.done == len(sub) - 1
         stores.append(open_store(out))
     assert len({s.content_hash() for s in stores}) == 1
-    files = [{str(p.relative_to(s.path)): p.read_bytes() for p in (s.path / "videos").rglob("*") if p.is_file()}
-             for s in stores]  # raw bytes too: every array chunk and record of every video
+    files = [
+        {str(p.relative_to(s.path)): p.read_bytes() for p in (s.path / "videos").rglob("*") if p.is_file()}
+        for s in stores
+    ]  # raw bytes too: every array chunk and record of every video
     assert len(files[0]) >= len(sub) - 1 and files[0] == files[1] == files[2]
 
 
@@ -294,8 +396,13 @@ def test_default_workers_and_refused_gpu_encoding_workers(videos, tmp_path):
     assert auto_workers("cpu") == cores and auto_workers("cuda:1") == min(8, cores)
     root, m = videos
     with pytest.raises(InputError, match="CPU devices"):
-        extract_features(m, root, tmp_path / "g.zarr", ExtractConfig(**TINY, crops="center"),
-                         RunOptions(device="cuda", encode_in_workers=True))
+        extract_features(
+            m,
+            root,
+            tmp_path / "g.zarr",
+            ExtractConfig(**TINY, crops="center"),
+            RunOptions(device="cuda", encode_in_workers=True),
+        )
     assert not (tmp_path / "g.zarr").exists()
 
 
@@ -439,8 +546,7 @@ def test_workers_that_die_before_taking_a_video_end_the_run_with_a_message(video
     monkeypatch.setattr(stage.DecodeJobs, "__iter__", die)
     root, m = videos
     with pytest.raises(DsanError, match="died before it took a video"):
-        extract_features(m, root, tmp_path / "d.zarr", ExtractConfig(**TINY, crops="center"),
-                         RunOptions(workers=2))
+        extract_features(m, root, tmp_path / "d.zarr", ExtractConfig(**TINY, crops="center"), RunOptions(workers=2))
     assert not open_store(tmp_path / "d.zarr").complete
 
 
@@ -460,8 +566,7 @@ def test_an_error_raised_in_a_worker_is_not_taken_for_a_dead_worker(videos, tmp_
 
     monkeypatch.setattr(stage, "iter_video_blocks", raising)
     with pytest.raises(RuntimeError, match="exited unexpectedly"):
-        extract_features(m, root, tmp_path / "e.zarr", ExtractConfig(**TINY, crops="center"),
-                         RunOptions(workers=2))
+        extract_features(m, root, tmp_path / "e.zarr", ExtractConfig(**TINY, crops="center"), RunOptions(workers=2))
     assert victim not in open_store(tmp_path / "e.zarr").video_ids(None)
 
 
@@ -485,11 +590,12 @@ def test_a_decoder_that_hangs_is_stopped_retried_then_failed(videos, reference, 
     monkeypatch.setattr(stage, "iter_video_blocks", hanging)
     cfg = ExtractConfig(**TINY, snippet="middle", crops="center")
     t0 = _time.monotonic()
-    res = extract_features(m, root, tmp_path / "h.zarr", cfg,
-                           RunOptions(workers=2, batch_size=16, decode_timeout=1.0))
+    res = extract_features(m, root, tmp_path / "h.zarr", cfg, RunOptions(workers=2, batch_size=16, decode_timeout=1.0))
     assert _time.monotonic() - t0 < 60
     failed = dict(res.failed)
-    assert set(failed) == {victim, "broken"} and failed[victim].startswith("decoder hung: one decode call took more than 1 s")
+    assert set(failed) == {victim, "broken"} and failed[victim].startswith(
+        "decoder hung: one decode call took more than 1 s"
+    )
     s = open_store(tmp_path / "h.zarr")
     assert s.complete and set(s.video_ids()) == set(reference.video_ids()) - {victim}
     for vid in s.video_ids():
@@ -505,9 +611,25 @@ def test_a_root_without_most_videos_is_refused_before_anything_is_written(videos
     root, m = videos
 
     def extract(video_root: Path, out: Path, *extra: str) -> tuple[int, str]:
-        code, text = cli("extract", "--dataset", root / "all.jsonl", "--root", video_root, "--out", out,
-                         "--model", TINY_MODEL, "--pretrained", "none", "--crops", "center", "--workers", "0",
-                         "--no-progress", *extra)
+        code, text = cli(
+            "extract",
+            "--dataset",
+            root / "all.jsonl",
+            "--root",
+            video_root,
+            "--out",
+            out,
+            "--model",
+            TINY_MODEL,
+            "--pretrained",
+            "none",
+            "--crops",
+            "center",
+            "--workers",
+            "0",
+            "--no-progress",
+            *extra,
+        )
         return code, " ".join(text.split())
 
     empty = tmp_path / "empty"

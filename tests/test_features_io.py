@@ -62,8 +62,19 @@ def test_import_export_round_trip_and_compare(tmp_path, cli):
     np.testing.assert_array_equal(np.load(out / "Abuse" / "Abuse028_x264__5.npy"), truth["Abuse028_x264"][5])
 
     # re-import the export: identical content, and compare says identical
-    code, text = cli("import-features", "--list", out / "ucf_CLIP_rgb.csv", "--list", out / "ucf_CLIP_rgbtest.csv",
-                     "--root", out, "--dataset", "ucf", "--out", tmp_path / "again.zarr")
+    code, text = cli(
+        "import-features",
+        "--list",
+        out / "ucf_CLIP_rgb.csv",
+        "--list",
+        out / "ucf_CLIP_rgbtest.csv",
+        "--root",
+        out,
+        "--dataset",
+        "ucf",
+        "--out",
+        tmp_path / "again.zarr",
+    )
     assert code == 0, text
     res = compare_stores(s, open_store(tmp_path / "again.zarr"))
     assert res["summary"]["common"] == 4 and res["summary"]["same_length"] == 4
@@ -80,15 +91,35 @@ def test_import_reports_missing_bad_and_unknown(tmp_path, cli):
     # a listed name that is not a UCF video
     with open(test, "a", newline="") as fh:
         csv.writer(fh).writerow(["/x/Bogus_x264__5.npy", "Abuse"])
-    code, text = cli("import-features", "--list", train, "--list", test, "--root", root, "--dataset", "ucf",
-                     "--out", tmp_path / "bad.zarr")
+    code, text = cli(
+        "import-features",
+        "--list",
+        train,
+        "--list",
+        test,
+        "--root",
+        root,
+        "--dataset",
+        "ucf",
+        "--out",
+        tmp_path / "bad.zarr",
+    )
     flat = " ".join(text.split())
     assert code == 1 and "missing file Abuse001_x264__7.npy" in flat and "Bogus_x264" in flat
     assert "Abuse028_x264__2.npy: shape (4, 256), expected (T, 512)" in flat
     s = open_store(tmp_path / "bad.zarr")
     assert "Abuse001_x264" in s.video_ids("failed") and "Normal_Videos_003_x264" in s.video_ids()
-    code, text = cli("import-features", "--list", tmp_path / "nope.csv", "--root", root, "--dataset", "ucf",
-                     "--out", tmp_path / "x.zarr")
+    code, text = cli(
+        "import-features",
+        "--list",
+        tmp_path / "nope.csv",
+        "--root",
+        root,
+        "--dataset",
+        "ucf",
+        "--out",
+        tmp_path / "x.zarr",
+    )
     assert code == 2 and "not found" in text
 
 
@@ -119,11 +150,21 @@ def test_row_counts_that_contradict_the_frame_count_are_refused_or_flagged(tmp_p
     m = load_builtin_manifest("ucf")
     # frame counts as `dsan verify` records them: Abuse001 (5 rows) has 15 * 16 frames; the
     # others fit within the tolerance of one row (7 rows for 8 * 16 + 3 frames: 8, off by one)
-    frames = {"Abuse001_x264": 15 * 16, "Normal_Videos001_x264": 8 * 16 + 3, "Abuse028_x264": 4 * 16 + 15,
-              "Normal_Videos_003_x264": 6 * 16}
+    frames = {
+        "Abuse001_x264": 15 * 16,
+        "Normal_Videos001_x264": 8 * 16 + 3,
+        "Abuse028_x264": 4 * 16 + 15,
+        "Normal_Videos_003_x264": 6 * 16,
+    }
     lock = tmp_path / "ucf.lock.json"
-    write_lock(LockFile(dataset="ucf", manifest_hash=m.content_hash(),
-                        videos={v: {"status": "ok", "num_frames": n} for v, n in frames.items()}), lock)
+    write_lock(
+        LockFile(
+            dataset="ucf",
+            manifest_hash=m.content_hash(),
+            videos={v: {"status": "ok", "num_frames": n} for v, n in frames.items()},
+        ),
+        lock,
+    )
     args = ["import-features", "--list", train, "--list", test, "--root", root, "--dataset", "ucf", "--lock", lock]
     code, text = cli(*args, "--out", tmp_path / "strict.zarr")
     flat = " ".join(text.split())
@@ -157,8 +198,19 @@ def test_a_pickled_first_file_is_refused_like_any_other(tmp_path, cli):
     root, train, test, truth = _write_release(tmp_path)
     first = next(root.rglob("Abuse001_x264__0.npy"))  # the first file of the first listed video
     np.save(first, np.array([{"evil": 1}, None], dtype=object), allow_pickle=True)
-    code, text = cli("import-features", "--list", train, "--list", test, "--root", root, "--dataset", "ucf",
-                     "--out", tmp_path / "p.zarr")
+    code, text = cli(
+        "import-features",
+        "--list",
+        train,
+        "--list",
+        test,
+        "--root",
+        root,
+        "--dataset",
+        "ucf",
+        "--out",
+        tmp_path / "p.zarr",
+    )
     flat = " ".join(text.split())
     assert code == 1 and "Traceback" not in text, text
     assert "failed Abuse001_x264: Abuse001_x264__0.npy: not a readable .npy" in flat
@@ -168,7 +220,18 @@ def test_a_pickled_first_file_is_refused_like_any_other(tmp_path, cli):
     # every file unreadable: one clear message, no store
     for p in root.rglob("*.npy"):
         np.save(p, np.array([None], dtype=object), allow_pickle=True)
-    code, text = cli("import-features", "--list", train, "--list", test, "--root", root, "--dataset", "ucf",
-                     "--out", tmp_path / "none.zarr")
+    code, text = cli(
+        "import-features",
+        "--list",
+        train,
+        "--list",
+        test,
+        "--root",
+        root,
+        "--dataset",
+        "ucf",
+        "--out",
+        tmp_path / "none.zarr",
+    )
     assert code == 2 and "is a readable (T, D) .npy array" in " ".join(text.split())
     assert not (tmp_path / "none.zarr").exists()

@@ -48,9 +48,27 @@ def test_manifest_create_and_verify_lock(cli, tmp_path, umask):
 
 
 def test_synth_videos_manifest_and_sidecar(cli, tmp_path, umask):
-    code, text = cli("synth", "--out", "s", "--train-normal", "1", "--train-anomalous", "1", "--test-normal", "0",
-                     "--test-anomalous", "1", "--min-frames", "40", "--max-frames", "40", "--width", "32",
-                     "--height", "32")
+    code, text = cli(
+        "synth",
+        "--out",
+        "s",
+        "--train-normal",
+        "1",
+        "--train-anomalous",
+        "1",
+        "--test-normal",
+        "0",
+        "--test-anomalous",
+        "1",
+        "--min-frames",
+        "40",
+        "--max-frames",
+        "40",
+        "--width",
+        "32",
+        "--height",
+        "32",
+    )
     assert code == 0, text
     files = _files(tmp_path / "s")
     assert {p.suffix for p in files} == {".mp4", ".jsonl", ".json"} and len(files) == 5

@@ -89,8 +89,14 @@ def test_an_explicit_other_store_is_allowed_recorded_and_labelled(world, tmp_pat
     assert code == 0, out
     assert "NOT THE TRAINING FEATURES" in out
     rec = json.loads((out_dir / "metrics.json").read_text())
-    assert rec["store"] == {"path": str(root / "b" / "f.zarr"), "explicit": True, "identity": "content",
-                            "trained_hash": ha, "hash": hb, "matches_training_store": False}
+    assert rec["store"] == {
+        "path": str(root / "b" / "f.zarr"),
+        "explicit": True,
+        "identity": "content",
+        "trained_hash": ha,
+        "hash": hb,
+        "matches_training_store": False,
+    }
     assert rec["store_hash"] == hb
     assert _record_bytes(run) == before  # --features OTHER never replaces eval/last
     # another test crop, without --out: a new named folder, never eval/last
@@ -135,8 +141,14 @@ def test_bench_reuses_a_finished_run_only_of_the_same_store(world):
 
     root, run, _ = world
     cfg = json.loads((run / "config.json").read_text())["config"]
-    job = BenchJob(method="vadclip", dataset="synth", features=str(root / "a" / "f.zarr"), preset="tiny",
-                   seed=cfg["seed"], store_hash=cfg["store_hash"])
+    job = BenchJob(
+        method="vadclip",
+        dataset="synth",
+        features=str(root / "a" / "f.zarr"),
+        preset="tiny",
+        seed=cfg["seed"],
+        store_hash=cfg["store_hash"],
+    )
     check_reused_run(run, job)  # the same job: reused
     _, hb = _hashes(root)
     with pytest.raises(InputError, match=f"store_hash '{cfg['store_hash']}' \\(this bench: '{hb}'\\)"):

@@ -61,7 +61,9 @@ def test_fitted_on_the_training_split_and_recorded(mil_run, store):
     weights = load_file(str(mil_run / "checkpoints" / "last.safetensors"))
     fs = open_store(store)
     train_ids = [v.id for v in fs.manifest.split("train")]
-    rows = np.concatenate([fs.read(v, cfg["train_crops"]).reshape(-1, fs.feature_dim) for v in train_ids]).astype(np.float64)
+    rows = np.concatenate([fs.read(v, cfg["train_crops"]).reshape(-1, fs.feature_dim) for v in train_ids]).astype(
+        np.float64
+    )
     assert len(cfg["train_crops"]) == 2
     np.testing.assert_allclose(weights["input_norm_mean"], rows.mean(0), rtol=1e-5, atol=1e-6)
     scale = np.linalg.norm(rows, axis=1).mean() / np.sqrt(rows.shape[1])  # rows keep their average norm
@@ -75,7 +77,9 @@ def test_evaluation_applies_the_training_transform(mil_run, store):
     weights = {k: torch.from_numpy(v) for k, v in load_file(str(mil_run / "checkpoints" / "last.safetensors")).items()}
     m = get_method("mil")
     fs = open_store(store)
-    plain = m.build(m.get_preset("tiny", input_norm="none"), fs.manifest.info.classes, feature_dim=fs.feature_dim, clip=None)
+    plain = m.build(
+        m.get_preset("tiny", input_norm="none"), fs.manifest.info.classes, feature_dim=fs.feature_dim, clip=None
+    )
     plain.load_state_dict({k: v for k, v in weights.items() if not k.startswith("input_norm_")})
     plain.eval()
     preds = read_predictions(mil_run / "eval" / "last" / "predictions.npz")
@@ -83,14 +87,23 @@ def test_evaluation_applies_the_training_transform(mil_run, store):
     for i, vid in enumerate(preds["video_ids"].tolist()):
         x = torch.from_numpy(np.asarray(fs.read(vid, cfg["test_crop"]), np.float32))
         manual = plain((x - weights["input_norm_mean"]) / weights["input_norm_std"]).detach().numpy()
-        got = preds["scores"][preds["offsets"][i]: preds["offsets"][i + 1]]
+        got = preds["scores"][preds["offsets"][i] : preds["offsets"][i + 1]]
         np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-6)
 
 
 def test_off_means_official_keys_only(store, tmp_path):
     out = tmp_path / "mil-none"
-    train(TrainOptions(method="mil", features=store, out=out, preset="tiny", epochs=1, progress=False,
-                       overrides={"input_norm": "none"}))
+    train(
+        TrainOptions(
+            method="mil",
+            features=store,
+            out=out,
+            preset="tiny",
+            epochs=1,
+            progress=False,
+            overrides={"input_norm": "none"},
+        )
+    )
     assert not [k for k in load_file(str(out / "checkpoints" / "last.safetensors")) if k.startswith("input_norm")]
 
 

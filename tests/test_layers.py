@@ -9,24 +9,27 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "dsan_toolkit"
 
 # lowest first; a module may import its own package and the layers below
-LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(x.split()) for x in (
-    "__init__ errors config keys progress utils",
-    "manifest",
-    "media",
-    "datasets",
-    "decode",
-    "clip",
-    "store",
-    "extract",
-    "models",
-    "eval",
-    "train",
-    "bench",
-    "audit",
-    "apps",
-    "testing",
-    "cli",
-))
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(x.split())
+    for x in (
+        "__init__ errors config keys progress utils",
+        "manifest",
+        "media",
+        "datasets",
+        "decode",
+        "clip",
+        "store",
+        "extract",
+        "models",
+        "eval",
+        "train",
+        "bench",
+        "audit",
+        "apps",
+        "testing",
+        "cli",
+    )
+)
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 

@@ -135,15 +135,23 @@ SEEDS = [0, 1, 2]
 @pytest.mark.parametrize("seed", SEEDS)
 def test_mil_losses_equal_loops(seed):
     x = ragged_batch(seed)
-    torch.testing.assert_close(mil_bce_loss(x["logits1"], x["labels"], x["lengths"]), loop_cls(x["logits1"], x["labels"], x["lengths"]))
-    torch.testing.assert_close(mil_soft_ce_loss(x["logits2"], x["labels"], x["lengths"]), loop_align(x["logits2"], x["labels"], x["lengths"]))
+    torch.testing.assert_close(
+        mil_bce_loss(x["logits1"], x["labels"], x["lengths"]), loop_cls(x["logits1"], x["labels"], x["lengths"])
+    )
+    torch.testing.assert_close(
+        mil_soft_ce_loss(x["logits2"], x["labels"], x["lengths"]), loop_align(x["logits2"], x["labels"], x["lengths"])
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_event_background_losses_equal_loops(seed):
     x = ragged_batch(seed)
-    torch.testing.assert_close(event_loss(x["logits3"], x["labels"], 0.1), loop_event(x["logits3"], x["labels"], x["lengths"]))
-    torch.testing.assert_close(background_loss(x["logits4"], x["labels"], 0.1), loop_background(x["logits4"], x["labels"], x["lengths"]))
+    torch.testing.assert_close(
+        event_loss(x["logits3"], x["labels"], 0.1), loop_event(x["logits3"], x["labels"], x["lengths"])
+    )
+    torch.testing.assert_close(
+        background_loss(x["logits4"], x["labels"], 0.1), loop_background(x["logits4"], x["labels"], x["lengths"])
+    )
 
 
 def test_smoothed_and_background_targets():
@@ -184,12 +192,20 @@ def test_gather_loss_equals_pairwise_cosine(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_total_loss_and_gradients_equal_loops(seed):
     x = ragged_batch(seed)
-    leaves = {k: x[k].clone().requires_grad_(True) for k in ("logits1", "logits2", "logits3", "logits4", "recon", "text")}
+    leaves = {
+        k: x[k].clone().requires_grad_(True) for k in ("logits1", "logits2", "logits3", "logits4", "recon", "text")
+    }
     preset = UCF
     g_loss = torch.tensor(0.37)
     out = DSANetOutput(
-        text_features=leaves["text"], logits1=leaves["logits1"], logits2=leaves["logits2"], visual=x["visual"],
-        logits3=leaves["logits3"], logits4=leaves["logits4"], reconstructed=leaves["recon"], gather_loss=g_loss,
+        text_features=leaves["text"],
+        logits1=leaves["logits1"],
+        logits2=leaves["logits2"],
+        visual=x["visual"],
+        logits3=leaves["logits3"],
+        logits4=leaves["logits4"],
+        reconstructed=leaves["recon"],
+        gather_loss=g_loss,
     )
     total, parts = dsanet_loss(out, x["labels"], x["lengths"], preset)
     grads = torch.autograd.grad(total, list(leaves.values()))
@@ -280,7 +296,15 @@ def test_stable_adamw_equals_reference_loop(amsgrad, clip_threshold):
     steps = [[torch.randn(s, generator=g) * (1 + 3 * k) for s in shapes] for k in range(6)]
     lrs = [0.0, 1e-2, 3e-2, 2e-2, 1e-2, 5e-3]
     params = [torch.nn.Parameter(p.clone()) for p in init]
-    opt = StableAdamW(params, lr=lrs[0], betas=(0.9, 0.999), eps=1e-10, weight_decay=1e-2, amsgrad=amsgrad, clip_threshold=clip_threshold)
+    opt = StableAdamW(
+        params,
+        lr=lrs[0],
+        betas=(0.9, 0.999),
+        eps=1e-10,
+        weight_decay=1e-2,
+        amsgrad=amsgrad,
+        clip_threshold=clip_threshold,
+    )
     for grads, lr in zip(steps, lrs):
         for group in opt.param_groups:
             group["lr"] = lr

@@ -63,7 +63,9 @@ def random_batch(seed: int, b: int = 9, n: int = 96, c: int = 7):
 def test_topk_mean_matches_loop_with_ragged_lengths(seed):
     _, logits2, _, lengths = random_batch(seed)
     got = masked_topk_mean(logits2, lengths)
-    want = torch.stack([torch.topk(logits2[i, : lengths[i]], int(lengths[i] / 16 + 1), dim=0)[0].mean(0) for i in range(len(lengths))])
+    want = torch.stack(
+        [torch.topk(logits2[i, : lengths[i]], int(lengths[i] / 16 + 1), dim=0)[0].mean(0) for i in range(len(lengths))]
+    )
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
     # values beyond the valid length must never count, however large
     poisoned = logits2.clone()

@@ -104,8 +104,14 @@ def _video(**kw):
 
 
 def test_roundtrip(tmp_path):
-    p = _write_lines(tmp_path / "m.jsonl", [HEADER, _video(), _video(id="v2", split="test", labels=["F"],
-                     segments=[{"start": 3, "end": 9, "label": "F"}], num_frames=20)])
+    p = _write_lines(
+        tmp_path / "m.jsonl",
+        [
+            HEADER,
+            _video(),
+            _video(id="v2", split="test", labels=["F"], segments=[{"start": 3, "end": 9, "label": "F"}], num_frames=20),
+        ],
+    )
     m = read_manifest(p)
     out = write_manifest(m, tmp_path / "again.jsonl")
     assert read_manifest(out).content_hash() == m.content_hash()
@@ -119,8 +125,10 @@ def test_roundtrip(tmp_path):
         ([HEADER, _video(labels=["X"])], "2: unknown class 'X'"),
         ([HEADER, _video(split="val")], "split 'val'"),
         ([HEADER, _video(labels=["F"], segments=[{"start": 9, "end": 3, "label": "F"}])], "ends before it starts"),
-        ([HEADER, _video(labels=["F"], num_frames=10, segments=[{"start": 2, "end": 30, "label": "F"}])],
-         "outside the video (10 frames)"),
+        (
+            [HEADER, _video(labels=["F"], num_frames=10, segments=[{"start": 2, "end": 30, "label": "F"}])],
+            "outside the video (10 frames)",
+        ),
         ([HEADER, _video(path="/abs/v.mp4")], "must be relative"),
         ([HEADER, _video(path="../v.mp4")], "must be relative"),
         ([HEADER, {k: v for k, v in _video().items() if k != "split"}], "2: missing field 'split'"),

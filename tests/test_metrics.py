@@ -214,12 +214,16 @@ def test_evaluate_on_the_builtin_ucf_protocol():
     m = load_builtin_manifest("ucf")
     rng = np.random.default_rng(1)
     test = m.split("test").videos
-    lengths = {v.id: max(max((s.end for s in v.segments), default=0) // 16 + 1, int(rng.integers(30, 120))) for v in test}
+    lengths = {
+        v.id: max(max((s.end for s in v.segments), default=0) // 16 + 1, int(rng.integers(30, 120))) for v in test
+    }
     scores = {k: rng.random(t) for k, t in lengths.items()}
     probs = {k: rng.dirichlet(np.ones(14), size=t).astype(np.float32) for k, t in lengths.items()}
     out = evaluate_predictions(m, lengths, scores, scores, probs)
     assert out["videos"] == 290 and out["anomalous_videos"] == 140
     assert 0.4 < out["auc"] < 0.6  # random scores
     assert out["map_normal_class"] == "no-gt"
-    honest = evaluate_predictions(m, lengths, scores, None, probs, detection=DetectionMapConfig(normal_class="whole-video"))
+    honest = evaluate_predictions(
+        m, lengths, scores, None, probs, detection=DetectionMapConfig(normal_class="whole-video")
+    )
     assert honest["map_normal_class"] == "whole-video" and honest["map_mean"] >= out["map_mean"]

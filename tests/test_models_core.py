@@ -47,7 +47,12 @@ def oracle_process_split(feat: np.ndarray, length: int) -> tuple[np.ndarray, lis
         chunks = pad(feat)[None]
     else:
         n = int(t / length) + 1
-        chunks = np.stack([feat[i * length : (i + 1) * length] if i < n - 1 else pad(feat[i * length : (i + 1) * length]) for i in range(n)])
+        chunks = np.stack(
+            [
+                feat[i * length : (i + 1) * length] if i < n - 1 else pad(feat[i * length : (i + 1) * length])
+                for i in range(n)
+            ]
+        )
     lengths, rest = [], t  # the official test loop's length bookkeeping
     for j in range(int(t / length) + 1):
         if j == 0 and rest < length:
@@ -100,7 +105,11 @@ def test_presets_round_trip_and_hash(name):
 
 
 def test_labels_and_prompts_from_class_table():
-    classes = [ClassInfo("A", "normal", "normal", True), ClassInfo("B1", "fighting", "fighting"), ClassInfo("G", "explosion", "explosion")]
+    classes = [
+        ClassInfo("A", "normal", "normal", True),
+        ClassInfo("B1", "fighting", "fighting"),
+        ClassInfo("G", "explosion", "explosion"),
+    ]
     lab = labels_from_codes([["A"], ["B1", "G"]], classes)
     assert lab.tolist() == [[1, 0, 0], [0, 1, 1]]
     assert class_prompts(classes) == ["normal", "fighting", "explosion"]
@@ -194,7 +203,9 @@ def test_encoder_official_names_and_padding_options():
     y = x.clone()
     y[1, 10:] = 5.0
     assert not torch.allclose(enc(y, lengths)[1, :10], out[1, :10])
-    masked = TemporalGraphEncoder(16, 2, 2, 32, 8, EncoderOptions(mask_padding_attention=True, mask_distance_graph=True))
+    masked = TemporalGraphEncoder(
+        16, 2, 2, 32, 8, EncoderOptions(mask_padding_attention=True, mask_distance_graph=True)
+    )
     masked.load_state_dict(enc.state_dict())
     # masked: attention and both graphs ignore padding; only the k=5 residual Conv1d of gc1/gc3
     # still reaches 2 positions across the boundary
@@ -285,7 +296,11 @@ def test_zeroshot_scores_features_against_class_prompts():
 
     clip = create_clip(TINY_MODEL)
     m = get_method("zeroshot")
-    classes = [ClassInfo("A", "normal", "normal", True), ClassInfo("B", "fighting", "fighting"), ClassInfo("C", "explosion", "explosion")]
+    classes = [
+        ClassInfo("A", "normal", "normal", True),
+        ClassInfo("B", "fighting", "fighting"),
+        ClassInfo("C", "explosion", "explosion"),
+    ]
     model = m.build(m.get_preset("tiny"), classes, feature_dim=512, clip=clip)
     tower = ClipTextTower(clip.model, clip.tokenizer)
     text = tower.encode_texts([f"a video frame of {c.name}" for c in classes])

@@ -25,23 +25,49 @@ from dsan_toolkit.models.official import (
     to_official_state_dict,
 )
 
-CLASSES = (ClassInfo("A", "normal", "normal", True), ClassInfo("B1", "fighting", "fighting"), ClassInfo("G", "explosion", "explosion"))
+CLASSES = (
+    ClassInfo("A", "normal", "normal", True),
+    ClassInfo("B1", "fighting", "fighting"),
+    ClassInfo("G", "explosion", "explosion"),
+)
 
 # the official VadCLIP state-dict names (src/model.py, CLIPVAD) for a 1-layer encoder
 OFFICIAL_TOP = {
-    "temporal.resblocks.0.attn.in_proj_weight", "temporal.resblocks.0.attn.in_proj_bias",
-    "temporal.resblocks.0.attn.out_proj.weight", "temporal.resblocks.0.attn.out_proj.bias",
-    "temporal.resblocks.0.ln_1.weight", "temporal.resblocks.0.ln_1.bias",
-    "temporal.resblocks.0.mlp.c_fc.weight", "temporal.resblocks.0.mlp.c_fc.bias",
-    "temporal.resblocks.0.mlp.c_proj.weight", "temporal.resblocks.0.mlp.c_proj.bias",
-    "temporal.resblocks.0.ln_2.weight", "temporal.resblocks.0.ln_2.bias",
-    "gc1.weight", "gc1.residual.weight", "gc1.residual.bias", "gc2.weight",
-    "gc3.weight", "gc3.residual.weight", "gc3.residual.bias", "gc4.weight",
-    "disAdj.sigma", "linear.weight", "linear.bias",
-    "mlp1.c_fc.weight", "mlp1.c_fc.bias", "mlp1.c_proj.weight", "mlp1.c_proj.bias",
-    "mlp2.c_fc.weight", "mlp2.c_fc.bias", "mlp2.c_proj.weight", "mlp2.c_proj.bias",
-    "classifier.weight", "classifier.bias",
-    "frame_position_embeddings.weight", "text_prompt_embeddings.weight",
+    "temporal.resblocks.0.attn.in_proj_weight",
+    "temporal.resblocks.0.attn.in_proj_bias",
+    "temporal.resblocks.0.attn.out_proj.weight",
+    "temporal.resblocks.0.attn.out_proj.bias",
+    "temporal.resblocks.0.ln_1.weight",
+    "temporal.resblocks.0.ln_1.bias",
+    "temporal.resblocks.0.mlp.c_fc.weight",
+    "temporal.resblocks.0.mlp.c_fc.bias",
+    "temporal.resblocks.0.mlp.c_proj.weight",
+    "temporal.resblocks.0.mlp.c_proj.bias",
+    "temporal.resblocks.0.ln_2.weight",
+    "temporal.resblocks.0.ln_2.bias",
+    "gc1.weight",
+    "gc1.residual.weight",
+    "gc1.residual.bias",
+    "gc2.weight",
+    "gc3.weight",
+    "gc3.residual.weight",
+    "gc3.residual.bias",
+    "gc4.weight",
+    "disAdj.sigma",
+    "linear.weight",
+    "linear.bias",
+    "mlp1.c_fc.weight",
+    "mlp1.c_fc.bias",
+    "mlp1.c_proj.weight",
+    "mlp1.c_proj.bias",
+    "mlp2.c_fc.weight",
+    "mlp2.c_fc.bias",
+    "mlp2.c_proj.weight",
+    "mlp2.c_proj.bias",
+    "classifier.weight",
+    "classifier.bias",
+    "frame_position_embeddings.weight",
+    "text_prompt_embeddings.weight",
 }
 
 
@@ -52,7 +78,10 @@ def tiny_official(tmp_path_factory):
     torch.manual_seed(3)
     model = method.build(method.get_preset("tiny"), CLASSES, feature_dim=512, clip=create_clip(TINY_MODEL, seed=5))
     g = torch.Generator().manual_seed(0)
-    extras = {"clipmodel.visual.conv1.weight": torch.randn(8, 3, 4, 4, generator=g), "clipmodel.logit_scale": torch.tensor(4.6052)}
+    extras = {
+        "clipmodel.visual.conv1.weight": torch.randn(8, 3, 4, 4, generator=g),
+        "clipmodel.logit_scale": torch.tensor(4.6052),
+    }
     path = save_official_checkpoint(model, "vadclip", tmp_path_factory.mktemp("ckpt") / "model_tiny.pth", extras)
     return method, model, extras, path
 
@@ -67,8 +96,13 @@ def test_official_names_are_produced(tiny_official):
     top = {k for k in state if not k.startswith("clipmodel.")}
     assert top == OFFICIAL_TOP
     clip_keys = {k for k in state if k.startswith("clipmodel.")}
-    assert {"clipmodel.token_embedding.weight", "clipmodel.positional_embedding", "clipmodel.text_projection",
-            "clipmodel.ln_final.weight", "clipmodel.transformer.resblocks.0.attn.in_proj_weight"} <= clip_keys
+    assert {
+        "clipmodel.token_embedding.weight",
+        "clipmodel.positional_embedding",
+        "clipmodel.text_projection",
+        "clipmodel.ln_final.weight",
+        "clipmodel.transformer.resblocks.0.attn.in_proj_weight",
+    } <= clip_keys
     assert set(extras) <= clip_keys
 
 
@@ -99,7 +133,9 @@ def test_float16_clip_weights_load_and_round_trip(tiny_official, tmp_path):
     torch.save(half, tmp_path / "half.pth")
     loaded = load_tiny(tmp_path / "half.pth")
     assert loaded.model.text_encoder.token_embedding.weight.dtype == torch.float32
-    torch.testing.assert_close(loaded.model.text_encoder.token_embedding.weight, half["clipmodel.token_embedding.weight"].float())
+    torch.testing.assert_close(
+        loaded.model.text_encoder.token_embedding.weight, half["clipmodel.token_embedding.weight"].float()
+    )
     again = to_official_state_dict(loaded.model, "vadclip", loaded.extras, loaded.dtypes)
     assert all(again[k].dtype == half[k].dtype and torch.equal(again[k], half[k]) for k in half)
 

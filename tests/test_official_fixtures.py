@@ -88,16 +88,32 @@ def load_fixture(name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 def fixture_manifest(meta: dict[str, Any]) -> Manifest:
     info = load_builtin_manifest(meta["dataset"]).info
     videos = tuple(
-        VideoRecord(id=v["id"], path=f"{v['id']}.mp4", split="test", labels=tuple(v["labels"]),
-                    segments=tuple(Segment(start=s, end=e, label=c) for c, s, e in v["segments"]))
+        VideoRecord(
+            id=v["id"],
+            path=f"{v['id']}.mp4",
+            split="test",
+            labels=tuple(v["labels"]),
+            segments=tuple(Segment(start=s, end=e, label=c) for c, s, e in v["segments"]),
+        )
         for v in meta["inputs"]["test"]
     )
     return Manifest(info=info, videos=videos)
 
 
 # torch's in-place initialisers (and the one our DSANet imports by name)
-_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
-                 "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+_INITIALISERS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+)
 
 
 @contextlib.contextmanager
@@ -137,21 +153,36 @@ def build_case(name: str) -> Case:
     state = {k: torch.from_numpy(v) for k, v in values.items()}
     del values
     with initialisers_skipped():
-        loaded = load_official_state(method_name, state, preset=dataset, clip_model=meta["clip"]["model"],
-                                     source=f"fixture {name}")
+        loaded = load_official_state(
+            method_name, state, preset=dataset, clip_model=meta["clip"]["model"], source=f"fixture {name}"
+        )
     del state
     model, method = loaded.model, get_method(method_name)
     dim = int(meta["inputs"]["feature_dim"])
-    feats = {f"test/{v['id']}": seeded_features(seed, f"test/{v['id']}", v["num_snippets"], dim) for v in meta["inputs"]["test"]}
-    feats.update({f"train/{v['id']}": seeded_features(seed, f"train/{v['id']}", v["num_snippets"], dim) for v in meta["inputs"]["train"]})
+    feats = {
+        f"test/{v['id']}": seeded_features(seed, f"test/{v['id']}", v["num_snippets"], dim)
+        for v in meta["inputs"]["test"]
+    }
+    feats.update(
+        {
+            f"train/{v['id']}": seeded_features(seed, f"train/{v['id']}", v["num_snippets"], dim)
+            for v in meta["inputs"]["train"]
+        }
+    )
     c.inputs_digest = arrays_digest(feats)
 
     # one training step's losses, on the batch as our data pipeline resamples it
-    rows, lengths = zip(*(resample_uniform(feats[f"train/{v['id']}"], loaded.preset.visual_length) for v in meta["inputs"]["train"]))
+    rows, lengths = zip(
+        *(resample_uniform(feats[f"train/{v['id']}"], loaded.preset.visual_length) for v in meta["inputs"]["train"])
+    )
     classes = c.manifest.info.classes
     labels = labels_from_codes([v["labels"] for v in meta["inputs"]["train"]], classes)
-    batch = TrainBatch(feats=torch.from_numpy(np.stack(rows)), lengths=torch.tensor(lengths, dtype=torch.long),
-                       labels=labels, anomalous=labels[:, 0] == 0)
+    batch = TrainBatch(
+        feats=torch.from_numpy(np.stack(rows)),
+        lengths=torch.tensor(lengths, dtype=torch.long),
+        labels=labels,
+        anomalous=labels[:, 0] == 0,
+    )
     c.train_feats, c.train_lengths, c.train_labels = batch.feats.numpy(), batch.lengths.numpy(), labels.numpy()
     model.train()
     with torch.no_grad():
@@ -207,7 +238,9 @@ def test_training_losses_match_the_official_step(case: Case):
     ours["total"] = ours.pop("loss")
     assert set(ours) == set(off), f"loss terms differ: ours {sorted(ours)}, official {sorted(off)}"
     for name, value in off.items():
-        assert ours[name] == pytest.approx(value, rel=LOSS_RTOL, abs=1e-7), f"{case.name} loss {name}: ours {ours[name]!r}, official {value!r}"
+        assert ours[name] == pytest.approx(value, rel=LOSS_RTOL, abs=1e-7), (
+            f"{case.name} loss {name}: ours {ours[name]!r}, official {value!r}"
+        )
 
 
 @pytest.mark.parametrize("key", ["scores", "align_scores", "class_probs"])
@@ -242,15 +275,23 @@ def metrics_of(case: Case, preds: dict[str, dict[str, np.ndarray]]) -> dict[str,
     config = DetectionMapConfig(float_semantics="numpy2" if numpy_major >= 2 else "numpy1")
     lengths = {v["id"]: v["num_snippets"] for v in case.meta["inputs"]["test"]}
     return evaluate_predictions(
-        case.manifest, lengths, {k: p["scores"] for k, p in preds.items()}, {k: p["align_scores"] for k, p in preds.items()},
-        {k: p["class_probs"] for k, p in preds.items()}, detection=config,
+        case.manifest,
+        lengths,
+        {k: p["scores"] for k, p in preds.items()},
+        {k: p["align_scores"] for k, p in preds.items()},
+        {k: p["class_probs"] for k, p in preds.items()},
+        detection=config,
     )
 
 
 def official_metrics(case: Case) -> dict[str, float]:
     off = case.official
-    out = {keys.AUC: float(off["metric/auc1"]), keys.AP: float(off["metric/ap1"]),
-           keys.AUC_ALIGN: float(off["metric/auc2"]), keys.AP_ALIGN: float(off["metric/ap2"])}
+    out = {
+        keys.AUC: float(off["metric/auc1"]),
+        keys.AP: float(off["metric/ap1"]),
+        keys.AUC_ALIGN: float(off["metric/auc2"]),
+        keys.AP_ALIGN: float(off["metric/ap2"]),
+    }
     total = 0.0
     for iou, value in zip(off["metric/iou"], off["metric/map"]):
         out[keys.map_at(float(iou))] = float(value)
@@ -261,8 +302,10 @@ def official_metrics(case: Case) -> dict[str, float]:
 
 def test_metrics_are_exact_on_the_official_outputs(case: Case):
     """Our metric code on the official code's own outputs gives the official numbers exactly."""
-    official_preds = {vid: {k: official_per_video(case, k)[vid] for k in ("scores", "align_scores", "class_probs")}
-                      for vid in case.preds}
+    official_preds = {
+        vid: {k: official_per_video(case, k)[vid] for k in ("scores", "align_scores", "class_probs")}
+        for vid in case.preds
+    }
     ours = metrics_of(case, official_preds)
     for name, value in official_metrics(case).items():
         assert ours[name] == value, f"{case.name} {name}: ours {ours[name]!r}, official {value!r}"
@@ -271,4 +314,6 @@ def test_metrics_are_exact_on_the_official_outputs(case: Case):
 def test_metrics_of_our_outputs_match_the_official_ones(case: Case):
     ours = metrics_of(case, case.preds)
     for name, value in official_metrics(case).items():
-        assert ours[name] == pytest.approx(value, abs=OUR_METRIC_ATOL), f"{case.name} {name}: ours {ours[name]!r}, official {value!r}"
+        assert ours[name] == pytest.approx(value, abs=OUR_METRIC_ATOL), (
+            f"{case.name} {name}: ours {ours[name]!r}, official {value!r}"
+        )

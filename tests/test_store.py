@@ -20,14 +20,32 @@ from dsan_toolkit.store.synthetic import SynthFeaturesConfig, synthetic_manifest
 def _manifest(n: int = 4) -> Manifest:
     base = load_builtin_manifest("ucf").info
     info = DatasetInfo(name="t", classes=base.classes, fps=30.0)
-    vids = tuple(VideoRecord(id=f"vid #{i}=x", path=f"a/{i}.mp4", split="train" if i % 2 else "test",
-                             labels=("Normal",), num_frames=16 * (i + 2)) for i in range(n))
+    vids = tuple(
+        VideoRecord(
+            id=f"vid #{i}=x",
+            path=f"a/{i}.mp4",
+            split="train" if i % 2 else "test",
+            labels=("Normal",),
+            num_frames=16 * (i + 2),
+        )
+        for i in range(n)
+    )
     return Manifest(info, vids)
 
 
 def _spec(m: Manifest, **kw) -> StoreSpec:
-    args = dict(manifest=m, crops=(0, 5), feature_dim=8, backbone={"model": "x"}, random_weights=False,
-                preprocessing={"p": 1}, snippet_rule="middle", config={"c": 1}, producer="test", chunk_t=3)
+    args = dict(
+        manifest=m,
+        crops=(0, 5),
+        feature_dim=8,
+        backbone={"model": "x"},
+        random_weights=False,
+        preprocessing={"p": 1},
+        snippet_rule="middle",
+        config={"c": 1},
+        producer="test",
+        chunk_t=3,
+    )
     args.update(kw)
     return StoreSpec(**args)
 
@@ -187,6 +205,7 @@ def test_synthetic_feature_store_statistics(tmp_path):
 def test_store_cli_info_check_finalize(cli, tmp_path):
     cfg = SynthFeaturesConfig(num_train=2, num_test=2, crops=1, feature_dim=16, median_t=10, max_t=30)
     path = write_synthetic_feature_store(tmp_path / "c.zarr", cfg)
+
     def run(*args):
         code, out = cli(*args)
         return code, " ".join(out.split())  # rich wraps long lines
@@ -224,8 +243,9 @@ def test_raw_chunk_reads_equal_zarr_reads(tmp_path):
         ref = zarr.open_array(str(path / "videos" / f"v{i:06d}"), mode="r")[...].astype(np.float32)
         np.testing.assert_array_equal(s.read(v.id), ref)
         np.testing.assert_array_equal(s.read(v.id, 5), ref[1])
-        np.testing.assert_allclose(ref, _feats(i, 3 + 4 * i) * (np.arange(2)[:, None, None] > 0 if i == 1 else 1),
-                                   rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(
+            ref, _feats(i, 3 + 4 * i) * (np.arange(2)[:, None, None] > 0 if i == 1 else 1), rtol=1e-3, atol=1e-3
+        )
     feats, offs = s.load_all(crop=0)
     assert offs.tolist() == [0, 3, 10, 21] and not feats[3:10].any()
 
@@ -324,8 +344,11 @@ def test_store_identity_hashes_what_changes_values_not_prose():
     m = _manifest(2)
     base = _spec(m)
     h = config_hash(base.identity())
-    prose = replace(base, preprocessing={**base.preprocessing, "note": "reworded"},
-                    backbone={**base.backbone, "source": "another description", "weights_file": "/moved/w.pt"})
+    prose = replace(
+        base,
+        preprocessing={**base.preprocessing, "note": "reworded"},
+        backbone={**base.backbone, "source": "another description", "weights_file": "/moved/w.pt"},
+    )
     assert config_hash(prose.identity()) == h
     assert config_hash(replace(base, crops=(0, 1)).identity()) != h
     assert config_hash(replace(base, config={**base.config, "resize": 999}).identity()) != h
@@ -357,8 +380,9 @@ def test_finalize_waits_for_the_store_lock_and_a_killed_holder_releases_it(tmp_p
         for i, v in enumerate(m.videos):
             w.write_video(v.id, _feats(i, 2))
     for kill in (False, True):
-        holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path), "60" if kill else "1.5"],
-                                  stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(path), "60" if kill else "1.5"], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert holder.stdout.readline().strip() == "held"
             t0 = time.monotonic()
@@ -399,8 +423,11 @@ def test_a_truncated_or_missing_chunk_names_the_video_and_the_file(tmp_path):
     s = open_store(path)
     assert s._raw_layout
     for read in (lambda: s.read(vid), lambda: s.read(vid, 5), lambda: s.load_all(crop=5), s.content_hash):
-        with pytest.raises(InputError, match=rf"video {re.escape(repr(vid))} are damaged: chunk file "
-                                             rf"{re.escape(str(chunk))} has {len(data) - 4} bytes, {len(data)} expected"):
+        with pytest.raises(
+            InputError,
+            match=rf"video {re.escape(repr(vid))} are damaged: chunk file "
+            rf"{re.escape(str(chunk))} has {len(data) - 4} bytes, {len(data)} expected",
+        ):
             read()
     np.testing.assert_array_equal(s.read(vid, 0), _feats(2, 8)[0])  # the other crop is intact
     s.__dict__["_raw_layout"] = False  # through zarr: its reshape error becomes ours

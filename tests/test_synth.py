@@ -228,7 +228,9 @@ def test_config_round_trip_and_checks():
     for _what, kw in bad.items():
         with pytest.raises(InputError):
             replace(TINY_SYNTH, **kw).check()
-    with pytest.raises(InputError, match=r"min_frames \(24\) must be at least 32 \(8, and twice min_event_frames = 2 x 16\)"):
+    with pytest.raises(
+        InputError, match=r"min_frames \(24\) must be at least 32 \(8, and twice min_event_frames = 2 x 16\)"
+    ):
         replace(TINY_SYNTH, min_frames=24, max_frames=40, min_event_frames=16).check()
     with pytest.raises(InputError, match="even"):
         write_video(Path("/tmp/never.mp4"), np.zeros((2, 5, 6, 3), np.uint8), 16.0)
@@ -242,8 +244,15 @@ def test_events_separable_in_random_tiny_clip_features():
 
     from dsan_toolkit.clip import TINY_MODEL, create_clip
 
-    cfg = SynthConfig(train_normal=2, train_anomalous=0, test_normal=2, test_anomalous=3,
-                      min_frames=64, max_frames=80, min_event_frames=8)
+    cfg = SynthConfig(
+        train_normal=2,
+        train_anomalous=0,
+        test_normal=2,
+        test_anomalous=3,
+        min_frames=64,
+        max_frames=80,
+        min_event_frames=8,
+    )
     bundle = create_clip(TINY_MODEL, seed=0)
     mean = torch.tensor(bundle.info.mean).view(1, 3, 1, 1)
     std = torch.tensor(bundle.info.std).view(1, 3, 1, 1)
@@ -273,8 +282,24 @@ def test_registry_lists_the_events():
 
 # -- CLI ----------------------------------------------------------------------------------
 
-_TINY_ARGS = ["--train-normal", "1", "--train-anomalous", "2", "--test-normal", "1", "--test-anomalous", "2",
-              "--min-frames", "48", "--max-frames", "64", "--width", "64", "--height", "48"]
+_TINY_ARGS = [
+    "--train-normal",
+    "1",
+    "--train-anomalous",
+    "2",
+    "--test-normal",
+    "1",
+    "--test-anomalous",
+    "2",
+    "--min-frames",
+    "48",
+    "--max-frames",
+    "64",
+    "--width",
+    "64",
+    "--height",
+    "48",
+]
 
 
 def test_cli_synth(cli, tmp_path):
@@ -331,8 +356,9 @@ def test_cli_synth_features(cli, tmp_path):
     """`dsan synth --features`: a synthetic feature store instead of videos."""
     from dsan_toolkit.store import open_store
 
-    (tmp_path / "f.json").write_text(json.dumps({"num_train": 3, "num_test": 2, "crops": 2, "feature_dim": 16,
-                                                 "median_t": 12.0, "max_t": 20}))
+    (tmp_path / "f.json").write_text(
+        json.dumps({"num_train": 3, "num_test": 2, "crops": 2, "feature_dim": 16, "median_t": 12.0, "max_t": 20})
+    )
     code, out = cli("synth", "--features", tmp_path / "f.zarr", "--config", tmp_path / "f.json", "--seed", "4")
     assert code == 0, out
     store = open_store(tmp_path / "f.zarr")

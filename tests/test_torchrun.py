@@ -23,11 +23,14 @@ def test_torchrun_variables():
     assert torchrun_env({"RANK": "1", "WORLD_SIZE": "2"}).local_rank == 1  # one machine: local rank = rank
 
 
-@pytest.mark.parametrize("environ", [
-    {"RANK": "x", "WORLD_SIZE": "2"},
-    {"WORLD_SIZE": "2"},
-    {"RANK": "2", "WORLD_SIZE": "2"},
-])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"RANK": "x", "WORLD_SIZE": "2"},
+        {"WORLD_SIZE": "2"},
+        {"RANK": "2", "WORLD_SIZE": "2"},
+    ],
+)
 def test_bad_torchrun_variables_are_refused(environ):
     with pytest.raises(InputError):
         torchrun_env(environ)

@@ -105,8 +105,13 @@ def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
     from dsan_toolkit.config import sha256_file
 
     arts = summary["artifacts"]
-    assert set(arts) == {"config.json", "environment.json", "checkpoints/last.safetensors",
-                         "eval/last/metrics.json", "eval/last/predictions.npz"}
+    assert set(arts) == {
+        "config.json",
+        "environment.json",
+        "checkpoints/last.safetensors",
+        "eval/last/metrics.json",
+        "eval/last/predictions.npz",
+    }
     assert all(sha256_file(run / f) == h for f, h in arts.items())
     assert ev["predictions_sha256"] == arts["eval/last/predictions.npz"]
     assert c["store"] == str(store.resolve())  # recorded absolute, whatever the command line said
@@ -116,7 +121,9 @@ def test_vadclip_learns_and_writes_the_run_dir_contract(vadclip_run, store):
 
 def test_dsanet_learns(store, tmp_path):
     out = tmp_path / "dsanet"
-    code, output = run_cli("train", "-m", "dsanet", "-f", store, "--out", out, "--epochs", 2, *FAST)  # tiny lr 2e-4 (standardised inputs; 5e-4 overflows the background loss)
+    code, output = run_cli(
+        "train", "-m", "dsanet", "-f", store, "--out", out, "--epochs", 2, *FAST
+    )  # tiny lr 2e-4 (standardised inputs; 5e-4 overflows the background loss)
     assert code == 0, output
     m = _metrics(out)
     assert m["auc"] > 0.75, m
@@ -131,8 +138,9 @@ def _kill_after_checkpoint(cmd: list[str], log: Path, min_step: int) -> None:
     import time
 
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    proc = subprocess.Popen([sys.executable, "-m", "dsan_toolkit.cli.app", *cmd], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsan_toolkit.cli.app", *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 300
     try:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -185,9 +193,25 @@ def test_resume_after_sigkill_equals_uninterrupted(vadclip_run, store, tmp_path)
 def test_best_on_test_keeps_both_numbers_labelled(store, tmp_path):
     out = tmp_path / "best"
     cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    code, output = run_cli("train", "-m", "vadclip", "-f", store, "--out", out, "--epochs", 1,
-                           "--select", "best-on-test", "--set", "eval_every_iters=1",
-                           "--set", "reload_best_each_epoch=true", "--deterministic", *FAST)
+    code, output = run_cli(
+        "train",
+        "-m",
+        "vadclip",
+        "-f",
+        store,
+        "--out",
+        out,
+        "--epochs",
+        1,
+        "--select",
+        "best-on-test",
+        "--set",
+        "eval_every_iters=1",
+        "--set",
+        "reload_best_each_epoch=true",
+        "--deterministic",
+        *FAST,
+    )
     assert code == 0, output
     import torch
 
@@ -209,8 +233,25 @@ def test_best_on_test_keeps_both_numbers_labelled(store, tmp_path):
     assert (out / "eval" / "best-on-test" / "predictions.npz").is_file()
     # interrupted after step 2 and resumed: the best-so-far state travels in the resume file
     again = tmp_path / "best-resumed"
-    args = ["train", "-m", "vadclip", "-f", store, "--out", again, "--epochs", 1, "--select", "best-on-test",
-            "--set", "eval_every_iters=1", "--set", "reload_best_each_epoch=true", "--deterministic", *FAST]
+    args = [
+        "train",
+        "-m",
+        "vadclip",
+        "-f",
+        store,
+        "--out",
+        again,
+        "--epochs",
+        1,
+        "--select",
+        "best-on-test",
+        "--set",
+        "eval_every_iters=1",
+        "--set",
+        "reload_best_each_epoch=true",
+        "--deterministic",
+        *FAST,
+    ]
     assert run_cli(*args, "--stop-after-steps", 2)[0] == 0 and not (again / "metrics.json").exists()
     code, output = run_cli(*args)
     assert code == 0, output
@@ -242,8 +283,9 @@ def test_bad_inputs_are_short_errors(store, tmp_path, extra, message):
 
 
 def test_refuses_store_of_another_dimension_and_other_run_dirs(store, tmp_path):
-    small = write_synthetic_feature_store(tmp_path / "d64.zarr", SynthFeaturesConfig(num_train=4, num_test=2, crops=1,
-                                                                                    feature_dim=64, median_t=20))
+    small = write_synthetic_feature_store(
+        tmp_path / "d64.zarr", SynthFeaturesConfig(num_train=4, num_test=2, crops=1, feature_dim=64, median_t=20)
+    )
     code, output = run_cli("train", "-m", "vadclip", "-f", small, "--out", tmp_path / "r", *FAST)
     assert code == 2 and "feature dimension 64" in output
     code, output = run_cli("train", "-m", "vadclip", "-f", tmp_path / "nothing.zarr", "--out", tmp_path / "r", *FAST)
@@ -270,7 +312,9 @@ def test_training_free_method_gets_a_run_dir_of_the_same_layout(store, tmp_path)
     assert code == 0, output
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["training_free"] is True and summary["steps"] == 0 and summary["selected"] == "last"
-    assert (out / "checkpoints" / "last.safetensors").is_file() and (out / "eval" / "last" / "predictions.npz").is_file()
+    assert (out / "checkpoints" / "last.safetensors").is_file() and (
+        out / "eval" / "last" / "predictions.npz"
+    ).is_file()
     preds = read_predictions(out / "eval" / "last" / "predictions.npz")  # zero-shot: softmax over the prompts
     np.testing.assert_allclose(preds["class_probs"].sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(preds["scores"], 1 - preds["class_probs"][:, 0], atol=1e-6)
@@ -278,8 +322,19 @@ def test_training_free_method_gets_a_run_dir_of_the_same_layout(store, tmp_path)
     from dsan_toolkit.store import open_store
 
     assert recompute_metrics(open_store(store).manifest, preds) == summary["results"]["last"]["metrics"]
-    code, output = run_cli("train", "-m", "zeroshot", "-f", store, "--out", tmp_path / "zs2", "--preset", "tiny",
-                           "--select", "best-on-test")
+    code, output = run_cli(
+        "train",
+        "-m",
+        "zeroshot",
+        "-f",
+        store,
+        "--out",
+        tmp_path / "zs2",
+        "--preset",
+        "tiny",
+        "--select",
+        "best-on-test",
+    )
     assert code == 2 and "training-free" in output
 
 
@@ -291,9 +346,17 @@ def test_refuses_a_store_missing_videos(tmp_path):
 
     cfg = SynthFeaturesConfig(num_train=4, num_test=2, crops=1, median_t=20, seed=1)
     manifest, _ = synthetic_manifest(cfg)
-    spec = StoreSpec(manifest=manifest, crops=(0,), feature_dim=512, backbone={"model": "synthetic"},
-                     random_weights=False, preprocessing={}, snippet_rule="synthetic", config=to_dict(cfg),
-                     producer="test")
+    spec = StoreSpec(
+        manifest=manifest,
+        crops=(0,),
+        feature_dim=512,
+        backbone={"model": "synthetic"},
+        random_weights=False,
+        preprocessing={},
+        snippet_rule="synthetic",
+        config=to_dict(cfg),
+        producer="test",
+    )
     broken = manifest.split("test").videos[0].id
     with StoreWriter(tmp_path / "partial.zarr", spec) as w:
         for v in manifest.videos:
@@ -312,8 +375,24 @@ def test_piped_training_prints_a_line_per_epoch(store, tmp_path):
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "dsan_toolkit.cli.app", "train", "-m", "mil", "-f", str(store), "--preset", "tiny",
-            "--epochs", "2", "--set", "batch_size=4", "--set", "visual_length=32"]
+    args = [
+        sys.executable,
+        "-m",
+        "dsan_toolkit.cli.app",
+        "train",
+        "-m",
+        "mil",
+        "-f",
+        str(store),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "2",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "visual_length=32",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="2", COLUMNS="40")  # a narrow terminal width must not wrap logs
     done = subprocess.run([*args, "--out", str(tmp_path / "a")], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -323,6 +402,7 @@ def test_piped_training_prints_a_line_per_epoch(store, tmp_path):
     assert all("loss" in ln and " s" in ln for ln in epochs)
     assert any(ln.startswith("mil preset tiny on ") and "config" in ln and "select last" in ln for ln in lines)
     assert "━" not in done.stderr  # no bar in a log
-    quiet = subprocess.run([*args, "--out", str(tmp_path / "b"), "--no-progress"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    quiet = subprocess.run(
+        [*args, "--out", str(tmp_path / "b"), "--no-progress"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert quiet.returncode == 0 and not [ln for ln in quiet.stderr.splitlines() if ln.startswith("epoch ")]

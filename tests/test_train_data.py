@@ -34,8 +34,9 @@ def _official_uniform_extract(feat: np.ndarray, length: int) -> tuple[np.ndarray
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "s.zarr"
-    write_synthetic_feature_store(path, SynthFeaturesConfig(num_train=12, num_test=6, crops=3, median_t=80,
-                                                            max_t=600, min_t=3, seed=3))
+    write_synthetic_feature_store(
+        path, SynthFeaturesConfig(num_train=12, num_test=6, crops=3, median_t=80, max_t=600, min_t=3, seed=3)
+    )
     return open_store(path)
 
 
@@ -156,8 +157,16 @@ def test_test_chunks_match_official_split(store):
 
 def test_state_encoding_round_trip_without_pickle():
     state = {
-        "opt": {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4)}}, "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0]}]},
-        "sched": {"milestones": Counter({4: 1, 8: 1}), "schedule": np.linspace(0, 1, 5), "last_epoch": 2, "inf": float("inf")},
+        "opt": {
+            "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4)}},
+            "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0]}],
+        },
+        "sched": {
+            "milestones": Counter({4: 1, 8: 1}),
+            "schedule": np.linspace(0, 1, 5),
+            "last_epoch": 2,
+            "inf": float("inf"),
+        },
         "none": None,
     }
     tensors, skeleton = encode_state(state)
@@ -222,7 +231,6 @@ def test_streaming_samples_give_the_cached_batches(store):
         make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16, cache="disk")
 
 
-
 def test_available_memory_reads_memavailable(tmp_path):
     from dsan_toolkit.train.samples import available_memory
 
@@ -237,7 +245,9 @@ def test_cache_auto_streams_what_does_not_fit(store, monkeypatch):
     m = store.manifest
     ids = [v.id for v in m.split("train")]
     monkeypatch.setattr(samples, "available_memory", lambda: 10**12)
-    assert isinstance(samples.make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16), samples.TrainSamples)
+    assert isinstance(
+        samples.make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16), samples.TrainSamples
+    )
     monkeypatch.setattr(samples, "available_memory", lambda: 1000)
     streamed = samples.make_train_samples(store, m, ids, store.crop_ids, m.info.classes, 16)
     assert isinstance(streamed, samples.StreamingSamples)

@@ -59,7 +59,12 @@ def test_only_the_prompt_and_heads_train_and_clip_stays_frozen(method, clip):
     before = {n: p.detach().clone() for n, p in model.text_encoder.named_parameters()}
     opt = method.optimizers(model, preset, 1, schedule_iters_per_epoch=2)[0]
     labels = torch.tensor([[1.0, 0, 0], [0, 1, 1]])
-    batch = TrainBatch(torch.randn(2, preset.visual_length, 512), torch.tensor([preset.visual_length, 30]), labels, torch.tensor([False, True]))
+    batch = TrainBatch(
+        torch.randn(2, preset.visual_length, 512),
+        torch.tensor([preset.visual_length, 30]),
+        labels,
+        torch.tensor([False, True]),
+    )
     loss, logs = method.loss(model, batch, preset)
     loss.backward()
     assert model.prompt.text_prompt_embeddings.weight.grad is not None
@@ -90,7 +95,12 @@ def test_truncated_text_context_equals_full_context(method, clip):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     a.sum().backward()
     b.sum().backward()
-    torch.testing.assert_close(fast.prompt.text_prompt_embeddings.weight.grad, full.prompt.text_prompt_embeddings.weight.grad, rtol=1e-3, atol=2e-4)
+    torch.testing.assert_close(
+        fast.prompt.text_prompt_embeddings.weight.grad,
+        full.prompt.text_prompt_embeddings.weight.grad,
+        rtol=1e-3,
+        atol=2e-4,
+    )
 
 
 def test_bad_inputs_are_refused(method, clip):

@@ -123,8 +123,9 @@ def test_verify_broken_and_mismatching(data, tmp_path):
     changed = {
         vids[5].id: replace(vids[5], num_frames=vids[5].num_frames + 1),
         vids[6].id: replace(vids[6], fps=25.0),
-        test_anom.id: replace(test_anom, segments=(Segment(0, test_anom.num_frames + 5, test_anom.labels[0]),),
-                              num_frames=None),
+        test_anom.id: replace(
+            test_anom, segments=(Segment(0, test_anom.num_frames + 5, test_anom.labels[0]),), num_frames=None
+        ),
     }
     lying = Manifest(m.info, tuple(changed.get(v.id, v) for v in vids))
     report = verify_dataset(lying, root, lock_path=tmp_path / "lock.json")
@@ -140,8 +141,14 @@ def test_verify_broken_and_mismatching(data, tmp_path):
     assert "fps: manifest 25, file 16" in problems[vids[6].id]
     assert "past the last frame" in problems[test_anom.id]
     assert not report.ok
-    assert report.counts() == {"ok": len(vids) - 7, "missing": 1, "empty": 1, "unreadable": 2,
-                               "undecodable": 0, "mismatch": 3}
+    assert report.counts() == {
+        "ok": len(vids) - 7,
+        "missing": 1,
+        "empty": 1,
+        "unreadable": 2,
+        "undecodable": 0,
+        "mismatch": 3,
+    }
     assert "7 of 10 videos have problems" in report.summary()
     lock = read_lock(tmp_path / "lock.json")
     assert lock.videos[vids[4].id]["status"] == "missing" and "num_frames" not in lock.videos[vids[4].id]
@@ -185,7 +192,9 @@ def test_same_result_serial_and_parallel(data):
     make_zero_byte(root / m.videos[3].path)
     a = verify_dataset(m, root, workers=1, checksums=True)
     b = verify_dataset(m, root, workers=4, checksums=True)
-    assert [(c.id, c.status, c.probe, c.sha256) for c in a.checks] == [(c.id, c.status, c.probe, c.sha256) for c in b.checks]
+    assert [(c.id, c.status, c.probe, c.sha256) for c in a.checks] == [
+        (c.id, c.status, c.probe, c.sha256) for c in b.checks
+    ]
 
 
 def test_verify_input_errors(data, tmp_path):
@@ -231,8 +240,9 @@ def test_cli_verify_broken(cli, data, tmp_path):
     make_truncated(root / m.videos[0].path, root / m.videos[1].path, 0.5)
     make_zero_byte(root / m.videos[2].path)
     (root / m.videos[3].path).unlink()
-    code, out = cli("verify", "-d", root / "manifest.jsonl", "-r", root, "--lock", tmp_path / "l.json",
-                    "--decode", "all")
+    code, out = cli(
+        "verify", "-d", root / "manifest.jsonl", "-r", root, "--lock", tmp_path / "l.json", "--decode", "all"
+    )
     assert code == 1
     for v in (m.videos[1], m.videos[2], m.videos[3]):
         assert v.id in out
@@ -285,8 +295,9 @@ def test_cli_verify_builtin_dataset_missing_root_videos(cli, tmp_path):
     assert code == 2 and "does not look like this dataset's video root: 0 of 800 videos found" in flat, out
     assert f"{tmp_path}/test/" in flat and "--allow-missing" in flat and "Traceback" not in out
     assert list(tmp_path.iterdir()) == []
-    code, out = cli("verify", "--dataset", "xd", "--root", tmp_path, "--split", "test", "--show", "3",
-                    "--allow-missing")
+    code, out = cli(
+        "verify", "--dataset", "xd", "--root", tmp_path, "--split", "test", "--show", "3", "--allow-missing"
+    )
     assert code == 1
     assert "800 of 800 videos have problems (800 missing)" in out
     lock = read_lock(tmp_path / "xd-test.lock.json")

@@ -108,8 +108,9 @@ def run_demo(
     say("1/5 generating the synthetic dataset (real H.264 videos, class-specific events)")
     t = time.perf_counter()
     data = out / "data"
-    manifest = make_synthetic_dataset(data, demo_synth_config(), workers=2,
-                                      progress=lambda vid: say(f"    video {vid}"))
+    manifest = make_synthetic_dataset(
+        data, demo_synth_config(), workers=2, progress=lambda vid: say(f"    video {vid}")
+    )
     timings["synth"] = time.perf_counter() - t
     say(f"    {len(manifest)} videos in {data} ({timings['synth']:.1f} s)")
 
@@ -132,8 +133,7 @@ def run_demo(
             n_done[0] += 1
             say(f"    [{n_done[0]}/{len(manifest)}] {d.get('id')}: T={d.get('T')} {d.get('status')}")
 
-    res = extract_features(manifest, data, store, tiny_extract_config(),
-                           RunOptions(device=device), on_event=on_event)
+    res = extract_features(manifest, data, store, tiny_extract_config(), RunOptions(device=device), on_event=on_event)
     if not res.ok:
         raise InputError(f"feature extraction failed for {len(res.failed)} video(s): {res.failed[:3]}")
     timings["extract"] = time.perf_counter() - t
@@ -141,8 +141,16 @@ def run_demo(
 
     say(f"4/5 bench: {', '.join(use)} (tiny presets), seeds {','.join(map(str, seeds))}")
     t = time.perf_counter()
-    cfg = BenchConfig(methods=use, datasets=("synth",), seeds=tuple(seeds), features={"synth": str(store.resolve())},
-                      preset="tiny", epochs=epochs, device=device, lock={"synth": str(lock.resolve())})
+    cfg = BenchConfig(
+        methods=use,
+        datasets=("synth",),
+        seeds=tuple(seeds),
+        features={"synth": str(store.resolve())},
+        preset="tiny",
+        epochs=epochs,
+        device=device,
+        lock={"synth": str(lock.resolve())},
+    )
     bench = run_bench(cfg, out / "bench", progress=lambda m: say(f"    {m}"))
     paths = write_reports(bench, ("md", "html", "csv", "json"))
     timings["bench"] = time.perf_counter() - t
@@ -157,6 +165,17 @@ def run_demo(
     test_video = next((v for v in manifest.videos if v.split == "test" and v.segments), None)
     if trainable and test_video is not None:
         hint = f"dsan score {data / test_video.path} --run {out / 'bench' / trainable[0].run_dir}"
-    return DemoResult(score_hint=hint, out=out, markdown=compact_markdown(bench.report), html=paths["html"], report_md=paths["md"], audit_md=audit_md,
-                      audit_ok=audit.ok, problems=audit.problems, seconds=time.perf_counter() - t_all,
-                      methods=use, skipped_methods=skipped, timings=timings)
+    return DemoResult(
+        score_hint=hint,
+        out=out,
+        markdown=compact_markdown(bench.report),
+        html=paths["html"],
+        report_md=paths["md"],
+        audit_md=audit_md,
+        audit_ok=audit.ok,
+        problems=audit.problems,
+        seconds=time.perf_counter() - t_all,
+        methods=use,
+        skipped_methods=skipped,
+        timings=timings,
+    )

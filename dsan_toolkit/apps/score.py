@@ -73,8 +73,16 @@ def describe_intervals(
     return out
 
 
-def frame_table(scores: np.ndarray, align: np.ndarray | None, class_probs: np.ndarray | None, classes: Sequence[str],
-                *, fps: float, snippet_len: int, num_frames: int) -> str:
+def frame_table(
+    scores: np.ndarray,
+    align: np.ndarray | None,
+    class_probs: np.ndarray | None,
+    classes: Sequence[str],
+    *,
+    fps: float,
+    snippet_len: int,
+    num_frames: int,
+) -> str:
     """CSV text: one line per frame (snippet values repeated over its frames)."""
     T = len(scores)
     n = min(num_frames, T * snippet_len) if num_frames else T * snippet_len
@@ -101,8 +109,17 @@ def frame_table(scores: np.ndarray, align: np.ndarray | None, class_probs: np.nd
     return buf.getvalue()
 
 
-def plot_scores(path: Path, scores: np.ndarray, align: np.ndarray | None, intervals: Sequence[Interval], *,
-                fps: float, snippet_len: int, threshold: float, title: str) -> Path:
+def plot_scores(
+    path: Path,
+    scores: np.ndarray,
+    align: np.ndarray | None,
+    intervals: Sequence[Interval],
+    *,
+    fps: float,
+    snippet_len: int,
+    threshold: float,
+    title: str,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -188,20 +205,41 @@ def score_video(
     probs = None if pred.class_probs is None else pred.class_probs.numpy().reshape(len(scores), -1)
     classes = tuple(store.manifest.class_codes)
     fps = float(probe.fps)
-    ivs = describe_intervals(scores, probs, classes, threshold=threshold, fps=fps, snippet_len=snippet_len,
-                             num_frames=probe.num_frames, min_snippets=min_snippets)
+    ivs = describe_intervals(
+        scores,
+        probs,
+        classes,
+        threshold=threshold,
+        fps=fps,
+        snippet_len=snippet_len,
+        num_frames=probe.num_frames,
+        min_snippets=min_snippets,
+    )
     out_dir = Path(out) if out else run / SCORES_DIR
     stem = video.stem
-    csv_path = atomic_write_text(out_dir / f"{stem}.scores.csv", frame_table(
-        scores, align, probs, classes, fps=fps, snippet_len=snippet_len, num_frames=probe.num_frames))
-    png_path = plot_scores(out_dir / f"{stem}.scores.png", scores, align, ivs, fps=fps, snippet_len=snippet_len,
-                           threshold=threshold, title=f"{video.name} ({cfg.method}, {label})")
+    csv_path = atomic_write_text(
+        out_dir / f"{stem}.scores.csv",
+        frame_table(scores, align, probs, classes, fps=fps, snippet_len=snippet_len, num_frames=probe.num_frames),
+    )
+    png_path = plot_scores(
+        out_dir / f"{stem}.scores.png",
+        scores,
+        align,
+        ivs,
+        fps=fps,
+        snippet_len=snippet_len,
+        threshold=threshold,
+        title=f"{video.name} ({cfg.method}, {label})",
+    )
     random_all = random_bb or bool((cfg.text_encoder or {}).get("random_weights", False))
-    return ScoreResult(video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_all, label,
-                       store_label=use.label())
+    return ScoreResult(
+        video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_all, label, store_label=use.label()
+    )
 
 
-def _load_run_model(run: Path, label: str, device: str, features: str | Path | None = None) -> tuple[Any, Any, Any, Any]:
+def _load_run_model(
+    run: Path, label: str, device: str, features: str | Path | None = None
+) -> tuple[Any, Any, Any, Any]:
     """(method, model with the selected weights, RunConfig, :class:`StoreUse`) of a run.
 
     The run's store is found and checked by the one rule of
@@ -227,8 +265,9 @@ def _load_run_model(run: Path, label: str, device: str, features: str | Path | N
     return method, model, cfg, use
 
 
-def extract_like_store(video: Path, store: FeatureStoreLike, *, crop: int, device: str,
-                        say: Callable[[str], None]) -> tuple[np.ndarray, int, bool]:
+def extract_like_store(
+    video: Path, store: FeatureStoreLike, *, crop: int, device: str, say: Callable[[str], None]
+) -> tuple[np.ndarray, int, bool]:
     """(T, D) features of the run's test crop, extracted with the store's own (hashed)
     extraction config: a one-video manifest through the normal extraction pipeline.
 
@@ -264,8 +303,9 @@ def extract_like_store(video: Path, store: FeatureStoreLike, *, crop: int, devic
     rec = VideoRecord(id=video.stem, path=video.name, split="test", labels=(store.manifest.normal_class,))
     one = Manifest(info, (rec,))
     with tempfile.TemporaryDirectory(prefix="dsan-score-") as tmp:
-        res = extract_features(one, video.parent, Path(tmp) / "one.zarr", cfg,
-                               RunOptions(device=str(dev), workers=0, cpu_threads=None))
+        res = extract_features(
+            one, video.parent, Path(tmp) / "one.zarr", cfg, RunOptions(device=str(dev), workers=0, cpu_threads=None)
+        )
         if res.failed:
             raise InputError(f"cannot extract features from {video}: {res.failed[0][1]}")
         feats = open_store(Path(tmp) / "one.zarr").read(rec.id, crop=crop)

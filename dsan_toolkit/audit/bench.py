@@ -31,7 +31,9 @@ def audit_bench(
 
     want = str(rec.get("config_hash", ""))
     got = recorded_config_hash(rec.get("config", {}), BenchConfig)
-    rep.add("bench config hash", "bench.json", got == want, want, got, "" if got == want else "the bench config was edited")
+    rep.add(
+        "bench config hash", "bench.json", got == want, want, got, "" if got == want else "the bench config was edited"
+    )
     jobs: dict[str, Any] = rec.get("jobs", {})
     if not jobs:
         rep.add("jobs", "bench.json", False, ">= 1 job", "0")
@@ -46,8 +48,16 @@ def audit_bench(
         if entry.get("lock_path"):
             exp["lock_path"] = entry["lock_path"]
             exp["lock_sha256"] = entry.get("lock_sha256", "")
-        audit_run(run_dir, rerun=rerun, tolerance=tolerance, device=device, report=rep,
-                  prefix=f"{entry.get('run_dir')}/", expected=exp, progress=progress)
+        audit_run(
+            run_dir,
+            rerun=rerun,
+            tolerance=tolerance,
+            device=device,
+            report=rep,
+            prefix=f"{entry.get('run_dir')}/",
+            expected=exp,
+            progress=progress,
+        )
     _check_results_csv(rep, out, jobs)
     return rep
 

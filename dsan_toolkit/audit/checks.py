@@ -65,15 +65,18 @@ class NumberComparison:
         return f"MISMATCH {self.diff:.3g} (tolerance {self.tolerance:g})"
 
 
-def compare_numbers(where: str, recorded: dict[str, Any], actual: dict[str, Any], tolerance: float,
-                    keys: Iterable[str] | None = None) -> list[NumberComparison]:
+def compare_numbers(
+    where: str, recorded: dict[str, Any], actual: dict[str, Any], tolerance: float, keys: Iterable[str] | None = None
+) -> list[NumberComparison]:
     """Compare every numeric key of ``recorded`` (or ``keys``) with ``actual``."""
     out = []
     for k in sorted(keys if keys is not None else recorded):
         r, a = recorded.get(k), actual.get(k)
         if not isinstance(r, (int, float)) and r is not None:
             continue
-        out.append(NumberComparison(where, k, None if r is None else float(r), None if a is None else float(a), tolerance))
+        out.append(
+            NumberComparison(where, k, None if r is None else float(r), None if a is None else float(a), tolerance)
+        )
     return out
 
 
@@ -99,12 +102,21 @@ class AuditReport:
     @property
     def problems(self) -> list[str]:
         """One line per failed check or mismatching number, naming the artifact."""
-        out = [f"{c.name}: {c.artifact} (expected {c.expected}, found {c.actual}){' - ' + c.detail if c.detail else ''}"
-               for c in self.checks if c.failed]
-        out += [f"{n.where}: {n.key} recorded {_fmt(n.recorded)}, recomputed {_fmt(n.actual)}"
-                for n in self.numbers if n.status == FAIL]
-        out += [f"rerun {n.where}: {n.key} recorded {_fmt(n.recorded)}, retrained {_fmt(n.actual)} ({n.verdict})"
-                for n in self.rerun if n.status == FAIL]
+        out = [
+            f"{c.name}: {c.artifact} (expected {c.expected}, found {c.actual}){' - ' + c.detail if c.detail else ''}"
+            for c in self.checks
+            if c.failed
+        ]
+        out += [
+            f"{n.where}: {n.key} recorded {_fmt(n.recorded)}, recomputed {_fmt(n.actual)}"
+            for n in self.numbers
+            if n.status == FAIL
+        ]
+        out += [
+            f"rerun {n.where}: {n.key} recorded {_fmt(n.recorded)}, retrained {_fmt(n.actual)} ({n.verdict})"
+            for n in self.rerun
+            if n.status == FAIL
+        ]
         return out
 
     @property
@@ -117,9 +129,15 @@ class AuditReport:
         lines += [verdict, ""]
         if self.problems:
             lines += ["## Problems", ""] + [f"- {p}" for p in self.problems] + [""]
-        lines += ["## Artifact checks", "", "| status | check | artifact | expected | found | detail |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {c.status} | {c.name} | `{c.artifact}` | {c.expected} | {c.actual} | {c.detail} |" for c in self.checks]
+        lines += [
+            "## Artifact checks",
+            "",
+            "| status | check | artifact | expected | found | detail |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {c.status} | {c.name} | `{c.artifact}` | {c.expected} | {c.actual} | {c.detail} |" for c in self.checks
+        ]
         lines += ["", "## Metrics recomputed from the stored predictions", ""]
         lines += _number_table(self.numbers, "recomputed")
         if self.rerun:
@@ -128,12 +146,19 @@ class AuditReport:
         lines += ["", "## Environment", ""]
         if self.env_diffs:
             lines += ["| key | recorded | now | can change numbers |", "| --- | --- | --- | --- |"]
-            lines += [f"| {d.key} | {d.recorded} | {d.current} | {'yes' if d.numeric else 'no'} |" for d in self.env_diffs]
+            lines += [
+                f"| {d.key} | {d.recorded} | {d.current} | {'yes' if d.numeric else 'no'} |" for d in self.env_diffs
+            ]
         else:
             lines.append("Same as recorded (versions, device).")
         if self.environment:
-            lines += ["", "Audited on: " + ", ".join(f"{k}={self.environment.get(k)}"
-                                                      for k in ("torch", "numpy", "cuda", "device", "device_name"))]
+            lines += [
+                "",
+                "Audited on: "
+                + ", ".join(
+                    f"{k}={self.environment.get(k)}" for k in ("torch", "numpy", "cuda", "device", "device_name")
+                ),
+            ]
         return "\n".join(lines) + "\n"
 
 

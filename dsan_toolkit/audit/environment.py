@@ -13,8 +13,20 @@ from typing import Any
 
 # Keys whose change can change a number; everything else is informational.
 NUMERIC_KEYS: tuple[str, ...] = (
-    "dsan_toolkit", "torch", "numpy", "zarr", "open_clip", "safetensors", "sklearn", "cuda",
-    "cudnn", "device", "device_name", "python", "deterministic", "world_size",
+    "dsan_toolkit",
+    "torch",
+    "numpy",
+    "zarr",
+    "open_clip",
+    "safetensors",
+    "sklearn",
+    "cuda",
+    "cudnn",
+    "device",
+    "device_name",
+    "python",
+    "deterministic",
+    "world_size",
 )
 INFO_KEYS: tuple[str, ...] = ("hostname", "platform", "started", "git_commit", "torch_threads", "backend")
 

@@ -54,7 +54,9 @@ def split_predictions(p: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarra
     return out
 
 
-def recompute_metrics(manifest: Any, preds: dict[str, np.ndarray], *, options: dict[str, Any] | None = None) -> dict[str, float]:
+def recompute_metrics(
+    manifest: Any, preds: dict[str, np.ndarray], *, options: dict[str, Any] | None = None
+) -> dict[str, float]:
     """Every metric of ``eval/<label>/metrics.json`` from the stored arrays and the manifest."""
     from ..eval import evaluate_predictions
 
@@ -132,14 +134,30 @@ def audit_run(
     recorded_hash = str(cj.get("hash", ""))
     cfg = cj.get("config", {})
     actual_hash = _run_config_hash(cfg)
-    rep.add("config hash", name("config.json"), actual_hash == recorded_hash, recorded_hash, actual_hash,
-            "" if actual_hash == recorded_hash else "the config was edited after the run")
+    rep.add(
+        "config hash",
+        name("config.json"),
+        actual_hash == recorded_hash,
+        recorded_hash,
+        actual_hash,
+        "" if actual_hash == recorded_hash else "the config was edited after the run",
+    )
     if expected.get("config_hash"):
-        rep.add("config hash (bench record)", name("config.json"), actual_hash == expected["config_hash"],
-                expected["config_hash"], actual_hash)
+        rep.add(
+            "config hash (bench record)",
+            name("config.json"),
+            actual_hash == expected["config_hash"],
+            expected["config_hash"],
+            actual_hash,
+        )
     metrics_json = read_json(run / "metrics.json")
-    rep.add("config hash in metrics.json", name("metrics.json"), metrics_json.get("config_hash") == recorded_hash,
-            recorded_hash, metrics_json.get("config_hash"))
+    rep.add(
+        "config hash in metrics.json",
+        name("metrics.json"),
+        metrics_json.get("config_hash") == recorded_hash,
+        recorded_hash,
+        metrics_json.get("config_hash"),
+    )
 
     # -- feature store and manifest ----------------------------------------------------------------
     fs, store_path = _audit_store(rep, cfg, store, run, expected, say)
@@ -174,11 +192,22 @@ def audit_run(
         if ck_file.is_file():
             got = sha256_file(ck_file)
             want = expected.get(keys.checkpoint_sha256(label)) or ck.get("sha256")
-            rep.add("checkpoint sha256", name(f"checkpoints/{ck_file.name}"), got == want, want, got,
-                    "" if got == want else "the weights changed after evaluation")
+            rep.add(
+                "checkpoint sha256",
+                name(f"checkpoints/{ck_file.name}"),
+                got == want,
+                want,
+                got,
+                "" if got == want else "the weights changed after evaluation",
+            )
             meta = _safetensors_meta(ck_file)
-            rep.add("checkpoint config hash", name(f"checkpoints/{ck_file.name}"),
-                    meta.get("config_hash") == recorded_hash, recorded_hash, meta.get("config_hash"))
+            rep.add(
+                "checkpoint config hash",
+                name(f"checkpoints/{ck_file.name}"),
+                meta.get("config_hash") == recorded_hash,
+                recorded_hash,
+                meta.get("config_hash"),
+            )
         else:
             rep.add("checkpoint", name(f"checkpoints/{ck_file.name}"), False, "present", "missing")
         for key in ("config_hash", "store_hash", "manifest_hash"):
@@ -190,11 +219,19 @@ def audit_run(
             rep.add("predictions", name(f"eval/{label}/predictions.npz"), False, "present", "missing")
             continue
         got_p = sha256_file(pred_path)
-        for what, want_p in (("eval record", em.get(keys.PREDICTIONS_SHA256)),
-                             ("bench record", expected.get(keys.predictions_sha256(label)))):
+        for what, want_p in (
+            ("eval record", em.get(keys.PREDICTIONS_SHA256)),
+            ("bench record", expected.get(keys.predictions_sha256(label))),
+        ):
             if want_p:
-                rep.add(f"predictions sha256 ({what})", name(f"eval/{label}/predictions.npz"), got_p == want_p, want_p,
-                        got_p, "" if got_p == want_p else "the predictions changed after evaluation")
+                rep.add(
+                    f"predictions sha256 ({what})",
+                    name(f"eval/{label}/predictions.npz"),
+                    got_p == want_p,
+                    want_p,
+                    got_p,
+                    "" if got_p == want_p else "the predictions changed after evaluation",
+                )
         if manifest is None:
             rep.skip("metrics recomputed", name(f"eval/{label}"), "no manifest (feature store unreadable)")
             continue
@@ -202,18 +239,32 @@ def audit_run(
         try:
             recomputed = recompute_metrics(manifest, read_predictions(pred_path))
         except Exception as exc:  # noqa: BLE001 - a corrupt array is an audit failure, not a crash
-            rep.add("predictions readable", name(f"eval/{label}/predictions.npz"), False, "valid arrays", "invalid",
-                    str(exc)[:200])
+            rep.add(
+                "predictions readable",
+                name(f"eval/{label}/predictions.npz"),
+                False,
+                "valid arrays",
+                "invalid",
+                str(exc)[:200],
+            )
             continue
         flat = _flat_numbers(recomputed)
         for key, val in (em.get("metrics") or {}).items():  # protocol labels (mAP normal-class mode, config hash)
             if isinstance(val, str) and isinstance(recomputed.get(key), str):
-                rep.add(f"metric protocol {key}", name(f"eval/{label}/metrics.json"), val == recomputed[key], val,
-                        recomputed[key], "" if val == recomputed[key] else "evaluated with another protocol")
-        rep.numbers += compare_numbers(name(f"eval/{label}/metrics.json"), _flat_numbers(em.get("metrics", {})), flat,
-                                       RECOMPUTE_TOLERANCE)
-        rep.numbers += compare_numbers(name(f"metrics.json[{label}]"), _flat_numbers(_result_metrics(results[label])),
-                                       flat, RECOMPUTE_TOLERANCE)
+                rep.add(
+                    f"metric protocol {key}",
+                    name(f"eval/{label}/metrics.json"),
+                    val == recomputed[key],
+                    val,
+                    recomputed[key],
+                    "" if val == recomputed[key] else "evaluated with another protocol",
+                )
+        rep.numbers += compare_numbers(
+            name(f"eval/{label}/metrics.json"), _flat_numbers(em.get("metrics", {})), flat, RECOMPUTE_TOLERANCE
+        )
+        rep.numbers += compare_numbers(
+            name(f"metrics.json[{label}]"), _flat_numbers(_result_metrics(results[label])), flat, RECOMPUTE_TOLERANCE
+        )
 
     # -- environment -------------------------------------------------------------------------
     env_now = _capture(device)
@@ -229,8 +280,14 @@ def audit_run(
     return rep
 
 
-def _audit_store(rep: AuditReport, cfg: dict[str, Any], explicit: str | Path | None, run: Path,
-                 expected: dict[str, str], say: Callable[[str], None]) -> tuple[Any, str]:
+def _audit_store(
+    rep: AuditReport,
+    cfg: dict[str, Any],
+    explicit: str | Path | None,
+    run: Path,
+    expected: dict[str, str],
+    say: Callable[[str], None],
+) -> tuple[Any, str]:
     """The run's store by the one resolution rule (explicit ``--features``, else the recorded
     path; :mod:`dsan_toolkit.train.store_identity`), its content hash checked as a named check
     (an audit reports a different store as a failure, explicit or not)."""
@@ -247,24 +304,40 @@ def _audit_store(rep: AuditReport, cfg: dict[str, Any], explicit: str | Path | N
     sh = fs.content_hash()
     want = expected.get("store_hash") or cfg.get("store_hash")
     given = " (given with --features)" if is_explicit else ""
-    rep.add("feature store content hash", f"{path}{given}", sh == want, want, sh,
-            "" if sh == want else "not the store the run was trained on, or a feature array changed since")
+    rep.add(
+        "feature store content hash",
+        f"{path}{given}",
+        sh == want,
+        want,
+        sh,
+        "" if sh == want else "not the store the run was trained on, or a feature array changed since",
+    )
     return fs, str(path)
 
 
-def _check_artifacts(rep: AuditReport, run: Path, metrics_json: dict[str, Any], expected: dict[str, str],
-                     name: Callable[[str], str]) -> None:
+def _check_artifacts(
+    rep: AuditReport, run: Path, metrics_json: dict[str, Any], expected: dict[str, str], name: Callable[[str], str]
+) -> None:
     """Every file the run hashed when it finished (``metrics.json["artifacts"]``), and the
     ``metrics.json`` itself against a bench's record of it."""
     want_root = expected.get(keys.METRICS_SHA256)
     if want_root:
         got = sha256_file(run / "metrics.json")
-        rep.add("metrics.json sha256 (bench record)", name("metrics.json"), got == want_root, want_root, got,
-                "" if got == want_root else "the run's summary changed after the bench recorded it")
+        rep.add(
+            "metrics.json sha256 (bench record)",
+            name("metrics.json"),
+            got == want_root,
+            want_root,
+            got,
+            "" if got == want_root else "the run's summary changed after the bench recorded it",
+        )
     artifacts = metrics_json.get(keys.ARTIFACTS)
     if not isinstance(artifacts, dict):
-        rep.warn("artifact hashes", name("metrics.json"),
-                 "the run records no artifact hashes (made by an older version): predictions are not verified by hash")
+        rep.warn(
+            "artifact hashes",
+            name("metrics.json"),
+            "the run records no artifact hashes (made by an older version): predictions are not verified by hash",
+        )
         return
     for rel, want in sorted(artifacts.items()):
         f = run / rel
@@ -272,7 +345,14 @@ def _check_artifacts(rep: AuditReport, run: Path, metrics_json: dict[str, Any], 
             rep.add("artifact sha256", name(rel), False, want, "missing")
             continue
         got = sha256_file(f)
-        rep.add("artifact sha256", name(rel), got == want, want, got, "" if got == want else "changed since the run finished")
+        rep.add(
+            "artifact sha256",
+            name(rel),
+            got == want,
+            want,
+            got,
+            "" if got == want else "changed since the run finished",
+        )
 
 
 def _run_config_hash(cfg: dict[str, Any]) -> str:
@@ -305,15 +385,23 @@ def _check_lock(rep: AuditReport, lock: Path, want_sha: str | None, manifest: An
         return
     got = sha256_file(lock)
     if want_sha:
-        rep.add("lock file sha256", str(lock), got == want_sha, want_sha, got, "" if got == want_sha else "the lock file changed")
+        rep.add(
+            "lock file sha256",
+            str(lock),
+            got == want_sha,
+            want_sha,
+            got,
+            "" if got == want_sha else "the lock file changed",
+        )
     data = read_json(lock)
     mh = data.get("manifest_hash") or data.get("manifest_content_hash")
     if manifest is not None and mh:
         rep.add("lock file manifest hash", str(lock), mh == manifest.content_hash(), manifest.content_hash(), mh)
 
 
-def rerun_and_compare(run: Path, cfg: dict[str, Any], results: dict[str, Any], *, tolerance: float, device: str,
-                      prefix: str = "") -> list:
+def rerun_and_compare(
+    run: Path, cfg: dict[str, Any], results: dict[str, Any], *, tolerance: float, device: str, prefix: str = ""
+) -> list:
     """Train again from the recorded config (same seed) into a temporary run directory and
     compare every metric of every selection label."""
     from ..train.checkpoint import run_config_from_json
@@ -325,7 +413,10 @@ def rerun_and_compare(run: Path, cfg: dict[str, Any], results: dict[str, Any], *
         new = read_json(out / "metrics.json").get("results", {})
     comps = []
     for label, entry in results.items():
-        comps += compare_numbers(f"{prefix}{label}", _flat_numbers(_result_metrics(entry)),
-                                 _flat_numbers(_result_metrics(new.get(label, {}))), tolerance)
+        comps += compare_numbers(
+            f"{prefix}{label}",
+            _flat_numbers(_result_metrics(entry)),
+            _flat_numbers(_result_metrics(new.get(label, {}))),
+            tolerance,
+        )
     return comps
-

@@ -43,8 +43,19 @@ class PublishedRow:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PublishedRow:
-        known = {"method", "name", "dataset", "source", "table", "backbone", "features", "selection",
-                 "metrics", "confirmed", "remarks"}
+        known = {
+            "method",
+            "name",
+            "dataset",
+            "source",
+            "table",
+            "backbone",
+            "features",
+            "selection",
+            "metrics",
+            "confirmed",
+            "remarks",
+        }
         return cls(
             method=str(d["method"]),
             name=str(d.get("name", d["method"])),

@@ -183,8 +183,15 @@ def figure_confusion(pred: PredictionSet) -> bytes | None:
     for i in range(C):
         for j in range(C):
             if mat[i, j]:
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set(xlabel="predicted (arg-max class prob.)", ylabel="true (snippet)", title=f"{pred.method}: snippet classes")
     fig.tight_layout()
     return _png(fig)
@@ -195,6 +202,7 @@ def markdown_table(df: pd.DataFrame) -> str:
     """GitHub-flavoured markdown table (no extra dependency)."""
     if df.empty:
         return "_(no rows)_\n"
+
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -230,8 +238,10 @@ def html_table(df: pd.DataFrame) -> str:
         return "<p>(no rows)</p>"
     kinds = [_column_kind(df[c]) for c in df.columns]
     head = "".join(f"<th class='{k}'>{html.escape(str(c))}</th>" for c, k in zip(df.columns, kinds))
-    body = "".join("<tr>" + "".join(f"<td class='{k}'>{html.escape(str(v))}</td>" for v, k in zip(row, kinds))
-                   + "</tr>" for row in df.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td class='{k}'>{html.escape(str(v))}</td>" for v, k in zip(row, kinds)) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
@@ -279,8 +289,10 @@ def render_json(rep: BenchReport) -> str:
         "tables": records(rep.tables),
         "details": records(rep.details),
         "runs": [] if rep.rows is None else json.loads(rep.rows.to_json(orient="records")),
-        "units": {"tables": "percent" if TABLE_UNIT == "%" else TABLE_UNIT,
-                  "runs": {k: m.stored_unit for k, m in METRICS.items()}},
+        "units": {
+            "tables": "percent" if TABLE_UNIT == "%" else TABLE_UNIT,
+            "runs": {k: m.stored_unit for k, m in METRICS.items()},
+        },
         "footnotes": rep.footnotes,
     }
     return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
@@ -311,8 +323,10 @@ def confusion_cell_px(n_classes: int) -> int:
 
 def _figure(cap: str, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return (f"<figure><img alt='{html.escape(cap)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+    return (
+        f"<figure><img alt='{html.escape(cap)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+    )
 
 
 def render_html(rep: BenchReport) -> str:
@@ -346,15 +360,25 @@ def render_html(rep: BenchReport) -> str:
         if cells:
             cell = confusion_cell_px(max(len(p.classes) for p in preds))
             body.append("<h3>Fine-grained confusion (test snippets, rows normalised)</h3>")
-            body.append(f"<div class='grid' style='grid-template-columns:repeat(auto-fill,minmax({cell}px,1fr))'>"
-                        + "".join(cells) + "</div>")
+            body.append(
+                f"<div class='grid' style='grid-template-columns:repeat(auto-fill,minmax({cell}px,1fr))'>"
+                + "".join(cells)
+                + "</div>"
+            )
         without = [p.method for p in preds if not p.class_branch]
         if without:
-            body.append(f"<p class='aside'>No confusion for {html.escape(', '.join(without))}: no class branch "
-                        "(its class scores only spread the anomaly score evenly over the classes).</p>")
-    return ("<!doctype html><html><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width,initial-scale=1'><title>" + html.escape(rep.title)
-            + f"</title><style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+            body.append(
+                f"<p class='aside'>No confusion for {html.escape(', '.join(without))}: no class branch "
+                "(its class scores only spread the anomaly score evenly over the classes).</p>"
+            )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'><title>"
+        + html.escape(rep.title)
+        + f"</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
 
 
 RENDERERS = {"md": render_markdown, "html": render_html, "csv": render_csv, "json": render_json}
@@ -367,5 +391,3 @@ def render(rep: BenchReport, fmt: str) -> str:
         return RENDERERS[fmt](rep)
     except KeyError:
         raise InputError(f"unknown report format {fmt!r}; choose one of {', '.join(REPORT_FORMATS)}") from None
-
-

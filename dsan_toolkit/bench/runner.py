@@ -127,11 +127,22 @@ def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], Non
         if ev.kind == DONE and ev.text:
             progress(f"    {ev.text}")
 
-    res = train(on_event=forward, opts=TrainOptions(
-        method=job.method, features=Path(job.features), out=run_dir, preset=job.preset, seed=job.seed,
-        epochs=job.epochs, device=job.device, select=job.select if _trainable(job.method) else "last",
-        overrides=dict(job.overrides), progress=True, clip_weights=Path(job.clip_weights) if job.clip_weights else None,
-    ))
+    res = train(
+        on_event=forward,
+        opts=TrainOptions(
+            method=job.method,
+            features=Path(job.features),
+            out=run_dir,
+            preset=job.preset,
+            seed=job.seed,
+            epochs=job.epochs,
+            device=job.device,
+            select=job.select if _trainable(job.method) else "last",
+            overrides=dict(job.overrides),
+            progress=True,
+            clip_weights=Path(job.clip_weights) if job.clip_weights else None,
+        ),
+    )
     if not res.finished:
         raise InputError(f"training of {run_dir} stopped before the end; run the bench again to resume")
 
@@ -186,10 +197,22 @@ def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob
             variants = ablation_overrides(method) if cfg.ablation else [("all", ())]
             for seed in cfg.seeds:
                 for abl, ov in variants:
-                    jobs.append(BenchJob(method=method, dataset=dataset, features=cfg.features[dataset], preset=preset,
-                                         seed=seed, select=cfg.select, epochs=cfg.epochs, ablation=abl, overrides=ov,
-                                         device=cfg.device, store_hash=store_hashes[dataset],
-                                         clip_weights=cfg.clip_weights))
+                    jobs.append(
+                        BenchJob(
+                            method=method,
+                            dataset=dataset,
+                            features=cfg.features[dataset],
+                            preset=preset,
+                            seed=seed,
+                            select=cfg.select,
+                            epochs=cfg.epochs,
+                            ablation=abl,
+                            overrides=ov,
+                            device=cfg.device,
+                            store_hash=store_hashes[dataset],
+                            clip_weights=cfg.clip_weights,
+                        )
+                    )
     return jobs
 
 
@@ -200,7 +223,9 @@ def store_features_tag(fs: FeatureStoreLike) -> tuple[str, str, bool, bool]:
     producer = str(attrs.get("producer", ""))
     backbone = attrs.get("backbone") or {}
     model = str(backbone.get("model", "?")) if isinstance(backbone, dict) else str(backbone)
-    random_w = bool(attrs.get("random_weights", backbone.get("random_weights", False) if isinstance(backbone, dict) else False))
+    random_w = bool(
+        attrs.get("random_weights", backbone.get("random_weights", False) if isinstance(backbone, dict) else False)
+    )
     synthetic = "synth" in producer or fs.manifest.name == "synth"
     if "vadclip" in producer or "import" in producer:
         tag = REFERENCE_FEATURES
@@ -220,20 +245,37 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: FeatureStoreLike) -> ResultRo
     metrics = table_metrics(entry.get(keys.METRICS, {}) if isinstance(entry, dict) else {})
     tag, model, random_w, synthetic = store_features_tag(fs)
     c = cfg.get("config", {})
-    text_random = bool((c.get("text_encoder") or {}).get("random_weights", False)) or bool(
-        met.get("random_text_encoder", False)) or bool((c.get("backbone") or {}).get("random_weights", False))
+    text_random = (
+        bool((c.get("text_encoder") or {}).get("random_weights", False))
+        or bool(met.get("random_text_encoder", False))
+        or bool((c.get("backbone") or {}).get("random_weights", False))
+    )
     params = met.get("params", {}) or {}
-    comps = {name: dict(job.overrides).get(fld, True) for name, fld in ABLATION_COMPONENTS.get(job.method, {}).items()} \
-        if job.ablation != "all" or job.overrides else {}
+    comps = (
+        {name: dict(job.overrides).get(fld, True) for name, fld in ABLATION_COMPONENTS.get(job.method, {}).items()}
+        if job.ablation != "all" or job.overrides
+        else {}
+    )
     class_branch = _has_class_branch(job.method)  # without one, evaluation computed no fine-grained metric
     return ResultRow(
-        method=job.method, dataset=job.dataset, seed=job.seed, preset=job.preset,
+        method=job.method,
+        dataset=job.dataset,
+        seed=job.seed,
+        preset=job.preset,
         selection=label if _trainable(job.method) else "none",
-        config_hash=str(cfg.get("hash", "")), features=tag, backbone=model,
-        random_backbone=random_w or text_random, synthetic=synthetic,
-        metrics=metrics, ablation=job.ablation, components=comps,
-        train_time_s=met.get("train_seconds"), params_trainable=params.get("trainable"),
-        params_total=params.get("total"), run_dir=str(run_dir), official_preset=job.preset in ("ucf", "xd"),
+        config_hash=str(cfg.get("hash", "")),
+        features=tag,
+        backbone=model,
+        random_backbone=random_w or text_random,
+        synthetic=synthetic,
+        metrics=metrics,
+        ablation=job.ablation,
+        components=comps,
+        train_time_s=met.get("train_seconds"),
+        params_trainable=params.get("trainable"),
+        params_total=params.get("total"),
+        run_dir=str(run_dir),
+        official_preset=job.preset in ("ucf", "xd"),
         class_branch=class_branch,
     )
 
@@ -264,23 +306,30 @@ def predictions_of(run_dir: Path, manifest: Any, method: str, dataset: str) -> P
     for i, vid in enumerate(p["video_ids"].tolist()):
         sl = slice(int(off[i]), int(off[i + 1]))
         rec = manifest.video(str(vid))
-        videos.append(VideoPrediction(
-            video_id=str(vid), scores=p["scores"][sl],
-            segments=tuple((s.start, s.end, s.label) for s in rec.segments),
-            class_probs=p["class_probs"][sl] if "class_probs" in p else None,
-            label=rec.labels[0] if rec.labels else "",
-        ))
-    return PredictionSet(method, dataset, classes, videos, snippet_len=manifest.info.snippet_len,
-                         class_branch=_has_class_branch(method))
+        videos.append(
+            VideoPrediction(
+                video_id=str(vid),
+                scores=p["scores"][sl],
+                segments=tuple((s.start, s.end, s.label) for s in rec.segments),
+                class_probs=p["class_probs"][sl] if "class_probs" in p else None,
+                label=rec.labels[0] if rec.labels else "",
+            )
+        )
+    return PredictionSet(
+        method, dataset, classes, videos, snippet_len=manifest.info.snippet_len, class_branch=_has_class_branch(method)
+    )
 
 
 def artifact_hashes(run_dir: Path) -> dict[str, str]:
     """Hashes of a finished run's artifacts, recorded in ``bench.json`` for the audit."""
     cfg = json.loads((run_dir / "config.json").read_text())
     met = json.loads((run_dir / "metrics.json").read_text())
-    out = {"config_hash": str(cfg.get("hash", "")), "store_hash": str(cfg.get("config", {}).get("store_hash", "")),
-           "manifest_hash": str(cfg.get("config", {}).get("manifest_hash", "")),
-           keys.METRICS_SHA256: sha256_file(run_dir / "metrics.json")}
+    out = {
+        "config_hash": str(cfg.get("hash", "")),
+        "store_hash": str(cfg.get("config", {}).get("store_hash", "")),
+        "manifest_hash": str(cfg.get("config", {}).get("manifest_hash", "")),
+        keys.METRICS_SHA256: sha256_file(run_dir / "metrics.json"),
+    }
     for label in met.get("results", {}):
         ev = run_dir / "eval" / label
         if (ev / "predictions.npz").is_file():
@@ -338,8 +387,9 @@ def run_bench(
         stores[ds], hashes[ds] = info["store"], info["hash"]
         held = stores[ds].manifest.name
         if ds in ("ucf", "xd") and held != ds:  # the key decides which published row is compared
-            raise InputError(f"--features {ds}=...: that store holds dataset {held!r}, not {ds!r}; "
-                             f"name it --features {held}=STORE")
+            raise InputError(
+                f"--features {ds}=...: that store holds dataset {held!r}, not {ds!r}; name it --features {held}=STORE"
+            )
     jobs = expand_jobs(cfg, hashes)
     output_folder(out)
     record = _load_record(out)
@@ -363,8 +413,12 @@ def run_bench(
             train(job, run_dir, say)
             trained += 1
             say(f"{tag}: done in {time.perf_counter() - t0:.1f} s")
-        entry = {"job": to_dict(job), "key": job.key, "run_dir": str(run_dir.relative_to(out)),
-                 "hashes": artifact_hashes(run_dir)}
+        entry = {
+            "job": to_dict(job),
+            "key": job.key,
+            "run_dir": str(run_dir.relative_to(out)),
+            "hashes": artifact_hashes(run_dir),
+        }
         if job.dataset in cfg.lock:
             entry["lock_path"] = str(Path(cfg.lock[job.dataset]).resolve())
             entry["lock_sha256"] = lock_hashes.get(job.dataset, "")
@@ -387,8 +441,11 @@ def check_reused_run(run_dir: Path, job: BenchJob) -> None:
         want["select"] = job.select
     diff = [f"{k} {rec.get(k)!r} (this bench: {v!r})" for k, v in want.items() if rec.get(k) != v]
     if diff:
-        raise InputError(f"{run_dir} is a finished run of another job: " + "; ".join(diff)
-                         + ". Move it away (or use another bench directory) to train this job.")
+        raise InputError(
+            f"{run_dir} is a finished run of another job: "
+            + "; ".join(diff)
+            + ". Move it away (or use another bench directory) to train this job."
+        )
 
 
 def _check_config(cfg: BenchConfig) -> None:
@@ -408,25 +465,34 @@ def _check_config(cfg: BenchConfig) -> None:
             raise InputError(f"unknown method {m!r}; methods: {', '.join(list_methods())}")
 
 
-def build_report(rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, Any], *, figures: bool = True,
-                 base: Path = Path(".")) -> BenchReport:
+def build_report(
+    rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, Any], *, figures: bool = True, base: Path = Path(".")
+) -> BenchReport:
     agg = aggregate(rows)
     tables, details = [], []
     for ds in cfg.datasets:
         if cfg.ablation:
-            tables.append((f"{ds}: {cfg.ablation} ablation ({TABLE_UNIT}, each component off in turn, all on last)",
-                           format_ablation_table(agg, ds, cfg.ablation)))
+            tables.append(
+                (
+                    f"{ds}: {cfg.ablation} ablation ({TABLE_UNIT}, each component off in turn, all on last)",
+                    format_ablation_table(agg, ds, cfg.ablation),
+                )
+            )
             continue
         full = format_dataset_table(agg, ds)
         tables.append((f"{ds}: results ({TABLE_UNIT}, mean ± std over seeds)", headline_table(full)))
-        titles = {"metrics": f"{ds}: further metrics ({TABLE_UNIT}, mean ± std over seeds)",
-                  "runs": f"{ds}: runs and protocol"}
+        titles = {
+            "metrics": f"{ds}: further metrics ({TABLE_UNIT}, mean ± std over seeds)",
+            "runs": f"{ds}: runs and protocol",
+        }
         details += [(titles[kind], df) for kind, df in details_tables(full)]
     notes = []
     if any(r.synthetic or r.random_backbone for r in rows):
         notes.append(SYNTHETIC_NOTE)
-    notes.append(f"Model selection: '{cfg.select}' (the official code selects the best checkpoint on the test set; "
-                 "'last' is the honest rule and every row names its rule).")
+    notes.append(
+        f"Model selection: '{cfg.select}' (the official code selects the best checkpoint on the test set; "
+        "'last' is the honest rule and every row names its rule)."
+    )
     foot = footnotes_for(df for _, df in tables + details)
     preds: dict[str, list[PredictionSet]] = {}
     if figures:
@@ -437,8 +503,15 @@ def build_report(rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, 
                     first[r.method] = r
             sets = [predictions_of(base / r.run_dir, stores[ds].manifest, r.method, ds) for r in first.values()]
             preds[ds] = [s for s in sets if s is not None]
-    return BenchReport(title="dsan bench", tables=tables, notes=notes, rows=rows_frame(rows), predictions=preds,
-                       footnotes=foot, details=details)
+    return BenchReport(
+        title="dsan bench",
+        tables=tables,
+        notes=notes,
+        rows=rows_frame(rows),
+        predictions=preds,
+        footnotes=foot,
+        details=details,
+    )
 
 
 def write_reports(result: BenchResult, formats: Sequence[str]) -> dict[str, Path]:
@@ -447,6 +520,13 @@ def write_reports(result: BenchResult, formats: Sequence[str]) -> dict[str, Path
 
 
 __all__ = [
-    "BenchConfig", "BenchJob", "BenchResult", "ablation_overrides", "build_report",
-    "expand_jobs", "row_from_run", "run_bench", "write_reports",
+    "BenchConfig",
+    "BenchJob",
+    "BenchResult",
+    "ablation_overrides",
+    "build_report",
+    "expand_jobs",
+    "row_from_run",
+    "run_bench",
+    "write_reports",
 ]

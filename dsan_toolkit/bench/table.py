@@ -55,11 +55,15 @@ METRICS: dict[str, MetricSpec] = {
     )
 }
 
+
 def table_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The numbers of an evaluation's ``metrics`` dict that the tables show (keys of
     :data:`METRICS`, spelled as :mod:`dsan_toolkit.keys`); labels and undefined (None) metrics left out."""
-    return {k: float(v) for k, v in metrics.items()
-            if k in METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k in METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 # Every formatted table shows metrics in this unit (titles say so; raw rows keep MetricSpec units).
@@ -70,12 +74,11 @@ HEADLINE_METRICS: tuple[str, ...] = (keys.AUC, keys.AP, keys.MAP_MEAN)
 
 # What a mark in a table cell (or header) means; a report prints only the marks its tables use.
 FOOTNOTES: dict[str, str] = {
-    "†": "† published value not confirmed against a public copy of the paper "
-         "(see dsan_toolkit/bench/published.json).",
+    "†": "† published value not confirmed against a public copy of the paper (see dsan_toolkit/bench/published.json).",
     "Δ": "Δ: our mean minus the paper's value, shown only where the protocol and features match.",
     "n/c": "n/c: not comparable with the paper's value (the protocol column says why).",
     "n/a": "n/a: the method has no class branch (its class scores only spread the anomaly score "
-           "evenly over the classes), so it has no fine-grained detection mAP.",
+    "evenly over the classes), so it has no fine-grained detection mAP.",
 }
 
 # The headline metric of each dataset in the papers' comparison tables.
@@ -83,8 +86,15 @@ MAIN_METRIC: dict[str, str] = {"ucf": keys.AUC, "xd": keys.AP}
 
 # Fields that identify a configuration (everything but the seed and the outcomes).
 GROUP_KEYS: tuple[str, ...] = (
-    "dataset", "method", "preset", "selection", "ablation", "features", "backbone",
-    "random_backbone", "synthetic",
+    "dataset",
+    "method",
+    "preset",
+    "selection",
+    "ablation",
+    "features",
+    "backbone",
+    "random_backbone",
+    "synthetic",
 )
 
 
@@ -172,10 +182,14 @@ def aggregate(rows: Iterable[ResultRow | dict[str, Any]]) -> pd.DataFrame:
     out["n_seeds"] = extra["seed"].nunique()
     for col in ("train_time_s", "params_trainable", "params_total", "official_preset"):
         if col in df:
-            out[col] = extra[col].agg(lambda s: s.dropna().iloc[0] if s.notna().any() else np.nan) \
-                if col == "official_preset" else extra[col].mean()
-    out["class_branch"] = extra["class_branch"].agg(lambda s: bool(s.fillna(True).astype(bool).all())) \
-        if "class_branch" in df else True
+            out[col] = (
+                extra[col].agg(lambda s: s.dropna().iloc[0] if s.notna().any() else np.nan)
+                if col == "official_preset"
+                else extra[col].mean()
+            )
+    out["class_branch"] = (
+        extra["class_branch"].agg(lambda s: bool(s.fillna(True).astype(bool).all())) if "class_branch" in df else True
+    )
     for c in comp_cols:
         out[c] = extra[c].first()
     out["config_hashes"] = extra["config_hash"].agg(lambda s: ",".join(sorted({str(x)[:12] for x in s})))
@@ -295,7 +309,7 @@ def headline_table(full: pd.DataFrame) -> pd.DataFrame:
     paper = [c for c in full.columns if c.startswith("paper ")]
     if any((full[c] != "–").any() for c in paper):
         for c in paper:
-            label = c[len("paper "):]
+            label = c[len("paper ") :]
             cols += [c] + ([f"Δ {label}"] if f"Δ {label}" in full.columns else [])
     return full[cols].reset_index(drop=True)
 
@@ -309,7 +323,9 @@ def details_tables(full: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     ids = _id_columns(full)
     headline = {METRICS[m].label for m in HEADLINE_METRICS}
     metric_cols = [s.label for s in METRICS.values() if s.label in full.columns and s.label not in headline]
-    run_cols = [c for c in ("selection", "seeds", "train s", "params", "config hashes", "protocol") if c in full.columns]
+    run_cols = [
+        c for c in ("selection", "seeds", "train s", "params", "config hashes", "protocol") if c in full.columns
+    ]
     out = []
     if metric_cols:
         out.append(("metrics", full[ids + metric_cols].reset_index(drop=True)))
@@ -326,8 +342,11 @@ def footnotes_for(tables: Iterable[pd.DataFrame], notes: dict[str, str] | None =
     for df in tables:
         cells.update(str(c) for c in df.columns)
         cells.update(str(v) for v in df.to_numpy().ravel())
-    return [note for mark, note in notes.items()
-            if any(c == mark or c.endswith(mark) or c.startswith(mark + " ") for c in cells)]
+    return [
+        note
+        for mark, note in notes.items()
+        if any(c == mark or c.endswith(mark) or c.startswith(mark + " ") for c in cells)
+    ]
 
 
 def format_ablation_table(agg: pd.DataFrame, dataset: str, method: str = "dsanet") -> pd.DataFrame:
@@ -365,8 +384,13 @@ def published_table(dataset: str | None = None) -> Any:
     for r in load_published():
         if dataset and r.dataset != dataset:
             continue
-        rec: dict[str, Any] = {"method": r.name, "dataset": r.dataset, "backbone": r.backbone,
-                               "features": r.features, "selection": r.selection}
+        rec: dict[str, Any] = {
+            "method": r.name,
+            "dataset": r.dataset,
+            "backbone": r.backbone,
+            "features": r.features,
+            "selection": r.selection,
+        }
         for k in METRICS:
             if k in r.metrics:
                 rec[METRICS[k].label] = f"{r.metrics[k]:.2f}" + ("" if r.is_confirmed(k) else "†")

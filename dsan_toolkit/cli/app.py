@@ -28,7 +28,21 @@ from .commands import (
     verify,
 )
 
-COMMAND_MODULES = (demo, datasets, download, verify, synth, extract, store, features, models, train, bench, audit, score)
+COMMAND_MODULES = (
+    demo,
+    datasets,
+    download,
+    verify,
+    synth,
+    extract,
+    store,
+    features,
+    models,
+    train,
+    bench,
+    audit,
+    score,
+)
 
 app = new_app(
     name="dsan",
@@ -45,7 +59,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Weakly-supervised video anomaly detection toolkit."""
 

@@ -35,8 +35,9 @@ class DsanGroup(TyperGroup):
 def new_app(**kwargs: Any) -> typer.Typer:
     """A (sub-)application with the toolkit's settings."""
     kwargs.setdefault("no_args_is_help", True)
-    return typer.Typer(cls=DsanGroup, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich",
-                       **kwargs)
+    return typer.Typer(
+        cls=DsanGroup, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich", **kwargs
+    )
 
 
 def add_command(app: typer.Typer, name: str, fn: Callable[..., Any]) -> None:

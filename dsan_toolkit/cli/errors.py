@@ -56,10 +56,24 @@ def user_errors(fn: F) -> F:
 
 
 # File-system refusals a user meets (and fixes) rather than bugs of ours.
-_ENVIRONMENT_ERRNOS = frozenset({
-    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EEXIST,
-    errno.EISDIR, errno.ENOTDIR, errno.ENOENT, errno.ENAMETOOLONG, errno.EMFILE, errno.ENOTEMPTY, errno.EIO,
-})
+_ENVIRONMENT_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENOENT,
+        errno.ENAMETOOLONG,
+        errno.EMFILE,
+        errno.ENOTEMPTY,
+        errno.EIO,
+    }
+)
 
 
 def os_error_message(exc: OSError) -> str:

@@ -42,8 +42,15 @@ class ProgressRenderer:
                 TimeRemainingColumn,
             )
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
             self._bar.__enter__()
         return self
 
@@ -93,8 +100,10 @@ class ProgressRenderer:
         now = time.perf_counter()
         if next_at is not None and done >= next_at and done < total and now - last >= PLAIN_MIN_SECONDS:
             state[2], state[5] = done + step, now
-            self.print(f"{ev.task}: {done}/{total} ({100 * done // total}%), {now - t0:.0f} s"
-                       + (f", {ev.text}" if ev.text else ""))
+            self.print(
+                f"{ev.task}: {done}/{total} ({100 * done // total}%), {now - t0:.0f} s"
+                + (f", {ev.text}" if ev.text else "")
+            )
 
     def _done(self, ev: ProgressEvent) -> None:
         state = self._tasks.pop(ev.task, None)

@@ -52,7 +52,12 @@ class ManifestBuild:
 
 
 def _row_record(
-    row: LabelRow, probe: VideoProbe | None, normal: str, known: set[str], where: str, note: str | None = None,
+    row: LabelRow,
+    probe: VideoProbe | None,
+    normal: str,
+    known: set[str],
+    where: str,
+    note: str | None = None,
 ) -> tuple[VideoRecord | None, list[str]]:
     problems: list[str] = []
     labels = row.labels or (normal,)
@@ -84,8 +89,13 @@ def _row_record(
     if problems:
         return None, problems
     rec = VideoRecord(
-        id=row.id, path=row.path, split=row.split, labels=labels, segments=tuple(segments),
-        fps=None if probe is None else round(probe.fps, 6), num_frames=None if probe is None else probe.num_frames,
+        id=row.id,
+        path=row.path,
+        split=row.split,
+        labels=labels,
+        segments=tuple(segments),
+        fps=None if probe is None else round(probe.fps, 6),
+        num_frames=None if probe is None else probe.num_frames,
         note=note,
     )
     return rec, []
@@ -185,8 +195,14 @@ def build_manifest(
             videos.append(rec)
     if problems:
         problems.sort(key=_line_of)
-        hint = ("; or pass --unreadable keep (rows kept, marked; verify/extract record them as failed) or "
-                "--unreadable skip (rows left out)") if unreadable == "refuse" and bad_videos else ""
+        hint = (
+            (
+                "; or pass --unreadable keep (rows kept, marked; verify/extract record them as failed) or "
+                "--unreadable skip (rows left out)"
+            )
+            if unreadable == "refuse" and bad_videos
+            else ""
+        )
         raise ManifestError(f"cannot build a manifest from {labels_csv}{hint}", problems)
 
     fps_counts = Counter(v.fps for v in videos if v.fps is not None)

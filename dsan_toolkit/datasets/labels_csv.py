@@ -202,5 +202,13 @@ def derive_classes(rows: list[LabelRow], normal: str) -> tuple[ClassInfo, ...]:
     )
 
 
-__all__ = ["CLASSES_COLUMNS", "LABELS_COLUMNS", "REQUIRED_COLUMNS", "LabelRow", "derive_classes", "parse_labels_csv",
-           "read_classes_csv", "read_labels_csv"]
+__all__ = [
+    "CLASSES_COLUMNS",
+    "LABELS_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "LabelRow",
+    "derive_classes",
+    "parse_labels_csv",
+    "read_classes_csv",
+    "read_labels_csv",
+]

@@ -89,8 +89,6 @@ class LockDiff:
         return not (self.changed or self.added or self.removed)
 
 
-
-
 def default_lock_path(manifest: Manifest, root: str | Path, split: str | None = None) -> Path:
     """``ROOT/<dataset>.lock.json`` (``<dataset>-<split>.lock.json`` for one split)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", manifest.name).strip("._") or "dataset"
@@ -155,5 +153,13 @@ def diff_locks(old: LockFile, new: LockFile) -> LockDiff:
     )
 
 
-__all__ = ["COMPARED_FIELDS", "LOCK_VERSION", "LockDiff", "LockFile", "default_lock_path", "diff_locks", "read_lock",
-           "write_lock"]
+__all__ = [
+    "COMPARED_FIELDS",
+    "LOCK_VERSION",
+    "LockDiff",
+    "LockFile",
+    "default_lock_path",
+    "diff_locks",
+    "read_lock",
+    "write_lock",
+]

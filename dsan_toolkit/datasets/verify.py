@@ -194,8 +194,9 @@ def verify_dataset(
         raise InputError(f"workers must be >= 1, got {workers}")
     if not fps_tolerance >= 0:
         raise InputError(f"fps tolerance must be >= 0, got {fps_tolerance}")
-    check_video_root(root, [v.path for v in manifest.videos], [v.split for v in manifest.videos],
-                     allow_missing=allow_missing)
+    check_video_root(
+        root, [v.path for v in manifest.videos], [v.split for v in manifest.videos], allow_missing=allow_missing
+    )
     previous: LockFile | None = None
     if lock_path is not None and Path(lock_path).exists():
         previous = read_lock(lock_path)
@@ -239,8 +240,9 @@ def verify_dataset(
         try:
             write_lock(lock, lock_path)
         except OSError as exc:
-            raise InputError(f"cannot write the lock file {lock_path} ({exc.strerror or exc}); "
-                             "pass --lock FILE") from None
+            raise InputError(
+                f"cannot write the lock file {lock_path} ({exc.strerror or exc}); pass --lock FILE"
+            ) from None
     return VerifyReport(
         dataset=manifest.name,
         manifest_hash=manifest_hash,

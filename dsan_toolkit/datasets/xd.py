@@ -121,8 +121,12 @@ def build_xd_manifest(raw_dir: Path) -> Manifest:
                 frame_iv = ()  # the segments give the same frame ground truth
             videos.append(
                 VideoRecord(
-                    id=name, path=f"{split}/{name}.mp4", split=split, labels=labels_from_name(name),
-                    segments=segs, frame_intervals=frame_iv,
+                    id=name,
+                    path=f"{split}/{name}.mp4",
+                    split=split,
+                    labels=labels_from_name(name),
+                    segments=segs,
+                    frame_intervals=frame_iv,
                 )
             )
     test_ids = {v.id for v in videos if v.split == "test"}

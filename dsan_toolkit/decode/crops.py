@@ -62,7 +62,9 @@ def crop_box(crop: int, height: int, width: int, size: int) -> CropBox:
     return CropBox(crop=crop, top=tops[base], left=lefts[base], size=size, flip=crop >= 5)
 
 
-def crop_boxes(crops: tuple[int, ...], height: int, width: int, resize: int, size: int) -> tuple[tuple[int, int], list[CropBox]]:
+def crop_boxes(
+    crops: tuple[int, ...], height: int, width: int, resize: int, size: int
+) -> tuple[tuple[int, int], list[CropBox]]:
     """The resized frame size and the boxes of ``crops`` for a source frame ``height x width``."""
     h, w = resized_size(height, width, resize)
     return (h, w), [crop_box(c, h, w, size) for c in crops]

@@ -28,8 +28,9 @@ from .snippets import row_count, snippet_frame_indices
 BLOCK_BYTES = 64 * 2**20
 
 
-def rows_per_block(k: int, frame_shape: tuple[int, ...], block_bytes: int = BLOCK_BYTES,
-                   block_frames: int | None = None) -> int:
+def rows_per_block(
+    k: int, frame_shape: tuple[int, ...], block_bytes: int = BLOCK_BYTES, block_frames: int | None = None
+) -> int:
     """Rows per decoded block: as many as fit in ``block_bytes`` of uint8 frames (and in
     ``block_frames`` frames when given), at least one.
 
@@ -61,7 +62,12 @@ def _stop_read_ahead(vr: Any) -> None:
 
 
 def iter_video_blocks(
-    video_id: str, path: str | Path, *, rule: str, snippet_len: int = 16, block_frames: int | None = None,
+    video_id: str,
+    path: str | Path,
+    *,
+    rule: str,
+    snippet_len: int = 16,
+    block_frames: int | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> Iterator[DecodeMessage]:
     import torch
@@ -86,8 +92,12 @@ def iter_video_blocks(
         sel = idx[t0 : t0 + rows].reshape(-1)
         uniq, inverse = np.unique(sel, return_inverse=True)
         try:
-            frames = decord_call(path, UNDECODABLE, lambda uniq=uniq: vr.get_batch(uniq.tolist()).asnumpy(),
-                                 f"frames {int(uniq[0])}..{int(uniq[-1])}")
+            frames = decord_call(
+                path,
+                UNDECODABLE,
+                lambda uniq=uniq: vr.get_batch(uniq.tolist()).asnumpy(),
+                f"frames {int(uniq[0])}..{int(uniq[-1])}",
+            )
         except VideoError as exc:
             yield VideoFailed(video_id, reason(exc.reason, exc.detail), n, fps)
             return

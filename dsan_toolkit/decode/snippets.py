@@ -32,7 +32,9 @@ class SnippetRule:
 _RULES: dict[str, SnippetRule] = {}
 
 
-def register_snippet_rule(name: str, description: str) -> Callable[[Callable[[int], np.ndarray]], Callable[[int], np.ndarray]]:
+def register_snippet_rule(
+    name: str, description: str
+) -> Callable[[Callable[[int], np.ndarray]], Callable[[int], np.ndarray]]:
     def deco(fn: Callable[[int], np.ndarray]) -> Callable[[int], np.ndarray]:
         if name in _RULES:
             raise ValueError(f"snippet rule {name!r} registered twice")

@@ -201,9 +201,7 @@ class Proposals:
     score: np.ndarray
 
 
-def make_proposals(
-    x: np.ndarray, lengths: np.ndarray, cfg: DetectionMapConfig, snippet_len: int = 16
-) -> Proposals:
+def make_proposals(x: np.ndarray, lengths: np.ndarray, cfg: DetectionMapConfig, snippet_len: int = 16) -> Proposals:
     """Threshold each (video, class) column and turn runs above it into scored proposals."""
     n, c = x.shape
     v = lengths.size
@@ -355,8 +353,13 @@ def fine_grained_map_arrays(
     order = np.lexsort((-props.score, props.cls))
     p_cls, p_vid = props.cls[order], props.video[order]
     tp = _greedy_match(
-        p_cls * v + p_vid, props.start[order], props.end[order],
-        gt.label * v + gt.video, gt.start, gt.end, thresholds,
+        p_cls * v + p_vid,
+        props.start[order],
+        props.end[order],
+        gt.label * v + gt.video,
+        gt.start,
+        gt.end,
+        thresholds,
     )
     class_bounds = np.searchsorted(p_cls, np.arange(n_cls + 1))
     n_gt = np.bincount(gt.label, minlength=n_cls)

@@ -70,9 +70,7 @@ def segment_table(manifest: Manifest, videos: Sequence[VideoRecord]) -> SegmentT
     )
 
 
-def intervals_to_frames(
-    num_frames: np.ndarray, video: np.ndarray, start: np.ndarray, end: np.ndarray
-) -> np.ndarray:
+def intervals_to_frames(num_frames: np.ndarray, video: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """Concatenated 0/1 frame vectors (float32): video ``i`` has ``num_frames[i]`` frames and
     every interval ``[start, end)`` of it set to 1, cut at the video's end."""
     num_frames = np.asarray(num_frames, dtype=np.int64)

@@ -23,7 +23,9 @@ from .detection_map import DetectionMapConfig, fine_grained_map
 from .gt import check_lengths, frame_gt, video_is_anomalous
 
 
-def _weighted_samples(scores: np.ndarray, gt: np.ndarray, snippet_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _weighted_samples(
+    scores: np.ndarray, gt: np.ndarray, snippet_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).ravel()
     g = np.asarray(gt).ravel()
     if s.size * snippet_len != g.size:
@@ -59,7 +61,9 @@ def frame_ap(scores: np.ndarray, gt: np.ndarray, *, snippet_len: int = 16) -> fl
     return float(average_precision_score(y, s, sample_weight=w))
 
 
-def _concat_scores(name: str, preds: Mapping[str, np.ndarray], videos: Sequence[VideoRecord], t: np.ndarray) -> np.ndarray:
+def _concat_scores(
+    name: str, preds: Mapping[str, np.ndarray], videos: Sequence[VideoRecord], t: np.ndarray
+) -> np.ndarray:
     missing = [v.id for v in videos if v.id not in preds]
     if missing:
         raise InputError(f"no {name} for {len(missing)} video(s), e.g. {missing[0]!r}")

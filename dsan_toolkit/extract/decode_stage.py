@@ -39,9 +39,17 @@ class DecodeJobs(torch.utils.data.IterableDataset):
     is inside a decode call (for the watchdog); otherwise videos are dealt round-robin.
     """
 
-    def __init__(self, jobs: list[Job], rule: str, snippet_len: int, block_frames: int | None,
-                 shared: Shared | None = None, nice: int = 0, encoder: Encoder | None = None,
-                 block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(
+        self,
+        jobs: list[Job],
+        rule: str,
+        snippet_len: int,
+        block_frames: int | None,
+        shared: Shared | None = None,
+        nice: int = 0,
+        encoder: Encoder | None = None,
+        block_bytes: int = BLOCK_BYTES,
+    ) -> None:
         self.jobs = jobs
         self.nice = nice
         self.encoder = encoder  # set: the worker also encodes (see encode_lanes)
@@ -88,8 +96,14 @@ class DecodeJobs(torch.utils.data.IterableDataset):
             self.shared.pids[info.id] = os.getpid()
         for i in self._order():
             vid, path = self.jobs[i]
-            blocks = iter_video_blocks(vid, path, rule=self.rule, snippet_len=self.snippet_len,
-                                       block_frames=self.block_frames, block_bytes=self.block_bytes)
+            blocks = iter_video_blocks(
+                vid,
+                path,
+                rule=self.rule,
+                snippet_len=self.snippet_len,
+                block_frames=self.block_frames,
+                block_bytes=self.block_bytes,
+            )
             while True:
                 if watched:  # inside a decode call since now (a monotonic clock shared by processes)
                     self.shared.busy_since[info.id] = time.monotonic()
@@ -117,8 +131,15 @@ def encode_lanes(device: torch.device, opts: RunOptions, n_jobs: int) -> int:
     return workers if lanes else 0
 
 
-def decode_loader(jobs: list[Job], cfg: ExtractConfig, opts: RunOptions, device: torch.device,
-            encoder: Encoder | None = None, workers: int | None = None, shared: Shared | None = None) -> Any:
+def decode_loader(
+    jobs: list[Job],
+    cfg: ExtractConfig,
+    opts: RunOptions,
+    device: torch.device,
+    encoder: Encoder | None = None,
+    workers: int | None = None,
+    shared: Shared | None = None,
+) -> Any:
     """The DataLoader of the workers; with ``shared`` (:func:`shared_state`) they are forked
     and take the next job when free, otherwise they are dealt jobs round-robin."""
     import multiprocessing as mp
@@ -132,8 +153,9 @@ def decode_loader(jobs: list[Job], cfg: ExtractConfig, opts: RunOptions, device:
     # Decode-only workers feeding a model on the CPU yield to it (they stay ahead through the
     # prefetch queue); lanes share the cores evenly instead.
     nice = DECODE_NICE_ON_CPU if device.type == "cpu" and encoder is None else 0
-    ds = DecodeJobs(jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, shared, nice, encoder,
-                     block_bytes=opts.block_mb * 2**20)
+    ds = DecodeJobs(
+        jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, shared, nice, encoder, block_bytes=opts.block_mb * 2**20
+    )
     return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda" and encoder is None, **kwargs
     )
@@ -218,5 +240,14 @@ def exited_workers(loader_iter: Any) -> list[str]:
     return out
 
 
-__all__ = ["DECODE_NICE_ON_CPU", "DecodeJobs", "Job", "Shared", "Watchdog", "decode_loader", "encode_lanes",
-           "exited_workers", "shared_state"]
+__all__ = [
+    "DECODE_NICE_ON_CPU",
+    "DecodeJobs",
+    "Job",
+    "Shared",
+    "Watchdog",
+    "decode_loader",
+    "encode_lanes",
+    "exited_workers",
+    "shared_state",
+]

@@ -112,8 +112,9 @@ class Encoder:
     reused batch buffer (no concatenation copies), then the image tower runs on it.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions, device: torch.device,
-                 info: Any) -> None:
+    def __init__(
+        self, model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions, device: torch.device, info: Any
+    ) -> None:
         self.model = model
         self.cfg = cfg
         self.device = device
@@ -157,8 +158,16 @@ class Encoder:
         buf = self._buffer(n)
         s = 0
         for p in pieces:
-            preprocess_frames(p, self.crops, resize=int(self.cfg.resize or S), size=S, mean=self.info.mean,
-                              std=self.info.std, interpolation=self.cfg.interpolation, out=buf[s : s + p.shape[0]])
+            preprocess_frames(
+                p,
+                self.crops,
+                resize=int(self.cfg.resize or S),
+                size=S,
+                mean=self.info.mean,
+                std=self.info.std,
+                interpolation=self.cfg.interpolation,
+                out=buf[s : s + p.shape[0]],
+            )
             s += int(p.shape[0])
         feats = self._model(buf.view(n * C, 3, S, S))
         if self.cfg.normalize_features:
@@ -212,5 +221,12 @@ def encode_stream(messages: Iterable[DecodeMessage], encoder: Encoder) -> Iterat
             raise TypeError(f"not a decoder message: {msg!r}")
 
 
-__all__ = ["CPU_BATCH_BYTES", "CPU_MODEL_THREADS", "Encoder", "FeatureRows", "WriterMessage", "encode_stream",
-           "model_threads"]
+__all__ = [
+    "CPU_BATCH_BYTES",
+    "CPU_MODEL_THREADS",
+    "Encoder",
+    "FeatureRows",
+    "WriterMessage",
+    "encode_stream",
+    "model_threads",
+]

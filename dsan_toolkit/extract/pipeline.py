@@ -50,7 +50,9 @@ from .encoder import Encoder, FeatureRows, WriterMessage, encode_stream, model_t
 from .preprocess import resize_impl, resize_kernel
 from .sink import StoreSink
 
-ROW_RULE = "T = N // L rows (snippet t = frames [t*L, (t+1)*L), the last N % L frames dropped); one padded row when 0 < N < L"
+ROW_RULE = (
+    "T = N // L rows (snippet t = frames [t*L, (t+1)*L), the last N % L frames dropped); one padded row when 0 < N < L"
+)
 
 
 @dataclass
@@ -139,6 +141,7 @@ def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any, device: torch.
         extra={"weights_file": weights_file} if weights_file else {},
         numeric={"resize_kernel": resize_kernel(device)},
     )
+
 
 def shard_ids(manifest: Manifest, shard: tuple[int, int]) -> list[str]:
     k, n = shard
@@ -232,9 +235,17 @@ def _not_done(out: Path, ids: list[str], overwrite: bool) -> list[str]:
     return [vid for vid in ids if vid not in done]
 
 
-def _run(jobs: list[Job], model: torch.nn.Module, cfg: ExtractConfig, opts: RunOptions,
-         device: torch.device, info: Any, writer: StoreWriter, result: ExtractResult,
-         emit: Callable[[str, dict[str, Any]], None]) -> None:
+def _run(
+    jobs: list[Job],
+    model: torch.nn.Module,
+    cfg: ExtractConfig,
+    opts: RunOptions,
+    device: torch.device,
+    info: Any,
+    writer: StoreWriter,
+    result: ExtractResult,
+    emit: Callable[[str, dict[str, Any]], None],
+) -> None:
     """All ``jobs``, surviving worker crashes and hung decoders.
 
     A worker process that dies (a decoder that segfaults on a corrupt file, the OOM killer) or
@@ -250,13 +261,18 @@ def _run(jobs: list[Job], model: torch.nn.Module, cfg: ExtractConfig, opts: RunO
         if lost is None:
             return
         if not in_flight and len(unfinished) == len(todo):  # no video to blame, no progress
-            raise DsanError(f"a worker process died before it took a video ({lost.reason}); the videos done "
-                            "so far are kept: rerun the same command to resume (with --workers 0 if it recurs)")
+            raise DsanError(
+                f"a worker process died before it took a video ({lost.reason}); the videos done "
+                "so far are kept: rerun the same command to resume (with --workers 0 if it recurs)"
+            )
         for job in in_flight:
             again, _, _ = _pass([job], encoder, cfg, dataclasses.replace(opts, workers=1), device, writer, result, emit)
             if again is not None:
-                error = (reason(DECODER_HUNG, f"{again.reason}, twice") if again.hung
-                         else reason(DECODER_CRASHED, f"its worker process died twice ({again.reason})"))
+                error = (
+                    reason(DECODER_HUNG, f"{again.reason}, twice")
+                    if again.hung
+                    else reason(DECODER_CRASHED, f"its worker process died twice ({again.reason})")
+                )
                 writer.fail_video(job[0], error)
                 result.failed.append((job[0], error))
                 emit("video", {"id": job[0], "status": "failed", "T": 0, "error": error})
@@ -271,9 +287,16 @@ class _Lost:
     hung: bool = False
 
 
-def _pass(jobs: list[Job], encoder: Encoder, cfg: ExtractConfig, opts: RunOptions,
-          device: torch.device, writer: StoreWriter, result: ExtractResult,
-          emit: Callable[[str, dict[str, Any]], None]) -> tuple[_Lost | None, list[Job], list[Job]]:
+def _pass(
+    jobs: list[Job],
+    encoder: Encoder,
+    cfg: ExtractConfig,
+    opts: RunOptions,
+    device: torch.device,
+    writer: StoreWriter,
+    result: ExtractResult,
+    emit: Callable[[str, dict[str, Any]], None],
+) -> tuple[_Lost | None, list[Job], list[Job]]:
     """One DataLoader over ``jobs``. Returns ``(None, [], [])`` when all are finished, else
     ``(why, unfinished jobs, jobs in flight)`` after a worker died (``workers > 0`` only)."""
     C = len(encoder.crops)

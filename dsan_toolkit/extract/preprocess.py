@@ -72,7 +72,10 @@ def preprocess_frames(
         # measured 5-8% faster per frame with ten crops, identical output)
         x = x.contiguous()
     scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32, device=x.device))).view(1, 3, 1, 1)
-    bias = (-torch.tensor(mean, dtype=torch.float32, device=x.device) / torch.tensor(std, dtype=torch.float32, device=x.device)).view(1, 3, 1, 1)
+    bias = (
+        -torch.tensor(mean, dtype=torch.float32, device=x.device)
+        / torch.tensor(std, dtype=torch.float32, device=x.device)
+    ).view(1, 3, 1, 1)
     xf = x.flip(-1) if any(b.flip for b in boxes) else None
     if out is None:
         out = torch.empty((n, len(boxes), 3, size, size), device=x.device, dtype=torch.float32)

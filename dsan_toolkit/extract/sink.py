@@ -46,8 +46,9 @@ class StoreSink:
         if isinstance(msg, FeatureRows):
             self.sinks[msg.id].write_rows(msg.t0, msg.rows)
         elif isinstance(msg, VideoStart):
-            self.sinks[msg.id] = self.writer.begin_video(msg.id, msg.T, num_frames=msg.num_frames, fps=msg.fps,
-                                                         padded=msg.padded)
+            self.sinks[msg.id] = self.writer.begin_video(
+                msg.id, msg.T, num_frames=msg.num_frames, fps=msg.fps, padded=msg.padded
+            )
         elif isinstance(msg, VideoEnd):
             self.sinks.pop(msg.id).commit()
         elif isinstance(msg, VideoFailed):

@@ -72,7 +72,7 @@ def read_manifest(path: str | Path, *, validate: bool = True) -> Manifest:
         except (TypeError, ValueError) as exc:
             problems.append(f"{where}: {exc}")
     if info is None:
-        problems.insert(0, f"{path}: no dataset record (first line must have \"kind\": \"dataset\")")
+        problems.insert(0, f'{path}: no dataset record (first line must have "kind": "dataset")')
     if problems:
         raise ManifestError(f"invalid manifest {path}", problems)
     assert info is not None

@@ -38,7 +38,9 @@ class ClassInfo:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClassInfo:
-        return cls(code=str(d["code"]), name=str(d["name"]), prompt=str(d["prompt"]), normal=bool(d.get("normal", False)))
+        return cls(
+            code=str(d["code"]), name=str(d["name"]), prompt=str(d["prompt"]), normal=bool(d.get("normal", False))
+        )
 
 
 @dataclass(frozen=True)

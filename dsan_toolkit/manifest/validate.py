@@ -69,9 +69,7 @@ def find_problems(
             if s.end <= s.start:
                 problems.append(f"{where}: segment [{s.start}, {s.end}) ends before it starts")
             if v.num_frames is not None and s.end > v.num_frames:
-                problems.append(
-                    f"{where}: segment [{s.start}, {s.end}) lies outside the video ({v.num_frames} frames)"
-                )
+                problems.append(f"{where}: segment [{s.start}, {s.end}) lies outside the video ({v.num_frames} frames)")
         for a, b in v.frame_intervals:
             if a < 0 or b <= a:
                 problems.append(f"{where}: frame interval [{a}, {b}) is empty or starts before frame 0")

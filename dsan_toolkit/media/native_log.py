@@ -89,8 +89,13 @@ class _Redirect:
         self.saved_fd, self.log = saved, log
         if _writes_to_fd2(sys.stderr):
             self.py_stderr = sys.stderr
-            self.stream = open(os.dup(saved), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
-                               errors=getattr(sys.stderr, "errors", None) or "backslashreplace")
+            self.stream = open(
+                os.dup(saved),
+                "w",
+                buffering=1,
+                encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                errors=getattr(sys.stderr, "errors", None) or "backslashreplace",
+            )
             sys.stderr = self.stream
         return True
 
@@ -156,7 +161,7 @@ def clean_native_text(text: str, path: str | os.PathLike[str] | None = None) -> 
         if m:
             if own is not None and m.group(1) != own:
                 continue
-            line = line[m.end():]
+            line = line[m.end() :]
         line = _AV_PREFIX.sub(lambda a: a.group(1) + ": ", line)
         if line not in kept:
             kept.append(line)

@@ -139,7 +139,12 @@ def probe_video(path: str | Path, *, decode: DecodeMode = "ends", num_threads: i
     if decode == "all":
         for start in range(0, n, _CHUNK):
             stop = min(n, start + _CHUNK)
-            decord_call(path, UNDECODABLE, lambda start=start, stop=stop: vr.get_batch(list(range(start, stop))), f"frames {start}..{stop - 1}")
+            decord_call(
+                path,
+                UNDECODABLE,
+                lambda start=start, stop=stop: vr.get_batch(list(range(start, stop))),
+                f"frames {start}..{stop - 1}",
+            )
     batch = decord_call(path, UNDECODABLE, lambda: vr.get_batch([0, n - 1]).shape, f"frames 0 and {n - 1}")
     height, width = int(batch[1]), int(batch[2])
     return VideoProbe(num_frames=n, fps=fps, width=width, height=height, duration=n / fps, size=size)
@@ -155,5 +160,14 @@ def quiet_native_stderr() -> Iterator[None]:
         yield
 
 
-__all__ = ["DECODE_MODES", "REASONS", "VideoError", "VideoProbe", "decord_call", "failure_detail", "open_video",
-           "probe_video", "quiet_native_stderr"]
+__all__ = [
+    "DECODE_MODES",
+    "REASONS",
+    "VideoError",
+    "VideoProbe",
+    "decord_call",
+    "failure_detail",
+    "open_video",
+    "probe_video",
+    "quiet_native_stderr",
+]

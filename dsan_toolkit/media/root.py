@@ -62,16 +62,20 @@ def video_presence(root: str | Path, paths: Sequence[str], splits: Sequence[str]
     )
 
 
-def check_video_root(root: str | Path, paths: Sequence[str], splits: Sequence[str] | None = None, *,
-                     allow_missing: bool = False) -> RootPresence:
+def check_video_root(
+    root: str | Path, paths: Sequence[str], splits: Sequence[str] | None = None, *, allow_missing: bool = False
+) -> RootPresence:
     """:class:`RootLooksWrong` when no video, or fewer than half of them, exist under ``root``
     (see the module docstring), unless ``allow_missing``; the presence counts otherwise."""
     presence = video_presence(root, paths, splits)
     if allow_missing or not presence.looks_wrong:
         return presence
     split = presence.split_hint()
-    advice = (f"the videos found are all of the {split!r} split: add --split {split}" if split
-              else "pass the folder that holds the dataset's videos (the manifest's paths are relative to it)")
+    advice = (
+        f"the videos found are all of the {split!r} split: add --split {split}"
+        if split
+        else "pass the folder that holds the dataset's videos (the manifest's paths are relative to it)"
+    )
     raise RootLooksWrong(
         f"{presence.root} does not look like this dataset's video root: {presence.found} of {presence.total} "
         f"videos found (e.g. {presence.example_missing} does not exist). Nothing was written; {advice}, or --allow-missing "

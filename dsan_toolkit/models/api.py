@@ -124,8 +124,9 @@ class Prediction:
     class_probs: Tensor | None
 
     def map(self, fn: Any) -> Prediction:
-        return Prediction(fn(self.scores), fn(self.align_scores),
-                          None if self.class_probs is None else fn(self.class_probs))
+        return Prediction(
+            fn(self.scores), fn(self.align_scores), None if self.class_probs is None else fn(self.class_probs)
+        )
 
     def detach_cpu(self) -> Prediction:
         return self.map(lambda t: t.detach().float().cpu())
@@ -180,8 +181,9 @@ class Method(ABC):
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
         """Per-snippet outputs for a batch of chunks ``feats`` (B, L, D), ``lengths`` (B,)."""
 
-    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
-                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
+    def optimizers(
+        self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *, schedule_iters_per_epoch: int
+    ) -> list[OptimSpec]:
         """Optimisers and schedulers as the official code builds them (none for training-free methods).
 
         ``steps_per_epoch``: the optimiser steps an epoch runs. ``schedule_iters_per_epoch``: the
@@ -216,7 +218,9 @@ def class_prompts(classes: Sequence[ClassInfo]) -> list[str]:
     return [c.prompt for c in classes]
 
 
-def text_method_prompts(method: str, preset: Any, preset_cls: type, classes: Sequence[ClassInfo], clip: Any) -> list[str]:
+def text_method_prompts(
+    method: str, preset: Any, preset_cls: type, classes: Sequence[ClassInfo], clip: Any
+) -> list[str]:
     """The checks every method with a CLIP text branch makes before building: the right preset
     type, a CLIP bundle, a normal class and at least one anomaly class. Returns the prompts."""
     if not isinstance(preset, preset_cls):

@@ -79,7 +79,9 @@ def normalize_features(feats: Tensor, mean: Tensor, std: Tensor, lengths: Tensor
     return out
 
 
-def _pre_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _pre_hook(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     feats, rest = args[0], args[1:]
     lengths = rest[0] if rest else kwargs.get("lengths")
     mean, std = getattr(module, MEAN_BUFFER), getattr(module, STD_BUFFER)
@@ -120,8 +122,13 @@ def feature_moments(chunks: Sequence[np.ndarray] | Any) -> tuple[np.ndarray, np.
     return mean, np.sqrt(var), norms / n, n
 
 
-def fit_input_norm(model: nn.Module, store: FeatureStoreLike, video_ids: Sequence[str], crops: Sequence[int],
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+def fit_input_norm(
+    model: nn.Module,
+    store: FeatureStoreLike,
+    video_ids: Sequence[str],
+    crops: Sequence[int],
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any] | None:
     """Fit the model's input normalisation on the training videos' features (every crop);
     a no-op (None) for a model without one. Returns a summary for the run log."""
     if not has_input_norm(model):

@@ -49,7 +49,7 @@ class KeyMap:
         """Our key for an official key, None for a dropped key; InputError for an unknown key."""
         for off, ours in self.rules:
             if key.startswith(off) or key == off.rstrip("."):
-                return ours + key[len(off):] if key.startswith(off) else ours.rstrip(".")
+                return ours + key[len(off) :] if key.startswith(off) else ours.rstrip(".")
         if any(key.startswith(d) or key == d.rstrip(".") for d in self.dropped):
             return None
         raise InputError(f"official key {key!r} is not in the key map")
@@ -59,7 +59,7 @@ class KeyMap:
         out = []
         for off, ours in self.rules:
             if key.startswith(ours):
-                out.append(off + key[len(ours):])
+                out.append(off + key[len(ours) :])
             elif key == ours.rstrip("."):
                 out.append(off.rstrip("."))
         return out
@@ -94,10 +94,9 @@ VADCLIP_KEYMAP = KeyMap(
 )
 
 
-
 def clip_text_rules(prefix: str = "clipmodel.") -> tuple[tuple[str, str], ...]:
     """The CLIP text-tower rules for an official CLIP registered under ``prefix``."""
-    return tuple((prefix + off[len("clipmodel."):], ours) for off, ours in _CLIP_TEXT_RULES)
+    return tuple((prefix + off[len("clipmodel.") :], ours) for off, ours in _CLIP_TEXT_RULES)
 
 
 # DSANet's checkpoints: the shared encoder under ``encoder.``, both CLIP copies (``clipmodel.*``,
@@ -144,8 +143,13 @@ class OfficialLoad:
     dtypes: dict[str, torch.dtype] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
-        return {"method": self.method, "preset": self.preset.name, "source": self.source, "sha256": self.sha256,
-                "dropped_keys": len(self.extras)}
+        return {
+            "method": self.method,
+            "preset": self.preset.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "dropped_keys": len(self.extras),
+        }
 
 
 def map_official_state(state: dict[str, Tensor], keymap: KeyMap) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -167,15 +171,25 @@ def map_official_state(state: dict[str, Tensor], keymap: KeyMap) -> tuple[dict[s
         else:
             ours[target] = value
     if unknown:
-        raise InputError(f"{len(unknown)} official keys are not in the key map (e.g. {unknown[:5]}): not an official checkpoint of this method")
+        raise InputError(
+            f"{len(unknown)} official keys are not in the key map (e.g. {unknown[:5]}): not an official checkpoint of this method"
+        )
     return ours, extras
 
 
 def _clip_bundle_from_state(clip_model: str, source: str, sha: str) -> ClipBundle:
     """A random-init CLIP of the checkpoint's architecture; its text weights come from the checkpoint."""
     bundle = create_clip(clip_model, pretrained=None, device="cpu")
-    info = BackboneInfo(**{**bundle.info.to_dict(), "pretrained": "official-checkpoint", "weights_file": source,
-                           "weights_sha256": sha or None, "random_weights": False, "seed": None})
+    info = BackboneInfo(
+        **{
+            **bundle.info.to_dict(),
+            "pretrained": "official-checkpoint",
+            "weights_file": source,
+            "weights_sha256": sha or None,
+            "random_weights": False,
+            "seed": None,
+        }
+    )
     return ClipBundle(model=bundle.model, tokenizer=bundle.tokenizer, info=info)
 
 
@@ -210,8 +224,16 @@ def load_official_checkpoint(
     state = load_state_dict_file(path)
     if "model_state_dict" in state and isinstance(state["model_state_dict"], dict):  # a training checkpoint
         state = state["model_state_dict"]
-    return load_official_state(method, state, preset=preset, classes=classes, device=device, clip_model=clip_model,
-                               source=str(path), sha256=sha256_file(path))
+    return load_official_state(
+        method,
+        state,
+        preset=preset,
+        classes=classes,
+        device=device,
+        clip_model=clip_model,
+        source=str(path),
+        sha256=sha256_file(path),
+    )
 
 
 def load_official_state(
@@ -236,7 +258,9 @@ def load_official_state(
     p = m.get_preset(preset)
     overrides = {k: v for k, v in _infer_overrides(method, ours).items() if getattr(p, k, v) != v}
     if overrides:
-        raise InputError(f"{source} does not fit preset {preset!r}: the checkpoint has {overrides} (try the other preset)")
+        raise InputError(
+            f"{source} does not fit preset {preset!r}: the checkpoint has {overrides} (try the other preset)"
+        )
     if classes is None:
         from ..manifest.builtin import load_builtin_manifest
 
@@ -257,7 +281,9 @@ def load_official_state(
     model.load_state_dict(ours, strict=True)
     model.to(device).eval()
     dtypes = {k: v.dtype for k, v in state.items()}
-    return OfficialLoad(model=model, method=method, preset=p, extras=extras, source=source, sha256=sha256, dtypes=dtypes)
+    return OfficialLoad(
+        model=model, method=method, preset=p, extras=extras, source=source, sha256=sha256, dtypes=dtypes
+    )
 
 
 def to_official_state_dict(

@@ -14,8 +14,20 @@ from .reader import FeatureStore
 from .schema import RECORD_FIELDS, STATUS_FAILED, STATUSES, VIDEOS_GROUP
 
 REQUIRED_ATTRS = (
-    "schema_version", "dataset", "manifest_hash", "backbone", "random_weights", "preprocessing",
-    "snippet_len", "snippet_rule", "crops", "feature_dim", "dtype", "versions", "config", "config_hash",
+    "schema_version",
+    "dataset",
+    "manifest_hash",
+    "backbone",
+    "random_weights",
+    "preprocessing",
+    "snippet_len",
+    "snippet_rule",
+    "crops",
+    "feature_dim",
+    "dtype",
+    "versions",
+    "config",
+    "config_hash",
 )
 
 
@@ -34,7 +46,10 @@ class CheckReport:
 
 
 def check_store(
-    store: FeatureStore, *, manifest: Manifest | None = None, scan_values: bool = True,
+    store: FeatureStore,
+    *,
+    manifest: Manifest | None = None,
+    scan_values: bool = True,
     on_event: Listener | None = None,
 ) -> CheckReport:
     """Every problem found (not just the first): see ``dsan store check``."""
@@ -56,7 +71,9 @@ def _check(store: FeatureStore, manifest: Manifest | None, scan_values: bool, ad
     if manifest is not None:
         extra = [v.id for v in manifest.videos if v.id not in emb]
         if extra:
-            rep.problems.append(f"{len(extra)} videos of the given manifest are not in the store's manifest, e.g. {extra[:3]}")
+            rep.problems.append(
+                f"{len(extra)} videos of the given manifest are not in the store's manifest, e.g. {extra[:3]}"
+            )
     expected_ids = [v.id for v in (manifest or emb).videos if v.id in emb]
     ix = store._index
     have = set(ix["id"])

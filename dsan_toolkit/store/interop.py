@@ -143,20 +143,33 @@ def import_features(
     report.extra_files = sorted(set(files) - wanted)
     if not len(sub):
         raise InputError(f"none of the {len(names)} videos in the lists is in manifest {manifest.name!r}")
-    dim = _feature_dim([files[n] for n in (f"{v.id}{CROP_SEP}{c}.npy" for v in sub.videos for c in crop_ids)
-                        if n in files], root)
+    dim = _feature_dim(
+        [files[n] for n in (f"{v.id}{CROP_SEP}{c}.npy" for v in sub.videos for c in crop_ids) if n in files], root
+    )
     counts = {v.id: v.num_frames for v in sub.videos if v.num_frames is not None}
     counts.update(frame_counts or {})
-    cfg = ImportConfig(format=fmt, lists=tuple(sha256_file(x) for x in lists), crops=crop_ids, dtype=dtype,
-                       allow_length_mismatch=allow_length_mismatch)
+    cfg = ImportConfig(
+        format=fmt,
+        lists=tuple(sha256_file(x) for x in lists),
+        crops=crop_ids,
+        dtype=dtype,
+        allow_length_mismatch=allow_length_mismatch,
+    )
     spec = StoreSpec(
         manifest=sub,
         crops=crop_ids,
         feature_dim=dim,
-        backbone={"model": "ViT-B-16", "pretrained": "openai", "source": f"released {fmt} features (as described by their authors)"},
+        backbone={
+            "model": "ViT-B-16",
+            "pretrained": "openai",
+            "source": f"released {fmt} features (as described by their authors)",
+        },
         random_weights=False,
-        preprocessing={"kind": f"released {fmt} features", "snippet_len": sub.info.snippet_len,
-                       "note": "extraction code unreleased: snippet rule and crop geometry unknown"},
+        preprocessing={
+            "kind": f"released {fmt} features",
+            "snippet_len": sub.info.snippet_len,
+            "note": "extraction code unreleased: snippet rule and crop geometry unknown",
+        },
         snippet_rule="unknown (released)",
         snippet_len=sub.info.snippet_len,
         config=to_dict(cfg),
@@ -173,8 +186,18 @@ def import_features(
     return report
 
 
-def _import_videos(w: StoreWriter, pending: list[str], advance: Any, crop_ids: Sequence[int], files: dict[str, Path],
-                   dim: int, counts: dict[str, int], snippet_len: int, cfg: ImportConfig, report: ImportReport) -> None:
+def _import_videos(
+    w: StoreWriter,
+    pending: list[str],
+    advance: Any,
+    crop_ids: Sequence[int],
+    files: dict[str, Path],
+    dim: int,
+    counts: dict[str, int],
+    snippet_len: int,
+    cfg: ImportConfig,
+    report: ImportReport,
+) -> None:
     """Write each pending video, or record it failed with the reason."""
     for vid in pending:
         advance()
@@ -224,8 +247,10 @@ def _length_flags(vid: str, T: int, num_frames: int | None, snippet_len: int, cf
     want, _ = row_count(int(num_frames), snippet_len)
     if abs(T - want) <= cfg.length_tolerance:
         return ()
-    what = (f"{T} rows, but its {num_frames} frames give {want} snippets of {snippet_len} "
-            f"(tolerance {cfg.length_tolerance} row{'s' if cfg.length_tolerance != 1 else ''})")
+    what = (
+        f"{T} rows, but its {num_frames} frames give {want} snippets of {snippet_len} "
+        f"(tolerance {cfg.length_tolerance} row{'s' if cfg.length_tolerance != 1 else ''})"
+    )
     if not cfg.allow_length_mismatch:
         raise InputError(f"{vid}: {what}; pass --allow-length-mismatch to import it flagged")
     return (f"length mismatch: {what}",)
@@ -270,8 +295,9 @@ def _official_label(manifest: Manifest, vid: str) -> str:
     return manifest.video(vid).labels[0]
 
 
-def export_features(store: FeatureStore, out: str | Path, fmt: str = "vadclip", *,
-                    on_event: Listener | None = None) -> dict[str, Any]:
+def export_features(
+    store: FeatureStore, out: str | Path, fmt: str = "vadclip", *, on_event: Listener | None = None
+) -> dict[str, Any]:
     """Write the official layout: ``out/<folder>/<name>__<crop>.npy`` (folder as in the
     manifest path) and ``<dataset>_CLIP_rgb.csv`` (train, every crop) /
     ``<dataset>_CLIP_rgbtest.csv`` (test, the dataset's test crop) with absolute paths."""
@@ -301,8 +327,15 @@ def export_features(store: FeatureStore, out: str | Path, fmt: str = "vadclip", 
     return {"files": n_files, "lists": written, "test_crop": test_crop}
 
 
-def _export_video(store: FeatureStore, m: Manifest, vid: str, out: Path, crops: list[int], test_crop: int,
-                  lists: dict[str, list[tuple[str, str]]]) -> None:
+def _export_video(
+    store: FeatureStore,
+    m: Manifest,
+    vid: str,
+    out: Path,
+    crops: list[int],
+    test_crop: int,
+    lists: dict[str, list[tuple[str, str]]],
+) -> None:
     """Every crop of one video as ``<name>__<crop>.npy``, listed in the train or test list."""
     v = m.video(vid)
     folder = out / Path(v.path).parent
@@ -316,8 +349,9 @@ def _export_video(store: FeatureStore, m: Manifest, vid: str, out: Path, crops: 
 
 
 # -- compare ------------------------------------------------------------------------------------
-def compare_stores(a: FeatureStore, b: FeatureStore, crops: Sequence[int] | None = None, *,
-                   on_event: Listener | None = None) -> dict[str, Any]:
+def compare_stores(
+    a: FeatureStore, b: FeatureStore, crops: Sequence[int] | None = None, *, on_event: Listener | None = None
+) -> dict[str, Any]:
     """Per-video cosine similarity (mean over the common rows and crops) and length agreement."""
     la, lb = a.lengths(), b.lengths()
     common = [v for v in la if v in lb]
@@ -353,6 +387,11 @@ def _compare_video(a: FeatureStore, b: FeatureStore, vid: str, crop_ids: list[in
     num = (x * y).sum(-1)
     den = np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1)
     cos = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
-    return {"id": vid, "T_a": ta, "T_b": tb, "same_length": ta == tb,
-            "cos_mean": float(cos.mean()) if cos.size else float("nan"),
-            "cos_min": float(cos.min()) if cos.size else float("nan")}
+    return {
+        "id": vid,
+        "T_a": ta,
+        "T_b": tb,
+        "same_length": ta == tb,
+        "cos_mean": float(cos.mean()) if cos.size else float("nan"),
+        "cos_min": float(cos.min()) if cos.size else float("nan"),
+    }

@@ -58,7 +58,9 @@ class FeatureStore:
         self.attrs = attrs
 
     def __repr__(self) -> str:
-        return f"FeatureStore({str(self.path)!r}, dataset={self.attrs.get('dataset')!r}, videos={len(self._index['id'])})"
+        return (
+            f"FeatureStore({str(self.path)!r}, dataset={self.attrs.get('dataset')!r}, videos={len(self._index['id'])})"
+        )
 
     # -- metadata ----------------------------------------------------------------------
     @cached_property
@@ -136,8 +138,7 @@ class FeatureStore:
         """Done videos recorded with flags (e.g. imported despite a row count that contradicts
         their frame count), by id."""
         ix = self._index
-        return {vid: list(fl) for vid, fl, st in zip(ix["id"], ix["flags"], ix["status"])
-                if st == STATUS_DONE and fl}
+        return {vid: list(fl) for vid, fl, st in zip(ix["id"], ix["flags"], ix["status"]) if st == STATUS_DONE and fl}
 
     # -- features ----------------------------------------------------------------------
     def _crop_index(self, crop: CropArg) -> list[int] | int | None:
@@ -178,7 +179,8 @@ class FeatureStore:
         return (
             doc.get("codecs") == [{"name": "bytes", "configuration": {"endian": "little"}}]
             and doc.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
-            and doc.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape") == [1, max(1, min(ct, T)), self.feature_dim]
+            and doc.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+            == [1, max(1, min(ct, T)), self.feature_dim]
             and doc.get("data_type") == self.dtype
             and doc.get("fill_value") == 0.0
         )
@@ -214,8 +216,10 @@ class FeatureStore:
                     chunk = np.fromfile(fh, dtype=dt, count=n * D)
             except FileNotFoundError:  # zarr does not write chunks equal to the fill value
                 if not (array / "zarr.json").is_file():
-                    raise InputError(f"{self.path}: the features of video {ix['id'][i]!r} are missing ({array} is "
-                                     "gone); re-extract or re-copy the store") from None
+                    raise InputError(
+                        f"{self.path}: the features of video {ix['id'][i]!r} are missing ({array} is "
+                        "gone); re-extract or re-copy the store"
+                    ) from None
                 out[t0 : t0 + n] = 0.0
                 continue
             out[t0 : t0 + n] = chunk.reshape(n, D)
@@ -228,8 +232,10 @@ class FeatureStore:
         try:
             return what(arr)
         except ValueError as exc:
-            raise InputError(f"{self.path}: the features of video {video_id!r} are damaged (reading "
-                             f"{arr.store_path}: {exc}); re-extract or re-copy the store") from None
+            raise InputError(
+                f"{self.path}: the features of video {video_id!r} are damaged (reading "
+                f"{arr.store_path}: {exc}); re-extract or re-copy the store"
+            ) from None
 
     def read(self, video_id: str, crop: CropArg = None) -> np.ndarray:
         """float32 features: (T, D) for an int crop id, (C, T, D) for a list of ids or None (all)."""
@@ -241,8 +247,12 @@ class FeatureStore:
             if isinstance(sel, int):
                 return self._read_crop_raw(i, sel)
             positions = list(range(self.num_crops)) if sel is None else sel
-            return np.stack([self._read_crop_raw(i, p) for p in positions]) if positions else np.zeros(
-                (0, int(self._index["T"][i]), self.feature_dim), np.float32)
+            return (
+                np.stack([self._read_crop_raw(i, p) for p in positions])
+                if positions
+                else np.zeros((0, int(self._index["T"][i]), self.feature_dim), np.float32)
+            )
+
         def pick(arr: Any) -> np.ndarray:
             if sel is None:
                 return arr[...]

@@ -60,8 +60,17 @@ def video_key(position: int) -> str:
 
 # The backbone record's fields that identify the weights and the numbers they produce; the
 # rest (a local file's path, a prose source) is recorded, not hashed.
-BACKBONE_IDENTITY = ("model", "pretrained", "weights_sha256", "random_weights", "seed", "image_size", "embed_dim",
-                     "mean", "std")
+BACKBONE_IDENTITY = (
+    "model",
+    "pretrained",
+    "weights_sha256",
+    "random_weights",
+    "seed",
+    "image_size",
+    "embed_dim",
+    "mean",
+    "std",
+)
 
 
 @dataclass(frozen=True)

@@ -115,13 +115,22 @@ def synthetic_manifest(cfg: SynthFeaturesConfig) -> tuple[Manifest, dict[str, li
             code = anomaly_codes[j % len(anomaly_codes)]
             iv = _intervals(rng, T)
             hidden[vid] = iv
-            segs = tuple(Segment(a * cfg.snippet_len, b * cfg.snippet_len, code) for a, b in iv) if split == "test" else ()
+            segs = (
+                tuple(Segment(a * cfg.snippet_len, b * cfg.snippet_len, code) for a, b in iv) if split == "test" else ()
+            )
             labels: tuple[str, ...] = (code,)
         else:
             segs, labels = (), (normal,)
         videos.append(
-            VideoRecord(id=vid, path=f"{split}/{vid}.mp4", split=split, labels=labels, segments=segs,
-                        fps=cfg.fps, num_frames=num_frames)
+            VideoRecord(
+                id=vid,
+                path=f"{split}/{vid}.mp4",
+                split=split,
+                labels=labels,
+                segments=segs,
+                fps=cfg.fps,
+                num_frames=num_frames,
+            )
         )
     return Manifest(info, tuple(videos)), hidden
 

@@ -77,8 +77,9 @@ def _pid_alive(pid: int, since: float) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time after boot, clock ticks
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK") <= since + 1.0
     except (OSError, ValueError, IndexError, StopIteration):
         return True
@@ -100,7 +101,7 @@ def remove_stale_creating(path: str | Path) -> list[Path]:
     for tmp in path.parent.iterdir():
         if not tmp.name.startswith(prefix):
             continue
-        host, _, pid_text = tmp.name[len(prefix):].rpartition("-")
+        host, _, pid_text = tmp.name[len(prefix) :].rpartition("-")
         if (host and host != _HOST) or not pid_text.isdigit():
             continue  # another machine's (or not ours): its PID means nothing here
         try:
@@ -324,15 +325,28 @@ class StoreWriter:
         return key, staging, arr
 
     def begin_video(
-        self, video_id: str, T: int, *, num_frames: int | None, fps: float | None, padded: bool = False,
+        self,
+        video_id: str,
+        T: int,
+        *,
+        num_frames: int | None,
+        fps: float | None,
+        padded: bool = False,
         flags: tuple[str, ...] = (),
     ) -> VideoSink:
         """Start a video of ``T`` rows; write blocks with ``write_rows`` then ``commit``.
         ``flags``: reasons to doubt the video that did not stop its import (shown by info/check)."""
         if T < 1:
             raise ValueError(f"{video_id}: a done video needs at least one row")
-        record = {"status": STATUS_DONE, "T": int(T), "num_frames": num_frames, "fps": fps, "error": None, "padded": padded,
-                  "flags": list(flags)}
+        record = {
+            "status": STATUS_DONE,
+            "T": int(T),
+            "num_frames": num_frames,
+            "fps": fps,
+            "error": None,
+            "padded": padded,
+            "flags": list(flags),
+        }
         key, staging, arr = self._create_staging_array(video_id, T, record)
         return VideoSink(self, video_id, key, arr, staging, T)
 
@@ -357,7 +371,14 @@ class StoreWriter:
 
     def fail_video(self, video_id: str, error: str, *, num_frames: int | None = None, fps: float | None = None) -> None:
         """Record a video as failed with its reason (an empty array carries the record)."""
-        record = {"status": STATUS_FAILED, "T": 0, "num_frames": num_frames, "fps": fps, "error": str(error), "padded": False}
+        record = {
+            "status": STATUS_FAILED,
+            "T": 0,
+            "num_frames": num_frames,
+            "fps": fps,
+            "error": str(error),
+            "padded": False,
+        }
         key, staging, _ = self._create_staging_array(video_id, 0, record)
         self._commit(staging, key)
 

@@ -157,8 +157,9 @@ def tiny_config(**overrides: object) -> SynthConfig:
 
 
 # Seven short videos (2 + 2 train, 1 + 2 test): enough to train a tiny run and score a video.
-SMALL_SYNTH = SynthConfig(seed=2, train_normal=2, train_anomalous=2, test_normal=1, test_anomalous=2,
-                          min_frames=48, max_frames=64)
+SMALL_SYNTH = SynthConfig(
+    seed=2, train_normal=2, train_anomalous=2, test_normal=1, test_anomalous=2, min_frames=48, max_frames=64
+)
 
 
 def extract_tiny(manifest: Manifest, root: str | Path, out: str | Path, **changes: Any) -> Path:

@@ -46,8 +46,14 @@ class BatchPlan:
     drop_last: bool = False
 
     @classmethod
-    def create(cls, samples: TrainSamples | StreamingSamples, composition: str, batch_size: int, seed: int,
-               drop_last: bool = False) -> BatchPlan:
+    def create(
+        cls,
+        samples: TrainSamples | StreamingSamples,
+        composition: str,
+        batch_size: int,
+        seed: int,
+        drop_last: bool = False,
+    ) -> BatchPlan:
         if composition not in BATCH_COMPOSITIONS:
             raise InputError(f"unknown batch composition {composition!r}; known: {BATCH_COMPOSITIONS}")
         if batch_size < 1:
@@ -84,9 +90,9 @@ class BatchPlan:
         if self.composition == "paired":
             pn = self.normal_idx[torch.randperm(len(self.normal_idx), generator=_generator(self.seed, epoch, 1))]
             pa = self.anomalous_idx[torch.randperm(len(self.anomalous_idx), generator=_generator(self.seed, epoch, 2))]
-            return [(pn[i * bs:(i + 1) * bs], pa[i * bs:(i + 1) * bs]) for i in range(steps)]
+            return [(pn[i * bs : (i + 1) * bs], pa[i * bs : (i + 1) * bs]) for i in range(steps)]
         perm = self.all_idx[torch.randperm(len(self.all_idx), generator=_generator(self.seed, epoch, 3))]
-        return [(perm[i * bs:(i + 1) * bs],) for i in range(steps)]
+        return [(perm[i * bs : (i + 1) * bs],) for i in range(steps)]
 
 
 def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, float]:
@@ -100,8 +106,15 @@ def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, flo
     return local, (len(local) / total if total else 0.0)
 
 
-def iterate_batches(samples: TrainSamples | StreamingSamples, batches: Sequence[tuple[Tensor, ...]], rank: int = 0,
-                    world: int = 1, *, prefetch: bool = True, pin_memory: bool = False) -> Iterator[tuple[TrainBatch, float]]:
+def iterate_batches(
+    samples: TrainSamples | StreamingSamples,
+    batches: Sequence[tuple[Tensor, ...]],
+    rank: int = 0,
+    world: int = 1,
+    *,
+    prefetch: bool = True,
+    pin_memory: bool = False,
+) -> Iterator[tuple[TrainBatch, float]]:
     """This rank's share of each global batch, assembled one batch ahead in a background
     thread (the gather releases the GIL) so that the next batch is ready when a step ends.
 

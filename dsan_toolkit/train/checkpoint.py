@@ -325,4 +325,3 @@ def load_resume(path: Path) -> tuple[dict[str, Any], str]:
 
 def config_json(cfg: RunConfig) -> dict[str, Any]:
     return {"hash": cfg.hash, "config": to_dict(cfg)}
-

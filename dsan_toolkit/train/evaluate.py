@@ -75,7 +75,7 @@ class PredictionSet:
     def per_video(self, key: str) -> dict[str, np.ndarray]:
         arr = getattr(self, key)
         o = self.offsets
-        return {v: arr[o[i]:o[i + 1]] for i, v in enumerate(self.video_ids)}
+        return {v: arr[o[i] : o[i + 1]] for i, v in enumerate(self.video_ids)}
 
     def lengths(self) -> dict[str, int]:
         t = np.diff(self.offsets)
@@ -83,9 +83,16 @@ class PredictionSet:
 
 
 @torch.no_grad()
-def predict_testset(method: Method, model: torch.nn.Module, test: TestSet, length: int,
-                    device: str | torch.device = "cpu", *, batch: int = 64,
-                    on_event: Listener | None = None) -> PredictionSet:
+def predict_testset(
+    method: Method,
+    model: torch.nn.Module,
+    test: TestSet,
+    length: int,
+    device: str | torch.device = "cpu",
+    *,
+    batch: int = 64,
+    on_event: Listener | None = None,
+) -> PredictionSet:
     """Chunk every test video officially, run the chunks through ``method.predict`` in batches
     of ``batch`` chunks, and stitch the outputs back to every video's T rows."""
     was_training = model.training
@@ -95,9 +102,9 @@ def predict_testset(method: Method, model: torch.nn.Module, test: TestSet, lengt
     outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
     with counted(on_event, "predict", index.shape[0], unit="chunks of 256 snippets") as advance:
         for a in range(0, index.shape[0], max(1, batch)):
-            gi = index[a:a + batch]
+            gi = index[a : a + batch]
             feats = test.table.index_select(0, gi.reshape(-1)).view(gi.shape[0], length, -1).to(device)
-            pred = method.predict(model, feats, chunk_len[a:a + batch].to(device)).detach_cpu()
+            pred = method.predict(model, feats, chunk_len[a : a + batch].to(device)).detach_cpu()
             outs.append((pred.scores, pred.align_scores, pred.class_probs))
             advance(gi.shape[0])
     if was_training:
@@ -182,11 +189,25 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate_and_write(method: Method, model: torch.nn.Module, manifest: Manifest, test: TestSet, out_dir: Path, *,
-                       length: int, device: str | torch.device, batch: int = 64, label: str, selection: str | None,
-                       config_hash: str | None, store_hash: str | None, manifest_hash: str | None,
-                       checkpoint: dict[str, Any] | None, extra: dict[str, Any] | None = None,
-                       on_event: Listener | None = None) -> dict[str, Any]:
+def evaluate_and_write(
+    method: Method,
+    model: torch.nn.Module,
+    manifest: Manifest,
+    test: TestSet,
+    out_dir: Path,
+    *,
+    length: int,
+    device: str | torch.device,
+    batch: int = 64,
+    label: str,
+    selection: str | None,
+    config_hash: str | None,
+    store_hash: str | None,
+    manifest_hash: str | None,
+    checkpoint: dict[str, Any] | None,
+    extra: dict[str, Any] | None = None,
+    on_event: Listener | None = None,
+) -> dict[str, Any]:
     """Predict, compute every metric, write ``predictions.npz`` and ``metrics.json``; the
     record carries the sha256 of the predictions file (``predictions_sha256``)."""
     preds = predict_testset(method, model, test, length, device, batch=batch, on_event=on_event)
@@ -261,8 +282,10 @@ def prepare_eval_out(out: Path, overwrite: bool) -> Path:
         raise InputError(f"--out {out} is a file, not a folder")
     held = [f for f in (PREDICTIONS_FILE, EVAL_RECORD_FILE) if (out / f).exists()]
     if held and not overwrite:
-        raise InputError(f"{out} already holds an evaluation ({', '.join(held)}); pass --overwrite to replace it, "
-                         "or choose another --out")
+        raise InputError(
+            f"{out} already holds an evaluation ({', '.join(held)}); pass --overwrite to replace it, "
+            "or choose another --out"
+        )
     return out
 
 
@@ -296,18 +319,32 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
     use = open_run_store(cfg, opts.features, run=run)
     manifest = resolve_manifest_for(use.store, opts.dataset)
     if manifest.content_hash() != cfg.manifest_hash:
-        raise InputError(f"the store's manifest ({manifest.content_hash()[:12]}) differs from the one the run was "
-                         f"trained on ({cfg.manifest_hash[:12]})")
+        raise InputError(
+            f"the store's manifest ({manifest.content_hash()[:12]}) differs from the one the run was "
+            f"trained on ({cfg.manifest_hash[:12]})"
+        )
     crop = cfg.test_crop if opts.test_crop is None else int(opts.test_crop)
     out = out or prepare_eval_out(exploratory_out(run, label, crop, use.actual_hash), opts.overwrite)
     test = _test_set(use.store, manifest, crop, cfg.feature_dim)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     load_weights(model, ck, device)
     return evaluate_and_write(
-        method, model, manifest, test, out, length=cfg.preset.visual_length, device=device, batch=opts.batch,
-        label=label, selection=label, config_hash=cfg.hash, store_hash=use.actual_hash,
-        manifest_hash=manifest.content_hash(), checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
-        extra={"run": str(run.resolve()), "store": use.record(), "out": str(out)}, on_event=on_event,
+        method,
+        model,
+        manifest,
+        test,
+        out,
+        length=cfg.preset.visual_length,
+        device=device,
+        batch=opts.batch,
+        label=label,
+        selection=label,
+        config_hash=cfg.hash,
+        store_hash=use.actual_hash,
+        manifest_hash=manifest.content_hash(),
+        checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
+        extra={"run": str(run.resolve()), "store": use.record(), "out": str(out)},
+        on_event=on_event,
     )
 
 
@@ -339,10 +376,21 @@ def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> 
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     load_weights(model, ck, device)
     return evaluate_and_write(
-        method, model, manifest, test, out, length=cfg.preset.visual_length, device=device,
-        batch=opts.batch, label=meta.get("selection", "checkpoint"), selection=meta.get("selection"),
-        config_hash=cfg.hash, store_hash=use.actual_hash, manifest_hash=manifest.content_hash(),
-        checkpoint={"file": str(ck), "sha256": sha256_file(ck)}, extra={"store": use.record(), "out": str(out)},
+        method,
+        model,
+        manifest,
+        test,
+        out,
+        length=cfg.preset.visual_length,
+        device=device,
+        batch=opts.batch,
+        label=meta.get("selection", "checkpoint"),
+        selection=meta.get("selection"),
+        config_hash=cfg.hash,
+        store_hash=use.actual_hash,
+        manifest_hash=manifest.content_hash(),
+        checkpoint={"file": str(ck), "sha256": sha256_file(ck)},
+        extra={"store": use.record(), "out": str(out)},
         on_event=on_event,
     )
 
@@ -373,14 +421,31 @@ def evaluate_official(opts: EvalOptions, on_event: Listener | None = None) -> di
         raise InputError(f"pass --preset ({', '.join(sorted(method.presets))}) for dataset {manifest.name!r}")
     preset = method.get_preset(preset_name)
     test = _test_set(store, manifest, opts.test_crop, int(preset.feature_dim))
-    loaded = load_official_checkpoint(method.name, Path(opts.official_checkpoint), preset=preset_name,  # type: ignore[arg-type]
-                                      classes=manifest.info.classes, device=device, clip_model=opts.clip_model)
+    loaded = load_official_checkpoint(
+        method.name,
+        Path(opts.official_checkpoint),
+        preset=preset_name,  # type: ignore[arg-type]
+        classes=manifest.info.classes,
+        device=device,
+        clip_model=opts.clip_model,
+    )
     model = loaded.model.to(device)
     ck = Path(opts.official_checkpoint)  # type: ignore[arg-type]
     return evaluate_and_write(
-        method, model, manifest, test, out, length=int(preset.visual_length), device=device,
-        batch=opts.batch, label="official", selection="official-checkpoint", config_hash=None,
-        store_hash=store.content_hash(), manifest_hash=manifest.content_hash(),
+        method,
+        model,
+        manifest,
+        test,
+        out,
+        length=int(preset.visual_length),
+        device=device,
+        batch=opts.batch,
+        label="official",
+        selection="official-checkpoint",
+        config_hash=None,
+        store_hash=store.content_hash(),
+        manifest_hash=manifest.content_hash(),
         checkpoint={"file": str(ck), "sha256": sha256_file(ck), "official": True},
-        extra={"preset": preset_name, "out": str(out)}, on_event=on_event,
+        extra={"preset": preset_name, "out": str(out)},
+        on_event=on_event,
     )

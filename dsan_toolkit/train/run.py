@@ -73,8 +73,6 @@ from .trainer import Trainer
 logger = logging.getLogger(__name__)
 
 
-
-
 @dataclass(frozen=True)
 class TrainOptions:
     """What a user asks for (``dsan train`` options); resolved into a :class:`RunConfig`."""
@@ -134,16 +132,22 @@ def resolve_preset(method: Method, manifest: Manifest, opts: TrainOptions) -> tu
     return name, preset
 
 
-def resolve_config(opts: TrainOptions, store: FeatureStoreLike, manifest: Manifest, method: Method,
-                   world_size: int) -> RunConfig:
+def resolve_config(
+    opts: TrainOptions, store: FeatureStoreLike, manifest: Manifest, method: Method, world_size: int
+) -> RunConfig:
     if opts.select not in SELECTIONS:
         raise InputError(f"unknown --select {opts.select!r}; choose one of {', '.join(SELECTIONS)}")
     if not method.trainable and opts.select != LAST:
         raise InputError(f"method {method.name!r} is training-free: there is nothing to select (use --select last)")
     preset_name, preset = resolve_preset(method, manifest, opts)
     test_crop = manifest.info.test_crop if opts.test_crop is None else int(opts.test_crop)
-    check_store_fits(store, manifest, int(preset.feature_dim), test_crop=test_crop,
-                     splits=("train", "test") if method.trainable else ("test",))
+    check_store_fits(
+        store,
+        manifest,
+        int(preset.feature_dim),
+        test_crop=test_crop,
+        splits=("train", "test") if method.trainable else ("test",),
+    )
     return RunConfig(
         method=method.name,
         preset_name=preset_name,
@@ -163,10 +167,11 @@ def resolve_config(opts: TrainOptions, store: FeatureStoreLike, manifest: Manife
         deterministic=bool(opts.deterministic),
         world_size=int(world_size),
         backbone=store_backbone(store),
-        text_encoder=text_encoder_spec(store_backbone(store), opts.clip_weights, opts.clip_model) if method.needs_clip else {},
+        text_encoder=text_encoder_spec(store_backbone(store), opts.clip_weights, opts.clip_model)
+        if method.needs_clip
+        else {},
         device=str(opts.device),
     )
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,26 +252,57 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Li
         metrics = _training_free_run(opts, cfg, method, manifest, store, device, say) if dist.is_main else {}
         ddp.barrier(dist)
         return TrainResult(out, cfg, True, metrics, 0)
-    trainer = Trainer(cfg, method, manifest, store, device, dist, out=out, cache=opts.cache,
-                      clip_weights=opts.clip_weights, eval_batch=opts.eval_batch,
-                      checkpoint_every=opts.checkpoint_every, stop_after_steps=opts.stop_after_steps)
+    trainer = Trainer(
+        cfg,
+        method,
+        manifest,
+        store,
+        device,
+        dist,
+        out=out,
+        cache=opts.cache,
+        clip_weights=opts.clip_weights,
+        eval_batch=opts.eval_batch,
+        checkpoint_every=opts.checkpoint_every,
+        stop_after_steps=opts.stop_after_steps,
+    )
     if dist.is_main:
-        say(message(f"{method.name} preset {cfg.preset_name} on {manifest.name}: config {cfg.hash[:12]}, "
-                    f"device {device}, world size {dist.world_size}, select {cfg.select}"))
+        say(
+            message(
+                f"{method.name} preset {cfg.preset_name} on {manifest.name}: config {cfg.hash[:12]}, "
+                f"device {device}, world size {dist.world_size}, select {cfg.select}"
+            )
+        )
     trainer.setup()
     resumed = trainer.try_resume() if status == "resume" else False
     if dist.is_main:
         env_path = out / "environment.json"
         previous = json.loads(env_path.read_text()) if resumed and env_path.is_file() else None
-        atomic_write_json(env_path, capture_environment(
-            device, world_size=dist.world_size, backend=dist.backend, deterministic=cfg.deterministic))
-        trainer.log.write("start", config_hash=cfg.hash, resumed_from=trainer.state.step if resumed else None,
-                          world_size=dist.world_size, **({"previous_environment": previous} if previous else {}))
-        cached = (f"{trainer.samples.nbytes / 2**20:.1f} MiB cached" if trainer.samples.nbytes
-                  else "read from the store per batch")
-        say(message(f"{len(trainer.samples)} training samples ({cached}), "
-                    f"{trainer.iters_per_epoch} steps/epoch, {count_params(trainer.model)['trainable']:,} trainable "
-                    f"parameters" + (f"; resuming at step {trainer.state.step}" if resumed else "")))
+        atomic_write_json(
+            env_path,
+            capture_environment(
+                device, world_size=dist.world_size, backend=dist.backend, deterministic=cfg.deterministic
+            ),
+        )
+        trainer.log.write(
+            "start",
+            config_hash=cfg.hash,
+            resumed_from=trainer.state.step if resumed else None,
+            world_size=dist.world_size,
+            **({"previous_environment": previous} if previous else {}),
+        )
+        cached = (
+            f"{trainer.samples.nbytes / 2**20:.1f} MiB cached"
+            if trainer.samples.nbytes
+            else "read from the store per batch"
+        )
+        say(
+            message(
+                f"{len(trainer.samples)} training samples ({cached}), "
+                f"{trainer.iters_per_epoch} steps/epoch, {count_params(trainer.model)['trainable']:,} trainable "
+                f"parameters" + (f"; resuming at step {trainer.state.step}" if resumed else "")
+            )
+        )
     finished = trainer.run(say if opts.progress and dist.is_main else None)
     if not finished:
         if dist.is_main:
@@ -291,19 +327,40 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
         else:
             trainer.model.load_state_dict(trainer.state.best_model)
             ck = out / "checkpoints" / "best-on-test.safetensors"
-            save_weights(trainer.model, ck, trainer.checkpoint_meta(
-                BEST, selection_metric=cfg.selection_metric, value=trainer.state.best_value,
-                best_step=trainer.state.best_step))
+            save_weights(
+                trainer.model,
+                ck,
+                trainer.checkpoint_meta(
+                    BEST,
+                    selection_metric=cfg.selection_metric,
+                    value=trainer.state.best_value,
+                    best_step=trainer.state.best_step,
+                ),
+            )
         rec = evaluate_and_write(
-            trainer.method, trainer.model, trainer.manifest, trainer.test, out / "eval" / label,
-            length=cfg.preset.visual_length, device=trainer.device, batch=trainer.eval_batch,
-            label=label, selection=label, config_hash=cfg.hash, store_hash=cfg.store_hash,
-            manifest_hash=cfg.manifest_hash, checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
+            trainer.method,
+            trainer.model,
+            trainer.manifest,
+            trainer.test,
+            out / "eval" / label,
+            length=cfg.preset.visual_length,
+            device=trainer.device,
+            batch=trainer.eval_batch,
+            label=label,
+            selection=label,
+            config_hash=cfg.hash,
+            store_hash=cfg.store_hash,
+            manifest_hash=cfg.manifest_hash,
+            checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
         )
         entry: dict[str, Any] = {"metrics": rec["metrics"], "checkpoint": ck.name}
         if label == BEST:
-            entry.update(selection_metric=cfg.selection_metric, value=trainer.state.best_value,
-                         step=trainer.state.best_step, epoch=trainer.state.best_epoch)
+            entry.update(
+                selection_metric=cfg.selection_metric,
+                value=trainer.state.best_value,
+                step=trainer.state.best_step,
+                epoch=trainer.state.best_epoch,
+            )
         else:
             entry.update(step=trainer.state.step, epoch=cfg.preset.epochs - 1)
         results[label] = entry
@@ -326,8 +383,15 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
     return write_run_summary(out, summary)
 
 
-def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manifest: Manifest, store: FeatureStoreLike,
-                       device: torch.device, say: Listener) -> dict[str, Any]:
+def _training_free_run(
+    opts: TrainOptions,
+    cfg: RunConfig,
+    method: Method,
+    manifest: Manifest,
+    store: FeatureStoreLike,
+    device: torch.device,
+    say: Listener,
+) -> dict[str, Any]:
     """A training-free method (zero-shot CLIP) as a run directory of the same layout: config,
     environment, the frozen weights as the ``last`` checkpoint, predictions and metrics."""
     out = Path(opts.out)
@@ -338,21 +402,52 @@ def _training_free_run(opts: TrainOptions, cfg: RunConfig, method: Method, manif
     log.write("start", config_hash=cfg.hash, resumed_from=None, world_size=1, training_free=True)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     ck = out / "checkpoints" / "last.safetensors"
-    save_weights(model, ck, {"method": cfg.method, "config_hash": cfg.hash, "config": json.dumps(config_json(cfg)),
-                             "selection": LAST, "epoch": "0", "step": "0"})
+    save_weights(
+        model,
+        ck,
+        {
+            "method": cfg.method,
+            "config_hash": cfg.hash,
+            "config": json.dumps(config_json(cfg)),
+            "selection": LAST,
+            "epoch": "0",
+            "step": "0",
+        },
+    )
     test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
     say(message(f"{method.name} is training-free: evaluating on {len(test.video_ids)} test videos"))
-    rec = evaluate_and_write(method, model, manifest, test, out / "eval" / LAST, length=int(cfg.preset.visual_length),
-                             device=device, batch=opts.eval_batch, label=LAST, selection=LAST, config_hash=cfg.hash,
-                             store_hash=cfg.store_hash, manifest_hash=cfg.manifest_hash,
-                             checkpoint={"file": ck.name, "sha256": sha256_file(ck)})
+    rec = evaluate_and_write(
+        method,
+        model,
+        manifest,
+        test,
+        out / "eval" / LAST,
+        length=int(cfg.preset.visual_length),
+        device=device,
+        batch=opts.eval_batch,
+        label=LAST,
+        selection=LAST,
+        config_hash=cfg.hash,
+        store_hash=cfg.store_hash,
+        manifest_hash=cfg.manifest_hash,
+        checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
+    )
     summary = {
-        "config_hash": cfg.hash, "method": cfg.method, "preset": cfg.preset_name, "dataset": cfg.dataset,
-        "seed": cfg.seed, "select": LAST, "selected": LAST,
+        "config_hash": cfg.hash,
+        "method": cfg.method,
+        "preset": cfg.preset_name,
+        "dataset": cfg.dataset,
+        "seed": cfg.seed,
+        "select": LAST,
+        "selected": LAST,
         "results": {LAST: {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}},
-        "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0, "steps": 0, "params": count_params(model),
+        "train_seconds": 0.0,
+        "eval_seconds": time.perf_counter() - t0,
+        "steps": 0,
+        "params": count_params(model),
         "random_backbone": bool(cfg.backbone.get("random_weights", False)),
-        "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)), "training_free": True,
+        "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)),
+        "training_free": True,
     }
     log.write("end", seconds=0.0, selections=[LAST])
     return write_run_summary(out, summary)
@@ -365,8 +460,11 @@ def run_artifacts(out: Path, labels: list[str]) -> dict[str, str]:
     files = ["config.json", "environment.json"]
     for label in labels:
         ev = json.loads((out / "eval" / label / "metrics.json").read_text())
-        files += [f"eval/{label}/metrics.json", f"eval/{label}/predictions.npz",
-                  f"checkpoints/{(ev.get('checkpoint') or {}).get('file', f'{label}.safetensors')}"]
+        files += [
+            f"eval/{label}/metrics.json",
+            f"eval/{label}/predictions.npz",
+            f"checkpoints/{(ev.get('checkpoint') or {}).get('file', f'{label}.safetensors')}",
+        ]
     return {f: sha256_file(out / f) for f in dict.fromkeys(files)}
 
 
@@ -392,9 +490,19 @@ def retrain_from_config(cfg: RunConfig, out: Path, *, device: str = "cpu", progr
     for k in ("epochs", "seed"):
         overrides.pop(k, None)
     opts = TrainOptions(
-        method=cfg.method, features=Path(cfg.store), out=Path(out), dataset=None, preset=cfg.preset_name,
-        seed=cfg.seed, epochs=preset.epochs, device=device, select=cfg.select, deterministic=cfg.deterministic,
-        test_crop=cfg.test_crop, overrides=_from_json_overrides(base, overrides), progress=progress,
+        method=cfg.method,
+        features=Path(cfg.store),
+        out=Path(out),
+        dataset=None,
+        preset=cfg.preset_name,
+        seed=cfg.seed,
+        epochs=preset.epochs,
+        device=device,
+        select=cfg.select,
+        deterministic=cfg.deterministic,
+        test_crop=cfg.test_crop,
+        overrides=_from_json_overrides(base, overrides),
+        progress=progress,
     )
     return train(opts)
 

@@ -55,4 +55,3 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, torch.Tensor):
         return o.item() if o.numel() == 1 else o.tolist()
     return str(o)
-

@@ -107,8 +107,12 @@ class TrainSamples:
             feats = torch.index_select(self.table, 0, gi, out=buf).view(len(idx), self.length, -1)
         else:
             feats = self.table.index_select(0, gi).view(len(idx), self.length, -1)
-        return TrainBatch(feats=feats, lengths=self.lengths[idx].clone(), labels=self.labels[idx].clone(),
-                          anomalous=self.anomalous[idx].clone())
+        return TrainBatch(
+            feats=feats,
+            lengths=self.lengths[idx].clone(),
+            labels=self.labels[idx].clone(),
+            anomalous=self.anomalous[idx].clone(),
+        )
 
 
 def build_train_samples(
@@ -147,7 +151,7 @@ def build_train_samples(
         x = np.asarray(store.read(video_ids[i], crops), dtype=np.float32)
         if x.shape != (n_c, int(t[i]), dim):
             raise InputError(f"features of {video_ids[i]!r} have shape {x.shape}, expected {(n_c, int(t[i]), dim)}")
-        table[block[i]:block[i + 1]] = resample_video(x, length).reshape(-1, dim)
+        table[block[i] : block[i + 1]] = resample_video(x, length).reshape(-1, dim)
 
     if n_v:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -176,8 +180,17 @@ class StreamingSamples:
     that does not fit in memory): each batch reads its samples' features in a thread pool and
     resamples them exactly as the cache does, so batches are identical."""
 
-    def __init__(self, store: FeatureStoreLike, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
-                 classes: Sequence[ClassInfo], length: int, *, workers: int = 4) -> None:
+    def __init__(
+        self,
+        store: FeatureStoreLike,
+        manifest: Manifest,
+        video_ids: Sequence[str],
+        crops: Sequence[int],
+        classes: Sequence[ClassInfo],
+        length: int,
+        *,
+        workers: int = 4,
+    ) -> None:
         self.store = store
         self.video_ids = list(video_ids)
         self.crops = [int(c) for c in crops]
@@ -226,12 +239,16 @@ class StreamingSamples:
             x = np.asarray(self.store.read(self.video_ids[int(self.video[i])], [int(self.crop[i])]), np.float32)
             rows = torch.from_numpy(resample_video(x, self.length)[0])
             feats[j, : rows.shape[0]] = rows
-            feats[j, rows.shape[0]:] = 0.0
+            feats[j, rows.shape[0] :] = 0.0
 
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             list(pool.map(fill, range(len(idx))))
-        return TrainBatch(feats=feats, lengths=self.lengths[idx].clone(), labels=self.labels[idx].clone(),
-                          anomalous=self.anomalous[idx].clone())
+        return TrainBatch(
+            feats=feats,
+            lengths=self.lengths[idx].clone(),
+            labels=self.labels[idx].clone(),
+            anomalous=self.anomalous[idx].clone(),
+        )
 
 
 CACHE_MODES = ("auto", "memory", "none")
@@ -261,8 +278,16 @@ def available_memory(meminfo: str | Path = "/proc/meminfo") -> int | None:
         return None
 
 
-def make_train_samples(store: FeatureStoreLike, manifest: Manifest, video_ids: Sequence[str], crops: Sequence[int],
-                       classes: Sequence[ClassInfo], length: int, *, cache: str = "auto") -> Any:
+def make_train_samples(
+    store: FeatureStoreLike,
+    manifest: Manifest,
+    video_ids: Sequence[str],
+    crops: Sequence[int],
+    classes: Sequence[ClassInfo],
+    length: int,
+    *,
+    cache: str = "auto",
+) -> Any:
     """The training samples, cached in memory (``memory``), read per batch (``none``), or
     cached when the cache takes at most 70% of the available memory (``auto``)."""
     if cache not in CACHE_MODES:

@@ -61,8 +61,14 @@ def open_feature_store(path: Path) -> Any:
     return open_store(Path(path))
 
 
-def check_store_fits(store: FeatureStoreLike, manifest: Manifest, feature_dim: int, *, test_crop: int,
-                     splits: tuple[str, ...] = ("train", "test")) -> None:
+def check_store_fits(
+    store: FeatureStoreLike,
+    manifest: Manifest,
+    feature_dim: int,
+    *,
+    test_crop: int,
+    splits: tuple[str, ...] = ("train", "test"),
+) -> None:
     """Refuse a store whose manifest, feature dimension or crops do not fit (clear messages)."""
     smf = store.manifest
     problems = []
@@ -74,7 +80,9 @@ def check_store_fits(store: FeatureStoreLike, manifest: Manifest, feature_dim: i
         if smf.name != manifest.name:
             problems.append(f"the store was made for dataset {smf.name!r}, not {manifest.name!r}")
         if not problems:
-            problems.append("the store's embedded manifest differs from the dataset's manifest (other videos or labels)")
+            problems.append(
+                "the store's embedded manifest differs from the dataset's manifest (other videos or labels)"
+            )
     if int(store.feature_dim) != int(feature_dim):
         problems.append(
             f"feature dimension {store.feature_dim} does not fit the preset's {feature_dim} "
@@ -155,8 +163,9 @@ def determinism_restored() -> Iterator[None]:
             os.environ[CUBLAS_WORKSPACE] = cublas
 
 
-def text_encoder_spec(backbone: dict[str, Any], clip_weights: Path | None = None,
-                      clip_model: str | None = None) -> dict[str, Any]:
+def text_encoder_spec(
+    backbone: dict[str, Any], clip_weights: Path | None = None, clip_model: str | None = None
+) -> dict[str, Any]:
     """Which CLIP text encoder a run uses: the store's image backbone's own (same model and
     weights), a local weight file (``--clip-weights``), or, for stores whose backbone is not an
     open_clip model (synthetic features), the tiny random-init text tower (marked random).
@@ -167,23 +176,41 @@ def text_encoder_spec(backbone: dict[str, Any], clip_weights: Path | None = None
         if clip_model not in list_backbones():
             raise InputError(f"unknown open_clip model {clip_model!r} for --clip-model")
         if clip_weights is None:
-            return {"model": clip_model, "pretrained": None, "random_weights": True, "seed": 0,
-                    "reason": "--clip-model without weights"}
+            return {
+                "model": clip_model,
+                "pretrained": None,
+                "random_weights": True,
+                "seed": 0,
+                "reason": "--clip-model without weights",
+            }
         backbone = {"model": clip_model}
     model = str(backbone.get("model") or "ViT-B-16")
     if model not in list_backbones():
-        return {"model": TINY_MODEL, "pretrained": None, "random_weights": True, "seed": 0,
-                "reason": f"store backbone {model!r} is not an open_clip model"}
+        return {
+            "model": TINY_MODEL,
+            "pretrained": None,
+            "random_weights": True,
+            "seed": 0,
+            "reason": f"store backbone {model!r} is not an open_clip model",
+        }
     if clip_weights is not None:
         from ..config import sha256_file
 
-        return {"model": model, "weights_file": str(clip_weights), "weights_sha256": sha256_file(clip_weights),
-                "random_weights": False}
+        return {
+            "model": model,
+            "weights_file": str(clip_weights),
+            "weights_sha256": sha256_file(clip_weights),
+            "random_weights": False,
+        }
     if backbone.get("random_weights") or model == TINY_MODEL:
         return {"model": model, "pretrained": None, "random_weights": True, "seed": int(backbone.get("seed") or 0)}
     if backbone.get("weights_file"):
-        return {"model": model, "weights_file": str(backbone["weights_file"]),
-                "weights_sha256": backbone.get("weights_sha256"), "random_weights": False}
+        return {
+            "model": model,
+            "weights_file": str(backbone["weights_file"]),
+            "weights_sha256": backbone.get("weights_sha256"),
+            "random_weights": False,
+        }
     return {"model": model, "pretrained": backbone.get("pretrained") or "openai", "random_weights": False}
 
 
@@ -202,8 +229,9 @@ def load_clip_for(spec: dict[str, Any], device: torch.device, clip_weights: Path
     return create_clip(model, pretrained=spec.get("pretrained") or "openai", device=device)
 
 
-def build_model(method: Method, cfg: RunConfig, manifest: Manifest, device: torch.device,
-                clip_weights: Path | None = None) -> torch.nn.Module:
+def build_model(
+    method: Method, cfg: RunConfig, manifest: Manifest, device: torch.device, clip_weights: Path | None = None
+) -> torch.nn.Module:
     clip = load_clip_for(cfg.text_encoder, device, clip_weights) if method.needs_clip else None
     model = method.build(cfg.preset, manifest.info.classes, feature_dim=cfg.feature_dim, clip=clip, device=device)
     return model.to(device)

@@ -64,8 +64,10 @@ class StoreUse:
         """'' for the training store, else a one-line warning naming both hashes."""
         if self.matches:
             return ""
-        return (f"NOT THE TRAINING FEATURES: {self.path} has {self.level} hash {_short(self.actual_hash)}, "
-                f"the run was trained on {_short(self.recorded_hash)}")
+        return (
+            f"NOT THE TRAINING FEATURES: {self.path} has {self.level} hash {_short(self.actual_hash)}, "
+            f"the run was trained on {_short(self.recorded_hash)}"
+        )
 
 
 def absolute_store_path(path: str | Path) -> str:
@@ -84,8 +86,10 @@ def resolve_store_path(recorded: str, explicit: str | Path | None, option: str =
         raise InputError(f"the run records no feature store path; pass {option} STORE")
     path = Path(recorded)
     if not path.exists():
-        raise InputError(f"the run's feature store {recorded} is not found (moved or on another machine?); "
-                         f"pass {option} STORE to name it")
+        raise InputError(
+            f"the run's feature store {recorded} is not found (moved or on another machine?); "
+            f"pass {option} STORE to name it"
+        )
     return path, False
 
 
@@ -119,8 +123,14 @@ def recorded_identity(cfg: Any, level: str) -> str | None:
     return cfg.store_hash if level == CONTENT else cfg.store_config_hash
 
 
-def open_run_store(cfg: Any, explicit: str | Path | None = None, *, level: str = CONTENT,
-                   option: str = "--features", run: str | Path | None = None) -> StoreUse:
+def open_run_store(
+    cfg: Any,
+    explicit: str | Path | None = None,
+    *,
+    level: str = CONTENT,
+    option: str = "--features",
+    run: str | Path | None = None,
+) -> StoreUse:
     """Open the store of run config ``cfg`` (or ``explicit``) and check its identity.
 
     Raises :class:`InputError` when the store at the recorded path is not the training store.

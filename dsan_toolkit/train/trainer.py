@@ -57,9 +57,15 @@ class LoopState:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "epoch": self.epoch, "iter": self.iter, "step": self.step, "best_value": self.best_value,
-            "best_step": self.best_step, "best_epoch": self.best_epoch, "best_model": self.best_model,
-            "train_seconds": self.train_seconds, "log_size": self.log_size,
+            "epoch": self.epoch,
+            "iter": self.iter,
+            "step": self.step,
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "best_epoch": self.best_epoch,
+            "best_model": self.best_model,
+            "train_seconds": self.train_seconds,
+            "log_size": self.log_size,
         }
 
     @classmethod
@@ -68,8 +74,10 @@ class LoopState:
 
 
 def _optim_state(specs: list[OptimSpec]) -> list[dict[str, Any]]:
-    return [{"optimizer": s.optimizer.state_dict(),
-             "scheduler": None if s.scheduler is None else s.scheduler.state_dict()} for s in specs]
+    return [
+        {"optimizer": s.optimizer.state_dict(), "scheduler": None if s.scheduler is None else s.scheduler.state_dict()}
+        for s in specs
+    ]
 
 
 def _load_optim_state(specs: list[OptimSpec], states: list[dict[str, Any]]) -> None:
@@ -103,8 +111,9 @@ def build_optimizers(method: Method, model: torch.nn.Module, preset: MethodPrese
     """The method's optimisers for the steps an epoch runs; a per-iteration schedule is sized
     as the official code does, for the sum of the official loaders' lengths
     (``schedule_iters_per_epoch``: twice the steps run on paired batches, an official quirk)."""
-    return method.optimizers(model, preset, plan.steps_per_epoch(),
-                             schedule_iters_per_epoch=int(sum(plan.loader_lengths())))
+    return method.optimizers(
+        model, preset, plan.steps_per_epoch(), schedule_iters_per_epoch=int(sum(plan.loader_lengths()))
+    )
 
 
 class Trainer:
@@ -115,9 +124,22 @@ class Trainer:
     ``eval_batch`` the chunks per forward of test-set evaluations; ``checkpoint_every`` writes
     the resume state every so many steps; ``stop_after_steps`` stops early (resumable)."""
 
-    def __init__(self, cfg: RunConfig, method: Method, manifest: Manifest, store: FeatureStoreLike, device: torch.device,
-                 dist: ddp.DistInfo, *, out: Path, cache: str = "auto", clip_weights: Path | None = None,
-                 eval_batch: int = 64, checkpoint_every: int = 0, stop_after_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        method: Method,
+        manifest: Manifest,
+        store: FeatureStoreLike,
+        device: torch.device,
+        dist: ddp.DistInfo,
+        *,
+        out: Path,
+        cache: str = "auto",
+        clip_weights: Path | None = None,
+        eval_batch: int = 64,
+        checkpoint_every: int = 0,
+        stop_after_steps: int | None = None,
+    ) -> None:
         self.cfg = cfg
         self.method = method
         self.preset = cfg.preset
@@ -141,10 +163,16 @@ class Trainer:
         seed_everything(cfg.seed, cfg.deterministic)
         classes = self.manifest.info.classes
         train_ids = [v.id for v in self.manifest.split("train")]
-        self.samples = make_train_samples(self.store, self.manifest, train_ids, cfg.train_crops, classes,
-                                          preset.visual_length, cache=self.cache)
-        self.plan = BatchPlan.create(self.samples, preset.batch_composition, preset.batch_size, cfg.seed,
-                                     drop_last=bool(preset.drop_last) if preset.batch_composition == "mixed" else True)
+        self.samples = make_train_samples(
+            self.store, self.manifest, train_ids, cfg.train_crops, classes, preset.visual_length, cache=self.cache
+        )
+        self.plan = BatchPlan.create(
+            self.samples,
+            preset.batch_composition,
+            preset.batch_size,
+            cfg.seed,
+            drop_last=bool(preset.drop_last) if preset.batch_composition == "mixed" else True,
+        )
         self.test: TestSet = build_test_set(self.store, [v.id for v in self.manifest.split("test")], cfg.test_crop)
         seed_everything(cfg.seed, cfg.deterministic)  # model init as the official scripts: right after seeding
         self.model = build_model(self.method, cfg, self.manifest, self.device, self.clip_weights)
@@ -156,9 +184,15 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_meta(self, selection: str, **extra: Any) -> dict[str, Any]:
-        return {"method": self.cfg.method, "config_hash": self.cfg.hash,
-                "config": json.dumps(config_json(self.cfg)), "selection": selection,
-                "epoch": str(self.state.epoch), "step": str(self.state.step), **{k: str(v) for k, v in extra.items()}}
+        return {
+            "method": self.cfg.method,
+            "config_hash": self.cfg.hash,
+            "config": json.dumps(config_json(self.cfg)),
+            "selection": selection,
+            "epoch": str(self.state.epoch),
+            "step": str(self.state.step),
+            **{k: str(v) for k, v in extra.items()},
+        }
 
     def save_resume(self) -> None:
         if not self.dist.is_main:
@@ -167,8 +201,12 @@ class Trainer:
         # back to includes it
         line = self.log.line("checkpoint", epoch=self.state.epoch, step=self.state.step, files=["resume.safetensors"])
         self.state.log_size = self.log.size() + len(line)
-        state = {"loop": self.state.to_state(), "model": self.model.state_dict(), "optim": _optim_state(self.specs),
-                 "rng": rng_state()}
+        state = {
+            "loop": self.state.to_state(),
+            "model": self.model.state_dict(),
+            "optim": _optim_state(self.specs),
+            "rng": rng_state(),
+        }
         save_resume(self.ckpt_dir / "resume.safetensors", state, self.cfg.hash)
         self.log.append(line)
 
@@ -196,12 +234,21 @@ class Trainer:
         if not due:
             return
         if self.dist.is_main:
-            preds = predict_testset(self.method, self.model, self.test, self.preset.visual_length, self.device,
-                                    batch=self.eval_batch)
+            preds = predict_testset(
+                self.method, self.model, self.test, self.preset.visual_length, self.device, batch=self.eval_batch
+            )
             metrics, value = selection_value(self.manifest, preds, self.cfg.selection_metric)
             best = self.state.best_value is None or value > self.state.best_value
-            self.log.write("eval", epoch=self.state.epoch, iter=i, step=self.state.step, metrics=metrics,
-                           selection_metric=self.cfg.selection_metric, value=value, best=best)
+            self.log.write(
+                "eval",
+                epoch=self.state.epoch,
+                iter=i,
+                step=self.state.step,
+                metrics=metrics,
+                selection_metric=self.cfg.selection_metric,
+                value=value,
+                best=best,
+            )
             if best:
                 self.state.best_value = float(value)
                 self.state.best_step = self.state.step
@@ -256,25 +303,43 @@ class Trainer:
             task = f"epoch {e + 1}/{preset.epochs}"
             if progress is not None:
                 progress(ProgressEvent(TASK, task, total=len(batches), completed=self.state.iter))
-            for batch, share in iterate_batches(self.samples, batches[self.state.iter:], self.dist.rank,
-                                                self.dist.world_size, pin_memory=self.device.type == "cuda"):
+            for batch, share in iterate_batches(
+                self.samples,
+                batches[self.state.iter :],
+                self.dist.rank,
+                self.dist.world_size,
+                pin_memory=self.device.type == "cuda",
+            ):
                 logged = self.step(batch, share)
                 self.state.iter += 1
                 self.state.step += 1
                 n = int(round(batch.batch_size / share)) if share else batch.batch_size
                 samples_done += n
                 losses.append(logged["loss"])
-                self.log.write("step", epoch=e, iter=self.state.iter - 1, step=self.state.step, lr=_lrs(self.specs),
-                               samples=n, loss=logged["loss"],
-                               losses={k[7:]: v for k, v in logged.items() if k.startswith("losses.")})
+                self.log.write(
+                    "step",
+                    epoch=e,
+                    iter=self.state.iter - 1,
+                    step=self.state.step,
+                    lr=_lrs(self.specs),
+                    samples=n,
+                    loss=logged["loss"],
+                    losses={k[7:]: v for k, v in logged.items() if k.startswith("losses.")},
+                )
                 if progress is not None:
                     progress(ProgressEvent(ADVANCE, task, advance=1, text=f"loss {logged['loss']:.4f}"))
                 self._maybe_eval(end_of_epoch=False)
-                if self.checkpoint_every and self.state.step % self.checkpoint_every == 0 \
-                        and self.state.iter < len(batches):
+                if (
+                    self.checkpoint_every
+                    and self.state.step % self.checkpoint_every == 0
+                    and self.state.iter < len(batches)
+                ):
                     self.save_resume()
-                if self.stop_after_steps is not None and self.state.step >= self.stop_after_steps \
-                        and self.state.iter < len(batches):
+                if (
+                    self.stop_after_steps is not None
+                    and self.state.step >= self.stop_after_steps
+                    and self.state.iter < len(batches)
+                ):
                     self.state.train_seconds += time.perf_counter() - t0
                     self.save_resume()
                     return False
@@ -284,14 +349,27 @@ class Trainer:
             self._maybe_eval(end_of_epoch=True)
             secs = time.perf_counter() - t0
             self.state.train_seconds += secs
-            self.log.write("epoch", epoch=e, steps=len(batches), loss=float(np.mean(losses)) if losses else None,
-                           seconds=secs, samples_per_s=samples_done / secs if secs > 0 else None)
+            self.log.write(
+                "epoch",
+                epoch=e,
+                steps=len(batches),
+                loss=float(np.mean(losses)) if losses else None,
+                seconds=secs,
+                samples_per_s=samples_done / secs if secs > 0 else None,
+            )
             if progress is not None:
                 mean = float(np.mean(losses)) if losses else float("nan")
-                progress(ProgressEvent(DONE, task, text=(
-                    f"{task}: loss {mean:.4f}, {len(batches)} steps, {secs:.1f} s"
-                    + (f", {samples_done / secs:.0f} samples/s" if secs > 0 else "")),
-                    fields={"epoch": e, "loss": mean, "seconds": secs}))
+                progress(
+                    ProgressEvent(
+                        DONE,
+                        task,
+                        text=(
+                            f"{task}: loss {mean:.4f}, {len(batches)} steps, {secs:.1f} s"
+                            + (f", {samples_done / secs:.0f} samples/s" if secs > 0 else "")
+                        ),
+                        fields={"epoch": e, "loss": mean, "seconds": secs},
+                    )
+                )
             last_epoch = e + 1 == preset.epochs
             if self.dist.is_main:
                 save_weights(self.model, self.ckpt_dir / "last.safetensors", self.checkpoint_meta(LAST))
@@ -306,4 +384,3 @@ class Trainer:
                     return False
             ddp.barrier(self.dist)
         return True
-

@@ -16,11 +16,18 @@ def audit_cmd(
     path: Path = typer.Argument(..., help="A run directory (dsan train) or a bench directory (dsan bench)."),
     rerun: bool = typer.Option(False, "--rerun", help="Also retrain with the same config and seed and compare."),
     tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0, help="Largest accepted drift of a retrained metric."),
-    store: Path = typer.Option(None, "--features", "-f", help="Feature store to check instead of the run's recorded path (run dirs); its content hash must still be the recorded one."),
+    store: Path = typer.Option(
+        None,
+        "--features",
+        "-f",
+        help="Feature store to check instead of the run's recorded path (run dirs); its content hash must still be the recorded one.",
+    ),
     lock: Path = typer.Option(None, "--lock", help="Lock file (dsan verify) to check against the manifest (run dirs)."),
     report_file: Path = typer.Option(None, "--report-file", help="Markdown audit report (default: PATH/audit.md)."),
     device: str = typer.Option("cpu", "--device", help="Device for --rerun."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Say what is being checked (hashing, recomputing, retraining)."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Say what is being checked (hashing, recomputing, retraining)."
+    ),
 ) -> None:
     """Audit a run or bench directory: hashes, recomputed metrics, environment, optional rerun.
 
@@ -39,8 +46,12 @@ def audit_cmd(
     from ...utils.paths import output_file
 
     out = output_file(report_file or (path / "audit.md"), "--report-file")
-    kw = {"rerun": rerun, "tolerance": tolerance, "device": device,
-          "progress": (lambda m: err_console.print(f"[dim]audit[/dim] {m}")) if progress else None}
+    kw = {
+        "rerun": rerun,
+        "tolerance": tolerance,
+        "device": device,
+        "progress": (lambda m: err_console.print(f"[dim]audit[/dim] {m}")) if progress else None,
+    }
     if store or lock:
         kw.update(store=store, lock=lock)
     rep = audit_path(path, **kw)
@@ -48,12 +59,16 @@ def audit_cmd(
     n_checks = len(rep.checks) + len(rep.numbers) + len(rep.rerun)
     numeric_env = [d for d in rep.env_diffs if d.numeric]
     if numeric_env:
-        err_console.print("environment differs: " + ", ".join(f"{d.key} {d.recorded} -> {d.current}" for d in numeric_env))
+        err_console.print(
+            "environment differs: " + ", ".join(f"{d.key} {d.recorded} -> {d.current}" for d in numeric_env)
+        )
     if rep.ok:
         console.print(f"[green]audit passed[/green]: {n_checks} checks on {path}; report {out}")
         return
-    raise CheckFailed(f"audit failed ({len(rep.problems)} problem(s)); report {out}\n"
-                      + "\n".join(f"  - {p}" for p in rep.problems[:30]))
+    raise CheckFailed(
+        f"audit failed ({len(rep.problems)} problem(s)); report {out}\n"
+        + "\n".join(f"  - {p}" for p in rep.problems[:30])
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -44,16 +44,26 @@ def bench_cmd(
     datasets: str = typer.Option("ucf,xd", "--datasets", "-d", help="Datasets (keys of --features), comma-separated."),
     seeds: str = typer.Option("0", "--seeds", help="Seeds, comma-separated (mean ± std over them)."),
     features: str = typer.Option(None, "--features", "-f", help="Feature store per dataset: ucf=STORE,xd=STORE."),
-    report: str = typer.Option("md", "--report", help="Report format: md (stdout), html (self-contained page), csv or json."),
-    out: Path = typer.Option(DEFAULT_OUT, "--out", "-o", help="Bench directory (runs, bench.json, reports); reruns resume."),
+    report: str = typer.Option(
+        "md", "--report", help="Report format: md (stdout), html (self-contained page), csv or json."
+    ),
+    out: Path = typer.Option(
+        DEFAULT_OUT, "--out", "-o", help="Bench directory (runs, bench.json, reports); reruns resume."
+    ),
     report_file: Path = typer.Option(None, "--report-file", help="Also write the report to this file."),
-    preset: str = typer.Option(None, "--preset", help="Preset for every method (default: the one named like the dataset)."),
+    preset: str = typer.Option(
+        None, "--preset", help="Preset for every method (default: the one named like the dataset)."
+    ),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Override the presets' epochs."),
     select: str = typer.Option("last", "--select", help="Model selection: last (honest) or best-on-test (official)."),
     ablation: str = typer.Option(None, "--ablation", help="Run a method's component ablations (e.g. dsanet)."),
-    lock: str = typer.Option(None, "--lock", help="Lock file per dataset (from dsan verify): ucf=FILE; hashed for audits."),
+    lock: str = typer.Option(
+        None, "--lock", help="Lock file per dataset (from dsan verify): ucf=FILE; hashed for audits."
+    ),
     device: str = typer.Option("cpu", "--device", help="Device for training and evaluation (cpu, cuda, cuda:1)."),
-    clip_weights: Path = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline)."),
+    clip_weights: Path = typer.Option(
+        None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline)."
+    ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw figures in the HTML report."),
     published: bool = typer.Option(False, "--published", help="Print the published reference rows and exit."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="A line per job and per epoch."),
@@ -101,9 +111,17 @@ def bench_cmd(
         if not Path(path).exists():
             raise InputError(f"feature store for {ds!r} not found: {path}")
     cfg = BenchConfig(
-        methods=parse_list(methods, "--methods"), datasets=parse_list(datasets, "--datasets"), seeds=parse_seeds(seeds),
-        features={k: str(Path(v).resolve()) for k, v in feats.items()}, preset=preset, epochs=epochs, select=select,
-        device=device, ablation=ablation, clip_weights=str(clip_weights.resolve()) if clip_weights else None, lock={k: str(v.resolve()) for k, v in locks.items()},
+        methods=parse_list(methods, "--methods"),
+        datasets=parse_list(datasets, "--datasets"),
+        seeds=parse_seeds(seeds),
+        features={k: str(Path(v).resolve()) for k, v in feats.items()},
+        preset=preset,
+        epochs=epochs,
+        select=select,
+        device=device,
+        ablation=ablation,
+        clip_weights=str(clip_weights.resolve()) if clip_weights else None,
+        lock={k: str(v.resolve()) for k, v in locks.items()},
     )
     say = (lambda m: err_console.print(f"[dim]bench[/dim] {m}")) if progress else None
     result = run_bench(cfg, out, progress=say, figures=figures)

@@ -88,7 +88,11 @@ def create_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Manifest file to write (default: NAME.jsonl here)."),
     workers: int = typer.Option(None, "--workers", "-j", help="Videos probed in parallel."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest file."),
-    unreadable: str = typer.Option("refuse", "--unreadable", help="Rows whose video is missing or cannot be decoded: refuse (nothing written), keep (kept with a note; verify/extract record them as failed) or skip (left out)."),
+    unreadable: str = typer.Option(
+        "refuse",
+        "--unreadable",
+        help="Rows whose video is missing or cannot be decoded: refuse (nothing written), keep (kept with a note; verify/extract record them as failed) or skip (left out).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Count the videos probed."),
 ) -> None:
     """Build a manifest for your own videos from a labels CSV (probing every video).
@@ -114,13 +118,22 @@ def create_cmd(
     n_rows = len(parse_labels_csv(labels)[0])
     target = out if out is not None else Path(f"{name or videos.resolve().name}.jsonl")
     if target.is_dir():
-        raise InputError(f"--out {target} is a folder; give a manifest file name (e.g. {target}/{name or 'dataset'}.jsonl)")
+        raise InputError(
+            f"--out {target} is a folder; give a manifest file name (e.g. {target}/{name or 'dataset'}.jsonl)"
+        )
     if target.exists() and not overwrite:
         raise InputError(f"{target} exists; pass --overwrite to replace it or choose another --out")
     with ProgressRenderer(err_console, enabled=progress) as render, render.task("probe", n_rows, unit="videos") as done:
         built = build_manifest(
-            videos, labels, classes_csv=classes, name=name, normal=normal, snippet_len=snippet_len,
-            workers=workers, progress=lambda _id: done(), unreadable=unreadable,
+            videos,
+            labels,
+            classes_csv=classes,
+            name=name,
+            normal=normal,
+            snippet_len=snippet_len,
+            workers=workers,
+            progress=lambda _id: done(),
+            unreadable=unreadable,
         )
     manifest = built.manifest
     write_manifest(manifest, target)
@@ -132,13 +145,16 @@ def create_cmd(
     )
     if built.unreadable:
         what = "kept, marked (verify/extract will record them as failed)" if built.policy == "keep" else "skipped"
-        console.print(f"[yellow]note:[/yellow] {len(built.unreadable)} row(s) whose video could not be read were "
-                      f"{what}:")
+        console.print(
+            f"[yellow]note:[/yellow] {len(built.unreadable)} row(s) whose video could not be read were {what}:"
+        )
         for row in built.unreadable[:10]:
             console.print(f"  {row.text(labels)}", soft_wrap=True)
     extra = unlisted_videos(videos, manifest)
     if extra:
-        console.print(f"[yellow]note:[/yellow] {len(extra)} video file(s) in {videos} are not in {labels}, e.g. {extra[0]}")
+        console.print(
+            f"[yellow]note:[/yellow] {len(extra)} video file(s) in {videos} are not in {labels}, e.g. {extra[0]}"
+        )
     console.print(f"next: dsan verify --dataset {target} --root {videos}")
 
 

@@ -13,7 +13,9 @@ from ..errors import console, err_console, user_errors
 
 @user_errors
 def demo_cmd(
-    out: Path = typer.Option(Path("dsan-demo"), "--out", "-o", help="Working folder (rerunning reuses finished steps)."),
+    out: Path = typer.Option(
+        Path("dsan-demo"), "--out", "-o", help="Working folder (rerunning reuses finished steps)."
+    ),
     methods: str = typer.Option("dsanet,vadclip,mil,zeroshot", "--methods", "-m", help="Methods to train and compare."),
     seeds: str = typer.Option("0", "--seeds", help="Seeds, comma-separated."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Override the tiny presets' epochs."),
@@ -36,13 +38,20 @@ def demo_cmd(
     from .bench import parse_list, parse_seeds
 
     err_console.print(f"[bold yellow]{BANNER}[/bold yellow]")
-    res = run_demo(out, methods=parse_list(methods, "--methods"), seeds=parse_seeds(seeds), device=device,
-                   epochs=epochs, progress=(lambda m: err_console.print(f"[dim]demo[/dim] {m}")) if progress else None)
+    res = run_demo(
+        out,
+        methods=parse_list(methods, "--methods"),
+        seeds=parse_seeds(seeds),
+        device=device,
+        epochs=epochs,
+        progress=(lambda m: err_console.print(f"[dim]demo[/dim] {m}")) if progress else None,
+    )
     typer.echo(res.markdown)
     if res.skipped_methods:
         console.print(f"not available in this installation (skipped): {', '.join(res.skipped_methods)}")
-    console.print("[bold yellow]Synthetic data, random backbone:[/bold yellow] these numbers test the pipeline, "
-                  "not the methods.")
+    console.print(
+        "[bold yellow]Synthetic data, random backbone:[/bold yellow] these numbers test the pipeline, not the methods."
+    )
     console.print(f"Full report (further metrics, runs, protocol): {res.report_md.resolve()}")
     console.print(f"HTML report (tables, score curves, ROC/PR, confusion): {res.html.resolve()}")
     console.print(f"Audit report: {res.audit_md.resolve()}")
@@ -51,7 +60,9 @@ def demo_cmd(
     console.print(f"Done in {res.seconds:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in res.timings.items()) + ")")
     if not res.audit_ok:
         raise CheckFailed("the audit of the demo bench failed:\n" + "\n".join(f"  - {p}" for p in res.problems))
-    console.print("[green]audit passed[/green]: every metric recomputed from the stored predictions, every hash verified")
+    console.print(
+        "[green]audit passed[/green]: every metric recomputed from the stored predictions, every hash verified"
+    )
 
 
 def register(app: typer.Typer) -> None:

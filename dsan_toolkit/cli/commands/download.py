@@ -67,14 +67,18 @@ class PlainReporter:
         if self.progress and self.total and self.done >= self.next_at and now - self.last >= PLAIN_MIN_SECONDS:
             self.next_at = self.done + self.total / PLAIN_STEPS
             self.last = now
-            self.info(f"{self.name}: {self.done / 2**20:.0f} of {self.total / 2**20:.0f} MiB "
-                      f"({100 * self.done // self.total}%), {now - self.t0:.0f} s")
+            self.info(
+                f"{self.name}: {self.done / 2**20:.0f} of {self.total / 2**20:.0f} MiB "
+                f"({100 * self.done // self.total}%), {now - self.t0:.0f} s"
+            )
 
     def stop(self) -> None:
         if self.progress and self.name:
             secs = time.perf_counter() - self.t0
             got = (self.done - self.start_at) / 2**20
-            self.info(f"{self.name}: {got:.1f} MiB in {secs:.1f} s" + (f" ({got / secs:.1f} MiB/s)" if secs > 0 else ""))
+            self.info(
+                f"{self.name}: {got:.1f} MiB in {secs:.1f} s" + (f" ({got / secs:.1f} MiB/s)" if secs > 0 else "")
+            )
         self.name = ""
 
 
@@ -91,7 +95,9 @@ def _parts_table(title: str, parts: tuple[ArchivePart, ...] | list[ArchivePart])
 
 def _summary(report: DownloadReport) -> None:
     if report.already_complete:
-        console.print(f"[green]nothing to do[/green]: {report.dataset} is already complete in {escape(str(report.root))}")
+        console.print(
+            f"[green]nothing to do[/green]: {report.dataset} is already complete in {escape(str(report.root))}"
+        )
     else:
         done = {
             "downloaded": report.fetched,
@@ -122,18 +128,43 @@ def _summary(report: DownloadReport) -> None:
 
 @user_errors
 def download_cmd(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset (ucf, xd: `dsan datasets`) or a manifest file (.jsonl) with --parts."),
+    dataset: str = typer.Option(
+        ...,
+        "--dataset",
+        "-d",
+        help="Built-in dataset (ucf, xd: `dsan datasets`) or a manifest file (.jsonl) with --parts.",
+    ),
     root: Path = typer.Option(..., "--root", "-r", help="Dataset root: videos end up at <root>/<manifest path>."),
-    mirror: str = typer.Option(None, "--mirror", help="URL prefix serving the parts as <prefix>/<part name> (http, https or file)."),
-    from_dir: Path = typer.Option(None, "--from", help="Folder that already holds (some of) the archive parts; they are read, never changed."),
-    parts_file: Path = typer.Option(None, "--parts", help="JSON file declaring the archive parts (for a manifest file, or to override a built-in's)."),
-    retries: int = typer.Option(5, "--retries", min=0, help="Extra attempts per source on server or connection errors."),
-    backoff: float = typer.Option(1.0, "--backoff", min=0.0, help="First wait between attempts in seconds (doubles each time, at most 60 s)."),
+    mirror: str = typer.Option(
+        None, "--mirror", help="URL prefix serving the parts as <prefix>/<part name> (http, https or file)."
+    ),
+    from_dir: Path = typer.Option(
+        None, "--from", help="Folder that already holds (some of) the archive parts; they are read, never changed."
+    ),
+    parts_file: Path = typer.Option(
+        None,
+        "--parts",
+        help="JSON file declaring the archive parts (for a manifest file, or to override a built-in's).",
+    ),
+    retries: int = typer.Option(
+        5, "--retries", min=0, help="Extra attempts per source on server or connection errors."
+    ),
+    backoff: float = typer.Option(
+        1.0, "--backoff", min=0.0, help="First wait between attempts in seconds (doubles each time, at most 60 s)."
+    ),
     timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="Network timeout per request in seconds."),
-    keep_archives: bool = typer.Option(False, "--keep-archives", help="Keep downloaded archives after extraction (in <root>/.dsan-download/archives)."),
-    optional: bool = typer.Option(False, "--optional", help="Also fetch parts marked optional (not needed by the manifest)."),
+    keep_archives: bool = typer.Option(
+        False, "--keep-archives", help="Keep downloaded archives after extraction (in <root>/.dsan-download/archives)."
+    ),
+    optional: bool = typer.Option(
+        False, "--optional", help="Also fetch parts marked optional (not needed by the manifest)."
+    ),
     list_parts: bool = typer.Option(False, "--list", help="Only print the archive parts and where they come from."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Transfer progress: a bar on a terminal, else a line per part (and every tenth of a long one)."),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Transfer progress: a bar on a terminal, else a line per part (and every tenth of a long one).",
+    ),
 ) -> None:
     """Download a dataset's videos: resumable, checksummed, safely extracted, idempotent.
 
@@ -169,7 +200,9 @@ def download_cmd(
     )
     with _reporter(progress) as reporter:
         if parts_file is None:
-            report = download_builtin(dataset, root, mirror=mirror, source_dir=from_dir, config=config, reporter=reporter)
+            report = download_builtin(
+                dataset, root, mirror=mirror, source_dir=from_dir, config=config, reporter=reporter
+            )
         else:
             spec_manual = get_dataset(dataset).manual_download if dataset in list_datasets() else ""
             report = download_dataset(
@@ -189,8 +222,14 @@ def download_cmd(
         err_console.print(escape(report.manual), highlight=False)
         refused = sum(f.refused for f in report.failures)
         missing = len(report.failures) - refused
-        what = ", ".join(x for x in (f"{refused} archive part(s) refused as unsafe or damaged" if refused else "",
-                                     f"{missing} archive part(s) missing" if missing else "") if x)
+        what = ", ".join(
+            x
+            for x in (
+                f"{refused} archive part(s) refused as unsafe or damaged" if refused else "",
+                f"{missing} archive part(s) missing" if missing else "",
+            )
+            if x
+        )
         raise CheckFailed(f"{what}; see above")
 
 
@@ -202,8 +241,15 @@ def _reporter(progress: bool) -> Iterator[Any]:
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         yield RichReporter(bar)
 
 

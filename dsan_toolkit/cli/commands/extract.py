@@ -54,25 +54,56 @@ def extract_cmd(
     root: Path = typer.Option(..., "--root", "-r", help="Folder the manifest's video paths are relative to."),
     out: Path = typer.Option(..., "--out", "-o", help="Feature store to create or complete (STORE.zarr)."),
     split: str = typer.Option(None, "--split", help="Only this split (train or test)."),
-    model: str = typer.Option("ViT-B-16", "--model", help="open_clip model name (dsan-tiny: tiny random-init model for tests)."),
-    pretrained: str = typer.Option("openai", "--pretrained", help="open_clip pretrained tag; 'none' for random weights."),
-    weights: Path = typer.Option(None, "--weights", help="Local checkpoint (safetensors, or torch loaded with weights_only)."),
+    model: str = typer.Option(
+        "ViT-B-16", "--model", help="open_clip model name (dsan-tiny: tiny random-init model for tests)."
+    ),
+    pretrained: str = typer.Option(
+        "openai", "--pretrained", help="open_clip pretrained tag; 'none' for random weights."
+    ),
+    weights: Path = typer.Option(
+        None, "--weights", help="Local checkpoint (safetensors, or torch loaded with weights_only)."
+    ),
     snippet: str = typer.Option("middle", "--snippet", help="How 16 frames become a row: first, middle or mean."),
     crops: str = typer.Option("10", "--crops", help="'center' or '10' (0 centre, 1-4 corners, 5-9 mirrors)."),
-    resize: int = typer.Option(None, "--resize", help="Shorter side before cropping (default: image size for center, x256/224 for 10 crops)."),
+    resize: int = typer.Option(
+        None, "--resize", help="Shorter side before cropping (default: image size for center, x256/224 for 10 crops)."
+    ),
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
-    workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process)."),
-    block_mb: int = typer.Option(None, "--block-mb", help="MiB of decoded frames per work item (bounds memory; default: the reader's block size, 64)."),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        "-j",
+        help="Worker processes (default: one per core on CPU, where each also runs the model; up to 8 decoders on GPU; 0: all in this process).",
+    ),
+    block_mb: int = typer.Option(
+        None,
+        "--block-mb",
+        help="MiB of decoded frames per work item (bounds memory; default: the reader's block size, 64).",
+    ),
     block_frames: int = typer.Option(None, "--block-frames", help="At most this many decoded frames per work item."),
-    decode_timeout: float = typer.Option(600.0, "--decode-timeout", help="Seconds one decode call may take before its worker is stopped and the video retried, then failed (0: no limit)."),
-    shard: str = typer.Option(None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."),
+    decode_timeout: float = typer.Option(
+        600.0,
+        "--decode-timeout",
+        help="Seconds one decode call may take before its worker is stopped and the video retried, then failed (0: no limit).",
+    ),
+    shard: str = typer.Option(
+        None, "--shard", help="K/N: write only videos i with i % N == K (read from torchrun's env when set)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store instead of resuming it."),
-    allow_missing: bool = typer.Option(False, "--allow-missing", help="Go on when the root lacks most videos (a partial copy; they are recorded failed). Without it a root that holds none, or fewer than half, of the videos is refused before anything is written."),
+    allow_missing: bool = typer.Option(
+        False,
+        "--allow-missing",
+        help="Go on when the root lacks most videos (a partial copy; they are recorded failed). Without it a root that holds none, or fewer than half, of the videos is refused before anything is written.",
+    ),
     limit: int = typer.Option(None, "--limit", help="Only the first N pending videos (smoke test)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Videos done and snippets/s: a bar on a terminal, else a line every tenth of the way and at the end."),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Videos done and snippets/s: a bar on a terminal, else a line every tenth of the way and at the end.",
+    ),
 ) -> None:
     """Extract CLIP features of a dataset's videos into a Zarr store (resumable, sharded).
 
@@ -105,13 +136,23 @@ def extract_cmd(
         precision=precision,
         dtype=dtype,
     )
-    opts = torchrun_options(RunOptions(device=device, batch_size=batch_size, block_frames=block_frames, workers=workers,
-                                       shard=parse_shard(shard) or (0, 1), limit=limit, decode_timeout=decode_timeout,
-                                       **({} if block_mb is None else {"block_mb": block_mb})))
+    opts = torchrun_options(
+        RunOptions(
+            device=device,
+            batch_size=batch_size,
+            block_frames=block_frames,
+            workers=workers,
+            shard=parse_shard(shard) or (0, 1),
+            limit=limit,
+            decode_timeout=decode_timeout,
+            **({} if block_mb is None else {"block_mb": block_mb}),
+        )
+    )
     with ProgressRenderer(err_console, enabled=progress) as render:
         events = _ExtractEvents(render)
-        res = extract_features(manifest, root, out, cfg, opts, overwrite=overwrite, on_event=events,
-                               allow_missing=allow_missing)
+        res = extract_features(
+            manifest, root, out, cfg, opts, overwrite=overwrite, on_event=events, allow_missing=allow_missing
+        )
         if events.total:
             events.finish()
     fin = res.finalize

@@ -20,14 +20,24 @@ PROGRESS_HELP = "Count the videos: a bar on a terminal, else a line every tenth 
 def import_cmd(
     fmt: str = typer.Option("vadclip", "--format", help="Layout of the features (vadclip)."),
     lists: list[Path] = typer.Option(..., "--list", help="Official list CSV (path,label); repeat for train + test."),
-    root: Path = typer.Option(..., "--root", "-r", help="Folder holding the .npy files (searched recursively, by file name)."),
+    root: Path = typer.Option(
+        ..., "--root", "-r", help="Folder holding the .npy files (searched recursively, by file name)."
+    ),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset (ucf, xd) or manifest file."),
     out: Path = typer.Option(..., "--out", "-o", help="Store to write (STORE.zarr)."),
     crops: str = typer.Option(None, "--crops", help="Comma-separated crop ids (default: those named in the lists)."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
-    lock: Path = typer.Option(None, "--lock", help="Frame counts from a `dsan verify` lock file of the videos (the built-in manifests carry none): each video's rows are checked against them."),
-    allow_length_mismatch: bool = typer.Option(False, "--allow-length-mismatch", help="Import videos whose row count contradicts their frame count, flagged (shown by `dsan store info/check`), instead of failing them."),
+    lock: Path = typer.Option(
+        None,
+        "--lock",
+        help="Frame counts from a `dsan verify` lock file of the videos (the built-in manifests carry none): each video's rows are checked against them.",
+    ),
+    allow_length_mismatch: bool = typer.Option(
+        False,
+        "--allow-length-mismatch",
+        help="Import videos whose row count contradicts their frame count, flagged (shown by `dsan store info/check`), instead of failing them.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
 ) -> None:
     """Import the released per-crop .npy features into a store.
@@ -62,10 +72,23 @@ def import_cmd(
             raise InputError(f"--lock {lock} is a lock file of dataset {held.dataset!r}, not {manifest.name!r}")
         counts = {vid: int(e["num_frames"]) for vid, e in held.videos.items() if e.get("num_frames") is not None}
     with ProgressRenderer(err_console, enabled=progress) as render:
-        rep = import_features(fmt, lists, root, manifest, out, crops=crop_ids, dtype=dtype, overwrite=overwrite,
-                              frame_counts=counts, allow_length_mismatch=allow_length_mismatch, on_event=render)
-    console.print(f"{out}: {rep.imported} of {rep.videos} videos imported, {len(rep.failed)} failed, "
-                  f"{len(rep.flagged)} flagged, {len(rep.extra_files)} extra .npy files ignored")
+        rep = import_features(
+            fmt,
+            lists,
+            root,
+            manifest,
+            out,
+            crops=crop_ids,
+            dtype=dtype,
+            overwrite=overwrite,
+            frame_counts=counts,
+            allow_length_mismatch=allow_length_mismatch,
+            on_event=render,
+        )
+    console.print(
+        f"{out}: {rep.imported} of {rep.videos} videos imported, {len(rep.failed)} failed, "
+        f"{len(rep.flagged)} flagged, {len(rep.extra_files)} extra .npy files ignored"
+    )
     for vid, flag in rep.flagged[:20]:
         err_console.print(f"  flagged {vid}: {flag}")
     for name in rep.extra_files[:10]:
@@ -75,7 +98,9 @@ def import_cmd(
     for name in rep.unknown_names[:20]:
         err_console.print(f"  unknown video (not in the manifest): {name}")
     if not rep.ok:
-        raise CheckFailed(f"{len(rep.failed)} videos failed, {len(rep.unknown_names)} listed names are not in the manifest")
+        raise CheckFailed(
+            f"{len(rep.failed)} videos failed, {len(rep.unknown_names)} listed names are not in the manifest"
+        )
 
 
 @user_errors
@@ -97,8 +122,10 @@ def export_cmd(
 
     with ProgressRenderer(err_console, enabled=progress) as render:
         r = export_features(open_store(store), out, fmt, on_event=render)
-    console.print(f"{out}: {r['files']} .npy files; lists {', '.join(str(p.name) for p in r['lists'])} "
-                  f"(test crop {r['test_crop']})")
+    console.print(
+        f"{out}: {r['files']} .npy files; lists {', '.join(str(p.name) for p in r['lists'])} "
+        f"(test crop {r['test_crop']})"
+    )
 
 
 @user_errors
@@ -127,8 +154,15 @@ def compare_cmd(
     t = Table(title=f"{store_a} vs {store_b}")
     for col in ("videos compared", "only in A", "only in B", "same length", "cos mean", "cos p5", "cos min"):
         t.add_column(col, justify="right")
-    t.add_row(str(s["common"]), str(len(s["only_a"])), str(len(s["only_b"])), f"{s['same_length']}/{s['common']}",
-              f"{s['cos_mean']:.4f}", f"{s['cos_p05']:.4f}", f"{s['cos_min']:.4f}")
+    t.add_row(
+        str(s["common"]),
+        str(len(s["only_a"])),
+        str(len(s["only_b"])),
+        f"{s['same_length']}/{s['common']}",
+        f"{s['cos_mean']:.4f}",
+        f"{s['cos_p05']:.4f}",
+        f"{s['cos_min']:.4f}",
+    )
     console.print(t)
     rows = sorted(res["videos"], key=lambda r: r["cos_mean"])[:worst]
     if rows:

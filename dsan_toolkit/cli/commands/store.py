@@ -54,8 +54,13 @@ def info_cmd(
     ]
     flagged = s.flagged()
     if flagged:
-        rows.append(("flagged", f"{len(flagged)} videos (see `dsan store check`), e.g. {next(iter(flagged))}: "
-                                f"{flagged[next(iter(flagged))][0]}"))
+        rows.append(
+            (
+                "flagged",
+                f"{len(flagged)} videos (see `dsan store check`), e.g. {next(iter(flagged))}: "
+                f"{flagged[next(iter(flagged))][0]}",
+            )
+        )
     if lengths:
         rows.append(("T min / mean / max", f"{min(lengths)} / {sum(lengths) / len(lengths):.1f} / {max(lengths)}"))
         rows.append(("rows (all crops)", f"{sum(lengths) * s.num_crops:,}"))
@@ -78,7 +83,9 @@ def completeness(complete: bool, failed: int) -> str:
 @user_errors
 def check_cmd(
     store: Path = typer.Argument(..., help="Feature store (STORE.zarr)."),
-    dataset: str = typer.Option(None, "--dataset", "-d", help="Also require every video of this built-in dataset or manifest file."),
+    dataset: str = typer.Option(
+        None, "--dataset", "-d", help="Also require every video of this built-in dataset or manifest file."
+    ),
     values: bool = typer.Option(True, "--values/--no-values", help="Read every array to check finite values."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Count the videos checked."),
 ) -> None:

@@ -91,22 +91,40 @@ def _print_summary(out: Path, cfg: SynthConfig, manifest: Manifest) -> None:
 @user_errors
 def synth_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (videos/, manifest.jsonl, synth.json)."),
-    features: Path = typer.Option(None, "--features", "-f", help="Instead of videos, write a synthetic CLIP-like feature store (.zarr) here."),
-    like: str = typer.Option(None, "--like", help="With --features: the size and classes of 'ucf' (1,610/290 videos) or 'xd' (3,954/800), 10 crops."),
-    config: Path = typer.Option(None, "--config", help="JSON file of SynthConfig fields (or a synth.json; SynthFeaturesConfig with --features); options override it."),
+    features: Path = typer.Option(
+        None, "--features", "-f", help="Instead of videos, write a synthetic CLIP-like feature store (.zarr) here."
+    ),
+    like: str = typer.Option(
+        None,
+        "--like",
+        help="With --features: the size and classes of 'ucf' (1,610/290 videos) or 'xd' (3,954/800), 10 crops.",
+    ),
+    config: Path = typer.Option(
+        None,
+        "--config",
+        help="JSON file of SynthConfig fields (or a synth.json; SynthFeaturesConfig with --features); options override it.",
+    ),
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, same pixels). [default: 0]"),
     train_normal: int = typer.Option(None, "--train-normal", help="Normal training videos. [default: 8]"),
-    train_anomalous: int = typer.Option(None, "--train-anomalous", help="Anomalous training videos (weak labels). [default: 8]"),
+    train_anomalous: int = typer.Option(
+        None, "--train-anomalous", help="Anomalous training videos (weak labels). [default: 8]"
+    ),
     test_normal: int = typer.Option(None, "--test-normal", help="Normal test videos. [default: 4]"),
-    test_anomalous: int = typer.Option(None, "--test-anomalous", help="Anomalous test videos (with segments). [default: 6]"),
+    test_anomalous: int = typer.Option(
+        None, "--test-anomalous", help="Anomalous test videos (with segments). [default: 6]"
+    ),
     min_frames: int = typer.Option(None, "--min-frames", help="Shortest video, in frames. [default: 160]"),
     max_frames: int = typer.Option(None, "--max-frames", help="Longest video, in frames. [default: 320]"),
     width: int = typer.Option(None, "--width", help="Frame width (even). [default: 160]"),
     height: int = typer.Option(None, "--height", help="Frame height (even). [default: 120]"),
     fps: float = typer.Option(None, "--fps", help="Frame rate. [default: 16]"),
-    classes: str = typer.Option(None, "--classes", help=f"Comma-separated event classes, from: {', '.join(sorted(EVENTS))}."),
+    classes: str = typer.Option(
+        None, "--classes", help=f"Comma-separated event classes, from: {', '.join(sorted(EVENTS))}."
+    ),
     workers: int = typer.Option(1, "--workers", "-j", help="Processes rendering and encoding videos."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a synthetic dataset (or store) made with another config."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a synthetic dataset (or store) made with another config."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Count the videos made."),
 ) -> None:
     """Generate a small synthetic WS-VAD dataset: real H.264 videos and their manifest.
@@ -125,25 +143,41 @@ def synth_cmd(
       dsan synth --features feats.zarr --like ucf     (CLIP-like features, no video)
     """
     video_opts = {
-        "--train-normal": train_normal, "--train-anomalous": train_anomalous, "--test-normal": test_normal,
-        "--test-anomalous": test_anomalous, "--min-frames": min_frames, "--max-frames": max_frames,
-        "--width": width, "--height": height, "--fps": fps, "--classes": classes,
+        "--train-normal": train_normal,
+        "--train-anomalous": train_anomalous,
+        "--test-normal": test_normal,
+        "--test-anomalous": test_anomalous,
+        "--min-frames": min_frames,
+        "--max-frames": max_frames,
+        "--width": width,
+        "--height": height,
+        "--fps": fps,
+        "--classes": classes,
     }
     if (out is None) == (features is None):
         raise InputError("give exactly one of --out DIR (videos) and --features STORE.zarr (features)")
     if features is not None:
         given = [k for k, v in video_opts.items() if v is not None]
         if given:
-            raise InputError(f"{', '.join(given)}: video options, not for --features (use --config for a feature config)")
+            raise InputError(
+                f"{', '.join(given)}: video options, not for --features (use --config for a feature config)"
+            )
         _synth_features(features, config, like, seed, overwrite)
         return
     if like is not None:
         raise InputError("--like only applies to --features")
     cfg = _load_config(config) if config is not None else SynthConfig()
     overrides = {
-        "seed": seed, "train_normal": train_normal, "train_anomalous": train_anomalous,
-        "test_normal": test_normal, "test_anomalous": test_anomalous, "min_frames": min_frames,
-        "max_frames": max_frames, "width": width, "height": height, "fps": fps,
+        "seed": seed,
+        "train_normal": train_normal,
+        "train_anomalous": train_anomalous,
+        "test_normal": test_normal,
+        "test_anomalous": test_anomalous,
+        "min_frames": min_frames,
+        "max_frames": max_frames,
+        "width": width,
+        "height": height,
+        "fps": fps,
         "classes": None if classes is None else _parse_classes(classes),
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -35,25 +35,73 @@ def _parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 @user_errors
 def train_cmd(
-    method: str = typer.Option(..., "--method", "-m", help="Method to train (`dsan models` lists them): dsanet, vadclip, mil, zeroshot."),
-    features: Path = typer.Option(..., "--features", "-f", help="Feature store (.zarr) written by `dsan extract`, `dsan import-features` or `dsan synth --features`."),
+    method: str = typer.Option(
+        ..., "--method", "-m", help="Method to train (`dsan models` lists them): dsanet, vadclip, mil, zeroshot."
+    ),
+    features: Path = typer.Option(
+        ...,
+        "--features",
+        "-f",
+        help="Feature store (.zarr) written by `dsan extract`, `dsan import-features` or `dsan synth --features`.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; an unfinished one is resumed)."),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Built-in dataset or manifest file the store must match (default: the store's own manifest)."),
-    preset: str | None = typer.Option(None, "--preset", help="Method preset: ucf, xd (official) or tiny (CPU demo). Default: the dataset's name."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the preset's, 234 as the official scripts)."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="Built-in dataset or manifest file the store must match (default: the store's own manifest).",
+    ),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Method preset: ucf, xd (official) or tiny (CPU demo). Default: the dataset's name."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Random seed (default: the preset's, 234 as the official scripts)."
+    ),
     epochs: int | None = typer.Option(None, "--epochs", help="Number of epochs (default: the preset's)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto. Under torchrun, cuda means each rank's local GPU."),
-    select: str = typer.Option("last", "--select", help="Model selection: 'last' (honest default) or 'best-on-test' (the official scripts' test-set selection; both numbers are kept and labelled)."),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic kernels (torch.use_deterministic_algorithms); slower on GPU."),
-    test_crop: int | None = typer.Option(None, "--test-crop", help="Crop evaluated at test time (default: the dataset's official one: UCF 5, XD 0)."),
-    set_: list[str] | None = typer.Option(None, "--set", help="Override a preset field, e.g. --set batch_size=16 --set lr=1e-4 (recorded in the config)."),
-    checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Also write a resume checkpoint every N steps (0: only at epoch ends)."),
-    stop_after: int | None = typer.Option(None, "--stop-after-steps", help="Stop after N steps leaving a resumable run (for testing resume and time-limited jobs)."),
-    clip_weights: Path | None = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline machines)."),
-    clip_model: str | None = typer.Option(None, "--clip-model", help="Force the text encoder's open_clip architecture (random-init unless --clip-weights), e.g. ViT-B-16 for official shapes on synthetic features."),
+    device: str = typer.Option(
+        "cpu", "--device", help="cpu, cuda, cuda:N or auto. Under torchrun, cuda means each rank's local GPU."
+    ),
+    select: str = typer.Option(
+        "last",
+        "--select",
+        help="Model selection: 'last' (honest default) or 'best-on-test' (the official scripts' test-set selection; both numbers are kept and labelled).",
+    ),
+    deterministic: bool = typer.Option(
+        False, "--deterministic", help="Deterministic kernels (torch.use_deterministic_algorithms); slower on GPU."
+    ),
+    test_crop: int | None = typer.Option(
+        None, "--test-crop", help="Crop evaluated at test time (default: the dataset's official one: UCF 5, XD 0)."
+    ),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="Override a preset field, e.g. --set batch_size=16 --set lr=1e-4 (recorded in the config)."
+    ),
+    checkpoint_every: int = typer.Option(
+        0, "--checkpoint-every", help="Also write a resume checkpoint every N steps (0: only at epoch ends)."
+    ),
+    stop_after: int | None = typer.Option(
+        None,
+        "--stop-after-steps",
+        help="Stop after N steps leaving a resumable run (for testing resume and time-limited jobs).",
+    ),
+    clip_weights: Path | None = typer.Option(
+        None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline machines)."
+    ),
+    clip_model: str | None = typer.Option(
+        None,
+        "--clip-model",
+        help="Force the text encoder's open_clip architecture (random-init unless --clip-weights), e.g. ViT-B-16 for official shapes on synthetic features.",
+    ),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass at evaluation."),
-    cache: str = typer.Option("auto", "--cache", help="Training features: 'memory' (resampled split cached once), 'none' (read from the store per batch), 'auto' (memory when it takes at most 70% of the free RAM). Same batches either way."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress: a bar on a terminal, else one line per epoch (and every tenth of a long epoch)."),
+    cache: str = typer.Option(
+        "auto",
+        "--cache",
+        help="Training features: 'memory' (resampled split cached once), 'none' (read from the store per batch), 'auto' (memory when it takes at most 70% of the free RAM). Same batches either way.",
+    ),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Progress: a bar on a terminal, else one line per epoch (and every tenth of a long epoch).",
+    ),
 ) -> None:
     """Train a method on a feature store into a run directory (config, checkpoints, log, metrics).
 
@@ -68,10 +116,24 @@ def train_cmd(
     from ...train.run import TrainOptions, train
 
     opts = TrainOptions(
-        method=method, features=features, out=out, dataset=dataset, preset=preset, seed=seed, epochs=epochs,
-        device=device, select=select, deterministic=deterministic, test_crop=test_crop,
-        overrides=_parse_overrides(set_), checkpoint_every=checkpoint_every, stop_after_steps=stop_after,
-        clip_weights=clip_weights, clip_model=clip_model, progress=progress, eval_batch=eval_batch,
+        method=method,
+        features=features,
+        out=out,
+        dataset=dataset,
+        preset=preset,
+        seed=seed,
+        epochs=epochs,
+        device=device,
+        select=select,
+        deterministic=deterministic,
+        test_crop=test_crop,
+        overrides=_parse_overrides(set_),
+        checkpoint_every=checkpoint_every,
+        stop_after_steps=stop_after,
+        clip_weights=clip_weights,
+        clip_model=clip_model,
+        progress=progress,
+        eval_batch=eval_batch,
         cache=cache,
     )
     with ProgressRenderer(err_console, enabled=progress) as render:
@@ -90,35 +152,67 @@ def _print_results(results: dict[str, Any], selected: str | None, where: Path) -
 
     from ...bench.table import METRICS, TABLE_UNIT, table_metrics
 
-    table = Table(title=f"test metrics ({TABLE_UNIT}), {where}", caption="* the run's selected model" if selected else None)
+    table = Table(
+        title=f"test metrics ({TABLE_UNIT}), {where}", caption="* the run's selected model" if selected else None
+    )
     table.add_column("model", no_wrap=True)
     for k in TABLE_METRICS:
         table.add_column(METRICS[k].label, justify="right")
     for label, entry in results.items():
         m = table_metrics(entry.get(keys.METRICS, {}))
         name = f"{label} *" if label == selected else label
-        table.add_row(name, *("-" if m.get(k) is None else f"{m[k] * METRICS[k].to_percent:.2f}" for k in TABLE_METRICS))
+        table.add_row(
+            name, *("-" if m.get(k) is None else f"{m[k] * METRICS[k].to_percent:.2f}" for k in TABLE_METRICS)
+        )
     console.print(table)
 
 
 @user_errors
 def eval_cmd(
     run: Path | None = typer.Option(None, "--run", help="Run directory of `dsan train`."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="A checkpoint of ours (.safetensors; carries its config)."),
-    official_checkpoint: Path | None = typer.Option(None, "--official-checkpoint", help="The authors' released .pth (loaded with weights_only=True); needs --method."),
-    method: str | None = typer.Option(None, "--method", "-m", help="Method of an official checkpoint: dsanet or vadclip."),
-    preset: str | None = typer.Option(None, "--preset", help="Preset of an official checkpoint (default: the dataset's name)."),
-    features: Path | None = typer.Option(None, "--features", "-f", help="Feature store (default for --run: the run's store)."),
-    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Built-in dataset or manifest file (default: the store's manifest)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default for --run: RUN_DIR/evaluations/<label>-crop<k>-<store hash>)."),
-    select: str | None = typer.Option(None, "--select", help="Which checkpoint of a run: last or best-on-test (default: the run's selection)."),
-    test_crop: int | None = typer.Option(None, "--test-crop", help="Crop to evaluate (default: the dataset's official test crop)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="A checkpoint of ours (.safetensors; carries its config)."
+    ),
+    official_checkpoint: Path | None = typer.Option(
+        None,
+        "--official-checkpoint",
+        help="The authors' released .pth (loaded with weights_only=True); needs --method.",
+    ),
+    method: str | None = typer.Option(
+        None, "--method", "-m", help="Method of an official checkpoint: dsanet or vadclip."
+    ),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Preset of an official checkpoint (default: the dataset's name)."
+    ),
+    features: Path | None = typer.Option(
+        None, "--features", "-f", help="Feature store (default for --run: the run's store)."
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="Built-in dataset or manifest file (default: the store's manifest)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder (default for --run: RUN_DIR/evaluations/<label>-crop<k>-<store hash>)."
+    ),
+    select: str | None = typer.Option(
+        None, "--select", help="Which checkpoint of a run: last or best-on-test (default: the run's selection)."
+    ),
+    test_crop: int | None = typer.Option(
+        None, "--test-crop", help="Crop to evaluate (default: the dataset's official test crop)."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass."),
-    clip_weights: Path | None = typer.Option(None, "--clip-weights", help="Local CLIP weight file for the text encoder."),
-    clip_model: str | None = typer.Option(None, "--clip-model", help="open_clip architecture of an official checkpoint's embedded CLIP (default: the release's ViT-B-16)."),
+    clip_weights: Path | None = typer.Option(
+        None, "--clip-weights", help="Local CLIP weight file for the text encoder."
+    ),
+    clip_model: str | None = typer.Option(
+        None,
+        "--clip-model",
+        help="open_clip architecture of an official checkpoint's embedded CLIP (default: the release's ViT-B-16).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation in the output folder."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Say what is being done and count the chunks predicted."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Say what is being done and count the chunks predicted."
+    ),
 ) -> None:
     """Evaluate a model on a store's test split: per-video scores (predictions.npz) and metrics.json.
 
@@ -136,10 +230,23 @@ def eval_cmd(
     given = [x for x in (run, checkpoint, official_checkpoint) if x is not None]
     if len(given) != 1:
         raise InputError("give exactly one of --run, --checkpoint, --official-checkpoint")
-    opts = EvalOptions(run=run, checkpoint=checkpoint, official_checkpoint=official_checkpoint, method=method,
-                       preset=preset, features=features, dataset=dataset, out=out, select=select,
-                       test_crop=test_crop, device=device, batch=eval_batch, clip_weights=clip_weights,
-                       clip_model=clip_model, overwrite=overwrite)
+    opts = EvalOptions(
+        run=run,
+        checkpoint=checkpoint,
+        official_checkpoint=official_checkpoint,
+        method=method,
+        preset=preset,
+        features=features,
+        dataset=dataset,
+        out=out,
+        select=select,
+        test_crop=test_crop,
+        device=device,
+        batch=eval_batch,
+        clip_weights=clip_weights,
+        clip_model=clip_model,
+        overwrite=overwrite,
+    )
     evaluate = evaluate_run if run is not None else evaluate_checkpoint if checkpoint is not None else evaluate_official
     with ProgressRenderer(err_console, enabled=progress) as render:
         rec = evaluate(opts, on_event=render)
@@ -147,9 +254,11 @@ def eval_cmd(
     _print_results({rec["label"]: rec}, None, where)
     store = rec.get("store") or {}
     if store and not store.get("matches_training_store", True):
-        console.print(f"[bold yellow]note:[/bold yellow] NOT THE TRAINING FEATURES: {store['path']} has content hash "
-                      f"{str(store['hash'])[:12]}, the model was trained on {str(store['trained_hash'])[:12]} "
-                      "(recorded in metrics.json)")
+        console.print(
+            f"[bold yellow]note:[/bold yellow] NOT THE TRAINING FEATURES: {store['path']} has content hash "
+            f"{str(store['hash'])[:12]}, the model was trained on {str(store['trained_hash'])[:12]} "
+            "(recorded in metrics.json)"
+        )
     console.print(f"wrote {where / 'predictions.npz'} and {where / 'metrics.json'}")
 
 

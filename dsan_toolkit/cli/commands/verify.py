@@ -42,7 +42,9 @@ def _print_report(report: VerifyReport, show: int) -> None:
             console.print(f"... and {len(failed) - show} more (all are in the lock file; --show N lists more)")
     warned = report.warned
     if warned:
-        console.print(f"[yellow]{len(warned)} ok videos with warnings[/yellow], e.g. {warned[0].id}: {warned[0].warnings[0]}")
+        console.print(
+            f"[yellow]{len(warned)} ok videos with warnings[/yellow], e.g. {warned[0].id}: {warned[0].warnings[0]}"
+        )
 
     diff = report.diff
     if diff is not None:
@@ -68,18 +70,34 @@ def _print_report(report: VerifyReport, show: int) -> None:
 @user_errors
 def verify_cmd(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset name (ucf, xd) or a manifest file."),
-    root: Path = typer.Option(..., "--root", "-r", help="Folder that holds the videos (manifest paths are relative to it)."),
+    root: Path = typer.Option(
+        ..., "--root", "-r", help="Folder that holds the videos (manifest paths are relative to it)."
+    ),
     checksums: bool = typer.Option(False, "--checksums", help="Also record (and compare) each file's sha256."),
     workers: int = typer.Option(None, "--workers", "-j", help="Parallel checks (default: CPU count, at most 8)."),
-    lock: Path = typer.Option(None, "--lock", help="Lock file to compare with and write (default: ROOT/<dataset>.lock.json)."),
+    lock: Path = typer.Option(
+        None, "--lock", help="Lock file to compare with and write (default: ROOT/<dataset>.lock.json)."
+    ),
     no_lock: bool = typer.Option(False, "--no-lock", help="Neither read nor write a lock file."),
-    decode: str = typer.Option("ends", "--decode", help="'ends': decode the first and last frame; 'all': every frame (slow)."),
+    decode: str = typer.Option(
+        "ends", "--decode", help="'ends': decode the first and last frame; 'all': every frame (slow)."
+    ),
     split: str = typer.Option(None, "--split", help="Check only this split (train or test)."),
     fps_tolerance: float = typer.Option(0.01, "--fps-tolerance", help="Relative fps difference still accepted."),
-    fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit non-zero when files changed since the lock."),
+    fail_on_change: bool = typer.Option(
+        False, "--fail-on-change", help="Exit non-zero when files changed since the lock."
+    ),
     show: int = typer.Option(30, "--show", help="Rows shown in the problem and change tables."),
-    allow_missing: bool = typer.Option(False, "--allow-missing", help="Check a root that lacks most videos (a partial copy). Without it a root that holds none, or fewer than half, of the videos is refused and no lock file is written."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Videos checked and how many are bad: a bar on a terminal, else a line every tenth of the way and at the end."),
+    allow_missing: bool = typer.Option(
+        False,
+        "--allow-missing",
+        help="Check a root that lacks most videos (a partial copy). Without it a root that holds none, or fewer than half, of the videos is refused and no lock file is written.",
+    ),
+    progress: bool = typer.Option(
+        True,
+        "--progress/--no-progress",
+        help="Videos checked and how many are bad: a bar on a terminal, else a line every tenth of the way and at the end.",
+    ),
 ) -> None:
     """Check every video of a dataset: present, decodable, frame count, fps, resolution.
 
@@ -111,8 +129,10 @@ def verify_cmd(
     if not Path(root).is_dir():
         raise InputError(f"dataset root {root} is not a folder")
 
-    with ProgressRenderer(err_console, enabled=progress) as render, \
-            render.task("verify", len(manifest), unit="videos") as done:
+    with (
+        ProgressRenderer(err_console, enabled=progress) as render,
+        render.task("verify", len(manifest), unit="videos") as done,
+    ):
         bad = [0]
 
         def advance(check: Any) -> None:  # from the checking threads
@@ -120,8 +140,15 @@ def verify_cmd(
             done(text=f"{bad[0]} bad")
 
         report = verify_dataset(
-            manifest, root, checksums=checksums, workers=workers, lock_path=lock_path,
-            decode=decode, fps_tolerance=fps_tolerance, progress=advance, allow_missing=allow_missing,
+            manifest,
+            root,
+            checksums=checksums,
+            workers=workers,
+            lock_path=lock_path,
+            decode=decode,
+            fps_tolerance=fps_tolerance,
+            progress=advance,
+            allow_missing=allow_missing,
         )
     _print_report(report, show)
     if not report.ok:

@@ -136,7 +136,14 @@ class _Hasher:
         self.nbytes += len(data)
 
 
-_TRANSIENT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENETUNREACH, errno.EHOSTUNREACH}
+_TRANSIENT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.ETIMEDOUT,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+}
 
 
 def _transient(exc: BaseException) -> bool:
@@ -151,13 +158,17 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _open(url: str, offset: int, cfg: DownloadConfig) -> Any:
-    req = urllib.request.Request(url, headers={"User-Agent": f"dsan_toolkit/{__version__}", "Accept-Encoding": "identity"})
+    req = urllib.request.Request(
+        url, headers={"User-Agent": f"dsan_toolkit/{__version__}", "Accept-Encoding": "identity"}
+    )
     if offset:
         req.add_header("Range", f"bytes={offset}-")
     return urllib.request.urlopen(req, timeout=cfg.timeout)  # noqa: S310 - schemes checked by the caller
 
 
-def _attempt(url: str, part_file: Path, part: ArchivePart, hasher: _Hasher, cfg: DownloadConfig, reporter: Reporter) -> None:
+def _attempt(
+    url: str, part_file: Path, part: ArchivePart, hasher: _Hasher, cfg: DownloadConfig, reporter: Reporter
+) -> None:
     """One request: resume or (re)start ``part_file``; raises :class:`_Retry` on transient errors."""
     hasher.sync(part_file, cfg.chunk_size)
     have = hasher.nbytes
@@ -215,7 +226,9 @@ def _attempt(url: str, part_file: Path, part: ArchivePart, hasher: _Hasher, cfg:
                     try:
                         data = read(cfg.chunk_size)
                     except (http.client.HTTPException, OSError) as exc:  # resets, timeouts, TLS errors
-                        raise _Retry(f"transfer interrupted after {hasher.nbytes} bytes ({type(exc).__name__})") from None
+                        raise _Retry(
+                            f"transfer interrupted after {hasher.nbytes} bytes ({type(exc).__name__})"
+                        ) from None
                     if not data:
                         break
                     fh.write(data)  # an OSError here is the local disk's: not retried
@@ -252,8 +265,9 @@ def fetch_url(
         free = shutil.disk_usage(dest.parent).free
         have = part_file.stat().st_size if part_file.exists() else 0
         if part.size - have > free:
-            raise InputError(f"not enough disk space for {part.name}: {human_size(part.size - have)} needed, "
-                             f"{human_size(free)} free")
+            raise InputError(
+                f"not enough disk space for {part.name}: {human_size(part.size - have)} needed, {human_size(free)} free"
+            )
     hasher = _Hasher()
     errors: list[str] = []
     for attempt in range(config.retries + 1):
@@ -296,5 +310,13 @@ def verify_file(path: Path, part: ArchivePart, chunk: int) -> str:
     return digest
 
 
-__all__ = ["ChecksumMismatch", "DownloadConfig", "Reporter", "SilentReporter", "SourceFailed", "fetch_url",
-           "human_size", "verify_file"]
+__all__ = [
+    "ChecksumMismatch",
+    "DownloadConfig",
+    "Reporter",
+    "SilentReporter",
+    "SourceFailed",
+    "fetch_url",
+    "human_size",
+    "verify_file",
+]

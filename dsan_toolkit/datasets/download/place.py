@@ -50,8 +50,9 @@ class Placement:
     kept_existing: int = 0  # members whose destination existed: the existing file was kept
 
 
-def place_members(staging: Path, files: Iterable[str], part: ArchivePart, root: Path,
-                  index: dict[str, str]) -> Placement:
+def place_members(
+    staging: Path, files: Iterable[str], part: ArchivePart, root: Path, index: dict[str, str]
+) -> Placement:
     """Move the extracted ``files`` (relative to ``staging``) to their places under ``root``."""
     out = Placement()
     for rel in files:

@@ -124,13 +124,17 @@ def manual_instructions(
     refused = [f for f in failures if f.refused]
     unfetched = [f for f in failures if not f.refused]
     if refused:
-        lines.append(f"{len(refused)} archive part(s) of {title} were fetched but REFUSED when opened "
-                     "(nothing of them was extracted):")
+        lines.append(
+            f"{len(refused)} archive part(s) of {title} were fetched but REFUSED when opened "
+            "(nothing of them was extracted):"
+        )
         for f in refused:
             lines.append(f"  - {f.part.name}: " + f.reasons[-1].replace("\n", "\n      "))
             lines += ["      earlier: " + r for r in f.reasons[:-1]]
-        lines.append("  A refused archive is unsafe (members that would leave the dataset folder, links, devices) or "
-                     "damaged; get a clean copy from the official source.")
+        lines.append(
+            "  A refused archive is unsafe (members that would leave the dataset folder, links, devices) or "
+            "damaged; get a clean copy from the official source."
+        )
     if unfetched:
         lines.append(f"{len(unfetched)} archive part(s) of {title} could not be fetched:")
     for f in unfetched:

@@ -165,5 +165,14 @@ def obtain(
     return None
 
 
-__all__ = ["WORK_DIR", "Obtained", "archive_cache", "check_mirror", "check_part", "mirror_url", "obtain",
-           "read_parts_file", "work_dir"]
+__all__ = [
+    "WORK_DIR",
+    "Obtained",
+    "archive_cache",
+    "check_mirror",
+    "check_part",
+    "mirror_url",
+    "obtain",
+    "read_parts_file",
+    "work_dir",
+]

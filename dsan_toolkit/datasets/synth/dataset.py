@@ -46,8 +46,13 @@ def build_manifest(cfg: SynthConfig) -> Manifest:
         segments = tuple(Segment(s, e, label) for s, e in v.events) if v.split == "test" else ()
         videos.append(
             VideoRecord(
-                id=v.id, path=v.rel_path, split=v.split, labels=(label,), segments=segments,
-                fps=float(cfg.fps), num_frames=v.num_frames,
+                id=v.id,
+                path=v.rel_path,
+                split=v.split,
+                labels=(label,),
+                segments=segments,
+                fps=float(cfg.fps),
+                num_frames=v.num_frames,
             )
         )
     return Manifest(info, tuple(videos))
@@ -149,5 +154,13 @@ def make_synthetic_dataset(
     return manifest
 
 
-__all__ = ["MANIFEST_NAME", "NORMAL_CODE", "SIDECAR_NAME", "build_manifest", "class_table", "is_complete",
-           "make_synthetic_dataset", "read_sidecar"]
+__all__ = [
+    "MANIFEST_NAME",
+    "NORMAL_CODE",
+    "SIDECAR_NAME",
+    "build_manifest",
+    "class_table",
+    "is_complete",
+    "make_synthetic_dataset",
+    "read_sidecar",
+]

@@ -134,7 +134,11 @@ def init_core(model: nn.Module, preset: Any, prompts: Sequence[str], text_encode
     model.prompts = list(prompts)
     w = preset.visual_width
     model.encoder = TemporalGraphEncoder(
-        w, preset.visual_layers, preset.visual_heads, preset.visual_length, preset.attn_window,
+        w,
+        preset.visual_layers,
+        preset.visual_heads,
+        preset.visual_length,
+        preset.attn_window,
         EncoderOptions.from_preset(preset),
     )
     model.mlp1 = clip_mlp(w)

@@ -34,7 +34,11 @@ class ClipTextTower(nn.Module):
 
     def __init__(self, clip_model: nn.Module, tokenizer: Any, info: Any = None) -> None:
         super().__init__()
-        missing = [a for a in ("token_embedding", "positional_embedding", "transformer", "ln_final") if not hasattr(clip_model, a)]
+        missing = [
+            a
+            for a in ("token_embedding", "positional_embedding", "transformer", "ln_final")
+            if not hasattr(clip_model, a)
+        ]
         if missing:
             raise InputError(f"the CLIP model has no standard text tower (missing {missing})")
         self.token_embedding = clip_model.token_embedding
@@ -150,7 +154,9 @@ class LearnablePrompt(nn.Module):
         src = torch.where(pos == new_eot.unsqueeze(1), eot.unsqueeze(1).expand(-1, ctx), src)
         return src, new_eot
 
-    def forward(self, word_embeddings: Tensor, tokens: Tensor, layout: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, word_embeddings: Tensor, tokens: Tensor, layout: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Prompted input embeddings (N, ctx, w) and their EOT positions (N,).
 
         ``layout``: a precomputed :meth:`layout` of ``tokens`` (fixed class prompts: compute it

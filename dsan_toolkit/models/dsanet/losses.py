@@ -77,7 +77,9 @@ def consistency_loss(logits1: Tensor, original: Tensor, reconstructed: Tensor, l
     return ((probs - error).square() * valid).sum() / valid.sum()
 
 
-def dsanet_loss(out: DSANetOutput, labels: Tensor, lengths: Tensor, preset: DSANetPreset) -> tuple[Tensor, dict[str, Tensor]]:
+def dsanet_loss(
+    out: DSANetOutput, labels: Tensor, lengths: Tensor, preset: DSANetPreset
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its named parts (each a scalar tensor)."""
     labels = labels.to(out.logits2.dtype)
     parts: dict[str, Tensor] = {

@@ -73,10 +73,13 @@ class DSANetMethod(Method):
             probs = refine_scores_hierarchical(out.logits1, out.logits2, p.refine_temp)
         else:
             probs = out.logits2.softmax(dim=-1)
-        return Prediction(scores=torch.sigmoid(out.logits1.squeeze(-1)), align_scores=1 - probs[..., 0], class_probs=probs)
+        return Prediction(
+            scores=torch.sigmoid(out.logits1.squeeze(-1)), align_scores=1 - probs[..., 0], class_probs=probs
+        )
 
-    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
-                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
+    def optimizers(
+        self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *, schedule_iters_per_epoch: int
+    ) -> list[OptimSpec]:
         """Main AdamW (per-epoch cosine) and the normality branch's StableAdamW (per-iteration
         warm-up cosine); ``schedule_iters_per_epoch`` (the sum of the loaders' lengths, UCF:
         ``len(normal_loader) + len(anomaly_loader)``) sizes the latter exactly as the official code

@@ -105,7 +105,9 @@ class DSANetModel(nn.Module):
             raise InputError(
                 f"text_adapt_until={preset.text_adapt_until} but the CLIP text tower has {text_encoder.num_layers} layers"
             )
-        self.clip_adapter = TextAdapter(text_encoder.width, preset.visual_width, preset.text_adapt_until, preset.text_adapter_weight)
+        self.clip_adapter = TextAdapter(
+            text_encoder.width, preset.visual_width, preset.text_adapt_until, preset.text_adapter_weight
+        )
         self.video_anomaly_refiner = NormalityBranch(preset)
         with torch.device("cpu"):  # token ids are data: made on the CPU whatever the default device
             tokens = text_encoder.tokenizer(self.prompts)
@@ -176,7 +178,12 @@ class DSANetModel(nn.Module):
 
 
 def build_dsanet(
-    preset: DSANetPreset, prompts: Sequence[str], clip_model: nn.Module, tokenizer: Any, info: Any, device: str | torch.device
+    preset: DSANetPreset,
+    prompts: Sequence[str],
+    clip_model: nn.Module,
+    tokenizer: Any,
+    info: Any,
+    device: str | torch.device,
 ) -> DSANetModel:
     tower = ClipTextTower(clip_model, tokenizer, info)
     return DSANetModel(preset, prompts, tower).to(device)

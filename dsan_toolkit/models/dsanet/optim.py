@@ -50,8 +50,12 @@ class StableAdamW(Optimizer):
         clip_threshold: float = 1.0,
     ) -> None:
         if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise InputError(f"invalid StableAdamW settings lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, clip_threshold=clip_threshold)
+            raise InputError(
+                f"invalid StableAdamW settings lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}"
+            )
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, clip_threshold=clip_threshold
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -124,7 +128,9 @@ class WarmCosineSchedule(LRScheduler):
         start_warmup_value: float = 0.0,
     ) -> None:
         if total_iters < 1 or warmup_iters < 0:
-            raise InputError(f"WarmCosineSchedule needs total_iters >= 1 and warmup_iters >= 0, got {total_iters}, {warmup_iters}")
+            raise InputError(
+                f"WarmCosineSchedule needs total_iters >= 1 and warmup_iters >= 0, got {total_iters}, {warmup_iters}"
+            )
         self.base_value, self.final_value = float(base_value), float(final_value)
         self.total_iters, self.warmup_iters = int(total_iters), int(warmup_iters)
         self.start_warmup_value = float(start_warmup_value)

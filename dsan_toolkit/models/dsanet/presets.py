@@ -120,18 +120,43 @@ class DSANetPreset(MethodPreset):
             raise InputError("text_adapt_until must be >= 0")
 
 
-UCF = DSANetPreset(**preset_values(
-    "ucf", lr=7e-5, text_adapt_until=3, text_adapter_weight=0.1, refine_temp=5.0, align_weight=1.1,
-))
+UCF = DSANetPreset(
+    **preset_values(
+        "ucf",
+        lr=7e-5,
+        text_adapt_until=3,
+        text_adapter_weight=0.1,
+        refine_temp=5.0,
+        align_weight=1.1,
+    )
+)
 
-XD = DSANetPreset(**preset_values(
-    "xd", lr=1e-5, text_adapt_until=1, text_adapter_weight=0.6, refine_temp=1.0, align_weight=5.0,
-))
+XD = DSANetPreset(
+    **preset_values(
+        "xd",
+        lr=1e-5,
+        text_adapt_until=1,
+        text_adapter_weight=0.6,
+        refine_temp=1.0,
+        align_weight=5.0,
+    )
+)
 
-TINY = DSANetPreset(**preset_values(
-    "tiny", lr=2e-4, text_adapt_until=1, text_adapter_weight=0.1, num_prototypes=4, decoder_depth=1,
-    normality_mlp_ratio=1.0, refine_temp=5.0, align_weight=1.1, refiner_warmup_iters=5, input_norm="standardize",
-))
+TINY = DSANetPreset(
+    **preset_values(
+        "tiny",
+        lr=2e-4,
+        text_adapt_until=1,
+        text_adapter_weight=0.1,
+        num_prototypes=4,
+        decoder_depth=1,
+        normality_mlp_ratio=1.0,
+        refine_temp=5.0,
+        align_weight=1.1,
+        refiner_warmup_iters=5,
+        input_norm="standardize",
+    )
+)
 
 PRESETS: dict[str, DSANetPreset] = {p.name: p for p in (UCF, XD, TINY)}
 
@@ -150,4 +175,8 @@ def ablation(preset: DSANetPreset, *off: str) -> DSANetPreset:
     if unknown:
         raise InputError(f"unknown DSANet ablation switches {unknown}; known: {sorted(ABLATIONS)}")
     suffix = "-".join(name.removeprefix("use_") for name in off)
-    return preset.replace(**{name: False for name in off}, name=f"{preset.name}-no-{suffix}" if off else preset.name, official=preset.official and not off)  # type: ignore[return-value]
+    return preset.replace(
+        **{name: False for name in off},
+        name=f"{preset.name}-no-{suffix}" if off else preset.name,
+        official=preset.official and not off,
+    )  # type: ignore[return-value]

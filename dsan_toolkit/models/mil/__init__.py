@@ -48,13 +48,26 @@ class MILPreset(MethodPreset):
         check_input_norm(self.input_norm)
 
 
-_BASE = dict(visual_length=32, feature_dim=512, batch_size=30, batch_composition="paired", drop_last=True,
-             epochs=50, seed=234, lr=1e-3, eval_every_iters=None, select_metric="auc", reload_best_each_epoch=False)
+_BASE = dict(
+    visual_length=32,
+    feature_dim=512,
+    batch_size=30,
+    batch_composition="paired",
+    drop_last=True,
+    epochs=50,
+    seed=234,
+    lr=1e-3,
+    eval_every_iters=None,
+    select_metric="auc",
+    reload_best_each_epoch=False,
+)
 PRESETS: dict[str, MethodPreset] = {
     "ucf": MILPreset(name="ucf", official=True, **_BASE),
     "xd": MILPreset(name="xd", official=True, **_BASE),
     # tiny (NOT official): a CPU demo size; standardised inputs (the paper's lr 1e-3 then trains stably)
-    "tiny": MILPreset(name="tiny", official=False, input_norm="standardize", **{**_BASE, "batch_size": 8, "epochs": 10}),
+    "tiny": MILPreset(
+        name="tiny", official=False, input_norm="standardize", **{**_BASE, "batch_size": 8, "epochs": 10}
+    ),
 }
 
 
@@ -64,16 +77,22 @@ class MILModel(nn.Module):
         self.visual_length = preset.visual_length
         self.num_classes = num_classes
         self.net = nn.Sequential(
-            nn.Linear(feature_dim, preset.hidden1), nn.ReLU(), nn.Dropout(preset.dropout),
-            nn.Linear(preset.hidden1, preset.hidden2), nn.Dropout(preset.dropout),
-            nn.Linear(preset.hidden2, 1), nn.Sigmoid(),
+            nn.Linear(feature_dim, preset.hidden1),
+            nn.ReLU(),
+            nn.Dropout(preset.dropout),
+            nn.Linear(preset.hidden1, preset.hidden2),
+            nn.Dropout(preset.dropout),
+            nn.Linear(preset.hidden2, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, feats: Tensor) -> Tensor:
         return self.net(feats.float()).squeeze(-1)  # (B, L)
 
 
-def mil_ranking_loss(scores: Tensor, lengths: Tensor, anomalous: Tensor, preset: MILPreset) -> tuple[Tensor, dict[str, Tensor]]:
+def mil_ranking_loss(
+    scores: Tensor, lengths: Tensor, anomalous: Tensor, preset: MILPreset
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Sultani's loss on a batch of bags (B, L) scores; every anomalous bag vs every normal bag."""
     if not bool(anomalous.any()) or bool(anomalous.all()):
         raise InputError("the MIL ranking loss needs both normal and anomalous videos in a batch")
@@ -96,8 +115,15 @@ class MILMethod(Method):
     preset_cls = MILPreset
     presets = PRESETS
 
-    def build(self, preset: MethodPreset, classes: Sequence[ClassInfo], *, feature_dim: int, clip: Any | None,
-              device: str | torch.device = "cpu") -> nn.Module:
+    def build(
+        self,
+        preset: MethodPreset,
+        classes: Sequence[ClassInfo],
+        *,
+        feature_dim: int,
+        clip: Any | None,
+        device: str | torch.device = "cpu",
+    ) -> nn.Module:
         if not isinstance(preset, MILPreset):
             raise InputError(f"mil needs a MILPreset, got {type(preset).__name__}")
         return attach_input_norm(MILModel(preset, feature_dim, len(classes)), preset.input_norm, feature_dim).to(device)
@@ -115,9 +141,12 @@ class MILMethod(Method):
             s = model(feats)
         return Prediction(scores=s, align_scores=s, class_probs=None)  # no class branch: no class probabilities
 
-    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
-                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
+    def optimizers(
+        self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *, schedule_iters_per_epoch: int
+    ) -> list[OptimSpec]:
         """Adagrad, no schedule."""
         assert isinstance(preset, MILPreset)
-        opt = torch.optim.Adagrad([p for p in model.parameters() if p.requires_grad], lr=preset.lr, weight_decay=preset.weight_decay)
+        opt = torch.optim.Adagrad(
+            [p for p in model.parameters() if p.requires_grad], lr=preset.lr, weight_decay=preset.weight_decay
+        )
         return [OptimSpec(optimizer=opt, scheduler=None, step_on="epoch", name="main")]

@@ -5,4 +5,12 @@ from .method import VadCLIPMethod
 from .model import VadCLIPModel, VadCLIPOutput, build_vadclip
 from .presets import PRESETS, VadCLIPPreset
 
-__all__ = ["vadclip_loss", "VadCLIPMethod", "VadCLIPModel", "VadCLIPOutput", "build_vadclip", "PRESETS", "VadCLIPPreset"]
+__all__ = [
+    "vadclip_loss",
+    "VadCLIPMethod",
+    "VadCLIPModel",
+    "VadCLIPOutput",
+    "build_vadclip",
+    "PRESETS",
+    "VadCLIPPreset",
+]

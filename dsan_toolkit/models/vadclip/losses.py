@@ -18,7 +18,9 @@ from .model import VadCLIPOutput
 from .presets import VadCLIPPreset
 
 
-def vadclip_loss(out: VadCLIPOutput, labels: Tensor, lengths: Tensor, preset: VadCLIPPreset) -> tuple[Tensor, dict[str, Tensor]]:
+def vadclip_loss(
+    out: VadCLIPOutput, labels: Tensor, lengths: Tensor, preset: VadCLIPPreset
+) -> tuple[Tensor, dict[str, Tensor]]:
     l1 = mil_bce_loss(out.logits1, labels, lengths)
     l2 = mil_soft_ce_loss(out.logits2, labels, lengths)
     divisor = preset.text_sep_divisor if preset.text_sep_divisor is not None else float(out.text_features.shape[0] - 1)

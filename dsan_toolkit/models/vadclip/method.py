@@ -26,7 +26,9 @@ def check_dims(preset: VadCLIPPreset, feature_dim: int, text_dim: int) -> None:
             "(the official encoder adds position embeddings to the features directly)"
         )
     if text_dim != preset.visual_width:
-        raise InputError(f"the CLIP text features are {text_dim}-d, the visual width {preset.visual_width}: they must match")
+        raise InputError(
+            f"the CLIP text features are {text_dim}-d, the visual width {preset.visual_width}: they must match"
+        )
     if preset.visual_length % preset.attn_window:
         raise InputError(f"attn_window {preset.attn_window} must divide visual_length {preset.visual_length}")
 
@@ -71,8 +73,9 @@ class VadCLIPMethod(Method):
             class_probs=probs,
         )
 
-    def optimizers(self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *,
-                   schedule_iters_per_epoch: int) -> list[OptimSpec]:
+    def optimizers(
+        self, model: nn.Module, preset: MethodPreset, steps_per_epoch: int, *, schedule_iters_per_epoch: int
+    ) -> list[OptimSpec]:
         """AdamW with the per-epoch MultiStepLR of the official code (no per-iteration schedule)."""
         assert isinstance(preset, VadCLIPPreset)
         params = [p for p in model.parameters() if p.requires_grad]

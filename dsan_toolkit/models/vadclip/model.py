@@ -43,7 +43,9 @@ class VadCLIPModel(nn.Module):
     def __init__(self, preset: VadCLIPPreset, prompts: Sequence[str], text_encoder: ClipTextTower) -> None:
         super().__init__()
         init_core(self, preset, prompts, text_encoder)
-        self.prompt = LearnablePrompt(text_encoder.context_length, text_encoder.width, preset.prompt_prefix, preset.prompt_postfix)
+        self.prompt = LearnablePrompt(
+            text_encoder.context_length, text_encoder.width, preset.prompt_prefix, preset.prompt_postfix
+        )
         self.register_buffer("prompt_tokens", text_encoder.tokenize(self.prompts).cpu(), persistent=False)
         src, eot = self.prompt.layout(self.prompt_tokens)  # refuses prompts that do not fit, now
         self.register_buffer("prompt_src", src, persistent=False)
@@ -70,7 +72,12 @@ class VadCLIPModel(nn.Module):
 
 
 def build_vadclip(
-    preset: VadCLIPPreset, prompts: Sequence[str], clip_model: nn.Module, tokenizer: object, info: object, device: str | torch.device
+    preset: VadCLIPPreset,
+    prompts: Sequence[str],
+    clip_model: nn.Module,
+    tokenizer: object,
+    info: object,
+    device: str | torch.device,
 ) -> VadCLIPModel:
     tower = ClipTextTower(clip_model, tokenizer, info)
     return VadCLIPModel(preset, prompts, tower).to(device)

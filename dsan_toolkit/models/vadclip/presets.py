@@ -64,13 +64,26 @@ class VadCLIPPreset(MethodPreset):
 
 UCF = VadCLIPPreset(**preset_values("ucf", lr=2e-5, scheduler_milestones=(4, 8), text_sep_weight=0.1))
 
-XD = VadCLIPPreset(**preset_values(
-    "xd", lr=1e-5, select_metric=keys.AP_ALIGN, scheduler_milestones=(3, 6, 10), text_sep_weight=1e-4,
-))
+XD = VadCLIPPreset(
+    **preset_values(
+        "xd",
+        lr=1e-5,
+        select_metric=keys.AP_ALIGN,
+        scheduler_milestones=(3, 6, 10),
+        text_sep_weight=1e-4,
+    )
+)
 
-TINY = VadCLIPPreset(**preset_values(
-    "tiny", lr=3e-4, prompt_prefix=4, prompt_postfix=4, scheduler_milestones=(12,), text_sep_weight=0.1,
-    input_norm="standardize",
-))
+TINY = VadCLIPPreset(
+    **preset_values(
+        "tiny",
+        lr=3e-4,
+        prompt_prefix=4,
+        prompt_postfix=4,
+        scheduler_milestones=(12,),
+        text_sep_weight=0.1,
+        input_norm="standardize",
+    )
+)
 
 PRESETS: dict[str, VadCLIPPreset] = {p.name: p for p in (UCF, XD, TINY)}

@@ -31,8 +31,19 @@ class ZeroShotPreset(MethodPreset):
     logit_scale: float = 100.0  # exp of CLIP's learned logit scale
 
 
-_BASE = dict(visual_length=256, feature_dim=512, batch_size=1, batch_composition="mixed", drop_last=False, epochs=0,
-             seed=234, lr=0.0, eval_every_iters=None, select_metric="auc", reload_best_each_epoch=False)
+_BASE = dict(
+    visual_length=256,
+    feature_dim=512,
+    batch_size=1,
+    batch_composition="mixed",
+    drop_last=False,
+    epochs=0,
+    seed=234,
+    lr=0.0,
+    eval_every_iters=None,
+    select_metric="auc",
+    reload_best_each_epoch=False,
+)
 PRESETS: dict[str, MethodPreset] = {
     "ucf": ZeroShotPreset(name="ucf", official=False, **_BASE),
     "xd": ZeroShotPreset(name="xd", official=False, **_BASE),
@@ -61,8 +72,15 @@ class ZeroShotMethod(Method):
     preset_cls = ZeroShotPreset
     presets = PRESETS
 
-    def build(self, preset: MethodPreset, classes: Sequence[ClassInfo], *, feature_dim: int, clip: Any | None,
-              device: str | torch.device = "cpu") -> nn.Module:
+    def build(
+        self,
+        preset: MethodPreset,
+        classes: Sequence[ClassInfo],
+        *,
+        feature_dim: int,
+        clip: Any | None,
+        device: str | torch.device = "cpu",
+    ) -> nn.Module:
         if not isinstance(preset, ZeroShotPreset):
             raise InputError(f"zeroshot needs a ZeroShotPreset, got {type(preset).__name__}")
         if clip is None:
