@@ -34,6 +34,7 @@ from ..models.registry import get_method
 from ..progress import Listener, counted, emitter, message
 from ..store.protocol import FeatureStoreLike
 from .checkpoint import (
+    RunConfig,
     atomic_write_bytes,
     atomic_write_json,
     load_weights,
@@ -49,7 +50,7 @@ from .setup import (
     resolve_device,
     resolve_manifest_for,
 )
-from .store_identity import open_run_store
+from .store_identity import StoreUse, open_run_store
 from .testset import TestSet, build_test_set
 
 logger = logging.getLogger(__name__)
@@ -313,7 +314,6 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
         raise InputError(f"{run} has no {label} checkpoint ({ck.name}); was it trained with --select {label}?")
     out = prepare_eval_out(opts.out, opts.overwrite) if opts.out is not None else None  # before any work
     device = resolve_device(opts.device)
-    method = get_method(cfg.method)
     say = emitter(on_event, logger)
     say(message("hashing the feature store (its identity is checked against the run's)"))
     use = open_run_store(cfg, opts.features, run=run)
@@ -325,6 +325,41 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
         )
     crop = cfg.test_crop if opts.test_crop is None else int(opts.test_crop)
     out = out or prepare_eval_out(exploratory_out(run, label, crop, use.actual_hash), opts.overwrite)
+    return _evaluate_ours(
+        opts,
+        cfg,
+        ck,
+        use,
+        manifest,
+        crop,
+        out,
+        device,
+        label=label,
+        selection=label,
+        checkpoint_name=ck.name,
+        extra={"run": str(run.resolve())},
+        on_event=on_event,
+    )
+
+
+def _evaluate_ours(
+    opts: EvalOptions,
+    cfg: RunConfig,
+    ck: Path,
+    use: StoreUse,
+    manifest: Manifest,
+    crop: int,
+    out: Path,
+    device: torch.device,
+    *,
+    label: str,
+    selection: str | None,
+    checkpoint_name: str,
+    extra: dict[str, Any],
+    on_event: Listener | None,
+) -> dict[str, Any]:
+    """A checkpoint of ours on the store ``use`` found: build, load, predict, write."""
+    method = get_method(cfg.method)
     test = _test_set(use.store, manifest, crop, cfg.feature_dim)
     model = build_model(method, cfg, manifest, device, opts.clip_weights)
     load_weights(model, ck, device)
@@ -338,12 +373,12 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
         device=device,
         batch=opts.batch,
         label=label,
-        selection=label,
+        selection=selection,
         config_hash=cfg.hash,
         store_hash=use.actual_hash,
         manifest_hash=manifest.content_hash(),
-        checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
-        extra={"run": str(run.resolve()), "store": use.record(), "out": str(out)},
+        checkpoint={"file": checkpoint_name, "sha256": sha256_file(ck)},
+        extra={**extra, "store": use.record(), "out": str(out)},
         on_event=on_event,
     )
 
@@ -367,30 +402,24 @@ def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> 
         raise InputError(f"{ck} carries no run config; for the authors' .pth files use --official-checkpoint")
     cfg = run_config_from_json(json.loads(meta["config"]))
     device = resolve_device(opts.device)
-    method = get_method(cfg.method)
     emitter(on_event, logger)(message("hashing the feature store (its identity is checked against the checkpoint's)"))
     use = open_run_store(cfg, opts.features, run=ck)
     manifest = resolve_manifest_for(use.store, opts.dataset)
-    test = _test_set(use.store, manifest, cfg.test_crop if opts.test_crop is None else opts.test_crop, cfg.feature_dim)
     _check_classes(manifest, cfg.manifest_hash, cfg.dataset)
-    model = build_model(method, cfg, manifest, device, opts.clip_weights)
-    load_weights(model, ck, device)
-    return evaluate_and_write(
-        method,
-        model,
+    crop = cfg.test_crop if opts.test_crop is None else int(opts.test_crop)
+    return _evaluate_ours(
+        opts,
+        cfg,
+        ck,
+        use,
         manifest,
-        test,
+        crop,
         out,
-        length=cfg.preset.visual_length,
-        device=device,
-        batch=opts.batch,
+        device,
         label=meta.get("selection", "checkpoint"),
         selection=meta.get("selection"),
-        config_hash=cfg.hash,
-        store_hash=use.actual_hash,
-        manifest_hash=manifest.content_hash(),
-        checkpoint={"file": str(ck), "sha256": sha256_file(ck)},
-        extra={"store": use.record(), "out": str(out)},
+        checkpoint_name=str(ck),
+        extra={},
         on_event=on_event,
     )
 
