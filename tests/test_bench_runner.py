@@ -193,7 +193,7 @@ def test_cli_bench_bad_inputs(tmp_path, cli, bench):
 
 
 def test_ablation_grid_is_each_component_off_then_all():
-    from dsan_toolkit.bench.runner import ablation_overrides
+    from dsan_toolkit.bench.jobs import ablation_overrides
 
     rows = ablation_overrides("dsanet")
     assert rows[0][0] == "all" and all(v for _, v in rows[0][1])

@@ -47,7 +47,7 @@ def test_runtime_fields_are_recorded_but_not_hashed():
 def test_bench_job_key_is_its_identity_hash():
     """The bench job key is the hash of the job without its path and device fields (the same
     value as before these fields were marked, so existing bench directories are reused)."""
-    from dsan_toolkit.bench.runner import BenchJob
+    from dsan_toolkit.bench.jobs import BenchJob
 
     job = BenchJob(method="vadclip", dataset="synth", features="/s.zarr", preset="tiny", seed=0, store_hash="ab")
     d = to_dict(job)

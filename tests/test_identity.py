@@ -136,7 +136,8 @@ def test_audit_catches_predictions_changed_without_changing_the_ranking(world, t
 
 
 def test_bench_reuses_a_finished_run_only_of_the_same_store(world):
-    from dsan_toolkit.bench.runner import BenchJob, check_reused_run
+    from dsan_toolkit.bench.jobs import BenchJob
+    from dsan_toolkit.bench.rows import check_reused_run
     from dsan_toolkit.errors import InputError
 
     root, run, _ = world

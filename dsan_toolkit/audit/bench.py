@@ -27,7 +27,7 @@ def audit_bench(
     out = Path(bench_dir)
     rec = read_json(out / "bench.json")
     rep = AuditReport(target=str(out), kind="bench")
-    from ..bench.runner import BenchConfig, BenchJob
+    from ..bench.jobs import BenchConfig, BenchJob
 
     want = str(rec.get("config_hash", ""))
     got = recorded_config_hash(rec.get("config", {}), BenchConfig)

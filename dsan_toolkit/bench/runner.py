@@ -15,9 +15,10 @@ A bench directory::
 The job hash covers everything that changes a run (method, preset and its overrides, store
 content hash, seed, selection rule, epochs; not the store's path, the device or a local CLIP
 file's path), so a finished run directory with that name is reused, after a check that its
-recorded config is this job's (:func:`check_reused_run`); an unfinished one is resumed by the
-training loop. ``bench.json`` is
-rewritten atomically after every job, so an interrupted bench resumes where it stopped.
+recorded config is this job's (:func:`~.rows.check_reused_run`); an unfinished one is resumed by
+the training loop. ``bench.json`` is rewritten atomically after every job, so an interrupted
+bench resumes where it stopped. The grid and its jobs are :mod:`.jobs`; what is read from a
+finished run directory is :mod:`.rows`.
 """
 
 from __future__ import annotations
@@ -30,17 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .. import keys
-from ..config import config_hash, register_config, runtime_field, sha256_file, to_dict
+from ..config import config_hash, sha256_file, to_dict
 from ..errors import InputError
-from ..store.protocol import FeatureStoreLike
 from ..train.store_identity import absolute_store_path
 from ..utils.atomic import atomic_write_text
 from ..utils.paths import output_folder
-from .published import REFERENCE_FEATURES
-from .report import BenchReport, PredictionSet, VideoPrediction, render
+from .jobs import BenchConfig, BenchJob, ablation_overrides, check_config, expand_jobs
+from .report import BenchReport, PredictionSet, render
+from .rows import artifact_hashes, check_reused_run, is_trainable, predictions_of, row_from_run
 from .table import (
     TABLE_UNIT,
     ResultRow,
@@ -51,7 +49,6 @@ from .table import (
     format_dataset_table,
     headline_table,
     rows_frame,
-    table_metrics,
 )
 
 BENCH_FILE = "bench.json"
@@ -59,61 +56,6 @@ SYNTHETIC_NOTE = (
     "SYNTHETIC DATA, RANDOM BACKBONE: these numbers come from generated videos and a randomly "
     "initialised tiny CLIP; they test the pipeline and say nothing about the methods' accuracy."
 )
-
-# The DSANet components the paper ablates, as preset switches (name -> preset field).
-ABLATION_COMPONENTS: dict[str, dict[str, str]] = {
-    "dsanet": {
-        "normality": "use_normality",
-        "event_background": "use_event_background",
-        "text_adapter": "use_text_adapter",
-        "refinement": "use_refinement",
-    },
-}
-
-
-@register_config
-@dataclass(frozen=True)
-class BenchJob:
-    """One run of the grid."""
-
-    method: str
-    dataset: str
-    features: str = runtime_field()  # the store's path; its identity is store_hash
-    preset: str
-    seed: int
-    select: str = "last"
-    epochs: int | None = None
-    ablation: str = "all"
-    overrides: tuple[tuple[str, Any], ...] = ()
-    device: str = runtime_field("cpu")
-    store_hash: str = ""
-    clip_weights: str | None = runtime_field(None)  # local CLIP file for the text encoder (offline machines)
-
-    @property
-    def key(self) -> str:
-        """The job's identity hash (paths and the device are runtime fields)."""
-        return config_hash(self)
-
-    @property
-    def run_name(self) -> str:
-        abl = "" if self.ablation == "all" else f"-{self.ablation}"
-        return f"{self.dataset}/{self.method}{abl}-{self.preset}-s{self.seed}-{self.key[:8]}"
-
-
-@register_config
-@dataclass(frozen=True)
-class BenchConfig:
-    methods: tuple[str, ...]
-    datasets: tuple[str, ...]
-    seeds: tuple[int, ...]
-    features: dict[str, str] = runtime_field()  # dataset -> store path (the jobs hold the stores' hashes)
-    preset: str | None = None  # None: the preset named like the dataset (ucf, xd)
-    epochs: int | None = None
-    select: str = "last"
-    device: str = runtime_field("cpu")
-    ablation: str | None = None  # a method name: run its component ablations
-    lock: dict[str, str] = runtime_field(default_factory=dict)  # dataset -> lock file (verify; hashed per job)
-    clip_weights: str | None = runtime_field(None)
 
 
 # -- training adapter ------------------------------------------------------------------------
@@ -137,7 +79,7 @@ def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], Non
             seed=job.seed,
             epochs=job.epochs,
             device=job.device,
-            select=job.select if _trainable(job.method) else "last",
+            select=job.select if is_trainable(job.method) else "last",
             overrides=dict(job.overrides),
             progress=True,
             clip_weights=Path(job.clip_weights) if job.clip_weights else None,
@@ -150,7 +92,6 @@ def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], Non
 Trainer = Callable[[BenchJob, Path, Callable[[str], None]], None]
 
 
-# -- grid ------------------------------------------------------------------------------------
 def _store_info(path: str) -> dict[str, Any]:
     from ..store import open_store
 
@@ -159,188 +100,6 @@ def _store_info(path: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any unreadable store is a user input problem
         raise InputError(f"cannot open feature store {path}: {exc}") from None
     return {"store": fs, "hash": fs.content_hash()}
-
-
-def _preset_for(method: str, dataset: str, preset: str | None) -> str:
-    from ..models import get_method
-
-    m = get_method(method)
-    if preset:
-        if preset not in m.presets:
-            raise InputError(f"method {method!r} has no preset {preset!r}; presets: {', '.join(sorted(m.presets))}")
-        return preset
-    if dataset in m.presets:
-        return dataset
-    raise InputError(
-        f"method {method!r} has no preset named {dataset!r}; pass --preset (one of {', '.join(sorted(m.presets))})"
-    )
-
-
-def ablation_overrides(method: str) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
-    """All components on, then each component off in turn (the paper's ablation rows)."""
-    comps = ABLATION_COMPONENTS.get(method)
-    if comps is None:
-        raise InputError(f"no ablation defined for {method!r}; ablations exist for: {', '.join(ABLATION_COMPONENTS)}")
-    rows = [("all", tuple((f, True) for f in comps.values()))]
-    for name, fld in comps.items():
-        rows.append((f"no-{name}", tuple((f, f != fld) for f in comps.values())))
-    return rows
-
-
-def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob]:
-    """The bench grid as jobs (ablation: one method, every component setting)."""
-    jobs: list[BenchJob] = []
-    methods = (cfg.ablation,) if cfg.ablation else cfg.methods
-    for dataset in cfg.datasets:
-        for method in methods:
-            preset = _preset_for(method, dataset, cfg.preset)
-            variants = ablation_overrides(method) if cfg.ablation else [("all", ())]
-            for seed in cfg.seeds:
-                for abl, ov in variants:
-                    jobs.append(
-                        BenchJob(
-                            method=method,
-                            dataset=dataset,
-                            features=cfg.features[dataset],
-                            preset=preset,
-                            seed=seed,
-                            select=cfg.select,
-                            epochs=cfg.epochs,
-                            ablation=abl,
-                            overrides=ov,
-                            device=cfg.device,
-                            store_hash=store_hashes[dataset],
-                            clip_weights=cfg.clip_weights,
-                        )
-                    )
-    return jobs
-
-
-# -- rows from run directories ---------------------------------------------------------------
-def store_features_tag(fs: FeatureStoreLike) -> tuple[str, str, bool, bool]:
-    """(features tag, backbone, random backbone, synthetic) of a feature store."""
-    attrs = getattr(fs, "attrs", {}) or {}
-    producer = str(attrs.get("producer", ""))
-    backbone = attrs.get("backbone") or {}
-    model = str(backbone.get("model", "?")) if isinstance(backbone, dict) else str(backbone)
-    random_w = bool(
-        attrs.get("random_weights", backbone.get("random_weights", False) if isinstance(backbone, dict) else False)
-    )
-    synthetic = "synth" in producer or fs.manifest.name == "synth"
-    if "vadclip" in producer or "import" in producer:
-        tag = REFERENCE_FEATURES
-    elif synthetic and "synth" in producer:
-        tag = "synthetic"
-    else:
-        pre = backbone.get("pretrained") if isinstance(backbone, dict) else None
-        tag = f"{model}/{pre or ('random' if random_w else 'file')}:{attrs.get('snippet_rule', '?')}"
-    return tag, model, random_w, synthetic
-
-
-def row_from_run(run_dir: Path, job: BenchJob, fs: FeatureStoreLike) -> ResultRow:
-    cfg = json.loads((run_dir / "config.json").read_text())
-    met = json.loads((run_dir / "metrics.json").read_text())
-    label = met.get("selected", job.select)
-    entry = met.get("results", {}).get(label, {})
-    metrics = table_metrics(entry.get(keys.METRICS, {}) if isinstance(entry, dict) else {})
-    tag, model, random_w, synthetic = store_features_tag(fs)
-    c = cfg.get("config", {})
-    text_random = (
-        bool((c.get("text_encoder") or {}).get("random_weights", False))
-        or bool(met.get("random_text_encoder", False))
-        or bool((c.get("backbone") or {}).get("random_weights", False))
-    )
-    params = met.get("params", {}) or {}
-    comps = (
-        {name: dict(job.overrides).get(fld, True) for name, fld in ABLATION_COMPONENTS.get(job.method, {}).items()}
-        if job.ablation != "all" or job.overrides
-        else {}
-    )
-    class_branch = _has_class_branch(job.method)  # without one, evaluation computed no fine-grained metric
-    return ResultRow(
-        method=job.method,
-        dataset=job.dataset,
-        seed=job.seed,
-        preset=job.preset,
-        selection=label if _trainable(job.method) else "none",
-        config_hash=str(cfg.get("hash", "")),
-        features=tag,
-        backbone=model,
-        random_backbone=random_w or text_random,
-        synthetic=synthetic,
-        metrics=metrics,
-        ablation=job.ablation,
-        components=comps,
-        train_time_s=met.get("train_seconds"),
-        params_trainable=params.get("trainable"),
-        params_total=params.get("total"),
-        run_dir=str(run_dir),
-        official_preset=job.preset in ("ucf", "xd"),
-        class_branch=class_branch,
-    )
-
-
-def _trainable(method: str) -> bool:
-    from ..models import get_method
-
-    return bool(getattr(get_method(method), "trainable", True))
-
-
-def _has_class_branch(method: str) -> bool:
-    from ..models import get_method
-
-    return bool(get_method(method).has_class_branch)
-
-
-def predictions_of(run_dir: Path, manifest: Any, method: str, dataset: str) -> PredictionSet | None:
-    """The selected model's test predictions as a :class:`PredictionSet` (figures)."""
-    met = json.loads((run_dir / "metrics.json").read_text())
-    path = run_dir / "eval" / str(met.get("selected", "last")) / "predictions.npz"
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        p = {k: z[k] for k in z.files}
-    off = p["offsets"].astype(np.int64)
-    classes = tuple(str(c) for c in p.get("classes", np.array(manifest.class_codes)).tolist())
-    videos = []
-    for i, vid in enumerate(p["video_ids"].tolist()):
-        sl = slice(int(off[i]), int(off[i + 1]))
-        rec = manifest.video(str(vid))
-        videos.append(
-            VideoPrediction(
-                video_id=str(vid),
-                scores=p["scores"][sl],
-                segments=tuple((s.start, s.end, s.label) for s in rec.segments),
-                class_probs=p["class_probs"][sl] if "class_probs" in p else None,
-                label=rec.labels[0] if rec.labels else "",
-            )
-        )
-    return PredictionSet(
-        method, dataset, classes, videos, snippet_len=manifest.info.snippet_len, class_branch=_has_class_branch(method)
-    )
-
-
-def artifact_hashes(run_dir: Path) -> dict[str, str]:
-    """Hashes of a finished run's artifacts, recorded in ``bench.json`` for the audit."""
-    cfg = json.loads((run_dir / "config.json").read_text())
-    met = json.loads((run_dir / "metrics.json").read_text())
-    out = {
-        "config_hash": str(cfg.get("hash", "")),
-        "store_hash": str(cfg.get("config", {}).get("store_hash", "")),
-        "manifest_hash": str(cfg.get("config", {}).get("manifest_hash", "")),
-        keys.METRICS_SHA256: sha256_file(run_dir / "metrics.json"),
-    }
-    for label in met.get("results", {}):
-        ev = run_dir / "eval" / label
-        if (ev / "predictions.npz").is_file():
-            out[keys.predictions_sha256(label)] = sha256_file(ev / "predictions.npz")
-        em = ev / "metrics.json"
-        if em.is_file():
-            ck = json.loads(em.read_text()).get("checkpoint") or {}
-            f = run_dir / "checkpoints" / str(ck.get("file", ""))
-            if ck.get("file") and f.is_file():
-                out[keys.checkpoint_sha256(label)] = sha256_file(f)
-    return out
 
 
 # -- the bench -------------------------------------------------------------------------------
@@ -375,7 +134,7 @@ def run_bench(
     out = Path(out)
     say = progress or (lambda _m: None)
     train = trainer or _default_trainer
-    _check_config(cfg)
+    check_config(cfg)
     cfg = dataclasses.replace(cfg, features={ds: absolute_store_path(p) for ds, p in cfg.features.items()})
     if out.exists() and not out.is_dir():
         raise InputError(f"bench directory {out} is a file, not a folder")
@@ -430,39 +189,6 @@ def run_bench(
     report = build_report(rows, cfg, stores, figures=figures, base=out)
     atomic_write_text(out / "results.csv", rows_frame(rows).to_csv(index=False))
     return BenchResult(out=out, rows=rows, report=report, reused=reused, trained=trained)
-
-
-def check_reused_run(run_dir: Path, job: BenchJob) -> None:
-    """A finished run directory is reused only if it was trained on this job's store (content
-    hash) with this job's method, preset, seed and selection rule."""
-    rec = json.loads((run_dir / "config.json").read_text()).get("config", {})
-    want = {"store_hash": job.store_hash, "method": job.method, "preset_name": job.preset, "seed": job.seed}
-    if _trainable(job.method):
-        want["select"] = job.select
-    diff = [f"{k} {rec.get(k)!r} (this bench: {v!r})" for k, v in want.items() if rec.get(k) != v]
-    if diff:
-        raise InputError(
-            f"{run_dir} is a finished run of another job: "
-            + "; ".join(diff)
-            + ". Move it away (or use another bench directory) to train this job."
-        )
-
-
-def _check_config(cfg: BenchConfig) -> None:
-    missing = [d for d in cfg.datasets if d not in cfg.features]
-    if missing:
-        raise InputError(f"no feature store for dataset(s) {', '.join(missing)}: pass --features {missing[0]}=STORE")
-    if not cfg.seeds:
-        raise InputError("at least one seed is needed (--seeds 0,1,2)")
-    if not cfg.methods and not cfg.ablation:
-        raise InputError("no method given (--methods dsanet,vadclip,mil,zeroshot)")
-    if cfg.select not in ("last", "best-on-test"):
-        raise InputError(f"--select must be 'last' or 'best-on-test', not {cfg.select!r}")
-    from ..models import list_methods
-
-    for m in (*cfg.methods, *([cfg.ablation] if cfg.ablation else [])):
-        if m not in list_methods():
-            raise InputError(f"unknown method {m!r}; methods: {', '.join(list_methods())}")
 
 
 def build_report(

@@ -1,0 +1,136 @@
+"""The bench grid: its config, its jobs (one run each) and the DSANet ablation rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import config_hash, register_config, runtime_field
+from ..errors import InputError
+
+# The DSANet components the paper ablates, as preset switches (name -> preset field).
+ABLATION_COMPONENTS: dict[str, dict[str, str]] = {
+    "dsanet": {
+        "normality": "use_normality",
+        "event_background": "use_event_background",
+        "text_adapter": "use_text_adapter",
+        "refinement": "use_refinement",
+    },
+}
+
+
+@register_config
+@dataclass(frozen=True)
+class BenchJob:
+    """One run of the grid."""
+
+    method: str
+    dataset: str
+    features: str = runtime_field()  # the store's path; its identity is store_hash
+    preset: str
+    seed: int
+    select: str = "last"
+    epochs: int | None = None
+    ablation: str = "all"
+    overrides: tuple[tuple[str, Any], ...] = ()
+    device: str = runtime_field("cpu")
+    store_hash: str = ""
+    clip_weights: str | None = runtime_field(None)  # local CLIP file for the text encoder (offline machines)
+
+    @property
+    def key(self) -> str:
+        """The job's identity hash (paths and the device are runtime fields)."""
+        return config_hash(self)
+
+    @property
+    def run_name(self) -> str:
+        abl = "" if self.ablation == "all" else f"-{self.ablation}"
+        return f"{self.dataset}/{self.method}{abl}-{self.preset}-s{self.seed}-{self.key[:8]}"
+
+
+@register_config
+@dataclass(frozen=True)
+class BenchConfig:
+    methods: tuple[str, ...]
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    features: dict[str, str] = runtime_field()  # dataset -> store path (the jobs hold the stores' hashes)
+    preset: str | None = None  # None: the preset named like the dataset (ucf, xd)
+    epochs: int | None = None
+    select: str = "last"
+    device: str = runtime_field("cpu")
+    ablation: str | None = None  # a method name: run its component ablations
+    lock: dict[str, str] = runtime_field(default_factory=dict)  # dataset -> lock file (verify; hashed per job)
+    clip_weights: str | None = runtime_field(None)
+
+
+def preset_for(method: str, dataset: str, preset: str | None) -> str:
+    from ..models import get_method
+
+    m = get_method(method)
+    if preset:
+        if preset not in m.presets:
+            raise InputError(f"method {method!r} has no preset {preset!r}; presets: {', '.join(sorted(m.presets))}")
+        return preset
+    if dataset in m.presets:
+        return dataset
+    raise InputError(
+        f"method {method!r} has no preset named {dataset!r}; pass --preset (one of {', '.join(sorted(m.presets))})"
+    )
+
+
+def ablation_overrides(method: str) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+    """All components on, then each component off in turn (the paper's ablation rows)."""
+    comps = ABLATION_COMPONENTS.get(method)
+    if comps is None:
+        raise InputError(f"no ablation defined for {method!r}; ablations exist for: {', '.join(ABLATION_COMPONENTS)}")
+    rows = [("all", tuple((f, True) for f in comps.values()))]
+    for name, fld in comps.items():
+        rows.append((f"no-{name}", tuple((f, f != fld) for f in comps.values())))
+    return rows
+
+
+def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob]:
+    """The bench grid as jobs (ablation: one method, every component setting)."""
+    jobs: list[BenchJob] = []
+    methods = (cfg.ablation,) if cfg.ablation else cfg.methods
+    for dataset in cfg.datasets:
+        for method in methods:
+            preset = preset_for(method, dataset, cfg.preset)
+            variants = ablation_overrides(method) if cfg.ablation else [("all", ())]
+            for seed in cfg.seeds:
+                for abl, ov in variants:
+                    jobs.append(
+                        BenchJob(
+                            method=method,
+                            dataset=dataset,
+                            features=cfg.features[dataset],
+                            preset=preset,
+                            seed=seed,
+                            select=cfg.select,
+                            epochs=cfg.epochs,
+                            ablation=abl,
+                            overrides=ov,
+                            device=cfg.device,
+                            store_hash=store_hashes[dataset],
+                            clip_weights=cfg.clip_weights,
+                        )
+                    )
+    return jobs
+
+
+def check_config(cfg: BenchConfig) -> None:
+    missing = [d for d in cfg.datasets if d not in cfg.features]
+    if missing:
+        raise InputError(f"no feature store for dataset(s) {', '.join(missing)}: pass --features {missing[0]}=STORE")
+    if not cfg.seeds:
+        raise InputError("at least one seed is needed (--seeds 0,1,2)")
+    if not cfg.methods and not cfg.ablation:
+        raise InputError("no method given (--methods dsanet,vadclip,mil,zeroshot)")
+    if cfg.select not in ("last", "best-on-test"):
+        raise InputError(f"--select must be 'last' or 'best-on-test', not {cfg.select!r}")
+    from ..models import list_methods
+
+    for m in (*cfg.methods, *([cfg.ablation] if cfg.ablation else [])):
+        if m not in list_methods():
+            raise InputError(f"unknown method {m!r}; methods: {', '.join(list_methods())}")
