@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dsan_toolkit.cli.app import app
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
-from dsan_toolkit.train.evaluate import read_predictions
+from dsan_toolkit.train.predictions import read_predictions
 
 
 def run_cli(*args: object) -> tuple[int, str]:

@@ -16,7 +16,7 @@ from dsan_toolkit.models import get_method
 from dsan_toolkit.models.input_norm import attach_input_norm, normalize_features
 from dsan_toolkit.store import open_store
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
-from dsan_toolkit.train.evaluate import read_predictions
+from dsan_toolkit.train.predictions import read_predictions
 from dsan_toolkit.train.run import TrainOptions, train
 
 

@@ -40,7 +40,7 @@ from dsan_toolkit.manifest.schema import Segment, VideoRecord
 from dsan_toolkit.models import TrainBatch, get_method, labels_from_codes, resample_uniform
 from dsan_toolkit.models.official import load_official_state
 from dsan_toolkit.testing.seeded import GENERATOR_VERSION, arrays_digest, seeded_features, seeded_state
-from dsan_toolkit.train.evaluate import predict_testset
+from dsan_toolkit.train.predictions import predict_testset
 from dsan_toolkit.train.testset import TestSet
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from dsan_toolkit.cli.app import app
 from dsan_toolkit.config import config_hash
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
 from dsan_toolkit.train.checkpoint import run_config_from_json
-from dsan_toolkit.train.evaluate import read_predictions
+from dsan_toolkit.train.predictions import read_predictions
 
 # small and quick, non-official: tiny preset, 4 + 4 samples per step, 32-snippet resampling
 FAST = ["--preset", "tiny", "--set", "batch_size=4", "--set", "visual_length=32", "--no-progress"]

@@ -50,7 +50,7 @@ from .checkpoint import (
     with_typed_preset,
 )
 from .environment import capture_environment
-from .evaluate import evaluate_and_write
+from .predictions import evaluate_and_write
 from .runlog import RunLog
 from .setup import (
     BEST,

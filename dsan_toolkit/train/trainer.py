@@ -36,7 +36,7 @@ from .checkpoint import (
     save_weights,
     set_rng_state,
 )
-from .evaluate import predict_testset, selection_value
+from .predictions import predict_testset, selection_value
 from .runlog import RunLog
 from .samples import make_train_samples
 from .setup import BEST, LAST, build_model, seed_everything
