@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 
-from .. import keys
 from ..config import sha256_file, to_dict
 from ..errors import InputError
 from ..manifest.schema import Manifest
@@ -51,6 +50,7 @@ from .checkpoint import (
 )
 from .environment import capture_environment
 from .predictions import evaluate_and_write
+from .rundir import prepare_run_dir, write_run_summary
 from .runlog import RunLog
 from .setup import (
     BEST,
@@ -176,44 +176,6 @@ def resolve_config(
 
 # ---------------------------------------------------------------------------------------
 # the public entry point
-
-
-def prepare_run_dir(out: Path, cfg: RunConfig) -> str:
-    """'new', 'resume' or 'finished'; refuses a run directory of another configuration and
-    creates a new one with its ``config.json`` (rank 0 only)."""
-    cj = out / "config.json"
-    if cj.is_file():
-        try:
-            existing = run_config_from_json(json.loads(cj.read_text()))
-        except (ValueError, KeyError, InputError) as exc:
-            raise InputError(f"{cj} is not a run config ({exc}); use a new --out") from None
-        if json.loads(json.dumps(existing.comparable())) != json.loads(json.dumps(cfg.comparable())):
-            diff = _diff_keys(existing.comparable(), cfg.comparable())
-            raise InputError(
-                f"{out} holds a run with another configuration (differs in: {', '.join(diff) or 'preset'}); "
-                "use a new --out directory"
-            )
-        return "finished" if (out / "metrics.json").is_file() else "resume"
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder")
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} exists and is not a run directory; choose a new --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints").mkdir(exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the run directory {out}: {exc.strerror or exc}") from None
-    atomic_write_json(out / "config.json", config_json(cfg))
-    return "new"
-
-
-def _diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The top-level fields where two configs' identities differ (runtime fields are not in them)."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True):
-            out.append(k)
-    return out
 
 
 def train(opts: TrainOptions, *, on_event: Listener | None = None) -> TrainResult:
@@ -364,23 +326,16 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
         else:
             entry.update(step=trainer.state.step, epoch=cfg.preset.epochs - 1)
         results[label] = entry
-    summary = {
-        "config_hash": cfg.hash,
-        "method": cfg.method,
-        "preset": cfg.preset_name,
-        "dataset": cfg.dataset,
-        "seed": cfg.seed,
-        "select": cfg.select,
-        "selected": cfg.select if cfg.select in results else LAST,
-        "results": results,
-        "train_seconds": trainer.state.train_seconds,
-        "steps": trainer.state.step,
-        "params": count_params(trainer.model),
-        "random_backbone": bool(cfg.backbone.get("random_weights", False)),
-        "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)),
-    }
     trainer.log.write("end", seconds=trainer.state.train_seconds, selections=list(results))
-    return write_run_summary(out, summary)
+    return write_run_summary(
+        out,
+        cfg,
+        results,
+        selected=cfg.select if cfg.select in results else LAST,
+        params=count_params(trainer.model),
+        train_seconds=trainer.state.train_seconds,
+        steps=trainer.state.step,
+    )
 
 
 def _training_free_run(
@@ -432,49 +387,19 @@ def _training_free_run(
         manifest_hash=cfg.manifest_hash,
         checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
     )
-    summary = {
-        "config_hash": cfg.hash,
-        "method": cfg.method,
-        "preset": cfg.preset_name,
-        "dataset": cfg.dataset,
-        "seed": cfg.seed,
-        "select": LAST,
-        "selected": LAST,
-        "results": {LAST: {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}},
-        "train_seconds": 0.0,
-        "eval_seconds": time.perf_counter() - t0,
-        "steps": 0,
-        "params": count_params(model),
-        "random_backbone": bool(cfg.backbone.get("random_weights", False)),
-        "random_text_encoder": bool(cfg.text_encoder.get("random_weights", False)),
-        "training_free": True,
-    }
     log.write("end", seconds=0.0, selections=[LAST])
-    return write_run_summary(out, summary)
-
-
-def run_artifacts(out: Path, labels: list[str]) -> dict[str, str]:
-    """sha256 of every file of a finished run that ``dsan audit`` relies on, by path relative to
-    the run directory: the config, the environment record, and per selection label its
-    evaluation record, predictions and checkpoint."""
-    files = ["config.json", "environment.json"]
-    for label in labels:
-        ev = json.loads((out / "eval" / label / "metrics.json").read_text())
-        files += [
-            f"eval/{label}/metrics.json",
-            f"eval/{label}/predictions.npz",
-            f"checkpoints/{(ev.get('checkpoint') or {}).get('file', f'{label}.safetensors')}",
-        ]
-    return {f: sha256_file(out / f) for f in dict.fromkeys(files)}
-
-
-def write_run_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """Write ``metrics.json`` (LAST: it marks the run finished) with the hashes of the run's
-    artifacts, then drop the resume state, which a finished run no longer needs."""
-    summary = {**summary, keys.ARTIFACTS: run_artifacts(out, list(summary[keys.RESULTS]))}
-    atomic_write_json(out / "metrics.json", summary)
-    (out / "checkpoints" / "resume.safetensors").unlink(missing_ok=True)
-    return summary
+    results = {LAST: {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}}
+    return write_run_summary(
+        out,
+        cfg,
+        results,
+        selected=LAST,
+        params=count_params(model),
+        train_seconds=0.0,
+        steps=0,
+        eval_seconds=time.perf_counter() - t0,
+        training_free=True,
+    )
 
 
 def retrain_from_config(cfg: RunConfig, out: Path, *, device: str = "cpu", progress: bool = False) -> TrainResult:
