@@ -369,7 +369,7 @@ def render_html(rep: BenchReport) -> str:
         if without:
             body.append(
                 f"<p class='aside'>No confusion for {html.escape(', '.join(without))}: no class branch "
-                "(its class scores only spread the anomaly score evenly over the classes).</p>"
+                "(one anomaly score per snippet, no class probabilities).</p>"
             )
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"

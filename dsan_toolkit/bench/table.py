@@ -77,8 +77,8 @@ FOOTNOTES: dict[str, str] = {
     "†": "† published value not confirmed against a public copy of the paper (see dsan_toolkit/bench/published.json).",
     "Δ": "Δ: our mean minus the paper's value, shown only where the protocol and features match.",
     "n/c": "n/c: not comparable with the paper's value (the protocol column says why).",
-    "n/a": "n/a: the method has no class branch (its class scores only spread the anomaly score "
-    "evenly over the classes), so it has no fine-grained detection mAP.",
+    "n/a": "n/a: the method has no class branch (one anomaly score per snippet, no class "
+    "probabilities), so it has no fine-grained detection mAP.",
 }
 
 # The headline metric of each dataset in the papers' comparison tables.
