@@ -112,7 +112,10 @@ def from_dict(data: dict[str, Any], cls: type[T] | None = None) -> T:
     if unknown:
         raise InputError(f"{target.__name__}: unknown config keys {sorted(unknown)}")
     kwargs = {k: _coerce(hints[k], v) for k, v in data.items() if k in fields}
-    return target(**kwargs)
+    try:
+        return target(**kwargs)
+    except TypeError as exc:  # a required field missing, or a value of the wrong kind
+        raise InputError(f"{target.__name__}: {exc}") from None
 
 
 def canonical_json(obj: Any) -> str:
@@ -130,6 +133,12 @@ def config_hash(cfg: Any) -> str:
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         cfg = identity_dict(cfg)
     return sha256_text(canonical_json(cfg))
+
+
+def legacy_config_hash(data: dict[str, Any]) -> str:
+    """The hash a recorded config got before runtime fields were left out of the identity (the
+    whole recorded dict): audits and resumes accept it for records of those versions."""
+    return sha256_text(canonical_json(data))
 
 
 def recorded_config_hash(data: dict[str, Any], cls: type | None = None) -> str | None:

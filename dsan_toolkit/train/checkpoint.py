@@ -65,6 +65,7 @@ class RunConfig:
     backbone: dict[str, Any] = field(default_factory=dict)
     text_encoder: dict[str, Any] = field(default_factory=dict)
     device: str = runtime_field("cpu")
+    clip_weights: str | None = runtime_field(None)  # the local CLIP file's path (its sha256 is in text_encoder)
 
     @property
     def hash(self) -> str:
@@ -74,6 +75,24 @@ class RunConfig:
     def comparable(self) -> dict[str, Any]:
         """The config as a dict without the fields a resume may change (the runtime fields)."""
         return identity_dict(self)
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """The :class:`RunConfig` of a ``config.json``; :class:`InputError` naming the file when it
+    is missing, not JSON or not a run config."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path} not found: not a run directory (see docs/training.md)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not a readable run config ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a run config (expected a JSON object)")
+    try:
+        return run_config_from_json(data)
+    except (InputError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path} is not a valid run config ({exc})") from None
 
 
 def run_config_from_json(data: dict[str, Any]) -> RunConfig:

@@ -26,6 +26,7 @@ from .checkpoint import (
     RunConfig,
     load_weights,
     read_metadata,
+    read_run_config,
     run_config_from_json,
 )
 from .predictions import (
@@ -80,9 +81,15 @@ def _test_set(store: FeatureStoreLike, manifest: Manifest, test_crop: int | None
 
 
 def refuse_run_records(out: Path) -> None:
-    """Refuse an output folder inside a run's records (``RUN/eval``, ``RUN/checkpoints``): those
-    are written by training only and checked by ``dsan audit``."""
+    """Refuse an output folder that is a run directory itself or inside its records
+    (``RUN/eval``, ``RUN/checkpoints``): those are written by training only and checked by
+    ``dsan audit``."""
     target = Path(out).resolve()
+    if (target / "config.json").is_file():
+        raise InputError(
+            f"--out {out} is a run directory, whose records only training writes; write an evaluation "
+            f"elsewhere (default: {target / EVALUATIONS_DIR}/...)"
+        )
     for parent in (target, *target.parents):
         if parent.name in RECORD_DIRS and (parent.parent / "config.json").is_file():
             raise InputError(
@@ -122,10 +129,15 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
     cj = run / "config.json"
     if not cj.is_file():
         raise InputError(f"{run} is not a run directory (no config.json); see docs/training.md")
-    cfg = run_config_from_json(json.loads(cj.read_text()))
+    cfg = read_run_config(cj)
     label = opts.select or _run_selected(run, cfg.select)
     if label not in (LAST, BEST):
         raise InputError(f"unknown --select {label!r}; choose last or best-on-test")
+    if not (run / "metrics.json").is_file():
+        raise InputError(
+            f"{run} is not a finished run (no metrics.json): its checkpoints are intermediate. Finish it (the same "
+            "dsan train command resumes), or evaluate one on purpose with --checkpoint FILE --out DIR"
+        )
     ck = run / "checkpoints" / f"{label}.safetensors"
     if not ck.is_file():
         raise InputError(f"{run} has no {label} checkpoint ({ck.name}); was it trained with --select {label}?")
@@ -135,11 +147,6 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
     say(message("hashing the feature store (its identity is checked against the run's)"))
     use = open_run_store(cfg, opts.features, run=run)
     manifest = resolve_manifest_for(use.store, opts.dataset)
-    if manifest.content_hash() != cfg.manifest_hash:
-        raise InputError(
-            f"the store's manifest ({manifest.content_hash()[:12]}) differs from the one the run was "
-            f"trained on ({cfg.manifest_hash[:12]})"
-        )
     crop = cfg.test_crop if opts.test_crop is None else int(opts.test_crop)
     out = out or prepare_eval_out(exploratory_out(run, label, crop, use.actual_hash), opts.overwrite)
     return _evaluate_ours(
@@ -217,7 +224,10 @@ def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> 
     meta = read_metadata(ck)
     if "config" not in meta:
         raise InputError(f"{ck} carries no run config; for the authors' .pth files use --official-checkpoint")
-    cfg = run_config_from_json(json.loads(meta["config"]))
+    try:
+        cfg = run_config_from_json(json.loads(meta["config"]))
+    except (InputError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{ck}: its recorded run config is not valid ({exc})") from None
     device = resolve_device(opts.device)
     emitter(on_event, logger)(message("hashing the feature store (its identity is checked against the checkpoint's)"))
     use = open_run_store(cfg, opts.features, run=ck)
@@ -236,7 +246,7 @@ def evaluate_checkpoint(opts: EvalOptions, on_event: Listener | None = None) -> 
         label=meta.get("selection", "checkpoint"),
         selection=meta.get("selection"),
         checkpoint_name=str(ck),
-        extra={},
+        extra={"epoch": meta.get("epoch"), "step": meta.get("step")},
         on_event=on_event,
     )
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..config import sha256_file, to_dict
+from ..config import legacy_config_hash, sha256_file, to_dict
 from ..errors import InputError
 from ..manifest.schema import Manifest
 from ..models.api import Method, MethodPreset
@@ -44,7 +44,7 @@ from .checkpoint import (
     RunConfig,
     atomic_write_json,
     config_json,
-    run_config_from_json,
+    read_run_config,
     save_weights,
     with_typed_preset,
 )
@@ -171,6 +171,7 @@ def resolve_config(
         if method.needs_clip
         else {},
         device=str(opts.device),
+        clip_weights=str(Path(opts.clip_weights).resolve()) if opts.clip_weights else None,
     )
 
 
@@ -194,6 +195,22 @@ def train(opts: TrainOptions, *, on_event: Listener | None = None) -> TrainResul
         ddp.shutdown(dist)
 
 
+def _refuse_earlier_scheme(path: Path, cfg: RunConfig) -> None:
+    """An unfinished run recorded under the earlier config-hash scheme (store path and device
+    hashed too) cannot be continued: its checkpoints and records would carry two hashes."""
+    data = json.loads(path.read_text())
+    recorded = str(data.get("hash"))
+    if recorded == cfg.hash:
+        return
+    if recorded == legacy_config_hash(data.get("config", {})):
+        raise InputError(
+            f"{path.parent} is an unfinished run recorded by an earlier version (config hash {recorded[:12]}, "
+            "a scheme that also hashed the store path and device); finish it with that version, or train into a "
+            "new --out. Finished runs of that version still evaluate and audit."
+        )
+    raise InputError(f"{path}: its hash {recorded[:12]} is not its config's ({cfg.hash[:12]}): edited? use a new --out")
+
+
 def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Listener) -> TrainResult:
     method = get_method(opts.method)
     store = open_feature_store(opts.features)
@@ -203,8 +220,10 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Li
     statuses = ("new", "resume", "finished")
     status = prepare_run_dir(out, cfg) if dist.is_main else "new"
     status = statuses[ddp.broadcast_int(statuses.index(status), dist)]  # rank 0 decides, the others follow
-    if status != "new":  # keep the recorded config (and hash); only the runtime device may differ
-        cfg = run_config_from_json(json.loads((out / "config.json").read_text()))
+    if status != "new":  # keep the recorded config (and hash); only the runtime fields may differ
+        cfg = read_run_config(out / "config.json")
+        if status == "resume":
+            _refuse_earlier_scheme(out / "config.json", cfg)
     if status == "finished":
         metrics = json.loads((out / "metrics.json").read_text())
         if dist.is_main:
@@ -402,9 +421,19 @@ def _training_free_run(
     )
 
 
-def retrain_from_config(cfg: RunConfig, out: Path, *, device: str = "cpu", progress: bool = False) -> TrainResult:
-    """Train again from a recorded :class:`RunConfig` (same preset, seed and data) into ``out``
-    (used by ``dsan audit --rerun``)."""
+def retrain_from_config(
+    cfg: RunConfig,
+    out: Path,
+    *,
+    device: str = "cpu",
+    progress: bool = False,
+    features: str | Path | None = None,
+    clip_weights: str | Path | None = None,
+) -> TrainResult:
+    """Train again from a recorded :class:`RunConfig` (same preset, seed, text encoder and data)
+    into ``out`` (used by ``dsan audit --rerun``): on ``features`` (default: the recorded store),
+    with ``clip_weights`` (default: the recorded local CLIP file, if any). The caller compares the
+    new run's config hash with the recorded one: a different store or text encoder shows there."""
     if not isinstance(cfg, RunConfig):
         raise InputError("retrain_from_config needs a RunConfig")
     cfg = with_typed_preset(cfg)
@@ -414,9 +443,12 @@ def retrain_from_config(cfg: RunConfig, out: Path, *, device: str = "cpu", progr
     overrides = {k: v for k, v in to_dict(preset).items() if k != "type" and to_dict(base).get(k) != v}
     for k in ("epochs", "seed"):
         overrides.pop(k, None)
+    te = cfg.text_encoder or {}
+    weights = clip_weights or cfg.clip_weights or te.get("weights_file")  # the last: runs of earlier versions
+    forced_model = te.get("reason") == "--clip-model without weights" or bool(te.get("weights_sha256"))
     opts = TrainOptions(
         method=cfg.method,
-        features=Path(cfg.store),
+        features=Path(features or cfg.store),
         out=Path(out),
         dataset=None,
         preset=cfg.preset_name,
@@ -428,6 +460,8 @@ def retrain_from_config(cfg: RunConfig, out: Path, *, device: str = "cpu", progr
         test_crop=cfg.test_crop,
         overrides=_from_json_overrides(base, overrides),
         progress=progress,
+        clip_weights=Path(weights) if weights else None,
+        clip_model=te.get("model") if forced_model else None,
     )
     return train(opts)
 

@@ -11,7 +11,7 @@ from typing import Any
 from .. import keys
 from ..config import sha256_file
 from ..errors import InputError
-from .checkpoint import RunConfig, atomic_write_json, config_json, run_config_from_json
+from .checkpoint import RunConfig, atomic_write_json, config_json, read_run_config
 
 
 def prepare_run_dir(out: Path, cfg: RunConfig) -> str:
@@ -20,8 +20,8 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> str:
     cj = out / "config.json"
     if cj.is_file():
         try:
-            existing = run_config_from_json(json.loads(cj.read_text()))
-        except (ValueError, KeyError, InputError) as exc:
+            existing = read_run_config(cj)
+        except InputError as exc:
             raise InputError(f"{cj} is not a run config ({exc}); use a new --out") from None
         if json.loads(json.dumps(existing.comparable())) != json.loads(json.dumps(cfg.comparable())):
             diff = _diff_keys(existing.comparable(), cfg.comparable())

@@ -167,9 +167,11 @@ def text_encoder_spec(
     backbone: dict[str, Any], clip_weights: Path | None = None, clip_model: str | None = None
 ) -> dict[str, Any]:
     """Which CLIP text encoder a run uses: the store's image backbone's own (same model and
-    weights), a local weight file (``--clip-weights``), or, for stores whose backbone is not an
-    open_clip model (synthetic features), the tiny random-init text tower (marked random).
-    ``clip_model`` forces an architecture (random-init unless ``clip_weights`` is given)."""
+    weights), a local weight file (``--clip-weights``; identified by its sha256, the path is a
+    runtime field of the run), or, for stores whose backbone is not an open_clip model
+    (synthetic features), the tiny random-init text tower (marked random). ``clip_model`` forces
+    an architecture (random-init unless ``clip_weights`` is given). Features extracted from a
+    local weight file need that same file (``--clip-weights``, checked by sha256)."""
     from ..clip import TINY_MODEL, list_backbones
 
     if clip_model is not None:
@@ -193,36 +195,48 @@ def text_encoder_spec(
             "seed": 0,
             "reason": f"store backbone {model!r} is not an open_clip model",
         }
+    image_sha = None if backbone.get("random_weights") else backbone.get("weights_sha256")
     if clip_weights is not None:
         from ..config import sha256_file
 
-        return {
-            "model": model,
-            "weights_file": str(clip_weights),
-            "weights_sha256": sha256_file(clip_weights),
-            "random_weights": False,
-        }
+        sha = sha256_file(clip_weights)
+        if image_sha and sha != image_sha:
+            raise InputError(
+                f"--clip-weights {clip_weights} has sha256 {sha[:12]}, but the store's features were extracted with "
+                f"the weight file {image_sha[:12]}: the text encoder must be the image encoder's CLIP"
+            )
+        return {"model": model, "weights_sha256": sha, "random_weights": False}
+    if image_sha:
+        raise InputError(
+            f"the store's features were extracted from a local {model} weight file (sha256 {image_sha[:12]}); "
+            "pass --clip-weights FILE, the same file, for the text encoder"
+        )
     if backbone.get("random_weights") or model == TINY_MODEL:
         return {"model": model, "pretrained": None, "random_weights": True, "seed": int(backbone.get("seed") or 0)}
-    if backbone.get("weights_file"):
-        return {
-            "model": model,
-            "weights_file": str(backbone["weights_file"]),
-            "weights_sha256": backbone.get("weights_sha256"),
-            "random_weights": False,
-        }
     return {"model": model, "pretrained": backbone.get("pretrained") or "openai", "random_weights": False}
 
 
-def load_clip_for(spec: dict[str, Any], device: torch.device, clip_weights: Path | None = None) -> Any:
-    """Build the CLIP model of a :func:`text_encoder_spec` (``clip_weights`` overrides the file)."""
+def load_clip_for(spec: dict[str, Any], device: torch.device, clip_weights: str | Path | None = None) -> Any:
+    """Build the CLIP model of a :func:`text_encoder_spec`; a local weight file (``clip_weights``,
+    or the path recorded by runs of earlier versions) must have the spec's sha256."""
     from ..clip import create_clip
+    from ..config import sha256_file
 
     model = str(spec["model"])
     weights = clip_weights or spec.get("weights_file")
-    if weights is not None:
-        if not Path(str(weights)).is_file():
-            raise InputError(f"CLIP weight file {weights} not found; pass --clip-weights FILE")
+    if spec.get("weights_sha256"):
+        if weights is None or not Path(str(weights)).is_file():
+            where = f" ({weights} not found)" if weights else ""
+            raise InputError(
+                f"this model's text encoder is a local CLIP weight file (sha256 {str(spec['weights_sha256'])[:12]})"
+                f"{where}; pass --clip-weights FILE"
+            )
+        got = sha256_file(weights)
+        if got != spec["weights_sha256"]:
+            raise InputError(
+                f"--clip-weights {weights} has sha256 {got[:12]}, the model was trained with "
+                f"{str(spec['weights_sha256'])[:12]}"
+            )
         return create_clip(model, weights=weights, device=device)
     if spec.get("random_weights"):
         return create_clip(model, pretrained=None, device=device, seed=int(spec.get("seed") or 0))
@@ -232,7 +246,8 @@ def load_clip_for(spec: dict[str, Any], device: torch.device, clip_weights: Path
 def build_model(
     method: Method, cfg: RunConfig, manifest: Manifest, device: torch.device, clip_weights: Path | None = None
 ) -> torch.nn.Module:
-    clip = load_clip_for(cfg.text_encoder, device, clip_weights) if method.needs_clip else None
+    weights = clip_weights or getattr(cfg, "clip_weights", None)
+    clip = load_clip_for(cfg.text_encoder, device, weights) if method.needs_clip else None
     model = method.build(cfg.preset, manifest.info.classes, feature_dim=cfg.feature_dim, clip=clip, device=device)
     return model.to(device)
 

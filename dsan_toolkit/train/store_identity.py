@@ -9,13 +9,14 @@ run's store (``dsan eval``, ``dsan score``, ``dsan audit``, ``dsan bench``) goes
 
 1. the store given explicitly (``--features``), else the path the run recorded (absolute;
    a relative path recorded by older versions is taken relative to the current folder);
-2. its identity is compared with the recorded one. A store found at the recorded path whose
-   identity differs is refused, naming both hashes. An explicitly given store may differ:
-   the difference is returned (:class:`StoreUse`), written into the output's record and
-   printed as a label.
+2. its identity is compared with the recorded one: the features (at one of two levels, below)
+   and the embedded manifest (the ground truth and class table: ``manifest_hash``). A store
+   found at the recorded path whose identity differs is refused, naming both hashes. An
+   explicitly given store may differ: the difference is returned (:class:`StoreUse`), written
+   into the output's record and printed as a label.
 
-Two identity levels: ``"content"`` (the arrays themselves: what evaluation and audit read)
-and ``"config"`` (how the features are made: what ``dsan score`` needs to extract a new
+Two levels for the features: ``"content"`` (the arrays themselves: what evaluation and audit
+read) and ``"config"`` (how the features are made: what ``dsan score`` needs to extract a new
 video like the training features, without reading every array).
 """
 
@@ -44,30 +45,66 @@ class StoreUse:
     level: str
     recorded_hash: str | None
     actual_hash: str
+    recorded_manifest: str | None = None  # the manifest (ground truth, class table) the run was trained with
+    actual_manifest: str | None = None
+
+    @property
+    def same_features(self) -> bool:
+        return self.recorded_hash is not None and self.recorded_hash == self.actual_hash
+
+    @property
+    def same_manifest(self) -> bool:
+        return self.recorded_manifest is None or self.recorded_manifest == self.actual_manifest
 
     @property
     def matches(self) -> bool:
-        return self.recorded_hash is not None and self.recorded_hash == self.actual_hash
+        """The store is the training store: the same features and the same embedded manifest."""
+        return self.same_features and self.same_manifest
 
     def record(self) -> dict[str, Any]:
         """What an output records about the store it used (``store`` in eval records)."""
         return {
-            "path": str(self.path),
+            "path": absolute_store_path(self.path),
             "explicit": self.explicit,
             "identity": self.level,
             "trained_hash": self.recorded_hash,
             "hash": self.actual_hash,
+            "trained_manifest_hash": self.recorded_manifest,
+            "manifest_hash": self.actual_manifest,
             "matches_training_store": self.matches,
         }
 
+    def differences(self) -> str:
+        """What differs from the training store, naming both hashes ('' when nothing)."""
+        parts = []
+        if not self.same_features:
+            parts.append(f"{self.level} hash {self.actual_hash}, the run recorded {self.recorded_hash}")
+        if not self.same_manifest:
+            parts.append(f"manifest hash {self.actual_manifest}, the run recorded {self.recorded_manifest}")
+        return "; ".join(parts)
+
     def label(self) -> str:
-        """'' for the training store, else a one-line warning naming both hashes."""
-        if self.matches:
-            return ""
-        return (
-            f"NOT THE TRAINING FEATURES: {self.path} has {self.level} hash {_short(self.actual_hash)}, "
-            f"the run was trained on {_short(self.recorded_hash)}"
+        """'' for the training store, else a one-line warning naming what differs."""
+        return "" if self.matches else f"NOT THE TRAINING FEATURES: {self.path}: {self.differences()}"
+
+
+def difference_label(record: dict[str, Any]) -> str:
+    """The label of an output's store record (:meth:`StoreUse.record`): '' for the training
+    store, else what differs, with both hashes shortened."""
+    if not record or record.get("matches_training_store", True):
+        return ""
+    parts = []
+    if record.get("hash") != record.get("trained_hash"):
+        parts.append(
+            f"{record.get('identity', 'content')} hash {_short(record.get('hash'))}, "
+            f"trained on {_short(record.get('trained_hash'))}"
         )
+    if record.get("manifest_hash") != record.get("trained_manifest_hash"):
+        parts.append(
+            f"manifest hash {_short(record.get('manifest_hash'))}, "
+            f"trained on {_short(record.get('trained_manifest_hash'))}"
+        )
+    return f"NOT THE TRAINING FEATURES: {record.get('path')}: " + "; ".join(parts)
 
 
 def absolute_store_path(path: str | Path) -> str:
@@ -139,13 +176,21 @@ def open_run_store(
 
     path, is_explicit = resolve_store_path(str(cfg.store), explicit, option)
     store = open_store(path)
-    use = StoreUse(store, path, is_explicit, level, recorded_identity(cfg, level), store_identity(store, level))
+    use = StoreUse(
+        store,
+        path,
+        is_explicit,
+        level,
+        recorded_identity(cfg, level),
+        store_identity(store, level),
+        recorded_manifest=getattr(cfg, "manifest_hash", None),
+        actual_manifest=store.manifest.content_hash(),
+    )
     if not use.matches and not is_explicit:
         who = f"run {run}" if run is not None else "the run"
         raise InputError(
-            f"the feature store at {path} is not the one {who} was trained on: its {level} hash is "
-            f"{use.actual_hash}, the run recorded {use.recorded_hash}. Pass {option} STORE to use "
-            "another store on purpose (the difference is then recorded and labelled)."
+            f"the feature store at {path} is not the one {who} was trained on: {use.differences()}. "
+            f"Pass {option} STORE to use another store on purpose (the difference is then recorded and labelled)."
         )
     return use
 

@@ -84,7 +84,9 @@ def train_cmd(
         help="Stop after N steps leaving a resumable run (for testing resume and time-limited jobs).",
     ),
     clip_weights: Path | None = typer.Option(
-        None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline machines)."
+        None,
+        "--clip-weights",
+        help="Local CLIP weight file for the text encoder (offline machines); required, the same file, for features extracted from one.",
     ),
     clip_model: str | None = typer.Option(
         None,
@@ -202,7 +204,9 @@ def eval_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     eval_batch: int = typer.Option(64, "--eval-batch", help="256-snippet chunks per forward pass."),
     clip_weights: Path | None = typer.Option(
-        None, "--clip-weights", help="Local CLIP weight file for the text encoder."
+        None,
+        "--clip-weights",
+        help="Local CLIP weight file of the model's text encoder (default: the path its run recorded); checked by sha256.",
     ),
     clip_model: str | None = typer.Option(
         None,
@@ -252,13 +256,13 @@ def eval_cmd(
         rec = evaluate(opts, on_event=render)
     where = Path(rec["out"])
     _print_results({rec["label"]: rec}, None, where)
-    store = rec.get("store") or {}
-    if store and not store.get("matches_training_store", True):
-        console.print(
-            f"[bold yellow]note:[/bold yellow] NOT THE TRAINING FEATURES: {store['path']} has content hash "
-            f"{str(store['hash'])[:12]}, the model was trained on {str(store['trained_hash'])[:12]} "
-            "(recorded in metrics.json)"
-        )
+    from rich.markup import escape
+
+    from ...train.store_identity import difference_label
+
+    label = difference_label(rec.get("store") or {})
+    if label:
+        console.print(f"[bold yellow]note:[/bold yellow] {escape(label)} (recorded in metrics.json)")
     console.print(f"wrote {where / 'predictions.npz'} and {where / 'metrics.json'}")
 
 
