@@ -35,6 +35,7 @@ class BenchJob:
     overrides: tuple[tuple[str, Any], ...] = ()
     device: str = runtime_field("cpu")
     store_hash: str = ""
+    manifest_hash: str = ""  # the store's embedded manifest (ground truth): another manifest is another job
     clip_weights: str | None = runtime_field(None)  # local CLIP file for the text encoder (offline machines)
 
     @property
@@ -90,7 +91,7 @@ def ablation_overrides(method: str) -> list[tuple[str, tuple[tuple[str, Any], ..
     return rows
 
 
-def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob]:
+def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, tuple[str, str]]) -> list[BenchJob]:
     """The bench grid as jobs (ablation: one method, every component setting)."""
     jobs: list[BenchJob] = []
     methods = (cfg.ablation,) if cfg.ablation else cfg.methods
@@ -112,7 +113,8 @@ def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, str]) -> list[BenchJob
                             ablation=abl,
                             overrides=ov,
                             device=cfg.device,
-                            store_hash=store_hashes[dataset],
+                            store_hash=store_hashes[dataset][0],
+                            manifest_hash=store_hashes[dataset][1],
                             clip_weights=cfg.clip_weights,
                         )
                     )

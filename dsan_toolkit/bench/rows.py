@@ -149,7 +149,13 @@ def check_reused_run(run_dir: Path, job: BenchJob) -> None:
     """A finished run directory is reused only if it was trained on this job's store (content
     hash) with this job's method, preset, seed and selection rule."""
     rec = json.loads((run_dir / "config.json").read_text()).get("config", {})
-    want = {"store_hash": job.store_hash, "method": job.method, "preset_name": job.preset, "seed": job.seed}
+    want = {
+        "store_hash": job.store_hash,
+        "manifest_hash": job.manifest_hash,
+        "method": job.method,
+        "preset_name": job.preset,
+        "seed": job.seed,
+    }
     if is_trainable(job.method):
         want["select"] = job.select
     diff = [f"{k} {rec.get(k)!r} (this bench: {v!r})" for k, v in want.items() if rec.get(k) != v]

@@ -99,7 +99,7 @@ def _store_info(path: str) -> dict[str, Any]:
         fs = open_store(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable store is a user input problem
         raise InputError(f"cannot open feature store {path}: {exc}") from None
-    return {"store": fs, "hash": fs.content_hash()}
+    return {"store": fs, "hash": (fs.content_hash(), fs.manifest.content_hash())}
 
 
 # -- the bench -------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def run_bench(
     if out.exists() and not out.is_dir():
         raise InputError(f"bench directory {out} is a file, not a folder")
     stores: dict[str, Any] = {}
-    hashes: dict[str, str] = {}
+    hashes: dict[str, tuple[str, str]] = {}  # dataset -> (content hash, manifest hash)
     for ds in cfg.datasets:
         say(f"hashing feature store {cfg.features[ds]}")
         info = _store_info(cfg.features[ds])
