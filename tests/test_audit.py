@@ -149,10 +149,21 @@ def test_number_comparison_verdicts():
 
 
 def test_rerun_reproduces_the_recorded_numbers(trained, tmp_path, cli):
-    run = _copy(trained, tmp_path)
+    """The rerun trains on the store given with --features (the recorded path is gone) and
+    resolves the recorded config hash before its numbers are compared."""
+    from dsan_toolkit.train.run import TrainOptions, train
+
+    _, store, _ = trained
+    here, moved, run = tmp_path / "here.zarr", tmp_path / "moved.zarr", tmp_path / "run"
+    shutil.copytree(store, here)
+    train(TrainOptions(method="vadclip", features=here, out=run, preset="tiny", seed=0, epochs=1, progress=False))
+    here.rename(moved)
     code, out = cli("audit", str(run), "--rerun", "--tolerance", "1e-6")
+    assert code != 0 and "not found" in out  # the recorded store is gone
+    code, out = cli("audit", str(run), "--rerun", "--tolerance", "1e-6", "--features", str(moved))
     assert code == 0, out
     md = (run / "audit.md").read_text()
+    assert "| ok | rerun config hash |" in md
     assert "## Re-training with the same config and seed" in md
     rerun_rows = [ln for ln in md.split("## Re-training")[1].splitlines() if ln.startswith("| last |")]
     keys = {ln.split("|")[2].strip() for ln in rerun_rows}

@@ -90,6 +90,10 @@ def test_bench_dir_passes_audit_then_catches_tampering(bench, tmp_path):
     df.to_csv(copy / "results.csv", index=False)
     rep = audit_bench(copy)
     assert not rep.ok and any(p.startswith("results.csv[") and ": auc recorded" in p for p in rep.problems)
+    df.loc[0, "auc"] = float("nan")  # a blank cell for a metric the run has
+    df.to_csv(copy / "results.csv", index=False)
+    rep = audit_bench(copy)
+    assert not rep.ok and any(p.startswith("results.csv[") and ": auc recorded" in p for p in rep.problems)
     shutil.rmtree(copy)
     shutil.copytree(out, copy)
     rec = json.loads((copy / "bench.json").read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys
-from ..config import recorded_config_hash
+from ..config import legacy_config_hash, recorded_config_hash
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
 from .run import RECOMPUTE_TOLERANCE, RERUN_TOLERANCE, audit_run, read_json
@@ -22,6 +22,7 @@ def audit_bench(
     rerun: bool = False,
     tolerance: float = RERUN_TOLERANCE,
     device: str = "cpu",
+    clip_weights: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
     out = Path(bench_dir)
@@ -31,6 +32,8 @@ def audit_bench(
 
     want = str(rec.get("config_hash", ""))
     got = recorded_config_hash(rec.get("config", {}), BenchConfig)
+    if got != want and legacy_config_hash(rec.get("config", {})) == want:  # a bench.json of the earlier scheme
+        got = want
     rep.add(
         "bench config hash", "bench.json", got == want, want, got, "" if got == want else "the bench config was edited"
     )
@@ -44,7 +47,19 @@ def audit_bench(
         if not run_dir.is_dir():
             rep.add("run directory", str(entry.get("run_dir")), False, "present", "missing")
             continue
-        exp = dict(entry.get("hashes", {}))
+        job = entry.get("job", {})
+        recorded = dict(entry.get("hashes", {}))
+        for k in (keys.STORE_HASH, keys.MANIFEST_HASH):  # the run was trained on the store of this job
+            if job.get(k):
+                rep.add(
+                    f"{k} (job vs run)",
+                    f"bench.json[{entry.get('run_dir')}]",
+                    recorded.get(k) == job[k],
+                    job[k],
+                    recorded.get(k),
+                    "" if recorded.get(k) == job[k] else "the run was trained on another store",
+                )
+        exp = {**recorded, **{k: job[k] for k in (keys.STORE_HASH, keys.MANIFEST_HASH) if job.get(k)}}
         if entry.get("lock_path"):
             exp["lock_path"] = entry["lock_path"]
             exp["lock_sha256"] = entry.get("lock_sha256", "")
@@ -53,9 +68,11 @@ def audit_bench(
             rerun=rerun,
             tolerance=tolerance,
             device=device,
+            clip_weights=clip_weights,
             report=rep,
             prefix=f"{entry.get('run_dir')}/",
             expected=exp,
+            store=job.get("features") or None,  # the store this bench recorded for the job
             progress=progress,
         )
     _check_results_csv(rep, out, jobs)
@@ -63,7 +80,8 @@ def audit_bench(
 
 
 def _check_results_csv(rep: AuditReport, out: Path, jobs: dict[str, Any]) -> None:
-    """results.csv must hold, for every run, the numbers of the run's own metrics.json."""
+    """results.csv must hold, for every run, the numbers of the run's own metrics.json: every
+    metric the run has (a blank cell fails), none it lacks."""
     import pandas as pd
 
     from ..bench.table import METRICS, table_metrics
@@ -88,8 +106,14 @@ def _check_results_csv(rep: AuditReport, out: Path, jobs: dict[str, Any]) -> Non
         met = json.loads((run_dir / "metrics.json").read_text())
         sel = met.get("results", {}).get(met.get("selected", "last"), {})
         truth = table_metrics(sel.get(keys.METRICS, {}))
-        recorded = {k: row.get(k) for k in METRICS if k in row and row.get(k) == row.get(k)}
-        rep.numbers += compare_numbers(f"results.csv[{entry.get('run_dir')}]", recorded, truth, RECOMPUTE_TOLERANCE)
+        recorded = {k: row.get(k) for k in METRICS if k in row and row.get(k) == row.get(k)}  # blank/NaN left out
+        rep.numbers += compare_numbers(
+            f"results.csv[{entry.get('run_dir')}]",
+            recorded,
+            truth,
+            RECOMPUTE_TOLERANCE,
+            keys=set(recorded) | set(truth),  # a metric the run has must not be blank in the table
+        )
 
 
 def audit_path(path: str | Path, **kw: Any) -> AuditReport:
@@ -98,8 +122,12 @@ def audit_path(path: str | Path, **kw: Any) -> AuditReport:
     if not p.is_dir():
         raise InputError(f"{p} is not a directory (give a run directory or a bench directory)")
     if (p / "bench.json").is_file():
-        kw.pop("store", None)
-        kw.pop("lock", None)
+        given = [opt for opt, k in (("--features", "store"), ("--lock", "lock")) if kw.pop(k, None) is not None]
+        if given:
+            raise InputError(
+                f"{' and '.join(given)} apply to a run directory; a bench directory is audited against the stores "
+                "and lock files its bench.json records"
+            )
         return audit_bench(p, **kw)
     if (p / "config.json").is_file():
         return audit_run(p, **kw)

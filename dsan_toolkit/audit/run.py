@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import keys
-from ..config import sha256_file
+from ..config import legacy_config_hash, sha256_file
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
 from .environment import compare_environments
@@ -38,37 +38,27 @@ def read_json(path: Path) -> dict[str, Any]:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
 
 
-def read_predictions(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a ``predictions.npz`` (never unpickled)."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def split_predictions(p: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """Concatenated arrays + offsets -> per-video dict of arrays."""
-    off = p["offsets"].astype(np.int64)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for i, vid in enumerate(p["video_ids"].tolist()):
-        sl = slice(int(off[i]), int(off[i + 1]))
-        out[str(vid)] = {k: p[k][sl] for k in ("scores", "align_scores", "class_probs") if k in p}
-    return out
-
-
 def recompute_metrics(
     manifest: Any, preds: dict[str, np.ndarray], *, options: dict[str, Any] | None = None
 ) -> dict[str, float]:
-    """Every metric of ``eval/<label>/metrics.json`` from the stored arrays and the manifest."""
+    """Every metric of ``eval/<label>/metrics.json`` from the stored arrays (as read by
+    :func:`~dsan_toolkit.train.predictions.read_predictions`) and the manifest."""
     from ..eval import evaluate_predictions
+    from ..train.predictions import PredictionSet
 
-    per_video = split_predictions(preds)
-    ids = list(per_video)
-    lengths = {v: len(per_video[v]["scores"]) for v in ids}
+    p = PredictionSet(
+        video_ids=[str(v) for v in preds["video_ids"].tolist()],
+        offsets=preds["offsets"].astype(np.int64),
+        scores=preds["scores"],
+        align_scores=preds["align_scores"],
+        class_probs=preds.get("class_probs"),
+    )
     return evaluate_predictions(
         manifest,
-        lengths,
-        {v: per_video[v]["scores"] for v in ids},
-        {v: per_video[v]["align_scores"] for v in ids} if "align_scores" in preds else None,
-        {v: per_video[v]["class_probs"] for v in ids} if "class_probs" in preds else None,
+        p.lengths(),
+        p.per_video("scores"),
+        p.per_video("align_scores"),
+        None if p.class_probs is None else p.per_video("class_probs"),
         **(options or {}),
     )
 
@@ -104,6 +94,7 @@ def audit_run(
     rerun: bool = False,
     tolerance: float = RERUN_TOLERANCE,
     device: str = "cpu",
+    clip_weights: str | Path | None = None,
     report: AuditReport | None = None,
     prefix: str = "",
     expected: dict[str, str] | None = None,
@@ -116,6 +107,9 @@ def audit_run(
     be the recorded one. ``expected`` may carry hashes recorded elsewhere (a bench's
     ``bench.json``): keys ``config_hash``, ``store_hash``, ``manifest_hash``, ``metrics_sha256``,
     ``lock_sha256``, ``checkpoint_sha256:<label>``, ``predictions_sha256:<label>``.
+    ``rerun`` trains again on that store, with ``clip_weights`` (a local CLIP file whose sha256
+    the run recorded; default: the path the run recorded), and checks that the rerun resolved the
+    recorded config (same hash) before comparing its numbers.
     """
     run = Path(run_dir)
     rep = report or AuditReport(target=str(run), kind="run")
@@ -134,13 +128,20 @@ def audit_run(
     recorded_hash = str(cj.get("hash", ""))
     cfg = cj.get("config", {})
     actual_hash = _run_config_hash(cfg)
+    legacy = actual_hash != recorded_hash and legacy_config_hash(cfg) == recorded_hash
+    if legacy:  # a record of the earlier hash scheme: compare in that scheme
+        actual_hash = recorded_hash
     rep.add(
         "config hash",
         name("config.json"),
         actual_hash == recorded_hash,
         recorded_hash,
         actual_hash,
-        "" if actual_hash == recorded_hash else "the config was edited after the run",
+        "recorded with the earlier hash scheme (store path and device hashed too)"
+        if legacy
+        else ""
+        if actual_hash == recorded_hash
+        else "the config was edited after the run",
     )
     if expected.get("config_hash"):
         rep.add(
@@ -151,6 +152,16 @@ def audit_run(
             actual_hash,
         )
     metrics_json = read_json(run / "metrics.json")
+    results_ok = isinstance(metrics_json.get(keys.RESULTS), dict) and bool(metrics_json[keys.RESULTS])
+    if not results_ok or keys.SELECTED not in metrics_json:
+        rep.add(
+            "run summary",
+            name("metrics.json"),
+            False,
+            "the results of every selection",
+            "none",
+            "metrics.json is not a run summary (overwritten?)",
+        )
     rep.add(
         "config hash in metrics.json",
         name("metrics.json"),
@@ -237,6 +248,8 @@ def audit_run(
             continue
         say(f"{run.name}: recomputing {label} metrics")
         try:
+            from ..train.predictions import read_predictions
+
             recomputed = recompute_metrics(manifest, read_predictions(pred_path))
         except Exception as exc:  # noqa: BLE001 - a corrupt array is an audit failure, not a crash
             rep.add(
@@ -276,7 +289,19 @@ def audit_run(
 
     if rerun:
         say(f"{run.name}: re-training with the same config and seed")
-        rep.rerun += rerun_and_compare(run, cfg, results, tolerance=tolerance, device=device, prefix=prefix)
+        comps, rerun_hash = rerun_and_compare(
+            run, cfg, results, tolerance=tolerance, device=device, prefix=prefix, store=store, clip_weights=clip_weights
+        )
+        want = _run_config_hash(cfg)
+        rep.add(
+            "rerun config hash",
+            name("config.json"),
+            rerun_hash == want,
+            want,
+            rerun_hash,
+            "" if rerun_hash == want else "the rerun resolved another config (store, text encoder or preset differ)",
+        )
+        rep.rerun += comps
     return rep
 
 
@@ -303,7 +328,7 @@ def _audit_store(
     say(f"{run.name}: hashing feature store arrays")
     sh = fs.content_hash()
     want = expected.get("store_hash") or cfg.get("store_hash")
-    given = " (given with --features)" if is_explicit else ""
+    given = " (given explicitly)" if is_explicit else ""
     rep.add(
         "feature store content hash",
         f"{path}{given}",
@@ -400,17 +425,29 @@ def _check_lock(rep: AuditReport, lock: Path, want_sha: str | None, manifest: An
 
 
 def rerun_and_compare(
-    run: Path, cfg: dict[str, Any], results: dict[str, Any], *, tolerance: float, device: str, prefix: str = ""
-) -> list:
-    """Train again from the recorded config (same seed) into a temporary run directory and
-    compare every metric of every selection label."""
+    run: Path,
+    cfg: dict[str, Any],
+    results: dict[str, Any],
+    *,
+    tolerance: float,
+    device: str,
+    prefix: str = "",
+    store: str | Path | None = None,
+    clip_weights: str | Path | None = None,
+) -> tuple[list, str]:
+    """Train again from the recorded config (same seed; on ``store`` if given, else the recorded
+    one) into a temporary run directory; compare every metric of every selection label. Returns
+    the comparisons and the rerun's config hash."""
     from ..train.checkpoint import run_config_from_json
     from ..train.run import retrain_from_config
 
     with tempfile.TemporaryDirectory(prefix="dsan-audit-rerun-") as tmp:
         out = Path(tmp) / run.name
-        retrain_from_config(run_config_from_json({"config": cfg}), out, device=device)
+        retrain_from_config(
+            run_config_from_json({"config": cfg}), out, device=device, features=store, clip_weights=clip_weights
+        )
         new = read_json(out / "metrics.json").get("results", {})
+        rerun_hash = str(read_json(out / "config.json").get("hash", ""))
     comps = []
     for label, entry in results.items():
         comps += compare_numbers(
@@ -419,4 +456,4 @@ def rerun_and_compare(
             _flat_numbers(_result_metrics(new.get(label, {}))),
             tolerance,
         )
-    return comps
+    return comps, rerun_hash

@@ -25,6 +25,11 @@ def audit_cmd(
     lock: Path = typer.Option(None, "--lock", help="Lock file (dsan verify) to check against the manifest (run dirs)."),
     report_file: Path = typer.Option(None, "--report-file", help="Markdown audit report (default: PATH/audit.md)."),
     device: str = typer.Option("cpu", "--device", help="Device for --rerun."),
+    clip_weights: Path = typer.Option(
+        None,
+        "--clip-weights",
+        help="Local CLIP weight file for --rerun (default: the path the run recorded); its sha256 must be the recorded one.",
+    ),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Say what is being checked (hashing, recomputing, retraining)."
     ),
@@ -50,6 +55,7 @@ def audit_cmd(
         "rerun": rerun,
         "tolerance": tolerance,
         "device": device,
+        "clip_weights": clip_weights,
         "progress": (lambda m: err_console.print(f"[dim]audit[/dim] {m}")) if progress else None,
     }
     if store or lock:
