@@ -4,6 +4,7 @@ videos (tiny random CLIP, vadclip tiny preset, one epoch), plus the interval log
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -40,6 +41,28 @@ def test_score_cli_writes_csv_png_and_intervals(scored_run, tmp_path, cli):
     assert f"0-{T * 16}" in out.replace(" ", "")
     assert any(c in out for c in manifest.class_codes[1:])
     assert "random" in out  # the run's backbone is the random tiny CLIP
+    # the record: what made the outputs, written last
+    from dsan_toolkit.config import sha256_file
+
+    rec = json.loads((tmp_path / f"{video.stem}.scores.json").read_text())
+    assert rec["video"]["sha256"] == sha256_file(video) and rec["selection"] == "last"
+    assert rec["config_hash"] == json.loads((run / "config.json").read_text())["hash"]
+    assert rec["checkpoint_sha256"] == sha256_file(run / "checkpoints" / "last.safetensors")
+    assert rec["store"]["matches_training_store"] and rec["threshold"] == 0
+    assert rec["outputs"] == {p.name: sha256_file(p) for p in tmp_path.glob(f"{video.stem}.scores.[cp]*")}
+    assert [(iv["start_frame"], iv["end_frame"]) for iv in rec["intervals"]] == [(0, T * 16)]
+    # existing outputs are kept unless --overwrite
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, out = cli("score", str(video), "--run", str(run), "--out", str(tmp_path), "--threshold", "0.9")
+    assert code == 2 and "already exist" in out and "--overwrite" in out
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    code, out = cli("score", str(video), "--run", str(run), "--out", str(tmp_path), "--threshold", "2", "--overwrite")
+    assert code != 0  # --threshold is checked before anything is replaced
+    code, out = cli(
+        "score", str(video), "--run", str(run), "--out", str(tmp_path), "--threshold", "0.9999", "--overwrite"
+    )
+    assert code == 0, out
+    assert json.loads((tmp_path / f"{video.stem}.scores.json").read_text())["threshold"] == 0.9999
 
 
 def test_score_errors(scored_run, tmp_path, cli):

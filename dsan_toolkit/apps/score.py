@@ -4,7 +4,10 @@ Features are extracted with the run's own extraction config (read from the run's
 store), scored with the run's selected checkpoint, and turned into anomalous intervals
 (snippets whose classifier score reaches ``threshold``, merged when contiguous), each with
 its most likely anomaly classes (mean class probability over the interval, normal class
-excluded). Writes a per-frame CSV and a PNG plot.
+excluded). Writes a per-frame CSV, a PNG plot and a JSON record of what made them (video
+sha256, run, config hash, checkpoint sha256, store identity, threshold, intervals, the
+sha256 of the CSV and PNG). The record is written last: a CSV without it is unfinished.
+Existing outputs are kept unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -158,6 +161,12 @@ class ScoreResult:
     random_backbone: bool
     selection: str
     store_label: str = ""  # non-empty when the extraction config came from another store than the run's
+    record_path: Path | None = None
+
+
+def output_paths(out_dir: Path, video: Path) -> dict[str, Path]:
+    """The three outputs of scoring ``video`` into ``out_dir``."""
+    return {ext: out_dir / f"{video.stem}.scores.{ext}" for ext in ("csv", "png", "json")}
 
 
 def score_video(
@@ -170,17 +179,25 @@ def score_video(
     device: str = "cpu",
     min_snippets: int = 1,
     features: str | Path | None = None,
+    clip_weights: str | Path | None = None,
+    overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ScoreResult:
-    """Extract, score and describe one video with a finished run; the CSV and PNG go to
-    ``out`` (default: ``RUN/scores/``). ``features``: a store to take the extraction config
-    from instead of the run's own (recorded and labelled when it differs)."""
+    """Extract, score and describe one video with a finished run; the CSV, PNG and JSON record
+    go to ``out`` (default: ``RUN/scores/``). ``features``: a store to take the extraction
+    config from instead of the run's own (recorded and labelled when it differs).
+    ``clip_weights``: the local CLIP weight file of a run on features extracted from one
+    (default: the path the run recorded; checked by sha256)."""
     say = progress or (lambda _m: None)
     video, run = Path(video), Path(run_dir)
     if not video.is_file():
         raise InputError(f"video not found: {video}")
     if not (run / "metrics.json").is_file():
         raise InputError(f"{run} is not a finished run directory (no metrics.json); see docs/training.md")
+    paths = output_paths(Path(out) if out else run / SCORES_DIR, video)
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise InputError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace them")
     from ..media.probe import probe_video
 
     probe = probe_video(video)
@@ -189,10 +206,12 @@ def score_video(
     if label not in met.get("results", {}):
         raise InputError(f"run {run} has no '{label}' model; it has: {', '.join(met.get('results', {}))}")
     say("loading the run's model")
-    method, model, cfg, use = _load_run_model(run, label, device, features)
+    method, model, cfg, use = _load_run_model(run, label, device, features, clip_weights)
     store = use.store
     say("extracting features with the run's extraction config")
-    feats, snippet_len, random_bb = extract_like_store(video, store, crop=cfg.test_crop, device=device, say=say)
+    feats, snippet_len, random_bb = extract_like_store(
+        video, store, crop=cfg.test_crop, device=device, say=say, weights=clip_weights or cfg.clip_weights
+    )
     say(f"scoring {feats.shape[0]} snippets")
     import torch
 
@@ -215,14 +234,13 @@ def score_video(
         num_frames=probe.num_frames,
         min_snippets=min_snippets,
     )
-    out_dir = Path(out) if out else run / SCORES_DIR
-    stem = video.stem
+    paths["json"].unlink(missing_ok=True)  # the record goes last: never one describing older files
     csv_path = atomic_write_text(
-        out_dir / f"{stem}.scores.csv",
+        paths["csv"],
         frame_table(scores, align, probs, classes, fps=fps, snippet_len=snippet_len, num_frames=probe.num_frames),
     )
     png_path = plot_scores(
-        out_dir / f"{stem}.scores.png",
+        paths["png"],
         scores,
         align,
         ivs,
@@ -232,13 +250,76 @@ def score_video(
         title=f"{video.name} ({cfg.method}, {label})",
     )
     random_all = random_bb or bool((cfg.text_encoder or {}).get("random_weights", False))
+    record = score_record(
+        video=video,
+        run=run,
+        cfg=cfg,
+        label=label,
+        use=use,
+        threshold=threshold,
+        min_snippets=min_snippets,
+        device=device,
+        fps=fps,
+        num_frames=probe.num_frames,
+        intervals=ivs,
+        outputs=(csv_path, png_path),
+    )
+    rec_path = atomic_write_text(paths["json"], json.dumps(record, indent=2) + "\n")
     return ScoreResult(
-        video, ivs, csv_path, png_path, fps, probe.num_frames, len(scores), random_all, label, store_label=use.label()
+        video,
+        ivs,
+        csv_path,
+        png_path,
+        fps,
+        probe.num_frames,
+        len(scores),
+        random_all,
+        label,
+        store_label=use.label(),
+        record_path=rec_path,
     )
 
 
+def score_record(
+    *,
+    video: Path,
+    run: Path,
+    cfg: Any,
+    label: str,
+    use: Any,
+    threshold: float,
+    min_snippets: int,
+    device: str,
+    fps: float,
+    num_frames: int,
+    intervals: Sequence[Interval],
+    outputs: Sequence[Path],
+) -> dict[str, Any]:
+    """The JSON record of one scored video: the identity of everything that made its outputs."""
+    from .. import __version__
+    from ..config import sha256_file
+
+    ck = run / "checkpoints" / f"{label}.safetensors"
+    return {
+        "producer": "score",
+        "toolkit_version": __version__,
+        "video": {"path": str(video.resolve()), "sha256": sha256_file(video), "fps": fps, "num_frames": num_frames},
+        "run": str(run.resolve()),
+        "config_hash": cfg.hash,
+        "selection": label,
+        "checkpoint_sha256": sha256_file(ck),
+        "store": use.record(),
+        "store_label": use.label(),
+        "threshold": threshold,
+        "min_snippets": min_snippets,
+        "device": str(device),
+        "intervals": [dataclasses.asdict(iv) for iv in intervals],
+        "outputs": {p.name: sha256_file(p) for p in outputs},
+    }
+
+
 def _load_run_model(
-    run: Path, label: str, device: str, features: str | Path | None = None
+    run: Path, label: str, device: str, features: str | Path | None = None, clip_weights: str | Path | None = None
 ) -> tuple[Any, Any, Any, Any]:
     """(method, model with the selected weights, RunConfig, :class:`StoreUse`) of a run.
 
@@ -247,16 +328,16 @@ def _load_run_model(
     extraction config (to extract the new video like the training features) and its class
     table, not its arrays."""
     from ..models import get_method
-    from ..train.checkpoint import load_weights, run_config_from_json
+    from ..train.checkpoint import load_weights, read_run_config
     from ..train.setup import build_model, resolve_device
     from ..train.store_identity import CONFIG, open_run_store
 
-    cfg = run_config_from_json(json.loads((run / "config.json").read_text()))
+    cfg = read_run_config(run / "config.json")
     use = open_run_store(cfg, features, level=CONFIG, run=run)
     store = use.store
     dev = resolve_device(device)
     method = get_method(cfg.method)
-    model = build_model(method, cfg, store.manifest, dev)
+    model = build_model(method, cfg, store.manifest, dev, Path(clip_weights) if clip_weights else None)
     ck = run / "checkpoints" / f"{label}.safetensors"
     if not ck.is_file():
         raise InputError(f"{run} has no checkpoint {ck.name}")
@@ -266,10 +347,17 @@ def _load_run_model(
 
 
 def extract_like_store(
-    video: Path, store: FeatureStoreLike, *, crop: int, device: str, say: Callable[[str], None]
+    video: Path,
+    store: FeatureStoreLike,
+    *,
+    crop: int,
+    device: str,
+    say: Callable[[str], None],
+    weights: str | Path | None = None,
 ) -> tuple[np.ndarray, int, bool]:
     """(T, D) features of the run's test crop, extracted with the store's own (hashed)
-    extraction config: a one-video manifest through the normal extraction pipeline.
+    extraction config: a one-video manifest through the normal extraction pipeline. A store
+    extracted from a local weight file needs that file (``weights``, checked by sha256).
 
     The precision follows ``device`` (:func:`~dsan_toolkit.extract.pipeline.precision_for_device`):
     features made on a GPU in fp16/bf16 are re-extracted in fp32 on a CPU. On a CPU the model
@@ -297,8 +385,8 @@ def extract_like_store(
     if precision != cfg.precision:
         say(f"the run's features were extracted in {cfg.precision} (GPU autocast); on {dev.type} in {precision}")
         cfg = dataclasses.replace(cfg, precision=precision)
-    if cfg.weights is not None and str(cfg.weights).startswith("sha256:"):
-        raise InputError("the run's features were extracted from a local weight file; re-extract with --weights")
+    if cfg.weights is not None:
+        cfg = dataclasses.replace(cfg, weights=str(_checked_weights(str(cfg.weights), weights)))
     info = store.manifest.info
     rec = VideoRecord(id=video.stem, path=video.name, split="test", labels=(store.manifest.normal_class,))
     one = Manifest(info, (rec,))
@@ -310,3 +398,20 @@ def extract_like_store(
             raise InputError(f"cannot extract features from {video}: {res.failed[0][1]}")
         feats = open_store(Path(tmp) / "one.zarr").read(rec.id, crop=crop)
     return np.asarray(feats, dtype=np.float32), int(cfg.snippet_len), bool(attrs.get("random_weights", False))
+
+
+def _checked_weights(recorded: str, given: str | Path | None) -> Path:
+    """The local CLIP weight file of a store's extraction config (recorded as ``sha256:HEX``)."""
+    from ..config import sha256_file
+
+    want = recorded.removeprefix("sha256:")
+    if given is None or not Path(given).is_file():
+        where = f" ({given} not found)" if given else ""
+        raise InputError(
+            f"the run's features were extracted from a local CLIP weight file (sha256 {want[:12]}){where}; "
+            "pass --clip-weights FILE"
+        )
+    got = sha256_file(given)
+    if got != want:
+        raise InputError(f"--clip-weights {given} has sha256 {got[:12]}, the features were extracted with {want[:12]}")
+    return Path(given)

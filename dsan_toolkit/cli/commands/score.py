@@ -20,7 +20,7 @@ def score_cmd(
         True, "--progress/--no-progress", help="Say what is being done (loading, extracting, scoring)."
     ),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Folder for VIDEO.scores.csv and VIDEO.scores.png (default: RUN/scores/)."
+        None, "--out", "-o", help="Folder for VIDEO.scores.csv/.png/.json (default: RUN/scores/)."
     ),
     features: Path = typer.Option(
         None,
@@ -32,12 +32,19 @@ def score_cmd(
     min_snippets: int = typer.Option(1, "--min-snippets", min=1, help="Shortest interval kept, in snippets."),
     select: str = typer.Option(None, "--select", help="last or best-on-test (default: the run's selected model)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
+    clip_weights: Path = typer.Option(
+        None,
+        "--clip-weights",
+        help="Local CLIP weight file, for runs on features extracted from one (default: the path the run recorded).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace this video's existing outputs in --out."),
 ) -> None:
     """Score one video with a run: anomalous intervals, likely classes, CSV and PNG.
 
     Extracts the video's features with the run's own extraction config, scores them with
     the run's selected checkpoint, prints the intervals whose score reaches the threshold
-    with their most likely classes, and writes a per-frame CSV and a plot.
+    with their most likely classes, and writes a per-frame CSV, a plot and a JSON record of
+    what made them (video, run, checkpoint and store identity, threshold, intervals).
 
     Examples:
       dsan score clip.mp4 --run dsan-demo/bench/runs/synth/vadclip-tiny-s0-1a2b3c4d
@@ -58,6 +65,8 @@ def score_cmd(
         device=device,
         min_snippets=min_snippets,
         features=features,
+        clip_weights=clip_weights,
+        overwrite=overwrite,
         progress=(lambda m: err_console.print(f"[dim]score[/dim] {m}")) if progress else None,
     )
     if res.store_label:
@@ -86,6 +95,7 @@ def score_cmd(
         console.print(f"no interval reaches the threshold {threshold:g}")
     console.print(f"per-frame scores: {res.csv_path}")
     console.print(f"plot: {res.png_path}")
+    console.print(f"record: {res.record_path}")
 
 
 def register(app: typer.Typer) -> None:
