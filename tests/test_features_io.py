@@ -47,6 +47,7 @@ def test_import_export_round_trip_and_compare(tmp_path, cli):
     np.save(root / "Abuse" / "Stray_x264__0.npy", np.zeros((2, 512), np.float32))  # an extra file
     rep = import_features("vadclip", [train, test], root, load_builtin_manifest("ucf"), tmp_path / "rel.zarr")
     assert rep.ok and rep.imported == 4 and rep.extra_files == ["Stray_x264__0.npy"]
+    assert sorted(rep.unchecked) == sorted(UCF_IDS)  # the built-in manifest has no frame counts
     s = open_store(tmp_path / "rel.zarr")
     assert s.crop_ids == list(range(10)) and s.complete
     assert s.video_ids() == [v.id for v in load_builtin_manifest("ucf").videos if v.id in UCF_IDS]
@@ -76,6 +77,7 @@ def test_import_export_round_trip_and_compare(tmp_path, cli):
         tmp_path / "again.zarr",
     )
     assert code == 0, text
+    assert "4 imported videos have no frame count" in " ".join(text.split()) and "--lock" in text
     res = compare_stores(s, open_store(tmp_path / "again.zarr"))
     assert res["summary"]["common"] == 4 and res["summary"]["same_length"] == 4
     assert abs(res["summary"]["cos_mean"] - 1.0) < 1e-6
@@ -88,6 +90,8 @@ def test_import_reports_missing_bad_and_unknown(tmp_path, cli):
     (root / "Abuse" / "Abuse001_x264__7.npy").unlink()
     bad = next(root.rglob("Abuse028_x264__2.npy"))
     np.save(bad, np.zeros((4, 256), np.float32))  # wrong feature dim
+    for c in range(10):  # a video of no rows
+        np.save(next(root.rglob(f"Normal_Videos001_x264__{c}.npy")), np.zeros((0, 512), np.float32))
     # a listed name that is not a UCF video
     with open(test, "a", newline="") as fh:
         csv.writer(fh).writerow(["/x/Bogus_x264__5.npy", "Abuse"])
@@ -107,6 +111,7 @@ def test_import_reports_missing_bad_and_unknown(tmp_path, cli):
     flat = " ".join(text.split())
     assert code == 1 and "missing file Abuse001_x264__7.npy" in flat and "Bogus_x264" in flat
     assert "Abuse028_x264__2.npy: shape (4, 256), expected (T, 512)" in flat
+    assert "Normal_Videos001_x264: no rows (0 snippets)" in flat
     s = open_store(tmp_path / "bad.zarr")
     assert "Abuse001_x264" in s.video_ids("failed") and "Normal_Videos_003_x264" in s.video_ids()
     code, text = cli(

@@ -92,6 +92,7 @@ class ImportReport:
     unknown_names: list[str] = field(default_factory=list)  # in the lists, not in the manifest
     extra_files: list[str] = field(default_factory=list)  # .npy files under root not used
     flagged: list[tuple[str, str]] = field(default_factory=list)  # imported with a flag (allow_length_mismatch)
+    unchecked: list[str] = field(default_factory=list)  # imported without a frame count: row count not checked
     finalize: FinalizeResult | None = None
 
     @property
@@ -209,6 +210,8 @@ def _import_videos(
             report.failed.append((vid, str(exc)))
             continue
         w.write_video(vid, feats, num_frames=counts.get(vid), flags=flags)
+        if counts.get(vid) is None:
+            report.unchecked.append(vid)
         if flags:
             report.flagged.append((vid, flags[0]))
 
@@ -271,6 +274,8 @@ def _load_video(vid: str, crops: Sequence[int], files: dict[str, Path], dim: int
     lengths = {a.shape[0] for a in arrays}
     if len(lengths) != 1:
         raise InputError(f"crops of {vid} have different lengths {sorted(lengths)}")
+    if 0 in lengths:
+        raise InputError(f"{vid}: no rows (0 snippets)")
     if not all(np.isfinite(a).all() for a in arrays):
         raise InputError(f"{vid}: non-finite values")
     return np.stack(arrays).astype(np.float32)

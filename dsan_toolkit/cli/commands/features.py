@@ -89,6 +89,11 @@ def import_cmd(
         f"{out}: {rep.imported} of {rep.videos} videos imported, {len(rep.failed)} failed, "
         f"{len(rep.flagged)} flagged, {len(rep.extra_files)} extra .npy files ignored"
     )
+    if rep.unchecked:
+        err_console.print(
+            f"[bold yellow]note:[/bold yellow] {len(rep.unchecked)} imported videos have no frame count: their row "
+            "counts were not checked (pass --lock LOCK from `dsan verify` to check them)"
+        )
     for vid, flag in rep.flagged[:20]:
         err_console.print(f"  flagged {vid}: {flag}")
     for name in rep.extra_files[:10]:
