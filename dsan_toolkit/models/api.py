@@ -195,8 +195,8 @@ class Method(ABC):
     needs_clip: ClassVar[bool] = True
     # True: ``predict`` returns class probabilities of the method's own (a fine-grained branch),
     # so the fine-grained detection mAP and the class confusion mean something. False: the
-    # ``class_probs`` only fill the contract (e.g. the anomaly score spread evenly over the
-    # anomaly classes) and reports show neither.
+    # method predicts one anomaly score per snippet and ``class_probs`` is None; reports show
+    # neither metric (n/a).
     has_class_branch: ClassVar[bool] = True
 
     def describe(self) -> dict[str, Any]:
