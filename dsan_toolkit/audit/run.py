@@ -9,7 +9,6 @@ compared (exact, drift within tolerance, or mismatch).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from .. import keys
 from ..config import legacy_config_hash, sha256_file
 from ..errors import InputError
+from ..utils.jsonio import read_json_object
 from .checks import AuditReport, compare_numbers
 from .environment import compare_environments
 
@@ -30,12 +30,8 @@ RERUN_TOLERANCE = 1e-4
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"missing file: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
+    """A JSON record of a run or bench (an object; :class:`InputError` naming the file otherwise)."""
+    return read_json_object(path, "JSON record")
 
 
 def recompute_metrics(

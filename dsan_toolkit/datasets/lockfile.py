@@ -7,7 +7,6 @@ the previous one (:func:`diff_locks`).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..errors import InputError
 from ..manifest import Manifest
 from ..media.probe import VideoProbe
 from ..utils.atomic import atomic_write_json
+from ..utils.jsonio import read_json_object
 
 LOCK_VERSION = 1
 # fields of a lock entry compared between runs
@@ -98,14 +98,7 @@ def default_lock_path(manifest: Manifest, root: str | Path, split: str | None = 
 def read_lock(path: str | Path) -> LockFile:
     """Read a lock file; :class:`InputError` when it is not one."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: lock file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable lock file ({exc}); delete it or choose another --lock") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a lock file (expected a JSON object)")
+    data = read_json_object(path, "lock file", hint="delete it or choose another --lock")
     try:
         return LockFile.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:

@@ -35,6 +35,7 @@ from ..config import (
 )
 from ..errors import InputError
 from ..utils import atomic as _atomic
+from ..utils.jsonio import read_json_object
 
 CHECKPOINT_FORMAT = "dsan-checkpoint"
 RESUME_FORMAT = "dsan-resume"
@@ -81,14 +82,7 @@ def read_run_config(path: Path) -> RunConfig:
     """The :class:`RunConfig` of a ``config.json``; :class:`InputError` naming the file when it
     is missing, not JSON or not a run config."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path} not found: not a run directory (see docs/training.md)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is not a readable run config ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path} is not a run config (expected a JSON object)")
+    data = read_json_object(path, "run config", hint="not a run directory? (see docs/training.md)")
     try:
         return run_config_from_json(data)
     except (InputError, KeyError, TypeError, ValueError) as exc:
