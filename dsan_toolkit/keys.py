@@ -26,6 +26,20 @@ def align(key: str) -> str:
 AUC_ALIGN, AP_ALIGN, AUC_ANOMALOUS_ALIGN = align(AUC), align(AP), align(AUC_ANOMALOUS)
 FRAME_METRICS: tuple[str, ...] = (AUC, AP, AUC_ANOMALOUS)
 
+FAR = "far"  # false alarm rate at score > 0.5 on the frames of the normal test videos, fraction
+FPR_TARGETS: tuple[float, ...] = (0.01, 0.05)
+
+
+def tpr_at_fpr(fpr: float) -> str:
+    """The key of the true-positive rate at a false-positive rate: ``tpr@fpr0.01``."""
+    return f"tpr@fpr{fpr:g}"
+
+
+TPR_AT_FPR: tuple[str, ...] = tuple(tpr_at_fpr(f) for f in FPR_TARGETS)  # fractions
+AUC_MACRO = "auc_macro"  # mean over anomaly classes of the per-class frame AUC, fraction
+CLASS_AUC = "class_auc"  # {class code: per-class frame AUC (fraction)}: the one nested metric
+ALARM_METRICS: tuple[str, ...] = (FAR, *TPR_AT_FPR)
+
 IOU_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -38,7 +52,15 @@ MAP_AT: tuple[str, ...] = tuple(map_at(t) for t in IOU_THRESHOLDS)  # percent, a
 MAP_MEAN = "map_mean"  # mean over IOU_THRESHOLDS, percent
 MAP_NORMAL_CLASS = "map_normal_class"  # the normal-class protocol the mAP was computed with (a label)
 MAP_CONFIG_HASH = "map_config_hash"  # hash of the detection-mAP configuration (a label)
+MAP_PROTOCOL = "map_protocol"  # the name of the detection-mAP protocol (official, corrected; a label)
 FINE_GRAINED: tuple[str, ...] = (*MAP_AT, MAP_MEAN)
+
+# -- uncertainty (``dsan_toolkit.eval.bootstrap``; the ``ci`` block of an evaluation record) --
+CI = "ci"  # {n_resamples, seed, level, intervals: {metric: [lo, hi]}}
+CI_RESAMPLES = "n_resamples"
+CI_SEED = "seed"
+CI_LEVEL = "level"
+CI_INTERVALS = "intervals"
 
 # the metrics a run can be selected on (``--select best-on-test``: the official rule)
 SELECTION_METRICS: tuple[str, ...] = (AUC, AP, AUC_ALIGN, AP_ALIGN)

@@ -4,6 +4,8 @@ Numbers are identical to the official VadCLIP/DSANet test code on the same predi
 (see ``docs/eval.md`` for the protocol and its options).
 """
 
+from .alarm import false_alarm_rate, tpr_at_fpr
+from .classwise import class_frame_auc
 from .detection_map import (
     DetectionMapConfig,
     DetectionMapResult,
@@ -14,8 +16,15 @@ from .detection_map import (
 )
 from .gt import SegmentTable, frame_gt, segment_table, snippet_gt, video_frame_gt
 from .metrics import evaluate_predictions, frame_ap, frame_auc
+from .protocols import MAP_PROTOCOLS, detection_config_for, list_map_protocols
 
 __all__ = [
+    "MAP_PROTOCOLS",
+    "class_frame_auc",
+    "detection_config_for",
+    "false_alarm_rate",
+    "list_map_protocols",
+    "tpr_at_fpr",
     "DetectionMapConfig",
     "DetectionMapResult",
     "SegmentTable",

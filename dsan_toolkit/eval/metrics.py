@@ -19,45 +19,25 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from .. import keys
 from ..errors import InputError, UndefinedMetric
 from ..manifest import Manifest, VideoRecord
+from .alarm import false_alarm_rate, tpr_at_fpr
+from .classwise import class_frame_auc, macro_mean
 from .detection_map import DetectionMapConfig, fine_grained_map
 from .gt import check_lengths, frame_gt, video_is_anomalous
-
-
-def _weighted_samples(
-    scores: np.ndarray, gt: np.ndarray, snippet_len: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    g = np.asarray(gt).ravel()
-    if s.size * snippet_len != g.size:
-        raise InputError(
-            f"{s.size} snippet scores x {snippet_len} frames = {s.size * snippet_len} frames, "
-            f"but the ground truth has {g.size} frames"
-        )
-    if s.size == 0:
-        raise InputError("no scores to evaluate")
-    if not np.all(np.isfinite(s)):
-        raise InputError("scores contain NaN or infinite values")
-    pos = (g.reshape(-1, snippet_len) > 0).sum(axis=1)
-    neg = snippet_len - pos
-    if pos.sum() == 0 or neg.sum() == 0:
-        raise UndefinedMetric("the frame ground truth has only one class; AUC and AP are undefined")
-    y = np.concatenate([np.ones(s.size, np.int8), np.zeros(s.size, np.int8)])
-    w = np.concatenate([pos, neg]).astype(np.float64)
-    keep = w > 0
-    return y[keep], np.concatenate([s, s])[keep], w[keep]
+from .protocols import detection_config_for, protocol_name
+from .samples import weighted_samples
 
 
 def frame_auc(scores: np.ndarray, gt: np.ndarray, *, snippet_len: int = 16) -> float:
     """ROC AUC of snippet ``scores`` repeated ``snippet_len`` times against frame labels ``gt``
     (``len(gt) == len(scores) * snippet_len``; ``snippet_len=1`` for frame-level scores)."""
-    y, s, w = _weighted_samples(scores, gt, snippet_len)
+    y, s, w = weighted_samples(scores, gt, snippet_len)
     return float(roc_auc_score(y, s, sample_weight=w))
 
 
 def frame_ap(scores: np.ndarray, gt: np.ndarray, *, snippet_len: int = 16) -> float:
     """Average precision (scikit-learn's, as the official code) of snippet ``scores`` repeated
     ``snippet_len`` times against frame labels ``gt``."""
-    y, s, w = _weighted_samples(scores, gt, snippet_len)
+    y, s, w = weighted_samples(scores, gt, snippet_len)
     return float(average_precision_score(y, s, sample_weight=w))
 
 
@@ -93,6 +73,7 @@ def evaluate_predictions(
     split: str | None = "test",
     video_ids: Sequence[str] | None = None,
     detection: DetectionMapConfig = DetectionMapConfig(),
+    map_protocol: str | None = None,
 ) -> dict[str, Any]:
     """Every metric of the official protocol for per-video predictions, as one flat dict.
 
@@ -106,8 +87,18 @@ def evaluate_predictions(
     ``auc_anomalous`` (AUC on anomalous videos only), the same with the ``_align`` suffix for the
     alignment score, and, with class probabilities, ``map@0.1`` ... ``map@0.5``, ``map_mean``,
     ``map_normal_class`` (the resolved normal-class protocol) and ``map_config_hash`` (of the
-    ``detection`` config). A metric that is undefined (one class only) is ``None``.
+    ``detection`` config) and ``map_protocol`` (its name: ``official``, ``corrected`` or
+    ``custom``). Added metrics per branch: ``far`` (false alarm rate on the normal videos),
+    ``tpr@fpr0.01`` / ``tpr@fpr0.05``, ``class_auc`` ({anomaly class: frame AUC of its videos
+    plus all normal videos}) and ``auc_macro`` (their mean). ``map_protocol`` (a name of
+    :func:`~dsan_toolkit.eval.detection_config_for`) replaces ``detection``. A metric that is
+    undefined (one class only) is ``None``.
     """
+    if map_protocol is not None:
+        named = detection_config_for(map_protocol)
+        if detection not in (DetectionMapConfig(), named):
+            raise InputError(f"give the mAP protocol by name ({map_protocol!r}) or as a configuration, not both")
+        detection = named
     if video_ids is not None:
         videos = [manifest.video(i) for i in video_ids]
     else:
@@ -142,6 +133,12 @@ def evaluate_predictions(
         out[keys.AUC_ANOMALOUS + suffix] = (
             _safe(frame_auc, s[snip_anom], gt[frame_anom], snippet_len=snip) if anomalous.any() else None
         )
+        out[keys.FAR + suffix] = false_alarm_rate(s[~snip_anom]) if not anomalous.all() else None
+        for fpr, key in zip(keys.FPR_TARGETS, keys.TPR_AT_FPR):
+            out[key + suffix] = _safe(tpr_at_fpr, s, gt, fpr, snippet_len=snip)
+        per_class = class_frame_auc(manifest, videos, t, s, gt, snippet_len=snip)
+        out[keys.CLASS_AUC + suffix] = per_class
+        out[keys.AUC_MACRO + suffix] = macro_mean(per_class)
     if class_probs is not None:
         ids = [v.id for v in videos]
         probs = {i: class_probs[i] for i in ids if i in class_probs}
@@ -153,4 +150,5 @@ def evaluate_predictions(
                 f"but the video has {lengths[wrong[0]]} snippets"
             )
         out.update(fine_grained_map(manifest, probs, video_ids=ids, config=detection).to_dict())
+        out[keys.MAP_PROTOCOL] = protocol_name(detection)
     return out
