@@ -28,11 +28,19 @@ T = TypeVar("T")
 
 _CONFIG_TYPES: dict[str, type] = {}
 HASHED = "hash"  # field metadata key: False marks a runtime field, left out of the identity
+OMIT_DEFAULT = "omit_default"  # field metadata key: True leaves the field out of the record while it has its default
 
 
 def runtime_field(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that is recorded but not part of the config's identity (hash)."""
     return dataclasses.field(default=default, default_factory=default_factory, metadata={HASHED: False})
+
+
+def optional_field(default: Any = None) -> Any:
+    """A hashed dataclass field added after records existed: left out of :func:`to_dict` (and
+    so of the identity hash) while it holds ``default``, so that the records and hashes of
+    configs that do not use it stay what they were."""
+    return dataclasses.field(default=default, metadata={OMIT_DEFAULT: True})
 
 
 def is_hashed(f: dataclasses.Field) -> bool:
@@ -67,6 +75,9 @@ def to_dict(cfg: Any, *, identity: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(cfg).__name__}
     for f in dataclasses.fields(cfg):
         if identity and not is_hashed(f):
+            continue
+        value = getattr(cfg, f.name)
+        if f.metadata.get(OMIT_DEFAULT) and value == f.default:
             continue
         out[f.name] = _plain(getattr(cfg, f.name), identity)
     return out

@@ -65,6 +65,22 @@ CI_INTERVALS = "intervals"
 # the metrics a run can be selected on (``--select best-on-test``: the official rule)
 SELECTION_METRICS: tuple[str, ...] = (AUC, AP, AUC_ALIGN, AP_ALIGN)
 
+# -- video-level metrics (weak labels only: the validation split of ``--select best-on-val``) ----
+# a video's bag score is the method's own top-k mean of its snippet scores (``Method.bag_topk``)
+VIDEO_PREFIX = "video_"
+
+
+def video(key: str) -> str:
+    """The video-level key of a frame metric: ``auc`` -> ``video_auc``, ``ap_align`` -> ``video_ap_align``."""
+    return VIDEO_PREFIX + key
+
+
+VIDEO_AUC, VIDEO_AP, VIDEO_AUC_ALIGN, VIDEO_AP_ALIGN = (video(k) for k in (AUC, AP, AUC_ALIGN, AP_ALIGN))
+VIDEO_METRICS: tuple[str, ...] = (VIDEO_AUC, VIDEO_AP, VIDEO_AUC_ALIGN, VIDEO_AP_ALIGN)
+# the share of videos whose top-k class (argmax of the per-class bag scores) is one of their
+# labels; methods with a class branch only; logged, never selected on
+VIDEO_CLASS_ACCURACY = "video_class_accuracy"
+
 # -- records (run directories, evaluation records, bench.json, stores) ------------------------
 CONFIG_HASH = "config_hash"
 STORE_HASH = "store_hash"  # a feature store's content hash
@@ -77,6 +93,8 @@ RESULTS = "results"  # selection label -> {"metrics", "checkpoint", ...}
 SELECTED = "selected"  # the label of the model a run reports
 METRICS = "metrics"
 CHECKPOINT = "checkpoint"
+VAL_SPLIT = "val_split"  # a run config's validation split: {"hash", "fraction", "seed", "size"}
+VAL_SPLIT_FILE = "val_split.json"  # the split a best-on-val run used, in its run directory
 STORE_ATTR_CONFIG_HASH = "config_hash"  # the store's own attribute holding its config hash
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import keys
+from ..errors import InputError
 from .environment import EnvDiff
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
@@ -177,3 +180,19 @@ def _fmt(v: float | None) -> str:
 def _short(v: Any) -> str:
     s = "" if v is None else str(v)
     return s[:16] + "…" if len(s) > 40 else s
+
+
+def check_val_split(rep: AuditReport, run: Path, cfg: dict[str, Any], name: Callable[[str], str]) -> None:
+    """A best-on-val run: its ``val_split.json`` is the split its config records (by hash)."""
+    want = (cfg.get(keys.VAL_SPLIT) or {}).get("hash")
+    if not want:
+        return
+    from ..manifest.valsplit import read_val_split
+
+    path = run / keys.VAL_SPLIT_FILE
+    try:
+        got = read_val_split(path).hash
+    except InputError as exc:
+        rep.add("validation split", name(keys.VAL_SPLIT_FILE), False, want, "unreadable", str(exc))
+        return
+    rep.add("validation split", name(keys.VAL_SPLIT_FILE), got == want, want, got)

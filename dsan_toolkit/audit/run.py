@@ -20,7 +20,7 @@ from .. import keys
 from ..config import legacy_config_hash, sha256_file
 from ..errors import InputError
 from ..utils.jsonio import read_json_object
-from .checks import AuditReport, compare_numbers
+from .checks import AuditReport, check_val_split, compare_numbers
 from .environment import compare_environments
 
 # Recomputed metrics are deterministic functions of the stored arrays: they must agree exactly
@@ -147,6 +147,7 @@ def audit_run(
             expected["config_hash"],
             actual_hash,
         )
+    check_val_split(rep, run, cfg, name)
     metrics_json = read_json(run / "metrics.json")
     results_ok = isinstance(metrics_json.get(keys.RESULTS), dict) and bool(metrics_json[keys.RESULTS])
     if not results_ok or keys.SELECTED not in metrics_json:
@@ -439,8 +440,14 @@ def rerun_and_compare(
 
     with tempfile.TemporaryDirectory(prefix="dsan-audit-rerun-") as tmp:
         out = Path(tmp) / run.name
+        split = run / keys.VAL_SPLIT_FILE  # a best-on-val run's held-out videos
         retrain_from_config(
-            run_config_from_json({"config": cfg}), out, device=device, features=store, clip_weights=clip_weights
+            run_config_from_json({"config": cfg}),
+            out,
+            device=device,
+            features=store,
+            clip_weights=clip_weights,
+            val_split=split if split.is_file() else None,
         )
         new = read_json(out / "metrics.json").get("results", {})
         rerun_hash = str(read_json(out / "config.json").get("hash", ""))

@@ -192,6 +192,14 @@ class Method(ABC):
         the steps that run; mixed: the steps). Training always passes both."""
         return []
 
+    def bag_topk(self, lengths: Tensor) -> Tensor:
+        """k per video (B,) long of the method's video-level (bag) score: the mean of a video's
+        k highest snippet scores, as its MIL loss pools them (default: the official
+        ``k = T // 16 + 1``). Used to score videos that have only a video-level label."""
+        from .common.losses import topk_counts
+
+        return topk_counts(lengths)
+
     needs_clip: ClassVar[bool] = True
     # True: ``predict`` returns class probabilities of the method's own (a fine-grained branch),
     # so the fine-grained detection mAP and the class confusion mean something. False: the

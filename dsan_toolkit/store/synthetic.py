@@ -19,7 +19,7 @@ The manifest (classes of UCF or XD, segments in frames, num_frames = 16 T + r wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -169,10 +169,28 @@ def _video_features(
     return x * scale
 
 
-def write_synthetic_feature_store(out: Path, cfg: SynthFeaturesConfig, *, overwrite: bool = False) -> Path:
-    """Write a complete synthetic store at ``out`` (deterministic in ``cfg``) and return it."""
+def write_synthetic_feature_store(
+    out: Path,
+    cfg: SynthFeaturesConfig,
+    *,
+    overwrite: bool = False,
+    mislabel: dict[str, tuple[str, ...]] | None = None,
+) -> Path:
+    """Write a complete synthetic store at ``out`` (deterministic in ``cfg``) and return it.
+
+    ``mislabel`` (label noise, for tests of model selection): video id -> the labels its
+    manifest record gets; its features follow its original labels."""
     out = Path(out)
     manifest, hidden = synthetic_manifest(cfg)
+    features_of = manifest.videos
+    if mislabel:
+        unknown = sorted(set(mislabel) - {v.id for v in manifest.videos})
+        if unknown:
+            raise InputError(f"mislabel: {len(unknown)} ids are not synthetic videos, e.g. {unknown[0]!r}")
+        manifest = Manifest(
+            manifest.info,
+            tuple(replace(v, labels=tuple(mislabel[v.id])) if v.id in mislabel else v for v in manifest.videos),
+        )
     D = cfg.feature_dim
     rng = np.random.default_rng([cfg.seed, 1])
     common = rng.standard_normal(D).astype(np.float32)
@@ -197,7 +215,7 @@ def write_synthetic_feature_store(out: Path, cfg: SynthFeaturesConfig, *, overwr
     )
     with StoreWriter(out, spec, overwrite=overwrite) as w:
         pending = set(w.pending_ids())
-        for i, v in enumerate(manifest.videos):
+        for i, v in enumerate(features_of):
             if v.id not in pending:
                 continue
             vrng = np.random.default_rng([cfg.seed, 2, i])

@@ -29,6 +29,7 @@ from ..config import (
     config_hash,
     from_dict,
     identity_dict,
+    optional_field,
     register_config,
     runtime_field,
     to_dict,
@@ -65,6 +66,9 @@ class RunConfig:
     world_size: int = 1
     backbone: dict[str, Any] = field(default_factory=dict)
     text_encoder: dict[str, Any] = field(default_factory=dict)
+    # best-on-val only: the validation split's {"hash", "fraction", "seed", "size"}
+    # (dsan_toolkit.manifest.valsplit); absent from the records of other runs
+    val_split: dict[str, Any] | None = optional_field(None)
     device: str = runtime_field("cpu")
     clip_weights: str | None = runtime_field(None)  # the local CLIP file's path (its sha256 is in text_encoder)
 

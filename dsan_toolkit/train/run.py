@@ -15,6 +15,11 @@ Model selection (``select``):
   back into the model at the end of every epoch (``preset.reload_best_each_epoch``;
   optimisers and schedulers keep their state). Both the last and the best model are
   evaluated at the end and both numbers are recorded, each labelled.
+- ``best-on-val``: the same procedure on a validation split held out of the training split
+  (:mod:`~dsan_toolkit.train.valselect`): those videos never train; at the same cadence they
+  are scored at video level (:mod:`~dsan_toolkit.train.videometrics`), the best weights are
+  kept (and reloaded as the preset says), and the last and the best model are evaluated on
+  the test split at the end, labelled ``last`` and ``best-on-val``.
 
 Resuming: every checkpoint writes ``checkpoints/resume.safetensors`` (model, optimisers,
 schedulers, RNGs, loop position, best-so-far); running the same command on an unfinished run
@@ -25,50 +30,41 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import legacy_config_hash, sha256_file, to_dict
+from ..config import legacy_config_hash, to_dict
 from ..errors import InputError
 from ..manifest.schema import Manifest
+from ..manifest.valsplit import DEFAULT_FRACTION, DEFAULT_SEED, ValSplit
 from ..models.api import Method, MethodPreset
 from ..models.registry import get_method
 from ..progress import Listener, emitter, message
 from ..store.protocol import FeatureStoreLike
 from . import distributed as ddp
-from .checkpoint import (
-    RunConfig,
-    atomic_write_json,
-    config_json,
-    read_run_config,
-    save_weights,
-    with_typed_preset,
-)
+from .checkpoint import RunConfig, atomic_write_json, read_run_config, with_typed_preset
 from .environment import capture_environment
-from .predictions import evaluate_and_write
-from .rundir import prepare_run_dir, write_run_summary
-from .runlog import RunLog
+from .finish import finish_run, training_free_run
+from .rundir import prepare_run_dir
 from .setup import (
-    BEST,
+    BEST_VAL,
     LAST,
     SELECTIONS,
-    build_model,
     check_store_fits,
     count_params,
     determinism_restored,
     open_feature_store,
     resolve_device,
     resolve_manifest_for,
-    seed_everything,
     text_encoder_spec,
 )
 from .store_identity import absolute_store_path, store_backbone, store_config_hash
-from .testset import build_test_set
 from .trainer import Trainer
+from .valselect import resolve_val_split, write_run_val_split
+from .videometrics import video_selection_metric
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +92,11 @@ class TrainOptions:
     progress: bool = True
     eval_batch: int = 64
     cache: str = "auto"
+    # best-on-val: a split file (dsan manifest val-split), else fraction + seed (the built-in
+    # datasets' committed split at the defaults; see docs/training.md)
+    val_split: Path | None = None
+    val_fraction: float = DEFAULT_FRACTION
+    val_seed: int = DEFAULT_SEED
 
 
 @dataclass
@@ -132,13 +133,26 @@ def resolve_preset(method: Method, manifest: Manifest, opts: TrainOptions) -> tu
     return name, preset
 
 
-def resolve_config(
-    opts: TrainOptions, store: FeatureStoreLike, manifest: Manifest, method: Method, world_size: int
-) -> RunConfig:
+def resolve_selection(opts: TrainOptions, manifest: Manifest, method: Method) -> ValSplit | None:
+    """Check ``opts.select``; the validation split of a best-on-val run (else None)."""
     if opts.select not in SELECTIONS:
         raise InputError(f"unknown --select {opts.select!r}; choose one of {', '.join(SELECTIONS)}")
     if not method.trainable and opts.select != LAST:
         raise InputError(f"method {method.name!r} is training-free: there is nothing to select (use --select last)")
+    split, _source = resolve_val_split(manifest, opts.select, opts.val_split, opts.val_fraction, opts.val_seed)
+    return split
+
+
+def resolve_config(
+    opts: TrainOptions,
+    store: FeatureStoreLike,
+    manifest: Manifest,
+    method: Method,
+    world_size: int,
+    val_split: ValSplit | None = None,
+) -> RunConfig:
+    if val_split is None:
+        val_split = resolve_selection(opts, manifest, method)
     preset_name, preset = resolve_preset(method, manifest, opts)
     test_crop = manifest.info.test_crop if opts.test_crop is None else int(opts.test_crop)
     check_store_fits(
@@ -163,13 +177,16 @@ def resolve_config(
         seed=int(preset.seed),
         select=opts.select,
         eval_every=int(preset.eval_every_iters or 0),
-        selection_metric=str(preset.select_metric),
+        selection_metric=video_selection_metric(str(preset.select_metric))
+        if opts.select == BEST_VAL
+        else str(preset.select_metric),
         deterministic=bool(opts.deterministic),
         world_size=int(world_size),
         backbone=store_backbone(store),
         text_encoder=text_encoder_spec(store_backbone(store), opts.clip_weights, opts.clip_model)
         if method.needs_clip
         else {},
+        val_split=val_split.summary() if val_split is not None else None,
         device=str(opts.device),
         clip_weights=str(Path(opts.clip_weights).resolve()) if opts.clip_weights else None,
     )
@@ -215,7 +232,8 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Li
     method = get_method(opts.method)
     store = open_feature_store(opts.features)
     manifest = resolve_manifest_for(store, opts.dataset)
-    cfg = resolve_config(opts, store, manifest, method, dist.world_size)
+    split = resolve_selection(opts, manifest, method)
+    cfg = resolve_config(opts, store, manifest, method, dist.world_size, split)
     out = Path(opts.out)
     statuses = ("new", "resume", "finished")
     status = prepare_run_dir(out, cfg) if dist.is_main else "new"
@@ -224,13 +242,19 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Li
         cfg = read_run_config(out / "config.json")
         if status == "resume":
             _refuse_earlier_scheme(out / "config.json", cfg)
+    if split is not None and status != "finished" and dist.is_main:
+        write_run_val_split(out, split)  # the ids the run holds out, next to its config
     if status == "finished":
         metrics = json.loads((out / "metrics.json").read_text())
         if dist.is_main:
             say(message(f"{out} is a finished run of this configuration (config {cfg.hash[:12]}); nothing to do"))
         return TrainResult(out, cfg, True, metrics, 0)
     if not method.trainable:
-        metrics = _training_free_run(opts, cfg, method, manifest, store, device, say) if dist.is_main else {}
+        metrics = (
+            training_free_run(opts.out, opts.eval_batch, opts.clip_weights, cfg, method, manifest, store, device, say)
+            if dist.is_main
+            else {}
+        )
         ddp.barrier(dist)
         return TrainResult(out, cfg, True, metrics, 0)
     trainer = Trainer(
@@ -246,6 +270,7 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Li
         eval_batch=opts.eval_batch,
         checkpoint_every=opts.checkpoint_every,
         stop_after_steps=opts.stop_after_steps,
+        val_ids=split.ids if split is not None else (),
     )
     if dist.is_main:
         say(
@@ -296,131 +321,6 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Li
     return TrainResult(out, cfg, True, metrics, trainer.state.step)
 
 
-def finish_run(trainer: Trainer) -> dict[str, Any]:
-    """Evaluate the last (and best-on-test) model, write eval/ and metrics.json (rank 0)."""
-    out, cfg = trainer.out, trainer.cfg
-    results: dict[str, Any] = {}
-    labels = [LAST] + ([BEST] if cfg.select == BEST and trainer.state.best_model is not None else [])
-    for label in labels:
-        if label == LAST:
-            trainer.model.load_state_dict(trainer.last_model)
-            ck = out / "checkpoints" / "last.safetensors"
-        else:
-            trainer.model.load_state_dict(trainer.state.best_model)
-            ck = out / "checkpoints" / "best-on-test.safetensors"
-            save_weights(
-                trainer.model,
-                ck,
-                trainer.checkpoint_meta(
-                    BEST,
-                    selection_metric=cfg.selection_metric,
-                    value=trainer.state.best_value,
-                    best_step=trainer.state.best_step,
-                ),
-            )
-        rec = evaluate_and_write(
-            trainer.method,
-            trainer.model,
-            trainer.manifest,
-            trainer.test,
-            out / "eval" / label,
-            length=cfg.preset.visual_length,
-            device=trainer.device,
-            batch=trainer.eval_batch,
-            label=label,
-            selection=label,
-            config_hash=cfg.hash,
-            store_hash=cfg.store_hash,
-            manifest_hash=cfg.manifest_hash,
-            checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
-        )
-        entry: dict[str, Any] = {"metrics": rec["metrics"], "checkpoint": ck.name}
-        if label == BEST:
-            entry.update(
-                selection_metric=cfg.selection_metric,
-                value=trainer.state.best_value,
-                step=trainer.state.best_step,
-                epoch=trainer.state.best_epoch,
-            )
-        else:
-            entry.update(step=trainer.state.step, epoch=cfg.preset.epochs - 1)
-        results[label] = entry
-    trainer.log.write("end", seconds=trainer.state.train_seconds, selections=list(results))
-    return write_run_summary(
-        out,
-        cfg,
-        results,
-        selected=cfg.select if cfg.select in results else LAST,
-        params=count_params(trainer.model),
-        train_seconds=trainer.state.train_seconds,
-        steps=trainer.state.step,
-    )
-
-
-def _training_free_run(
-    opts: TrainOptions,
-    cfg: RunConfig,
-    method: Method,
-    manifest: Manifest,
-    store: FeatureStoreLike,
-    device: torch.device,
-    say: Listener,
-) -> dict[str, Any]:
-    """A training-free method (zero-shot CLIP) as a run directory of the same layout: config,
-    environment, the frozen weights as the ``last`` checkpoint, predictions and metrics."""
-    out = Path(opts.out)
-    t0 = time.perf_counter()
-    seed_everything(cfg.seed, cfg.deterministic)
-    atomic_write_json(out / "environment.json", capture_environment(device, deterministic=cfg.deterministic))
-    log = RunLog(out / "log.jsonl", True)
-    log.write("start", config_hash=cfg.hash, resumed_from=None, world_size=1, training_free=True)
-    model = build_model(method, cfg, manifest, device, opts.clip_weights)
-    ck = out / "checkpoints" / "last.safetensors"
-    save_weights(
-        model,
-        ck,
-        {
-            "method": cfg.method,
-            "config_hash": cfg.hash,
-            "config": json.dumps(config_json(cfg)),
-            "selection": LAST,
-            "epoch": "0",
-            "step": "0",
-        },
-    )
-    test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
-    say(message(f"{method.name} is training-free: evaluating on {len(test.video_ids)} test videos"))
-    rec = evaluate_and_write(
-        method,
-        model,
-        manifest,
-        test,
-        out / "eval" / LAST,
-        length=int(cfg.preset.visual_length),
-        device=device,
-        batch=opts.eval_batch,
-        label=LAST,
-        selection=LAST,
-        config_hash=cfg.hash,
-        store_hash=cfg.store_hash,
-        manifest_hash=cfg.manifest_hash,
-        checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
-    )
-    log.write("end", seconds=0.0, selections=[LAST])
-    results = {LAST: {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}}
-    return write_run_summary(
-        out,
-        cfg,
-        results,
-        selected=LAST,
-        params=count_params(model),
-        train_seconds=0.0,
-        steps=0,
-        eval_seconds=time.perf_counter() - t0,
-        training_free=True,
-    )
-
-
 def retrain_from_config(
     cfg: RunConfig,
     out: Path,
@@ -429,11 +329,14 @@ def retrain_from_config(
     progress: bool = False,
     features: str | Path | None = None,
     clip_weights: str | Path | None = None,
+    val_split: str | Path | None = None,
 ) -> TrainResult:
     """Train again from a recorded :class:`RunConfig` (same preset, seed, text encoder and data)
     into ``out`` (used by ``dsan audit --rerun``): on ``features`` (default: the recorded store),
     with ``clip_weights`` (default: the recorded local CLIP file, if any). The caller compares the
-    new run's config hash with the recorded one: a different store or text encoder shows there."""
+    new run's config hash with the recorded one: a different store or text encoder shows there.
+    A best-on-val run uses ``val_split`` (the run's ``val_split.json``) when given, else derives
+    its split again from the recorded fraction and seed."""
     if not isinstance(cfg, RunConfig):
         raise InputError("retrain_from_config needs a RunConfig")
     cfg = with_typed_preset(cfg)
@@ -446,6 +349,9 @@ def retrain_from_config(
     te = cfg.text_encoder or {}
     weights = clip_weights or cfg.clip_weights or te.get("weights_file")  # the last: runs of earlier versions
     forced_model = te.get("reason") == "--clip-model without weights" or bool(te.get("weights_sha256"))
+    vs = cfg.val_split or {}
+    if vs and val_split is None and vs.get("seed") is None:
+        raise InputError("this run's validation split is a list of chosen ids: pass its file (RUN/val_split.json)")
     opts = TrainOptions(
         method=cfg.method,
         features=Path(features or cfg.store),
@@ -462,6 +368,9 @@ def retrain_from_config(
         progress=progress,
         clip_weights=Path(weights) if weights else None,
         clip_model=te.get("model") if forced_model else None,
+        val_split=Path(val_split) if vs and val_split is not None else None,
+        val_fraction=float(vs.get("fraction", DEFAULT_FRACTION)),
+        val_seed=int(vs["seed"]) if vs.get("seed") is not None else DEFAULT_SEED,
     )
     return train(opts)
 

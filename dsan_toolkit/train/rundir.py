@@ -54,9 +54,12 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def run_artifacts(out: Path, labels: list[str]) -> dict[str, str]:
     """sha256 of every file of a finished run that ``dsan audit`` relies on, by path relative to
-    the run directory: the config, the environment record, and per selection label its
+    the run directory: the config, the environment record, a best-on-val run's validation
+    split, and per selection label its
     evaluation record, predictions and checkpoint."""
     files = ["config.json", "environment.json"]
+    if (out / keys.VAL_SPLIT_FILE).is_file():  # the ids a best-on-val run held out
+        files.append(keys.VAL_SPLIT_FILE)
     for label in labels:
         ev = json.loads((out / "eval" / label / "metrics.json").read_text())
         files += [

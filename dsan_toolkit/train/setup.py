@@ -10,7 +10,7 @@ and ``dsan score`` share, below all of them:
 - :func:`text_encoder_spec` / :func:`load_clip_for`: which CLIP text encoder a run uses, and
   loading it; :func:`build_model`, :func:`count_params`;
 - :func:`seed_everything`, :func:`determinism_restored`; the selection labels of a run's checkpoints and evaluations
-  (:data:`LAST`, :data:`BEST`).
+  (:data:`LAST`, :data:`BEST`, :data:`BEST_VAL`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ from .checkpoint import RunConfig
 # the selection labels: names of a run's checkpoints (checkpoints/<label>.safetensors), of its
 # evaluations (eval/<label>/) and keys of metrics.json's "results"
 LAST = "last"
-BEST = "best-on-test"
-SELECTIONS = (LAST, BEST)
+BEST = "best-on-test"  # the official rule: selected on the test split
+BEST_VAL = "best-on-val"  # selected on a validation split held out of the training split
+SELECTIONS = (LAST, BEST, BEST_VAL)
+IN_TRAINING = (BEST, BEST_VAL)  # the selections that evaluate during training and keep the best weights
 
 
 # ---------------------------------------------------------------------------------------

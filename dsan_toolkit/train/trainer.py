@@ -5,7 +5,9 @@
 batch plan, the test set, the model and the method's optimisers (:func:`build_optimizers`),
 and runs epochs of official batches (:meth:`Trainer.run`), with resumable checkpoints
 (``checkpoints/resume.safetensors``: model, optimisers, schedulers, RNGs, :class:`LoopState`)
-and, for ``best-on-test`` selection, evaluations of the test split during training.
+and, for ``best-on-test`` / ``best-on-val`` selection, evaluations of the test split / the
+validation videos during training (:func:`~dsan_toolkit.train.valselect.selection_eval`). The
+validation videos (``val_ids``) never enter training: samples, batches, input normalisation.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ from .checkpoint import (
     save_weights,
     set_rng_state,
 )
-from .predictions import predict_testset, selection_value
 from .runlog import RunLog
 from .samples import make_train_samples
-from .setup import BEST, LAST, build_model, seed_everything
+from .setup import IN_TRAINING, LAST, build_model, seed_everything
 from .testset import TestSet, build_test_set
+from .valselect import selection_eval
 
 
 @dataclass
@@ -122,7 +124,8 @@ class Trainer:
     ``out`` is the run directory; ``cache`` the training samples' cache mode (``auto``,
     ``memory``, ``none``); ``clip_weights`` a local CLIP weight file for the text encoder;
     ``eval_batch`` the chunks per forward of test-set evaluations; ``checkpoint_every`` writes
-    the resume state every so many steps; ``stop_after_steps`` stops early (resumable)."""
+    the resume state every so many steps; ``stop_after_steps`` stops early (resumable);
+    ``val_ids`` the validation videos of a best-on-val run (held out of training)."""
 
     def __init__(
         self,
@@ -139,6 +142,7 @@ class Trainer:
         eval_batch: int = 64,
         checkpoint_every: int = 0,
         stop_after_steps: int | None = None,
+        val_ids: tuple[str, ...] = (),
     ) -> None:
         self.cfg = cfg
         self.method = method
@@ -153,6 +157,7 @@ class Trainer:
         self.eval_batch = eval_batch
         self.checkpoint_every = checkpoint_every
         self.stop_after_steps = stop_after_steps
+        self.val_ids = tuple(val_ids)
         self.log = RunLog(self.out / "log.jsonl", dist.is_main)
         self.ckpt_dir = self.out / "checkpoints"
         self.state = LoopState()
@@ -162,7 +167,8 @@ class Trainer:
         cfg, preset = self.cfg, self.preset
         seed_everything(cfg.seed, cfg.deterministic)
         classes = self.manifest.info.classes
-        train_ids = [v.id for v in self.manifest.split("train")]
+        held_out = set(self.val_ids)
+        train_ids = [v.id for v in self.manifest.split("train") if v.id not in held_out]
         self.samples = make_train_samples(
             self.store, self.manifest, train_ids, cfg.train_crops, classes, preset.visual_length, cache=self.cache
         )
@@ -174,6 +180,7 @@ class Trainer:
             drop_last=bool(preset.drop_last) if preset.batch_composition == "mixed" else True,
         )
         self.test: TestSet = build_test_set(self.store, [v.id for v in self.manifest.split("test")], cfg.test_crop)
+        self.val: TestSet | None = build_test_set(self.store, self.val_ids, cfg.test_crop) if self.val_ids else None
         seed_everything(cfg.seed, cfg.deterministic)  # model init as the official scripts: right after seeding
         self.model = build_model(self.method, cfg, self.manifest, self.device, self.clip_weights)
         fit_input_norm(self.model, self.store, train_ids, cfg.train_crops)  # no-op unless the preset asks for one
@@ -224,9 +231,9 @@ class Trainer:
         self.log.truncate(int(self.state.log_size or 0))
         return True
 
-    # -- evaluation during training (best-on-test) -------------------------------------
+    # -- evaluation during training (best-on-test, best-on-val) ---------------------------
     def _maybe_eval(self, *, end_of_epoch: bool) -> None:
-        if self.cfg.select != BEST:
+        if self.cfg.select not in IN_TRAINING:
             return
         every = self.cfg.eval_every
         i = self.state.iter - 1  # 0-based index of the iteration just done
@@ -234,10 +241,18 @@ class Trainer:
         if not due:
             return
         if self.dist.is_main:
-            preds = predict_testset(
-                self.method, self.model, self.test, self.preset.visual_length, self.device, batch=self.eval_batch
+            metrics, value = selection_eval(
+                self.method,
+                self.model,
+                self.manifest,
+                select=self.cfg.select,
+                metric=self.cfg.selection_metric,
+                test=self.test,
+                val=self.val,
+                length=self.preset.visual_length,
+                device=self.device,
+                batch=self.eval_batch,
             )
-            metrics, value = selection_value(self.manifest, preds, self.cfg.selection_metric)
             best = self.state.best_value is None or value > self.state.best_value
             self.log.write(
                 "eval",
@@ -257,7 +272,7 @@ class Trainer:
         self.model.train()
 
     def _reload_best(self) -> None:
-        if self.cfg.select != BEST or not self.preset.reload_best_each_epoch:
+        if self.cfg.select not in IN_TRAINING or not self.preset.reload_best_each_epoch:
             return
         if self.dist.is_main and self.state.best_model is not None:
             self.model.load_state_dict(self.state.best_model)

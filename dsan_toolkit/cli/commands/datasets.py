@@ -1,4 +1,4 @@
-"""`dsan datasets` and `dsan manifest ...`: built-in datasets and manifest files."""
+"""`dsan datasets` and `dsan manifest ...`: built-in datasets, manifest files and validation splits."""
 
 from __future__ import annotations
 
@@ -177,6 +177,39 @@ def show_cmd(
     m = resolve_manifest(dataset)
     rec = m.video(video).to_dict() if video else m.info.to_dict()
     console.print_json(json.dumps(rec))
+
+
+@manifest_app.command("val-split", cls=DsanCommand)
+@user_errors
+def val_split_cmd(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Built-in dataset or manifest file."),
+    fraction: float = typer.Option(0.1, "--fraction", help="Share of each class's training videos held out."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draw (numpy.random.default_rng)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Split file to write (default: NAME.val-split.json here)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing split file."),
+) -> None:
+    """Write a validation split: training videos held out for `dsan train --select best-on-val`.
+
+    Stratified by each video's primary class; per class k = floor(fraction * n + 0.5), at least
+    1 when the class has 2 or more training videos, and never all of them. The same manifest,
+    fraction and seed give the same ids on any machine (docs/training.md).
+
+    Examples:
+      dsan manifest val-split -d my_dataset.jsonl
+      dsan manifest val-split -d ucf --fraction 0.2 --seed 1 -o ucf-val20.json
+    """
+    from ...manifest.builtin import resolve_manifest
+    from ...manifest.valsplit import derive_val_split, write_val_split
+
+    m = resolve_manifest(dataset)
+    split = derive_val_split(m, fraction, seed)
+    target = out if out is not None else Path(f"{m.name}.val-split.json")
+    write_val_split(split, target, overwrite=overwrite)
+    anomalous = sum(m.is_anomalous(m.video(i)) for i in split.ids)
+    console.print(
+        f"[green]wrote[/green] {target}: {split.size} of {len(m.split('train'))} training videos of {m.name!r} "
+        f"held out ({anomalous} anomalous), fraction {fraction:g}, seed {seed}; hash {split.hash[:12]}"
+    )
 
 
 def register(app: typer.Typer) -> None:

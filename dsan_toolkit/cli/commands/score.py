@@ -30,7 +30,9 @@ def score_cmd(
     ),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Anomaly score threshold."),
     min_snippets: int = typer.Option(1, "--min-snippets", min=1, help="Shortest interval kept, in snippets."),
-    select: str = typer.Option(None, "--select", help="last or best-on-test (default: the run's selected model)."),
+    select: str = typer.Option(
+        None, "--select", help="last, best-on-val or best-on-test (default: the run's selected model)."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     clip_weights: Path = typer.Option(
         None,

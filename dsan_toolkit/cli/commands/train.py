@@ -64,8 +64,19 @@ def train_cmd(
     select: str = typer.Option(
         "last",
         "--select",
-        help="Model selection: 'last' (honest default) or 'best-on-test' (the official scripts' test-set selection; both numbers are kept and labelled).",
+        help="Model selection: 'last' (honest default), 'best-on-val' (best video-level AUC/AP on a validation split held out of the training videos) or 'best-on-test' (the official scripts' test-set selection). The last model is always evaluated too; every number is labelled.",
     ),
+    val_split: Path | None = typer.Option(
+        None,
+        "--val-split",
+        help="best-on-val: a validation split file (`dsan manifest val-split`). Default: the built-in dataset's committed split, else one derived with --val-fraction/--val-seed.",
+    ),
+    val_fraction: float | None = typer.Option(
+        None,
+        "--val-fraction",
+        help="best-on-val: share of each class's training videos held out (default 0.1; rounding in docs/training.md).",
+    ),
+    val_seed: int | None = typer.Option(None, "--val-seed", help="best-on-val: seed of the derived split (default 0)."),
     deterministic: bool = typer.Option(
         False, "--deterministic", help="Deterministic kernels (torch.use_deterministic_algorithms); slower on GPU."
     ),
@@ -112,11 +123,18 @@ def train_cmd(
     Examples:
       dsan train --method dsanet --features ucf.zarr --dataset ucf --out runs/dsanet-ucf
       dsan train -m vadclip -f xd.zarr --out runs/vadclip-xd --select best-on-test --device cuda
+      dsan train -m dsanet -f ucf.zarr -d ucf --out runs/dsanet-val --select best-on-val
+      dsan train -m vadclip -f my.zarr --out runs/v --select best-on-val --val-fraction 0.2 --val-seed 1
       dsan train -m vadclip -f synth.zarr --preset tiny --epochs 2 --out runs/demo
       torchrun --nproc-per-node 2 -m dsan_toolkit.cli.app train -m vadclip -f s.zarr --preset tiny --out runs/ddp
     """
+    from ...manifest.valsplit import DEFAULT_FRACTION, DEFAULT_SEED
     from ...train.run import TrainOptions, train
 
+    if select != "best-on-val" and (val_split, val_fraction, val_seed) != (None, None, None):
+        raise InputError(f"--val-split, --val-fraction and --val-seed need --select best-on-val (not {select!r})")
+    if val_split is not None and (val_fraction, val_seed) != (None, None):
+        raise InputError("give either --val-split FILE or --val-fraction/--val-seed, not both")
     opts = TrainOptions(
         method=method,
         features=features,
@@ -137,6 +155,9 @@ def train_cmd(
         progress=progress,
         eval_batch=eval_batch,
         cache=cache,
+        val_split=val_split,
+        val_fraction=DEFAULT_FRACTION if val_fraction is None else val_fraction,
+        val_seed=DEFAULT_SEED if val_seed is None else val_seed,
     )
     with ProgressRenderer(err_console, enabled=progress) as render:
         result = train(opts, on_event=render)

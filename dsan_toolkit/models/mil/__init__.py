@@ -135,6 +135,10 @@ class MILMethod(Method):
         logs["loss"] = float(total.detach())
         return total, logs
 
+    def bag_topk(self, lengths: Tensor) -> Tensor:
+        """The ranking loss scores a bag by its maximum: k = 1."""
+        return torch.ones_like(lengths, dtype=torch.long)
+
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
         assert isinstance(model, MILModel)
         with torch.no_grad():
