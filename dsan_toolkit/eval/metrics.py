@@ -41,9 +41,10 @@ def frame_ap(scores: np.ndarray, gt: np.ndarray, *, snippet_len: int = 16) -> fl
     return float(average_precision_score(y, s, sample_weight=w))
 
 
-def _concat_scores(
+def concat_scores(
     name: str, preds: Mapping[str, np.ndarray], videos: Sequence[VideoRecord], t: np.ndarray
 ) -> np.ndarray:
+    """The per-video score arrays of ``videos`` concatenated (float64), each checked to have T values."""
     missing = [v.id for v in videos if v.id not in preds]
     if missing:
         raise InputError(f"no {name} for {len(missing)} video(s), e.g. {missing[0]!r}")
@@ -61,6 +62,31 @@ def _safe(metric, *args: Any, **kwargs: Any) -> float | None:
         return metric(*args, **kwargs)
     except UndefinedMetric:
         return None
+
+
+def select_videos(
+    manifest: Manifest,
+    scores: Mapping[str, np.ndarray],
+    *,
+    split: str | None = "test",
+    video_ids: Sequence[str] | None = None,
+) -> list[VideoRecord]:
+    """The evaluated videos: ``video_ids`` or every video of ``split`` (``None``: all), refusing
+    an empty selection and scores of videos that are not evaluated."""
+    if video_ids is not None:
+        videos = [manifest.video(i) for i in video_ids]
+    else:
+        videos = [v for v in manifest.videos if split is None or v.split == split]
+    if not videos:
+        raise InputError(f"manifest {manifest.name!r} has no videos in split {split!r} to evaluate")
+    known = {v.id for v in videos}
+    extra = [k for k in scores if k not in known]
+    if extra:
+        raise InputError(
+            f"scores given for {len(extra)} video(s) that are not evaluated "
+            f"(not in split {split!r} of manifest {manifest.name!r}), e.g. {extra[0]!r}"
+        )
+    return videos
 
 
 def evaluate_predictions(
@@ -99,19 +125,7 @@ def evaluate_predictions(
         if detection not in (DetectionMapConfig(), named):
             raise InputError(f"give the mAP protocol by name ({map_protocol!r}) or as a configuration, not both")
         detection = named
-    if video_ids is not None:
-        videos = [manifest.video(i) for i in video_ids]
-    else:
-        videos = [v for v in manifest.videos if split is None or v.split == split]
-    if not videos:
-        raise InputError(f"manifest {manifest.name!r} has no videos in split {split!r} to evaluate")
-    known = {v.id for v in videos}
-    extra = [k for k in scores if k not in known]
-    if extra:
-        raise InputError(
-            f"scores given for {len(extra)} video(s) that are not evaluated "
-            f"(not in split {split!r} of manifest {manifest.name!r}), e.g. {extra[0]!r}"
-        )
+    videos = select_videos(manifest, scores, split=split, video_ids=video_ids)
     snip = manifest.info.snippet_len
     t = check_lengths(videos, lengths)
     gt = frame_gt(manifest, videos, lengths, snippet_len=snip)
@@ -127,7 +141,7 @@ def evaluate_predictions(
     if align_scores is not None:
         named.append((keys.ALIGN_SUFFIX, "alignment scores", align_scores))
     for suffix, label, preds in named:
-        s = _concat_scores(label, preds, videos, t)
+        s = concat_scores(label, preds, videos, t)
         out[keys.AUC + suffix] = _safe(frame_auc, s, gt, snippet_len=snip)
         out[keys.AP + suffix] = _safe(frame_ap, s, gt, snippet_len=snip)
         out[keys.AUC_ANOMALOUS + suffix] = (
