@@ -19,7 +19,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from .. import keys
 from ..errors import InputError, UndefinedMetric
 from ..manifest import Manifest, VideoRecord
-from .alarm import false_alarm_rate, tpr_at_fpr
+from .alarm import SnippetRoc, false_alarm_rate, snippet_counts
 from .classwise import class_frame_auc, macro_mean
 from .detection_map import DetectionMapConfig, fine_grained_map
 from .gt import check_lengths, frame_gt, video_is_anomalous
@@ -137,6 +137,7 @@ def evaluate_predictions(
         keys.ANOMALOUS_VIDEOS: int(anomalous.sum()),
         keys.FRAMES: int(gt.size),
     }
+    pos, neg = snippet_counts(gt, int(t.sum()), snip)
     named = [("", "classifier scores", scores)]
     if align_scores is not None:
         named.append((keys.ALIGN_SUFFIX, "alignment scores", align_scores))
@@ -148,9 +149,12 @@ def evaluate_predictions(
             _safe(frame_auc, s[snip_anom], gt[frame_anom], snippet_len=snip) if anomalous.any() else None
         )
         out[keys.FAR + suffix] = false_alarm_rate(s[~snip_anom]) if not anomalous.all() else None
+        if not np.all(np.isfinite(s)):
+            raise InputError(f"{label} contain NaN or infinite values")
+        roc = SnippetRoc(s, pos, neg)  # one sort for the operating points and every class
         for fpr, key in zip(keys.FPR_TARGETS, keys.TPR_AT_FPR):
-            out[key + suffix] = _safe(tpr_at_fpr, s, gt, fpr, snippet_len=snip)
-        per_class = class_frame_auc(manifest, videos, t, s, gt, snippet_len=snip)
+            out[key + suffix] = roc.tpr_at(fpr)
+        per_class = class_frame_auc(manifest, videos, t, s, gt, snippet_len=snip, roc=roc)
         out[keys.CLASS_AUC + suffix] = per_class
         out[keys.AUC_MACRO + suffix] = macro_mean(per_class)
     if class_probs is not None:
