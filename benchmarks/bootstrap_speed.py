@@ -69,9 +69,7 @@ def main() -> int:
             m, lengths, scores, n_resamples=b
         ),
         "both score branches": lambda: bootstrap_metrics(m, lengths, scores, align, n_resamples=b),
-        "everything (both branches + mAP)": lambda: bootstrap_metrics(
-            m, lengths, scores, align, probs, n_resamples=b
-        ),
+        "everything (both branches + mAP)": lambda: bootstrap_metrics(m, lengths, scores, align, probs, n_resamples=b),
     }
     vec: dict[str, float] = {}
     for name, fn in groups.items():
