@@ -29,7 +29,7 @@ import numpy as np
 
 from dsan_toolkit import keys
 from dsan_toolkit.eval import DetectionMapConfig, evaluate_predictions
-from dsan_toolkit.eval.bootstrap import _Problem, _with_full_set, bootstrap_metrics
+from dsan_toolkit.eval.bootstrap import ResampledMetrics, bootstrap_metrics, counts_with_full_set
 
 HERE = Path(__file__).resolve().parent
 
@@ -79,10 +79,10 @@ def main() -> int:
 
     # the naive loop: evaluate_predictions on the explicitly duplicated video list
     ids = [v.id for v in test.videos]
-    counts = _with_full_set(len(ids), args.naive, args.seed)
+    counts = counts_with_full_set(len(ids), args.naive, args.seed)
     naive_times = {"scores": [], "all": []}
     ok = True
-    prob = _Problem(m, lengths, scores, None, "test")
+    prob = ResampledMetrics(m, lengths, scores, None, "test")
     draws = prob.branch("classifier scores", scores, counts)
     draws.update(prob.detection(probs, counts, DetectionMapConfig()))
     for r in range(1, args.naive + 1):

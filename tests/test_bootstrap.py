@@ -16,9 +16,9 @@ from dsan_toolkit.eval import DetectionMapConfig, detection_config_for, evaluate
 from dsan_toolkit.eval.bootstrap import (
     BRANCH_METRICS,
     Interval,
-    _Problem,
-    _with_full_set,
+    ResampledMetrics,
     bootstrap_metrics,
+    counts_with_full_set,
     paired_bootstrap,
     resample_counts,
     seed_summary,
@@ -26,7 +26,7 @@ from dsan_toolkit.eval.bootstrap import (
 
 
 def draws_of(m, lengths, scores, align, probs, counts, config=DetectionMapConfig()):
-    prob = _Problem(m, lengths, scores, None, "test")
+    prob = ResampledMetrics(m, lengths, scores, None, "test")
     out = prob.branch("classifier scores", scores, counts)
     out.update({keys.align(k): v for k, v in prob.branch("alignment scores", align, counts).items()})
     out.update(prob.detection(probs, counts, config))
@@ -43,7 +43,7 @@ def duplicated(m, counts_row):
 def test_every_resample_equals_the_duplicated_video_list(seed, quantize, protocol):
     m, lengths, scores, probs = random_problem(seed, n=36, quantize=quantize)
     align = {k: np.round(1 - v, 2) for k, v in scores.items()}  # ties across videos
-    counts = _with_full_set(len(m.videos), 6, seed)
+    counts = counts_with_full_set(len(m.videos), 6, seed)
     config = detection_config_for(protocol)
     draws = draws_of(m, lengths, scores, align, probs, counts, config)
     assert set(draws) == {*BRANCH_METRICS, *map(keys.align, BRANCH_METRICS), *keys.MAP_AT, keys.MAP_MEAN}
@@ -75,10 +75,10 @@ def test_map_resample_with_a_class_losing_all_proposals():
     for k, p in probs.items():
         if k != first:
             p[:, 3] = 0.0
-    counts = _with_full_set(len(m.videos), 40, 2)
+    counts = counts_with_full_set(len(m.videos), 40, 2)
     for protocol in ("official", "corrected"):
         cfg = detection_config_for(protocol)
-        d = _Problem(m, lengths, scores, None, "test").detection(probs, counts, cfg)[keys.MAP_MEAN]
+        d = ResampledMetrics(m, lengths, scores, None, "test").detection(probs, counts, cfg)[keys.MAP_MEAN]
         rows = [r for r in range(1, 41) if counts[r, 0] == 0][:2]
         assert rows, "every resample drew video 0"
         for r in rows:
@@ -104,7 +104,7 @@ def test_bootstrap_metrics_values_and_intervals():
     auc = res[keys.AUC]
     assert auc.lo < auc.value < auc.hi and auc.hi - auc.lo > 0.01
     # the interval is the percentile interval of the resampled values
-    counts = _with_full_set(len(m.videos), 200, 3)
+    counts = counts_with_full_set(len(m.videos), 200, 3)
     d = draws_of(m, lengths, scores, align, probs, counts)[keys.AUC][1:]
     assert (auc.lo, auc.hi) == pytest.approx(tuple(np.percentile(d, [2.5, 97.5])), abs=1e-15)
     # seeded: same seed, same interval; another seed, another; a lower level, a narrower interval
@@ -183,9 +183,9 @@ def test_paired_bootstrap():
     a = evaluate_predictions(m, lengths, scores)[keys.AUC]
     b = evaluate_predictions(m, lengths, worse)[keys.AUC]
     assert d.diff == pytest.approx(a - b, abs=1e-12) and d.diff > 0
-    counts = _with_full_set(len(m.videos), 300, 1)
-    da = _Problem(m, lengths, scores, None, "test").branch("a", scores, counts)[keys.AUC][1:]
-    db = _Problem(m, lengths, worse, None, "test").branch("b", worse, counts)[keys.AUC][1:]
+    counts = counts_with_full_set(len(m.videos), 300, 1)
+    da = ResampledMetrics(m, lengths, scores, None, "test").branch("a", scores, counts)[keys.AUC][1:]
+    db = ResampledMetrics(m, lengths, worse, None, "test").branch("b", worse, counts)[keys.AUC][1:]
     diffs = da - db  # the same resamples for both
     assert (d.lo, d.hi) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])), abs=1e-15)
     assert d.p_value == pytest.approx(min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))))

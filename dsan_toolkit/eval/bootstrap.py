@@ -84,8 +84,10 @@ def _check_options(n_resamples: int, level: float, seed: int) -> None:
         raise InputError(f"the bootstrap seed must be a non-negative integer; got {seed!r}")
 
 
-class _Problem:
-    """The evaluated videos and their frame ground truth, shared by every metric group."""
+class ResampledMetrics:
+    """Raw per-resample values (the tests' and benchmarks' oracle access): the evaluated videos
+    and their frame ground truth, shared by every metric group; :meth:`branch` and
+    :meth:`detection` give one value per row of a count matrix."""
 
     def __init__(self, manifest: Manifest, lengths: Mapping[str, int], scores, video_ids, split):
         self.manifest = manifest
@@ -138,7 +140,7 @@ class _Problem:
         return out
 
 
-def _with_full_set(n_videos: int, n_resamples: int, seed: int) -> np.ndarray:
+def counts_with_full_set(n_videos: int, n_resamples: int, seed: int) -> np.ndarray:
     """Row 0: the test set itself (every count 1); rows 1..: the resamples (float64)."""
     counts = resample_counts(n_videos, n_resamples, seed).astype(np.float64)
     return np.vstack([np.ones((1, n_videos)), counts])
@@ -175,8 +177,8 @@ def bootstrap_metrics(
     interval.
     """
     _check_options(n_resamples, level, seed)
-    prob = _Problem(manifest, lengths, scores, video_ids, split)
-    counts = _with_full_set(prob.n, int(n_resamples), int(seed))
+    prob = ResampledMetrics(manifest, lengths, scores, video_ids, split)
+    counts = counts_with_full_set(prob.n, int(n_resamples), int(seed))
     draws = prob.branch("classifier scores", scores, counts)
     if align_scores is not None:
         draws.update({keys.align(k): v for k, v in prob.branch("alignment scores", align_scores, counts).items()})
@@ -214,9 +216,9 @@ def paired_bootstrap(
         raise InputError(
             f"no paired bootstrap for metric {metric!r}; choose one of {', '.join(BRANCH_METRICS + MAP_METRICS)}"
         )
-    prob = _Problem(manifest, lengths, scores_a, video_ids, split)
+    prob = ResampledMetrics(manifest, lengths, scores_a, video_ids, split)
     select_videos(manifest, scores_b, split=split, video_ids=video_ids)  # same checks for b
-    counts = _with_full_set(prob.n, int(n_resamples), int(seed))
+    counts = counts_with_full_set(prob.n, int(n_resamples), int(seed))
     if metric in MAP_METRICS:
         if class_probs_a is None or class_probs_b is None:
             raise InputError(
