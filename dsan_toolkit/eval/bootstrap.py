@@ -17,6 +17,7 @@ explicitly duplicated list.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from .. import keys
 from ..errors import InputError
 from ..manifest import Manifest
 from .alarm import FAR_THRESHOLD
+from .classwise import class_videos
 from .detection_map import DetectionMapConfig, detection_problem, match_proposals
 from .gt import check_lengths, frame_gt, video_is_anomalous
 from .metrics import concat_scores, select_videos
@@ -65,7 +67,7 @@ class SeedSummary:
 
 
 # the metrics of one branch that the bootstrap gives (the alignment branch adds the suffix)
-BRANCH_METRICS: tuple[str, ...] = (keys.AUC, keys.AP, keys.AUC_ANOMALOUS, keys.FAR, *keys.TPR_AT_FPR)
+BRANCH_METRICS: tuple[str, ...] = (keys.AUC, keys.AP, keys.AUC_ANOMALOUS, keys.AUC_MACRO, keys.FAR, *keys.TPR_AT_FPR)
 MAP_METRICS: tuple[str, ...] = (*keys.MAP_AT, keys.MAP_MEAN)
 
 
@@ -100,6 +102,7 @@ class ResampledMetrics:
         self.n = len(self.videos)
         self.video = np.repeat(np.arange(self.n), self.t)
         self.anomalous = video_is_anomalous(manifest, self.videos)
+        self.classes = class_videos(manifest, self.videos)
 
     def branch(self, label: str, preds: Mapping[str, np.ndarray], counts: np.ndarray) -> dict[str, np.ndarray]:
         """Every frame metric of one score branch, per row of ``counts``."""
@@ -111,18 +114,29 @@ class ResampledMetrics:
         for f, key in zip(keys.FPR_TARGETS, keys.TPR_AT_FPR):
             out[key] = curves[f"tpr@{f:g}"]
         an = self.anomalous[self.video]
-        if self.anomalous.any():
-            idx = np.flatnonzero(self.anomalous)
-            remap = np.full(self.n, -1)
-            remap[idx] = np.arange(idx.size)
-            sub = FrameCurves(s[an], self.pos[an], self.neg[an], remap[self.video[an]], idx.size)
-            out[keys.AUC_ANOMALOUS] = sub.values(counts[:, idx])["auc"]
-        else:
-            out[keys.AUC_ANOMALOUS] = np.full(counts.shape[0], np.nan)
+        out[keys.AUC_ANOMALOUS] = self._subset_auc(s, self.anomalous, counts)
+        # per-class AUC (its videos + every normal video), averaged over the classes defined in each resample
+        per_class = [self._subset_auc(s, mask | ~self.anomalous, counts) for mask in self.classes.values()]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample without any defined class: NaN
+            out[keys.AUC_MACRO] = (
+                np.nanmean(np.vstack(per_class), axis=0) if per_class else np.full(len(counts), np.nan)
+            )
         alarms = np.bincount(self.video, weights=((s > FAR_THRESHOLD) & ~an).astype(np.float64), minlength=self.n)
         frames = np.where(self.anomalous, 0, self.t).astype(np.float64)
         out[keys.FAR] = AlarmRate(alarms, frames).values(counts)
         return out
+
+    def _subset_auc(self, s: np.ndarray, videos: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Frame AUC of a subset of the videos (bool mask) per row of ``counts``."""
+        idx = np.flatnonzero(videos)
+        if idx.size == 0:
+            return np.full(counts.shape[0], np.nan)
+        remap = np.full(self.n, -1)
+        remap[idx] = np.arange(idx.size)
+        keep = videos[self.video]
+        sub = FrameCurves(s[keep], self.pos[keep], self.neg[keep], remap[self.video[keep]], idx.size)
+        return sub.values(counts[:, idx])["auc"]
 
     def detection(
         self, class_probs: Mapping[str, np.ndarray], counts: np.ndarray, config: DetectionMapConfig
@@ -169,8 +183,8 @@ def bootstrap_metrics(
     detection: DetectionMapConfig = DetectionMapConfig(),
 ) -> dict[str, Interval]:
     """Value and percentile interval of every scalar metric of :func:`evaluate_predictions`
-    (frame AUC/AP, AUC on anomalous videos, FAR, TPR@FPR per branch; mAP per IoU and its mean
-    with class probabilities) under ``n_resamples`` video resamples drawn with ``seed``.
+    (frame AUC/AP, AUC on anomalous videos, macro per-class AUC, FAR, TPR@FPR per branch; mAP
+    per IoU and its mean with class probabilities) under ``n_resamples`` video resamples drawn with ``seed``.
 
     Arguments as :func:`evaluate_predictions`. A metric undefined on the test set itself (e.g. FAR
     without a normal video) is left out; resamples where a metric is undefined are left out of its
