@@ -38,6 +38,8 @@ def test_clean_run_passes_and_writes_report(trained, tmp_path, cli):
     for check in ("config hash", "feature store content hash", "manifest hash", "checkpoint sha256"):
         assert f"| ok | {check} |" in md
     assert "| eval/last/metrics.json | auc |" in md and "exact" in md
+    assert "| eval/last/metrics.json | far |" in md and "| eval/last/metrics.json | class_auc." in md
+    assert "| eval/last/metrics.json[ci] | auc.lo |" in md  # the bootstrap intervals, recomputed
 
 
 def test_changed_score_is_caught(trained, tmp_path, cli):

@@ -157,9 +157,70 @@ def test_eval_official_format_checkpoint(run, plain_run, store, tmp_path):
     assert rec["checkpoint"]["official"] is True and rec["label"] == "official"
 
 
+def test_eval_records_protocol_and_intervals(run, store, tmp_path):
+    from dsan_toolkit import keys
+    from dsan_toolkit.eval import bootstrap_metrics, detection_config_for
+    from dsan_toolkit.train.predictions import PredictionSet
+
+    # training wrote the default intervals (1000 resamples, seed 0) into the run's record
+    trained = json.loads((run / "eval" / "last" / "metrics.json").read_text())
+    ci = trained[keys.CI]
+    assert (ci[keys.CI_RESAMPLES], ci[keys.CI_SEED], ci[keys.CI_LEVEL]) == (1000, 0, 0.95)
+    assert trained["metrics"][keys.MAP_PROTOCOL] == "official"
+    out = tmp_path / "corrected"
+    code, output = run_cli(
+        "eval", "--run", run, "--out", out, "--map-protocol", "corrected", "--bootstrap", 200, "--bootstrap-seed", 3
+    )
+    assert code == 0, output
+    assert "95% CI" in output and "per-class AUC" in output and "mAP protocol corrected" in output
+    rec = json.loads((out / "metrics.json").read_text())
+    m = rec["metrics"]
+    assert m[keys.MAP_PROTOCOL] == "corrected" and m[keys.MAP_NORMAL_CLASS] == "exclude"
+    assert {keys.FAR, *keys.TPR_AT_FPR, keys.AUC_MACRO, keys.CLASS_AUC} <= set(m)
+    assert isinstance(m[keys.CLASS_AUC], dict) and m[keys.CLASS_AUC]
+    ci = rec[keys.CI]
+    assert (ci[keys.CI_RESAMPLES], ci[keys.CI_SEED]) == (200, 3)
+    # the recorded intervals are bootstrap_metrics on the written predictions
+    arrays = read_predictions(out / "predictions.npz")
+    p = PredictionSet(
+        [str(v) for v in arrays["video_ids"]],
+        arrays["offsets"],
+        arrays["scores"],
+        arrays["align_scores"],
+        arrays["class_probs"],
+    )
+    from dsan_toolkit.store import open_store
+
+    manifest = open_store(store).manifest
+    want = bootstrap_metrics(
+        manifest,
+        p.lengths(),
+        p.per_video("scores"),
+        p.per_video("align_scores"),
+        p.per_video("class_probs"),
+        video_ids=p.video_ids,
+        n_resamples=200,
+        seed=3,
+        detection=detection_config_for("corrected"),
+    )
+    assert set(ci[keys.CI_INTERVALS]) == {k for k, iv in want.items() if np.isfinite(iv.lo)}
+    for k, (lo, hi) in ci[keys.CI_INTERVALS].items():
+        assert (lo, hi) == pytest.approx((want[k].lo, want[k].hi), abs=1e-12), k
+        assert lo <= m[k] + 1e-12 and m[k] - 1e-12 <= hi or k.startswith("tpr"), k
+    code, output = run_cli("eval", "--run", run, "--out", tmp_path / "none", "--bootstrap", 0)
+    assert code == 0, output
+    assert keys.CI not in json.loads((tmp_path / "none" / "metrics.json").read_text())
+    assert "no intervals" in output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (
+            ["--run", "RUN", "--map-protocol", "honest"],
+            "unknown mAP protocol 'honest'; choose one of official, corrected",
+        ),
+        (["--run", "RUN", "--bootstrap", "-1"], "--bootstrap must be a non-negative integer"),
         ([], "exactly one of"),
         (["--run", "RUN", "--checkpoint", "RUN/checkpoints/last.safetensors"], "exactly one of"),
         (["--run", "NOWHERE"], "not a run directory"),

@@ -59,6 +59,44 @@ def recompute_metrics(
     )
 
 
+def recorded_protocol(em: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation options an eval record names: its detection-mAP protocol, when it is a
+    named one (``official`` when the record predates the name)."""
+    from ..eval import MAP_PROTOCOLS
+
+    proto = (em.get(keys.METRICS) or {}).get(keys.MAP_PROTOCOL)
+    return {"map_protocol": proto} if proto in MAP_PROTOCOLS else {}
+
+
+def recompute_intervals(
+    manifest: Any, preds: dict[str, np.ndarray], ci: dict[str, Any], em: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``ci`` block of an eval record recomputed from the stored arrays with its recorded
+    number of resamples, seed and level."""
+    from ..train.predictions import PredictionSet, compute_intervals
+
+    p = PredictionSet(
+        video_ids=[str(v) for v in preds["video_ids"].tolist()],
+        offsets=preds["offsets"].astype(np.int64),
+        scores=preds["scores"],
+        align_scores=preds["align_scores"],
+        class_probs=preds.get("class_probs"),
+    )
+    return compute_intervals(
+        manifest,
+        p,
+        n_resamples=int(ci.get(keys.CI_RESAMPLES, 0)),
+        seed=int(ci.get(keys.CI_SEED, 0)),
+        level=float(ci.get(keys.CI_LEVEL, 0.95)),
+        **recorded_protocol(em),
+    )
+
+
+def _interval_numbers(ci: dict[str, Any]) -> dict[str, Any]:
+    """``{metric: {"lo": .., "hi": ..}}`` of a ``ci`` block (for the number comparison)."""
+    return {k: {"lo": v[0], "hi": v[1]} for k, v in (ci.get(keys.CI_INTERVALS) or {}).items() if len(v) == 2}
+
+
 def _flat_numbers(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     for k, v in d.items():
@@ -247,7 +285,10 @@ def audit_run(
         try:
             from ..train.predictions import read_predictions
 
-            recomputed = recompute_metrics(manifest, read_predictions(pred_path))
+            arrays = read_predictions(pred_path)
+            recomputed = recompute_metrics(manifest, arrays, options=recorded_protocol(em))
+            ci = em.get(keys.CI)
+            recomputed_ci = recompute_intervals(manifest, arrays, ci, em) if isinstance(ci, dict) else None
         except Exception as exc:  # noqa: BLE001 - a corrupt array is an audit failure, not a crash
             rep.add(
                 "predictions readable",
@@ -275,6 +316,13 @@ def audit_run(
         rep.numbers += compare_numbers(
             name(f"metrics.json[{label}]"), _flat_numbers(_result_metrics(results[label])), flat, RECOMPUTE_TOLERANCE
         )
+        if recomputed_ci is not None:  # the bootstrap intervals, with the recorded resamples and seed
+            rep.numbers += compare_numbers(
+                name(f"eval/{label}/metrics.json[ci]"),
+                _flat_numbers(_interval_numbers(em[keys.CI])),
+                _flat_numbers(_interval_numbers(recomputed_ci)),
+                RECOMPUTE_TOLERANCE,
+            )
 
     # -- environment -------------------------------------------------------------------------
     env_now = _capture(device)

@@ -1,10 +1,12 @@
-"""Evaluation metrics as pure functions: frame AUC/AP, detection mAP, ground truth.
+"""Evaluation metrics as pure functions: frame AUC/AP, alarm rates, per-class AUC, detection mAP,
+ground truth, and their video-level bootstrap intervals.
 
 Numbers are identical to the official VadCLIP/DSANet test code on the same predictions
 (see ``docs/eval.md`` for the protocol and its options).
 """
 
 from .alarm import false_alarm_rate, tpr_at_fpr
+from .bootstrap import Interval, PairedDifference, SeedSummary, bootstrap_metrics, paired_bootstrap, seed_summary
 from .classwise import class_frame_auc
 from .detection_map import (
     DetectionMapConfig,
@@ -19,6 +21,12 @@ from .metrics import evaluate_predictions, frame_ap, frame_auc
 from .protocols import MAP_PROTOCOLS, detection_config_for, list_map_protocols
 
 __all__ = [
+    "Interval",
+    "PairedDifference",
+    "SeedSummary",
+    "bootstrap_metrics",
+    "paired_bootstrap",
+    "seed_summary",
     "MAP_PROTOCOLS",
     "class_frame_auc",
     "detection_config_for",

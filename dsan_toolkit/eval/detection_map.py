@@ -322,20 +322,29 @@ def _average_precision(tp: np.ndarray, n_gt: int) -> float:
     return float(np.sum((tp_c / (fp_c + tp_c)) * tp) / n_gt)
 
 
-def fine_grained_map_arrays(
+@dataclass(frozen=True)
+class MatchedProposals:
+    """The proposals of all videos in matching order (class, then descending score) and their
+    true-positive flags per IoU threshold (``tp``: n_iou x n_proposals, 0/1)."""
+
+    cls: np.ndarray
+    video: np.ndarray
+    score: np.ndarray
+    tp: np.ndarray
+    thresholds: np.ndarray
+
+
+def match_proposals(
     probs: Sequence[np.ndarray],
     gt: SegmentTable,
     class_codes: Sequence[str],
     *,
-    evaluated: np.ndarray | None = None,
     config: DetectionMapConfig = DetectionMapConfig(),
     snippet_len: int = 16,
-    normal_mode: str = "whole-video",
-) -> DetectionMapResult:
-    """Detection mAP from per-video snippet class probabilities (``(T_i, C)`` each; the official
-    frame-level input is these repeated ``snippet_len`` times) and a complete ground-truth table.
+) -> MatchedProposals:
+    """Proposals of every (video, class) and the official greedy matching against ``gt``.
 
-    ``evaluated`` (bool per class, default all) selects the classes averaged into the mAP.
+    The matching is per (class, video), so a proposal's flags depend on its own video only.
     """
     x, lengths = _stack_probs(probs)
     n_cls = x.shape[1]
@@ -345,7 +354,6 @@ def fine_grained_map_arrays(
         raise InputError("detection mAP needs at least two classes")
     if len(gt) and (gt.video.max() >= lengths.size or gt.label.max() >= n_cls):
         raise InputError("ground truth refers to a video or class that has no predictions")
-    evaluated = np.ones(n_cls, bool) if evaluated is None else np.asarray(evaluated, bool)
     thresholds = np.asarray(config.iou_thresholds, dtype=np.float64)
     props = make_proposals(x, lengths, config, snippet_len)
     v = lengths.size
@@ -361,6 +369,27 @@ def fine_grained_map_arrays(
         gt.end,
         thresholds,
     )
+    return MatchedProposals(cls=p_cls, video=p_vid, score=props.score[order], tp=tp, thresholds=thresholds)
+
+
+def fine_grained_map_arrays(
+    probs: Sequence[np.ndarray],
+    gt: SegmentTable,
+    class_codes: Sequence[str],
+    *,
+    evaluated: np.ndarray | None = None,
+    config: DetectionMapConfig = DetectionMapConfig(),
+    snippet_len: int = 16,
+    normal_mode: str = "whole-video",
+) -> DetectionMapResult:
+    """Detection mAP from per-video snippet class probabilities (``(T_i, C)`` each; the official
+    frame-level input is these repeated ``snippet_len`` times) and a complete ground-truth table.
+
+    ``evaluated`` (bool per class, default all) selects the classes averaged into the mAP.
+    """
+    matched = match_proposals(probs, gt, class_codes, config=config, snippet_len=snippet_len)
+    n_cls, thresholds, tp, p_cls = len(class_codes), matched.thresholds, matched.tp, matched.cls
+    evaluated = np.ones(n_cls, bool) if evaluated is None else np.asarray(evaluated, bool)
     class_bounds = np.searchsorted(p_cls, np.arange(n_cls + 1))
     n_gt = np.bincount(gt.label, minlength=n_cls)
     has_props = np.diff(class_bounds) > 0
@@ -424,6 +453,28 @@ def fine_grained_map(
     ``video_ids`` (default: the keys of ``class_probs``, in manifest order) are the videos
     evaluated; each video's T is the length of its probability array.
     """
+    probs, gt, evaluated, mode = detection_problem(manifest, class_probs, video_ids=video_ids, config=config)
+    return fine_grained_map_arrays(
+        probs,
+        gt,
+        manifest.class_codes,
+        evaluated=evaluated,
+        config=config,
+        snippet_len=manifest.info.snippet_len,
+        normal_mode=mode,
+    )
+
+
+def detection_problem(
+    manifest: Manifest,
+    class_probs: Mapping[str, np.ndarray],
+    *,
+    video_ids: Sequence[str] | None = None,
+    config: DetectionMapConfig = DetectionMapConfig(),
+) -> tuple[list[np.ndarray], SegmentTable, np.ndarray, str]:
+    """What :func:`fine_grained_map` evaluates: the probability arrays of the videos (in
+    order), their ground-truth table, the classes averaged (bool) and the resolved
+    normal-class mode."""
     ids = list(video_ids) if video_ids is not None else [v.id for v in manifest.videos if v.id in class_probs]
     unknown = [i for i in (video_ids if video_ids is not None else class_probs) if i not in manifest]
     if unknown:
@@ -435,11 +486,8 @@ def fine_grained_map(
     probs = [np.asarray(class_probs[i]) for i in ids]
     lengths = check_lengths(videos, {i: np.shape(p)[0] for i, p in zip(ids, probs)})
     mode = resolve_normal_class(config.normal_class, manifest.name)
-    snip = manifest.info.snippet_len
-    gt = detection_ground_truth(manifest, videos, lengths, mode, snip)
+    gt = detection_ground_truth(manifest, videos, lengths, mode, manifest.info.snippet_len)
     evaluated = np.ones(len(manifest.class_codes), bool)
     if mode == "exclude":
         evaluated[manifest.class_index()[manifest.normal_class]] = False
-    return fine_grained_map_arrays(
-        probs, gt, manifest.class_codes, evaluated=evaluated, config=config, snippet_len=snip, normal_mode=mode
-    )
+    return probs, gt, evaluated, mode

@@ -19,7 +19,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from .. import keys
 from ..errors import InputError, UndefinedMetric
 from ..manifest import Manifest, VideoRecord
-from .alarm import false_alarm_rate, tpr_at_fpr
+from .alarm import SnippetRoc, false_alarm_rate, snippet_counts
 from .classwise import class_frame_auc, macro_mean
 from .detection_map import DetectionMapConfig, fine_grained_map
 from .gt import check_lengths, frame_gt, video_is_anomalous
@@ -41,9 +41,10 @@ def frame_ap(scores: np.ndarray, gt: np.ndarray, *, snippet_len: int = 16) -> fl
     return float(average_precision_score(y, s, sample_weight=w))
 
 
-def _concat_scores(
+def concat_scores(
     name: str, preds: Mapping[str, np.ndarray], videos: Sequence[VideoRecord], t: np.ndarray
 ) -> np.ndarray:
+    """The per-video score arrays of ``videos`` concatenated (float64), each checked to have T values."""
     missing = [v.id for v in videos if v.id not in preds]
     if missing:
         raise InputError(f"no {name} for {len(missing)} video(s), e.g. {missing[0]!r}")
@@ -61,6 +62,31 @@ def _safe(metric, *args: Any, **kwargs: Any) -> float | None:
         return metric(*args, **kwargs)
     except UndefinedMetric:
         return None
+
+
+def select_videos(
+    manifest: Manifest,
+    scores: Mapping[str, np.ndarray],
+    *,
+    split: str | None = "test",
+    video_ids: Sequence[str] | None = None,
+) -> list[VideoRecord]:
+    """The evaluated videos: ``video_ids`` or every video of ``split`` (``None``: all), refusing
+    an empty selection and scores of videos that are not evaluated."""
+    if video_ids is not None:
+        videos = [manifest.video(i) for i in video_ids]
+    else:
+        videos = [v for v in manifest.videos if split is None or v.split == split]
+    if not videos:
+        raise InputError(f"manifest {manifest.name!r} has no videos in split {split!r} to evaluate")
+    known = {v.id for v in videos}
+    extra = [k for k in scores if k not in known]
+    if extra:
+        raise InputError(
+            f"scores given for {len(extra)} video(s) that are not evaluated "
+            f"(not in split {split!r} of manifest {manifest.name!r}), e.g. {extra[0]!r}"
+        )
+    return videos
 
 
 def evaluate_predictions(
@@ -99,19 +125,7 @@ def evaluate_predictions(
         if detection not in (DetectionMapConfig(), named):
             raise InputError(f"give the mAP protocol by name ({map_protocol!r}) or as a configuration, not both")
         detection = named
-    if video_ids is not None:
-        videos = [manifest.video(i) for i in video_ids]
-    else:
-        videos = [v for v in manifest.videos if split is None or v.split == split]
-    if not videos:
-        raise InputError(f"manifest {manifest.name!r} has no videos in split {split!r} to evaluate")
-    known = {v.id for v in videos}
-    extra = [k for k in scores if k not in known]
-    if extra:
-        raise InputError(
-            f"scores given for {len(extra)} video(s) that are not evaluated "
-            f"(not in split {split!r} of manifest {manifest.name!r}), e.g. {extra[0]!r}"
-        )
+    videos = select_videos(manifest, scores, split=split, video_ids=video_ids)
     snip = manifest.info.snippet_len
     t = check_lengths(videos, lengths)
     gt = frame_gt(manifest, videos, lengths, snippet_len=snip)
@@ -123,20 +137,24 @@ def evaluate_predictions(
         keys.ANOMALOUS_VIDEOS: int(anomalous.sum()),
         keys.FRAMES: int(gt.size),
     }
+    pos, neg = snippet_counts(gt, int(t.sum()), snip)
     named = [("", "classifier scores", scores)]
     if align_scores is not None:
         named.append((keys.ALIGN_SUFFIX, "alignment scores", align_scores))
     for suffix, label, preds in named:
-        s = _concat_scores(label, preds, videos, t)
+        s = concat_scores(label, preds, videos, t)
         out[keys.AUC + suffix] = _safe(frame_auc, s, gt, snippet_len=snip)
         out[keys.AP + suffix] = _safe(frame_ap, s, gt, snippet_len=snip)
         out[keys.AUC_ANOMALOUS + suffix] = (
             _safe(frame_auc, s[snip_anom], gt[frame_anom], snippet_len=snip) if anomalous.any() else None
         )
         out[keys.FAR + suffix] = false_alarm_rate(s[~snip_anom]) if not anomalous.all() else None
+        if not np.all(np.isfinite(s)):
+            raise InputError(f"{label} contain NaN or infinite values")
+        roc = SnippetRoc(s, pos, neg)  # one sort for the operating points and every class
         for fpr, key in zip(keys.FPR_TARGETS, keys.TPR_AT_FPR):
-            out[key + suffix] = _safe(tpr_at_fpr, s, gt, fpr, snippet_len=snip)
-        per_class = class_frame_auc(manifest, videos, t, s, gt, snippet_len=snip)
+            out[key + suffix] = roc.tpr_at(fpr)
+        per_class = class_frame_auc(manifest, videos, t, s, gt, snippet_len=snip, roc=roc)
         out[keys.CLASS_AUC + suffix] = per_class
         out[keys.AUC_MACRO + suffix] = macro_mean(per_class)
     if class_probs is not None:

@@ -30,6 +30,8 @@ from .checkpoint import (
     run_config_from_json,
 )
 from .predictions import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_BOOTSTRAP_SEED,
     EVAL_RECORD_FILE,
     PREDICTIONS_FILE,
     evaluate_and_write,
@@ -72,6 +74,21 @@ class EvalOptions:
     clip_weights: Path | None = None
     clip_model: str | None = None
     overwrite: bool = False
+    map_protocol: str = "official"
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED
+
+    def __post_init__(self) -> None:
+        from ..eval import detection_config_for
+
+        detection_config_for(self.map_protocol)  # an unknown protocol fails before any work
+        for name, value in (("--bootstrap", self.bootstrap), ("--bootstrap-seed", self.bootstrap_seed)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"{name} must be a non-negative integer; got {value!r}")
+
+    def eval_kwargs(self) -> dict[str, Any]:
+        """The evaluation protocol options of :func:`evaluate_and_write`."""
+        return {"map_protocol": self.map_protocol, "bootstrap": self.bootstrap, "bootstrap_seed": self.bootstrap_seed}
 
 
 def _test_set(store: FeatureStoreLike, manifest: Manifest, test_crop: int | None, feature_dim: int) -> TestSet:
@@ -204,6 +221,7 @@ def _evaluate_ours(
         checkpoint={"file": checkpoint_name, "sha256": sha256_file(ck)},
         extra={**extra, "store": use.record(), "out": str(out)},
         on_event=on_event,
+        **opts.eval_kwargs(),
     )
 
 
@@ -304,4 +322,5 @@ def evaluate_official(opts: EvalOptions, on_event: Listener | None = None) -> di
         checkpoint={"file": str(ck), "sha256": sha256_file(ck), "official": True},
         extra={"preset": preset_name, "out": str(out)},
         on_event=on_event,
+        **opts.eval_kwargs(),
     )

@@ -98,7 +98,14 @@ def predict_testset(
     )
 
 
-def compute_metrics(manifest: Manifest, preds: PredictionSet, *, with_map: bool = True) -> dict[str, Any]:
+DEFAULT_BOOTSTRAP = 1000  # video resamples behind the intervals of an evaluation record
+DEFAULT_BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+
+
+def compute_metrics(
+    manifest: Manifest, preds: PredictionSet, *, with_map: bool = True, map_protocol: str = "official"
+) -> dict[str, Any]:
     from ..eval import evaluate_predictions
 
     return evaluate_predictions(
@@ -108,7 +115,42 @@ def compute_metrics(manifest: Manifest, preds: PredictionSet, *, with_map: bool 
         preds.per_video("align_scores"),
         preds.per_video(CLASS_PROBS) if with_map and preds.class_probs is not None else None,
         video_ids=preds.video_ids,
+        map_protocol=map_protocol,
     )
+
+
+def compute_intervals(
+    manifest: Manifest,
+    preds: PredictionSet,
+    *,
+    n_resamples: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+    map_protocol: str = "official",
+) -> dict[str, Any]:
+    """The ``ci`` block of an evaluation record: video-level bootstrap percentile intervals
+    (``dsan_toolkit.eval.bootstrap_metrics``) of every scalar metric, ``[lo, hi]`` each."""
+    from ..eval import bootstrap_metrics, detection_config_for
+
+    res = bootstrap_metrics(
+        manifest,
+        preds.lengths(),
+        preds.per_video("scores"),
+        preds.per_video("align_scores"),
+        preds.per_video(CLASS_PROBS) if preds.class_probs is not None else None,
+        video_ids=preds.video_ids,
+        n_resamples=n_resamples,
+        seed=seed,
+        level=level,
+        detection=detection_config_for(map_protocol),
+    )
+    intervals = {k: [iv.lo, iv.hi] for k, iv in res.items() if np.isfinite(iv.lo) and np.isfinite(iv.hi)}
+    return {
+        keys.CI_RESAMPLES: int(n_resamples),
+        keys.CI_SEED: int(seed),
+        keys.CI_LEVEL: level,
+        keys.CI_INTERVALS: intervals,
+    }
 
 
 SELECTION_METRICS = keys.SELECTION_METRICS
@@ -180,11 +222,26 @@ def evaluate_and_write(
     checkpoint: dict[str, Any] | None,
     extra: dict[str, Any] | None = None,
     on_event: Listener | None = None,
+    map_protocol: str = "official",
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
 ) -> dict[str, Any]:
     """Predict, compute every metric, write ``predictions.npz`` and ``metrics.json``; the
-    record carries the sha256 of the predictions file (``predictions_sha256``)."""
+    record carries the sha256 of the predictions file (``predictions_sha256``) and, unless
+    ``bootstrap`` is 0, the ``ci`` block of :func:`compute_intervals` (``bootstrap`` video
+    resamples drawn with ``bootstrap_seed``). ``map_protocol`` names the detection-mAP protocol."""
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise InputError(f"the number of bootstrap resamples must be 0 (off) or a positive integer; got {bootstrap!r}")
+    from ..eval import detection_config_for
+
+    detection_config_for(map_protocol)  # an unknown name fails before any work
     preds = predict_testset(method, model, test, length, device, batch=batch, on_event=on_event)
-    metrics = compute_metrics(manifest, preds)
+    metrics = compute_metrics(manifest, preds, map_protocol=map_protocol)
+    ci = (
+        compute_intervals(manifest, preds, n_resamples=bootstrap, seed=bootstrap_seed, map_protocol=map_protocol)
+        if bootstrap
+        else None
+    )
     out_dir = Path(out_dir)
     predictions_sha = write_predictions(out_dir / PREDICTIONS_FILE, preds, manifest.class_codes)
     rec = {
@@ -199,6 +256,7 @@ def evaluate_and_write(
         "test_crop": test.crop,
         keys.PREDICTIONS_SHA256: predictions_sha,
         "metrics": metrics,
+        **({keys.CI: ci} if ci is not None else {}),
         **(extra or {}),
     }
     atomic_write_json(out_dir / EVAL_RECORD_FILE, rec)

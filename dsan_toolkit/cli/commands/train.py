@@ -190,6 +190,57 @@ def _print_results(results: dict[str, Any], selected: str | None, where: Path) -
     console.print(table)
 
 
+DETAIL_METRICS = (
+    keys.AUC,
+    keys.AP,
+    keys.AUC_ANOMALOUS,
+    keys.AUC_MACRO,
+    keys.FAR,
+    *keys.TPR_AT_FPR,
+    keys.AUC_ALIGN,
+    keys.AP_ALIGN,
+    keys.align(keys.FAR),
+    keys.MAP_MEAN,
+)
+
+
+def _print_details(rec: dict[str, Any]) -> None:
+    """Every scalar metric of an evaluation with its bootstrap interval, and the per-class AUC."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    m, ci = rec.get(keys.METRICS, {}), rec.get(keys.CI) or {}
+    intervals = ci.get(keys.CI_INTERVALS, {})
+    level = ci.get(keys.CI_LEVEL)
+    head = f"{level * 100:g}% CI" if level else "CI"
+    caption = (
+        f"intervals: video bootstrap, {ci.get(keys.CI_RESAMPLES)} resamples, seed {ci.get(keys.CI_SEED)}"
+        if ci
+        else "no intervals (--bootstrap 0)"
+    )
+    if m.get(keys.MAP_PROTOCOL):
+        caption += f"; mAP protocol {m[keys.MAP_PROTOCOL]} (normal class: {m.get(keys.MAP_NORMAL_CLASS)})"
+    table = Table(title="metrics (%) with intervals", caption=escape(caption))
+    for col, just in (("metric", "left"), ("value", "right"), (head, "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for k in DETAIL_METRICS:
+        v = m.get(k)
+        if k not in m:
+            continue
+        scale = 1.0 if k in keys.FINE_GRAINED else 100.0  # mAP is stored in percent, the rest as fractions
+        lohi = intervals.get(k)
+        table.add_row(
+            k,
+            "-" if v is None else f"{v * scale:.2f}",
+            "" if not lohi else f"[{lohi[0] * scale:.2f}, {lohi[1] * scale:.2f}]",
+        )
+    console.print(table)
+    per_class = m.get(keys.CLASS_AUC) or {}
+    if per_class:
+        shown = ", ".join(f"{c} {'-' if v is None else f'{v * 100:.1f}'}" for c, v in per_class.items())
+        console.print(f"per-class AUC (%): {escape(shown)}")
+
+
 @user_errors
 def eval_cmd(
     run: Path | None = typer.Option(None, "--run", help="Run directory of `dsan train`."),
@@ -235,13 +286,22 @@ def eval_cmd(
         help="open_clip architecture of an official checkpoint's embedded CLIP (default: the release's ViT-B-16).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation in the output folder."),
+    map_protocol: str = typer.Option(
+        "official",
+        "--map-protocol",
+        help="Detection-mAP protocol: official (the published numbers) or corrected (anomaly classes only; a class without proposals scores 0 alone).",
+    ),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", help="Video resamples behind the 95% confidence intervals (0: no intervals)."
+    ),
+    bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap resamples."),
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Say what is being done and count the chunks predicted."
     ),
 ) -> None:
     """Evaluate a model on a store's test split: per-video scores (predictions.npz) and metrics.json.
 
-    Exactly one of --run, --checkpoint, --official-checkpoint. An evaluation never writes into a run's own records (RUN/eval/, written by training and checked by `dsan audit`): `--run` writes to --out or RUN/evaluations/<label>-crop<k>-<store hash>/. The run's store is its recorded (absolute) path, refused when its content hash is not the one the run was trained on; `--features` evaluates on another store on purpose, and the difference is recorded and printed. Scores are written per snippet (classifier score, alignment score, class probabilities) as a numpy .npz readable with allow_pickle=False; metrics are frame AUC/AP of both branches, AUC on anomalous videos and detection mAP@0.1..0.5.
+    Exactly one of --run, --checkpoint, --official-checkpoint. An evaluation never writes into a run's own records (RUN/eval/, written by training and checked by `dsan audit`): `--run` writes to --out or RUN/evaluations/<label>-crop<k>-<store hash>/. The run's store is its recorded (absolute) path, refused when its content hash is not the one the run was trained on; `--features` evaluates on another store on purpose, and the difference is recorded and printed. Scores are written per snippet (classifier score, alignment score, class probabilities) as a numpy .npz readable with allow_pickle=False; metrics are frame AUC/AP of both branches, AUC on anomalous videos, false alarm rate on normal videos, TPR at FPR 1% and 5%, per-class AUC and its macro mean, and detection mAP@0.1..0.5 under --map-protocol; metrics.json holds them with video-bootstrap 95% intervals (docs/eval.md).
 
     Examples:
       dsan eval --run runs/dsanet-ucf
@@ -249,6 +309,7 @@ def eval_cmd(
       dsan eval --run runs/dsanet-ucf --features ucf_released.zarr --out ev/released
       dsan eval --checkpoint runs/a/checkpoints/last.safetensors --features ucf.zarr --out ev/a
       dsan eval --official-checkpoint model_ucf.pth --method vadclip --features ucf.zarr --out ev/official
+      dsan eval --run runs/dsanet-ucf --map-protocol corrected --bootstrap 2000 --out ev/corrected
     """
     from ...train.evaluate import EvalOptions, evaluate_checkpoint, evaluate_official, evaluate_run
 
@@ -271,12 +332,16 @@ def eval_cmd(
         clip_weights=clip_weights,
         clip_model=clip_model,
         overwrite=overwrite,
+        map_protocol=map_protocol,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
     )
     evaluate = evaluate_run if run is not None else evaluate_checkpoint if checkpoint is not None else evaluate_official
     with ProgressRenderer(err_console, enabled=progress) as render:
         rec = evaluate(opts, on_event=render)
     where = Path(rec["out"])
     _print_results({rec["label"]: rec}, None, where)
+    _print_details(rec)
     from rich.markup import escape
 
     from ...train.store_identity import difference_label
