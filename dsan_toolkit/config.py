@@ -162,6 +162,14 @@ def recorded_config_hash(data: dict[str, Any], cls: type | None = None) -> str |
         return None
 
 
+def recorded_identity_hash(data: dict[str, Any], cls: type) -> str:
+    """The identity hash of a recorded config taken as it stands (the recorded dict minus the
+    runtime fields of ``cls``), without rebuilding it: the hash a record of a version whose
+    config had other identity fields (renamed or added since) was written with."""
+    runtime = {f.name for f in dataclasses.fields(cls) if not is_hashed(f)}
+    return sha256_text(canonical_json({k: v for k, v in data.items() if k not in runtime}))
+
+
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """sha256 of a file, read in streamed chunks."""
     h = hashlib.sha256()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys
-from ..config import legacy_config_hash, recorded_config_hash
+from ..config import legacy_config_hash, recorded_config_hash, recorded_identity_hash
 from ..errors import InputError
 from .checks import AuditReport, compare_numbers
 from .run import RECOMPUTE_TOLERANCE, RERUN_TOLERANCE, audit_run, read_json
@@ -32,8 +32,9 @@ def audit_bench(
 
     want = str(rec.get("config_hash", ""))
     got = recorded_config_hash(rec.get("config", {}), BenchConfig)
-    if got != want and legacy_config_hash(rec.get("config", {})) == want:  # a bench.json of the earlier scheme
-        got = want
+    recorded = rec.get("config", {})
+    if got != want and want in (legacy_config_hash(recorded), recorded_identity_hash(recorded, BenchConfig)):
+        got = want  # a bench.json of an earlier version (runtime fields hashed; other bench options)
     rep.add(
         "bench config hash", "bench.json", got == want, want, got, "" if got == want else "the bench config was edited"
     )

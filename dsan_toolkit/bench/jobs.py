@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import config_hash, register_config, runtime_field
 from ..errors import InputError
+
+# The model-selection rules a bench can run (on the same seeds), honest ones first.
+# ``best-on-test`` is the papers' protocol (the official loops pick, and reload, the best
+# checkpoint on the test set); ``best-on-val`` picks on a validation split carved from training.
+SELECTION_RULES: tuple[str, ...] = ("last", "best-on-val", "best-on-test")
+PAPER_RULE = "best-on-test"
 
 # The DSANet components the paper ablates, as preset switches (name -> preset field).
 ABLATION_COMPONENTS: dict[str, dict[str, str]] = {
@@ -58,11 +65,22 @@ class BenchConfig:
     features: dict[str, str] = runtime_field()  # dataset -> store path (the jobs hold the stores' hashes)
     preset: str | None = None  # None: the preset named like the dataset (ucf, xd)
     epochs: int | None = None
-    select: str = "last"
+    selections: tuple[str, ...] = ("last",)  # rules of SELECTION_RULES; one job per rule and seed
     device: str = runtime_field("cpu")
     ablation: str | None = None  # a method name: run its component ablations
     lock: dict[str, str] = runtime_field(default_factory=dict)  # dataset -> lock file (verify; hashed per job)
     clip_weights: str | None = runtime_field(None)
+    map_protocol: str = "official"  # detection-mAP protocol of the tables (dsan_toolkit.eval)
+    bootstrap: int = 1000  # video-level bootstrap resamples per run (0: no intervals)
+    bootstrap_seed: int = 0
+
+
+def job_rules(method: str, selections: tuple[str, ...]) -> tuple[str, ...]:
+    """The selection rules a method runs under: a training-free method has nothing to select
+    (one ``last`` job whatever the rules)."""
+    from ..models import get_method
+
+    return selections if get_method(method).trainable else ("last",)
 
 
 def preset_for(method: str, dataset: str, preset: str | None) -> str:
@@ -99,25 +117,23 @@ def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, tuple[str, str]]) -> l
         for method in methods:
             preset = preset_for(method, dataset, cfg.preset)
             variants = ablation_overrides(method) if cfg.ablation else [("all", ())]
-            for seed in cfg.seeds:
-                for abl, ov in variants:
-                    jobs.append(
-                        BenchJob(
-                            method=method,
-                            dataset=dataset,
-                            features=cfg.features[dataset],
-                            preset=preset,
-                            seed=seed,
-                            select=cfg.select,
-                            epochs=cfg.epochs,
-                            ablation=abl,
-                            overrides=ov,
-                            device=cfg.device,
-                            store_hash=store_hashes[dataset][0],
-                            manifest_hash=store_hashes[dataset][1],
-                            clip_weights=cfg.clip_weights,
-                        )
-                    )
+            for seed, rule, (abl, ov) in itertools.product(cfg.seeds, job_rules(method, cfg.selections), variants):
+                job = BenchJob(
+                    method=method,
+                    dataset=dataset,
+                    features=cfg.features[dataset],
+                    preset=preset,
+                    seed=seed,
+                    select=rule,
+                    epochs=cfg.epochs,
+                    ablation=abl,
+                    overrides=ov,
+                    device=cfg.device,
+                    store_hash=store_hashes[dataset][0],
+                    manifest_hash=store_hashes[dataset][1],
+                    clip_weights=cfg.clip_weights,
+                )
+                jobs.append(job)
     return jobs
 
 
@@ -129,8 +145,18 @@ def check_config(cfg: BenchConfig) -> None:
         raise InputError("at least one seed is needed (--seeds 0,1,2)")
     if not cfg.methods and not cfg.ablation:
         raise InputError("no method given (--methods dsanet,vadclip,mil,zeroshot)")
-    if cfg.select not in ("last", "best-on-test"):
-        raise InputError(f"--select must be 'last' or 'best-on-test', not {cfg.select!r}")
+    bad = [r for r in cfg.selections if r not in SELECTION_RULES]
+    if bad or not cfg.selections or len(set(cfg.selections)) != len(cfg.selections):
+        raise InputError(
+            f"--select takes distinct rules among {', '.join(SELECTION_RULES)} (comma-separated, or 'all'); "
+            f"got {', '.join(cfg.selections) or 'none'}"
+        )
+    if cfg.bootstrap < 0:
+        raise InputError(f"--bootstrap must be 0 (off) or a number of resamples, not {cfg.bootstrap}")
+    from ..eval import MAP_PROTOCOLS
+
+    if cfg.map_protocol not in MAP_PROTOCOLS:
+        raise InputError(f"--map-protocol must be one of {', '.join(MAP_PROTOCOLS)}, not {cfg.map_protocol!r}")
     from ..models import list_methods
 
     for m in (*cfg.methods, *([cfg.ablation] if cfg.ablation else [])):

@@ -1,200 +1,35 @@
 """Rendering benchmark results: GitHub markdown, CSV, JSON, and a self-contained HTML page
-with matplotlib figures computed from the stored prediction arrays.
+with the figures of :mod:`.figures` (computed from the stored prediction arrays, nothing re-run).
 
-Figures (all from per-video arrays, nothing re-run):
-- per-video score curves (snippet scores repeated over their 16 frames) with the annotated
-  intervals shaded;
-- frame-level ROC and PR curves per method;
-- per-class confusion of the fine-grained predictions: each test snippet's true class (the
-  class of the annotated interval covering it, else normal) against the arg-max of the
-  method's class probabilities, row-normalised; only for methods with a class branch
-  (:attr:`PredictionSet.class_branch`), in a grid of several per row.
-
-Tables: a report holds headline tables (shown first; in HTML one line per row at 1366 px) and
-details tables (the HTML page puts them in a collapsible ``<details>`` section).
+Tables: a report holds headline tables (shown first; in HTML one line per row at 1366 px),
+details tables (the HTML page puts them in a collapsible ``<details>`` section) and the
+protocol section (selection rules, gaps, uncertainty, per-class AUC, method-vs-method matrix;
+:mod:`.protocol`) with its figures.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from .figures import (  # noqa: F401 - the report's inputs, importable from here as before
+    PredictionSet,
+    VideoPrediction,
+    confusion,
+    figure_confusion,
+    figure_roc_pr,
+    figure_score_curves,
+    frame_gt,
+    snippet_classes,
+)
+
 REPORT_FORMATS: tuple[str, ...] = ("md", "html", "csv", "json")
-
-
-# -- prediction sets (inputs of the figures) -------------------------------------------------
-@dataclass
-class VideoPrediction:
-    """One test video: per-snippet arrays plus its annotated intervals (frames [s, e))."""
-
-    video_id: str
-    scores: np.ndarray  # (T,) anomaly score of the classifier branch
-    segments: tuple[tuple[int, int, str], ...] = ()
-    class_probs: np.ndarray | None = None  # (T, C)
-    label: str = ""  # the video's (first) class code
-
-
-@dataclass
-class PredictionSet:
-    """One run's test predictions, enough to draw every figure."""
-
-    method: str
-    dataset: str
-    classes: tuple[str, ...]  # class codes, normal first
-    videos: list[VideoPrediction] = field(default_factory=list)
-    snippet_len: int = 16
-    class_branch: bool = True  # False: class_probs are a placeholder (no confusion is drawn)
-
-    def frame_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """All videos' frame-level scores and 0/1 ground truth, concatenated (official rule:
-        scores repeated per snippet, ground truth of length T*snippet_len)."""
-        scores = [np.repeat(v.scores.astype(np.float64), self.snippet_len) for v in self.videos]
-        gts = [frame_gt(len(v.scores), v.segments, self.snippet_len) for v in self.videos]
-        return np.concatenate(scores), np.concatenate(gts)
-
-
-def frame_gt(n_snippets: int, segments: Sequence[tuple[int, int, str]], snippet_len: int = 16) -> np.ndarray:
-    """0/1 frame ground truth of length ``n_snippets * snippet_len``; intervals past it are cut."""
-    n = n_snippets * snippet_len
-    frames = np.arange(n)
-    gt = np.zeros(n, dtype=np.int8)
-    for s, e, _ in segments:
-        gt |= ((frames >= s) & (frames < e)).astype(np.int8)
-    return gt
-
-
-def snippet_classes(pred: PredictionSet, v: VideoPrediction) -> np.ndarray:
-    """True class index of each snippet: the interval covering most of its frames, else normal."""
-    T, L = len(v.scores), pred.snippet_len
-    idx = {c: i for i, c in enumerate(pred.classes)}
-    cover = np.zeros((T, len(pred.classes)), dtype=np.int64)
-    starts = np.arange(T) * L
-    for s, e, lab in v.segments:
-        overlap = np.clip(np.minimum(starts + L, e) - np.maximum(starts, s), 0, None)
-        if lab in idx:
-            cover[:, idx[lab]] += overlap
-    covered = cover.sum(1) * 2 >= L  # at least half the snippet's frames annotated
-    return np.where(covered, cover.argmax(1), 0)  # class 0 is the normal class
-
-
-def confusion(pred: PredictionSet) -> np.ndarray:
-    """(C, C) counts: rows true class, columns arg-max predicted class, over all test snippets."""
-    C = len(pred.classes)
-    mat = np.zeros((C, C), dtype=np.int64)
-    for v in pred.videos:
-        if v.class_probs is None:
-            continue
-        t = snippet_classes(pred, v)
-        p = np.asarray(v.class_probs).argmax(1)
-        np.add.at(mat, (t, p), 1)
-    return mat
-
-
-# -- figures ---------------------------------------------------------------------------------
-def _new_figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure drawn with the object-oriented API (no pyplot, no global backend
-    switch: the library leaves the caller's matplotlib state alone)."""
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def figure_score_curves(preds: Sequence[PredictionSet], max_videos: int = 4) -> bytes | None:
-    """Per-video score curves of each method, annotated intervals shaded."""
-    ref = preds[0]
-    anomalous = [v for v in ref.videos if v.segments]
-    normal = [v for v in ref.videos if not v.segments]
-    chosen = (anomalous[: max(1, max_videos - 1)] + normal[:1])[:max_videos]
-    if not chosen:
-        return None
-    fig = _new_figure(figsize=(9, 2.0 * max(1, len(chosen))))
-    axes = fig.subplots(len(chosen), 1, squeeze=False)
-    for ax, v in zip(axes[:, 0], chosen):
-        for p in preds:
-            match = next((w for w in p.videos if w.video_id == v.video_id), None)
-            if match is not None:
-                ax.plot(np.repeat(match.scores, p.snippet_len), label=p.method, lw=1.2)
-        for s, e, lab in v.segments:
-            ax.axvspan(s, e, color="tab:red", alpha=0.18, lw=0)
-            ax.text((s + e) / 2, 1.02, lab, ha="center", va="bottom", fontsize=7)
-        ax.set_ylim(-0.02, 1.12)
-        ax.set_ylabel("score")
-        ax.set_title(f"{v.video_id} ({'anomalous' if v.segments else 'normal'})", fontsize=9)
-    axes[-1, 0].set_xlabel("frame")
-    axes[0, 0].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    return _png(fig)
-
-
-def figure_roc_pr(preds: Sequence[PredictionSet]) -> bytes:
-    """Frame-level ROC and PR curves, one line per method."""
-    from sklearn.metrics import auc as _auc
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
-    fig = _new_figure(figsize=(9, 3.8))
-    a1, a2 = fig.subplots(1, 2)
-    for p in preds:
-        s, y = p.frame_arrays()
-        if y.min() == y.max():
-            continue
-        fpr, tpr, _ = roc_curve(y, s)
-        prec, rec, _ = precision_recall_curve(y, s)
-        a1.plot(fpr, tpr, label=f"{p.method} (AUC {100 * _auc(fpr, tpr):.1f})")
-        a2.plot(rec, prec, label=p.method)
-    a1.plot([0, 1], [0, 1], "k:", lw=0.8)
-    a1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (frames)")
-    a2.set(xlabel="recall", ylabel="precision", title="precision-recall (frames)")
-    a1.legend(fontsize=7)
-    a2.legend(fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def figure_confusion(pred: PredictionSet) -> bytes | None:
-    """Row-normalised confusion of the fine-grained predictions (None without class probs or
-    without a class branch)."""
-    if not pred.class_branch:
-        return None
-    mat = confusion(pred)
-    if mat.sum() == 0:
-        return None
-    norm = mat / np.maximum(mat.sum(1, keepdims=True), 1)
-    C = len(pred.classes)
-    fig = _new_figure(figsize=(1.2 + 0.55 * C, 1.0 + 0.5 * C))
-    ax = fig.subplots()
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(C), pred.classes, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(C), pred.classes, fontsize=7)
-    for i in range(C):
-        for j in range(C):
-            if mat[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    f"{norm[i, j]:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="white" if norm[i, j] > 0.5 else "black",
-                )
-    ax.set(xlabel="predicted (arg-max class prob.)", ylabel="true (snippet)", title=f"{pred.method}: snippet classes")
-    fig.tight_layout()
-    return _png(fig)
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -213,7 +48,9 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-_NUMBER = re.compile(r"[-+–]?[\d.]+(e[-+]?\d+)?( ± [\d.]+)?†?( [kM])?|–|n/c|n/a|✓|✗|nan|")
+_NUMBER = re.compile(
+    r"[-+–]?[\d.]+(e[-+]?\d+)?( ± [\d.]+)?( \[[-\d.]+, [-\d.]+\])?[†‡]?( [kM]| ‡ \d+/\d+)?|\[[-\d.]+, [-\d.]+\]|–|n/c|n/a|✓|✗|·|nan|"
+)
 
 
 def _numeric(col: pd.Series) -> bool:
@@ -257,6 +94,9 @@ class BenchReport:
     predictions: dict[str, list[PredictionSet]] = field(default_factory=dict)  # dataset -> sets
     footnotes: list[str] = field(default_factory=list)
     details: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    protocol: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # selection rules, CIs, ...
+    protocol_notes: list[str] = field(default_factory=list)  # what each protocol number means
+    protocol_figures: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG)
 
 
 def render_markdown(rep: BenchReport) -> str:
@@ -268,6 +108,10 @@ def render_markdown(rep: BenchReport) -> str:
         parts.append("\n" + "\n".join(f"- {f}" for f in rep.footnotes) + "\n")
     for title, df in rep.details:
         parts.append(f"\n## {title}\n\n{markdown_table(df)}")
+    if rep.protocol:
+        parts.append("\n## Evaluation protocol\n\n" + "".join(f"- {n}\n" for n in rep.protocol_notes))
+        for title, df in rep.protocol:
+            parts.append(f"\n### {title}\n\n{markdown_table(df)}")
     return "".join(parts)
 
 
@@ -288,6 +132,7 @@ def render_json(rep: BenchReport) -> str:
         "notes": rep.notes,
         "tables": records(rep.tables),
         "details": records(rep.details),
+        "protocol": records(rep.protocol),
         "runs": [] if rep.rows is None else json.loads(rep.rows.to_json(orient="records")),
         "units": {
             "tables": "percent" if TABLE_UNIT == "%" else TABLE_UNIT,
@@ -346,6 +191,18 @@ def render_html(rep: BenchReport) -> str:
             body.append(f"<h3>{html.escape(title)}</h3>")
             body.append(html_table(df))
         body.append("</details>")
+    if rep.protocol:
+        body.append("<h2>Evaluation protocol</h2>")
+        body.append("<ul class='aside'>" + "".join(f"<li>{html.escape(n)}</li>" for n in rep.protocol_notes) + "</ul>")
+        for title, df in rep.protocol:
+            body.append(f"<h3>{html.escape(title)}</h3>")
+            body.append(html_table(df))
+        if rep.protocol_figures:
+            body.append(
+                "<div class='grid' style='grid-template-columns:repeat(auto-fill,minmax(520px,1fr))'>"
+                + "".join(_figure(cap, png) for cap, png in rep.protocol_figures)
+                + "</div>"
+            )
     for dataset, preds in rep.predictions.items():
         if not preds:
             continue

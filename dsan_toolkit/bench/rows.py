@@ -39,6 +39,11 @@ def store_features_tag(fs: FeatureStoreLike) -> tuple[str, str, bool, bool]:
     return tag, model, random_w, synthetic
 
 
+def row_label(run_dir: Path) -> str:
+    """The selection label a finished run reports (its ``metrics.json`` ``selected``)."""
+    return str(json.loads((run_dir / "metrics.json").read_text()).get(keys.SELECTED, "last"))
+
+
 def row_from_run(run_dir: Path, job: BenchJob, fs: FeatureStoreLike) -> ResultRow:
     cfg = json.loads((run_dir / "config.json").read_text())
     met = json.loads((run_dir / "metrics.json").read_text())

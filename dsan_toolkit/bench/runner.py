@@ -33,12 +33,21 @@ from typing import Any
 
 from ..config import config_hash, sha256_file, to_dict
 from ..errors import InputError
+from ..train.predictions import PREDICTIONS_FILE
 from ..train.store_identity import absolute_store_path
 from ..utils.atomic import atomic_write_text
 from ..utils.paths import output_folder
 from .jobs import BenchConfig, BenchJob, ablation_overrides, check_config, expand_jobs
+from .protocol import (
+    RunPredictions,
+    load_run_predictions,
+    mark_below_best,
+    protocol_section,
+    run_statistics,
+    with_protocol_metrics,
+)
 from .report import BenchReport, PredictionSet, render
-from .rows import artifact_hashes, check_reused_run, is_trainable, predictions_of, row_from_run
+from .rows import artifact_hashes, check_reused_run, is_trainable, predictions_of, row_from_run, row_label
 from .table import (
     TABLE_UNIT,
     ResultRow,
@@ -158,6 +167,8 @@ def run_bench(
     record["jobs"] = done
     lock_hashes = {ds: sha256_file(p) for ds, p in cfg.lock.items() if Path(p).is_file()}
     rows: list[ResultRow] = []
+    preds: dict[str, RunPredictions] = {}  # relative run dir -> its selected model's test predictions
+    table_metrics_of: dict[str, dict[str, float]] = {}  # relative run dir -> metrics under the bench protocol
     reused = trained = 0
     for i, job in enumerate(jobs, 1):
         run_dir = out / "runs" / job.run_name
@@ -184,17 +195,34 @@ def run_bench(
         done[job.key] = entry
         atomic_write_text(out / BENCH_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
         row = row_from_run(run_dir, job, stores[job.dataset])
-        rows.append(dataclasses.replace(row, run_dir=str(run_dir.relative_to(out))))  # relocatable
+        rel = str(run_dir.relative_to(out))  # relocatable
+        preds[rel] = load_run_predictions(run_dir / "eval" / row_label(run_dir) / PREDICTIONS_FILE)
+        stats = run_statistics(preds[rel], stores[job.dataset].manifest, cfg)
+        rows.append(dataclasses.replace(row, run_dir=rel, ci=stats.ci, class_auc=stats.class_auc))
+        table_metrics_of[rel] = stats.metrics
     say("building tables")
-    report = build_report(rows, cfg, stores, figures=figures, base=out)
+    report = build_report(rows, cfg, stores, figures=figures, base=out, preds=preds, protocol_metrics=table_metrics_of)
     atomic_write_text(out / "results.csv", rows_frame(rows).to_csv(index=False))
     return BenchResult(out=out, rows=rows, report=report, reused=reused, trained=trained)
 
 
 def build_report(
-    rows: Sequence[ResultRow], cfg: BenchConfig, stores: dict[str, Any], *, figures: bool = True, base: Path = Path(".")
+    rows: Sequence[ResultRow],
+    cfg: BenchConfig,
+    stores: dict[str, Any],
+    *,
+    figures: bool = True,
+    base: Path = Path("."),
+    preds: dict[str, RunPredictions] | None = None,
+    protocol_metrics: dict[str, dict[str, float]] | None = None,
 ) -> BenchReport:
-    agg = aggregate(rows)
+    """The report of a bench: tables from ``rows`` (their recorded metrics, overlaid with those
+    the bench computed under its mAP protocol: ``protocol_metrics`` by run directory), the
+    protocol section when ``preds`` (run directory -> test predictions) are given, notes and
+    figures. The raw rows of the report (csv/json) keep the recorded numbers."""
+    shown = [with_protocol_metrics(r, (protocol_metrics or {}).get(r.run_dir)) for r in rows]
+    agg = aggregate(shown)
+    section = protocol_section(shown, cfg, stores, preds, figures=figures) if preds else None
     tables, details = [], []
     for ds in cfg.datasets:
         if cfg.ablation:
@@ -206,7 +234,10 @@ def build_report(
             )
             continue
         full = format_dataset_table(agg, ds)
-        tables.append((f"{ds}: results ({TABLE_UNIT}, mean ± std over seeds)", headline_table(full)))
+        headline = headline_table(full)
+        if section is not None:
+            headline = mark_below_best(headline, section.below_best.get(ds, set()), section.rule.get(ds, ""), ds)
+        tables.append((f"{ds}: results ({TABLE_UNIT}, mean ± std over seeds)", headline))
         titles = {
             "metrics": f"{ds}: further metrics ({TABLE_UNIT}, mean ± std over seeds)",
             "runs": f"{ds}: runs and protocol",
@@ -216,11 +247,12 @@ def build_report(
     if any(r.synthetic or r.random_backbone for r in rows):
         notes.append(SYNTHETIC_NOTE)
     notes.append(
-        f"Model selection: '{cfg.select}' (the official code selects the best checkpoint on the test set; "
-        "'last' is the honest rule and every row names its rule)."
+        f"Model selection: {', '.join(cfg.selections)} (the official code selects the best checkpoint on the test "
+        "set; 'last' and 'best-on-val' are honest rules and every row names its rule). "
+        f"Detection mAP: {cfg.map_protocol} rules."
     )
     foot = footnotes_for(df for _, df in tables + details)
-    preds: dict[str, list[PredictionSet]] = {}
+    figure_sets: dict[str, list[PredictionSet]] = {}
     if figures:
         for ds in cfg.datasets:
             first = {}
@@ -228,15 +260,18 @@ def build_report(
                 if r.dataset == ds and r.ablation == "all" and r.method not in first:
                     first[r.method] = r
             sets = [predictions_of(base / r.run_dir, stores[ds].manifest, r.method, ds) for r in first.values()]
-            preds[ds] = [s for s in sets if s is not None]
+            figure_sets[ds] = [s for s in sets if s is not None]
     return BenchReport(
         title="dsan bench",
         tables=tables,
         notes=notes,
         rows=rows_frame(rows),
-        predictions=preds,
+        predictions=figure_sets,
         footnotes=foot,
         details=details,
+        protocol=section.tables if section else [],
+        protocol_notes=section.notes if section else [],
+        protocol_figures=section.figures if section else [],
     )
 
 

@@ -50,6 +50,9 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(keys.AUC_ALIGN, "AUC (align)", 100.0),
         MetricSpec(keys.AP_ALIGN, "AP (align)", 100.0),
         MetricSpec(keys.AUC_ANOMALOUS, "AUC anom.", 100.0),
+        MetricSpec(keys.AUC_MACRO, "AUC macro", 100.0),
+        MetricSpec(keys.FAR, "FAR@0.5", 100.0),
+        *(MetricSpec(k, f"TPR@FPR{100 * f:g}%", 100.0) for k, f in zip(keys.TPR_AT_FPR, keys.FPR_TARGETS)),
         *(MetricSpec(keys.map_at(t), f"mAP@{t:g}", 1.0, fine_grained=True) for t in IOUS),
         MetricSpec(keys.MAP_MEAN, "mAP avg", 1.0, fine_grained=True),
     )
@@ -77,6 +80,8 @@ FOOTNOTES: dict[str, str] = {
     "†": "† published value not confirmed against a public copy of the paper (see dsan_toolkit/bench/published.json).",
     "Δ": "Δ: our mean minus the paper's value, shown only where the protocol and features match.",
     "n/c": "n/c: not comparable with the paper's value (the protocol column says why).",
+    "‡": "‡: significantly below the best method of the table under the same rule (paired video "
+    "bootstrap of the difference, 95 %, in every seed; see the method matrix).",
     "n/a": "n/a: the method has no class branch (one anomaly score per snippet, no class "
     "probabilities), so it has no fine-grained detection mAP.",
 }
@@ -121,22 +126,34 @@ class ResultRow:
     run_dir: str = ""
     official_preset: bool = True
     class_branch: bool = True  # False: no fine-grained metrics (see Method.has_class_branch)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # video-bootstrap interval per metric
+    class_auc: dict[str, float] = field(default_factory=dict)  # per-class frame AUC, fraction
 
     def to_flat(self) -> dict[str, Any]:
+        """One flat record: metrics by key, ``component:<name>``, ``ci_lo:<metric>`` /
+        ``ci_hi:<metric>`` and ``class_auc:<code>`` columns."""
         d = asdict(self)
-        metrics = d.pop("metrics")
-        comps = d.pop("components")
+        metrics, comps, ci, class_auc = d.pop("metrics"), d.pop("components"), d.pop("ci"), d.pop("class_auc")
         d.update({k: float(v) for k, v in metrics.items() if v is not None})
         d.update({f"component:{k}": bool(v) for k, v in comps.items()})
+        for k, (lo, hi) in ci.items():
+            d[f"ci_lo:{k}"], d[f"ci_hi:{k}"] = float(lo), float(hi)
+        d.update({f"class_auc:{k}": float(v) for k, v in class_auc.items()})
         return d
 
     @classmethod
     def from_flat(cls, d: dict[str, Any]) -> ResultRow:
+        def prefixed(prefix: str) -> dict[str, Any]:
+            return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix) and not _isnan(v)}
+
         metrics = {k: float(d[k]) for k in METRICS if k in d and d[k] is not None and not _isnan(d[k])}
-        comps = {k.split(":", 1)[1]: bool(v) for k, v in d.items() if k.startswith("component:")}
-        names = {f for f in cls.__dataclass_fields__ if f not in ("metrics", "components")}
+        comps = {k: bool(v) for k, v in prefixed("component:").items()}
+        lo, hi = prefixed("ci_lo:"), prefixed("ci_hi:")
+        ci = {k: (float(lo[k]), float(hi[k])) for k in lo if k in hi}
+        class_auc = {k: float(v) for k, v in prefixed("class_auc:").items()}
+        names = {f for f in cls.__dataclass_fields__ if f not in ("metrics", "components", "ci", "class_auc")}
         kw = {k: d[k] for k in names if k in d}
-        return cls(metrics=metrics, components=comps, **kw)
+        return cls(metrics=metrics, components=comps, ci=ci, class_auc=class_auc, **kw)
 
 
 def _isnan(v: Any) -> bool:

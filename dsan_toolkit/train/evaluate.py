@@ -37,8 +37,7 @@ from .predictions import (
     evaluate_and_write,
 )
 from .setup import (
-    BEST,
-    LAST,
+    SELECTIONS,
     build_model,
     check_store_fits,
     open_feature_store,
@@ -148,8 +147,8 @@ def evaluate_run(opts: EvalOptions, on_event: Listener | None = None) -> dict[st
         raise InputError(f"{run} is not a run directory (no config.json); see docs/training.md")
     cfg = read_run_config(cj)
     label = opts.select or _run_selected(run, cfg.select)
-    if label not in (LAST, BEST):
-        raise InputError(f"unknown --select {label!r}; choose last or best-on-test")
+    if label not in SELECTIONS:
+        raise InputError(f"unknown --select {label!r}; choose one of {', '.join(SELECTIONS)}")
     if not (run / "metrics.json").is_file():
         raise InputError(
             f"{run} is not a finished run (no metrics.json): its checkpoints are intermediate. Finish it (the same "

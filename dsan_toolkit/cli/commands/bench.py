@@ -27,6 +27,13 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise InputError(f"--seeds must be integers separated by commas, got {text!r}") from None
 
 
+def parse_selections(text: str) -> tuple[str, ...]:
+    """``last,best-on-val`` -> the rules; ``all`` -> every rule."""
+    from ...bench.jobs import SELECTION_RULES
+
+    return SELECTION_RULES if text.strip() == "all" else parse_list(text, "--select")
+
+
 def parse_mapping(text: str | None, what: str) -> dict[str, str]:
     """``ucf=A,xd=B`` -> {"ucf": "A", "xd": "B"}."""
     out: dict[str, str] = {}
@@ -42,7 +49,9 @@ def parse_mapping(text: str | None, what: str) -> dict[str, str]:
 def bench_cmd(
     methods: str = typer.Option("dsanet,vadclip,mil,zeroshot", "--methods", "-m", help="Methods, comma-separated."),
     datasets: str = typer.Option("ucf,xd", "--datasets", "-d", help="Datasets (keys of --features), comma-separated."),
-    seeds: str = typer.Option("0", "--seeds", help="Seeds, comma-separated (mean ± std over them)."),
+    seeds: str = typer.Option(
+        "0,1,2,3,4", "--seeds", help="Seeds, comma-separated (mean ± std and a 95% interval over them)."
+    ),
     features: str = typer.Option(None, "--features", "-f", help="Feature store per dataset: ucf=STORE,xd=STORE."),
     report: str = typer.Option(
         "md", "--report", help="Report format: md (stdout), html (self-contained page), csv or json."
@@ -55,7 +64,18 @@ def bench_cmd(
         None, "--preset", help="Preset for every method (default: the one named like the dataset)."
     ),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Override the presets' epochs."),
-    select: str = typer.Option("last", "--select", help="Model selection: last (honest) or best-on-test (official)."),
+    select: str = typer.Option(
+        "last",
+        "--select",
+        help="Selection rules, comma-separated or 'all': last, best-on-val (honest), best-on-test (the papers').",
+    ),
+    map_protocol: str = typer.Option(
+        "official", "--map-protocol", help="Detection mAP protocol of the tables: official or corrected."
+    ),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", min=0, help="Video-level bootstrap resamples per run for intervals (0: none)."
+    ),
+    bootstrap_seed: int = typer.Option(0, "--bootstrap-seed", help="Seed of the bootstrap resampling."),
     ablation: str = typer.Option(None, "--ablation", help="Run a method's component ablations (e.g. dsanet)."),
     lock: str = typer.Option(
         None, "--lock", help="Lock file per dataset (from dsan verify): ucf=FILE; hashed for audits."
@@ -72,11 +92,14 @@ def bench_cmd(
 
     Trains and evaluates what is missing, reuses finished runs with the same config hash,
     resumes an interrupted bench, and prints the tables (AUC/AP of both branches, AUC on
-    anomalous videos, fine-grained mAP@0.1..0.5 and mean, time, parameters, selection rule,
-    published value and delta where the protocol matches).
+    anomalous videos, false alarms, fine-grained mAP@0.1..0.5 and mean, time, parameters,
+    selection rule, published value and delta where the protocol matches), then the evaluation
+    protocol: the selection rules side by side, the selection gap, video-bootstrap intervals,
+    per-class AUC and a method-vs-method matrix of paired differences.
 
     Examples:
-      dsan bench --methods dsanet,vadclip --datasets ucf,xd --seeds 0,1,2 --features ucf=ucf.zarr,xd=xd.zarr
+      dsan bench --methods dsanet,vadclip --datasets ucf,xd --features ucf=ucf.zarr,xd=xd.zarr
+      dsan bench --methods dsanet,vadclip --datasets ucf --features ucf=ucf.zarr --select all --report html
       dsan bench --datasets ucf --features ucf=ucf.zarr --report html --out bench-ucf
       dsan bench --ablation dsanet --datasets xd --features xd=xd.zarr --seeds 0,1,2
       dsan bench --methods dsanet,vadclip,mil --datasets synth --features synth=s.zarr --preset tiny
@@ -117,7 +140,10 @@ def bench_cmd(
         features={k: str(Path(v).resolve()) for k, v in feats.items()},
         preset=preset,
         epochs=epochs,
-        select=select,
+        selections=parse_selections(select),
+        map_protocol=map_protocol,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
         device=device,
         ablation=ablation,
         clip_weights=str(clip_weights.resolve()) if clip_weights else None,

@@ -268,7 +268,9 @@ def eval_cmd(
         None, "--out", "-o", help="Output folder (default for --run: RUN_DIR/evaluations/<label>-crop<k>-<store hash>)."
     ),
     select: str | None = typer.Option(
-        None, "--select", help="Which checkpoint of a run: last or best-on-test (default: the run's selection)."
+        None,
+        "--select",
+        help="Which checkpoint of a run: last, best-on-val or best-on-test (default: the run's selection).",
     ),
     test_crop: int | None = typer.Option(
         None, "--test-crop", help="Crop to evaluate (default: the dataset's official test crop)."
