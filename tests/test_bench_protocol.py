@@ -15,7 +15,6 @@ from dsan_toolkit.audit.bench import audit_bench
 from dsan_toolkit.bench.jobs import SELECTION_RULES, BenchConfig
 from dsan_toolkit.bench.protocol import (
     PairedCell,
-    load_run_predictions,
     mark_below_best,
     paired_matrix,
     selection_table,
@@ -27,6 +26,7 @@ from dsan_toolkit.bench.table import ResultRow, rows_frame
 from dsan_toolkit.errors import InputError
 from dsan_toolkit.eval import detection_config_for, evaluate_predictions, paired_bootstrap, seed_summary
 from dsan_toolkit.store import open_store
+from dsan_toolkit.train.predictions import load_prediction_set
 
 
 def _row(method: str, seed: int, selection: str, auc: float, **kw) -> ResultRow:
@@ -140,11 +140,17 @@ def test_intervals_and_matrix_come_from_the_predictions(protocol_bench):
     for seed in cfg.seeds:
         runs = {x.method: x for x in result.rows if x.selection == "best-on-val" and x.seed == seed}
         pv, pm = (
-            load_run_predictions(out / runs[m].run_dir / "eval" / "best-on-val" / "predictions.npz")
+            load_prediction_set(out / runs[m].run_dir / "eval" / "best-on-val" / "predictions.npz")
             for m in ("vadclip", "mil")
         )
         d = paired_bootstrap(
-            manifest, pv.lengths, pv.scores, pm.scores, metric=keys.AUC, video_ids=pv.video_ids, n_resamples=200
+            manifest,
+            pv.lengths(),
+            pv.per_video("scores"),
+            pm.per_video("scores"),
+            metric=keys.AUC,
+            video_ids=pv.video_ids,
+            n_resamples=200,
         )
         assert d.diff == pytest.approx(runs["vadclip"].metrics[keys.AUC] - runs["mil"].metrics[keys.AUC], abs=1e-9)
         diffs.append(100 * d.diff)
@@ -178,13 +184,13 @@ def test_corrected_map_protocol_is_in_the_tables_not_the_records(protocol_bench,
     assert corrected.trained == 0
     means, official = [], []
     for r in (r for r in corrected.rows if r.method == "vadclip"):
-        p = load_run_predictions(out / r.run_dir / "eval" / "last" / "predictions.npz")
+        p = load_prediction_set(out / r.run_dir / "eval" / "last" / "predictions.npz")
         ref = evaluate_predictions(
             manifest,
-            p.lengths,
-            p.scores,
-            p.align_scores,
-            p.class_probs,
+            p.lengths(),
+            p.per_video("scores"),
+            p.per_video("align_scores"),
+            p.per_video("class_probs"),
             video_ids=p.video_ids,
             detection=detection_config_for("corrected"),
         )

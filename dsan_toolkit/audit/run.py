@@ -42,13 +42,7 @@ def recompute_metrics(
     from ..eval import evaluate_predictions
     from ..train.predictions import PredictionSet
 
-    p = PredictionSet(
-        video_ids=[str(v) for v in preds["video_ids"].tolist()],
-        offsets=preds["offsets"].astype(np.int64),
-        scores=preds["scores"],
-        align_scores=preds["align_scores"],
-        class_probs=preds.get("class_probs"),
-    )
+    p = PredictionSet.from_arrays(preds)
     return evaluate_predictions(
         manifest,
         p.lengths(),
@@ -75,13 +69,7 @@ def recompute_intervals(
     number of resamples, seed and level."""
     from ..train.predictions import PredictionSet, compute_intervals
 
-    p = PredictionSet(
-        video_ids=[str(v) for v in preds["video_ids"].tolist()],
-        offsets=preds["offsets"].astype(np.int64),
-        scores=preds["scores"],
-        align_scores=preds["align_scores"],
-        class_probs=preds.get("class_probs"),
-    )
+    p = PredictionSet.from_arrays(preds)
     return compute_intervals(
         manifest,
         p,

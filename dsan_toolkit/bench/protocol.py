@@ -24,7 +24,6 @@ import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ import pandas as pd
 
 from .. import keys
 from ..manifest.schema import Manifest
+from ..train.predictions import PredictionSet
 from .jobs import PAPER_RULE, SELECTION_RULES, BenchConfig
 from .table import MAIN_METRIC, METRICS, ResultRow
 
@@ -55,43 +55,18 @@ class RunStats:
     class_auc: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RunPredictions:
-    """One run's test predictions as the metric functions take them."""
-
-    video_ids: list[str]
-    lengths: dict[str, int]
-    scores: dict[str, np.ndarray]
-    align_scores: dict[str, np.ndarray]
-    class_probs: dict[str, np.ndarray] | None
+def _metric_args(preds: PredictionSet, manifest: Manifest) -> tuple[Any, ...]:
+    """(manifest, lengths, scores, align_scores, class_probs) as the metric functions take them."""
+    probs = None if preds.class_probs is None else preds.per_video("class_probs")
+    return manifest, preds.lengths(), preds.per_video("scores"), preds.per_video("align_scores"), probs
 
 
-def load_run_predictions(path: Path) -> RunPredictions:
-    """A run's ``predictions.npz`` (:func:`~dsan_toolkit.train.predictions.read_predictions`)."""
-    from ..train.predictions import CLASS_PROBS, read_predictions
-
-    z = read_predictions(path)
-    ids = [str(v) for v in z["video_ids"].tolist()]
-    off = z["offsets"].astype(np.int64)
-
-    def split(a: np.ndarray) -> dict[str, np.ndarray]:
-        return {v: a[off[i] : off[i + 1]] for i, v in enumerate(ids)}
-
-    return RunPredictions(
-        video_ids=ids,
-        lengths={v: int(off[i + 1] - off[i]) for i, v in enumerate(ids)},
-        scores=split(z["scores"]),
-        align_scores=split(z["align_scores"]),
-        class_probs=split(z[CLASS_PROBS]) if CLASS_PROBS in z else None,
-    )
-
-
-def run_statistics(preds: RunPredictions, manifest: Manifest, cfg: BenchConfig) -> RunStats:
+def run_statistics(preds: PredictionSet, manifest: Manifest, cfg: BenchConfig) -> RunStats:
     """Metrics (under ``cfg.map_protocol``), per-class AUC and bootstrap intervals of one run."""
     from ..eval import bootstrap_metrics, detection_config_for, evaluate_predictions
 
     detection = detection_config_for(cfg.map_protocol)
-    args = (manifest, preds.lengths, preds.scores, preds.align_scores, preds.class_probs)
+    args = _metric_args(preds, manifest)
     met = evaluate_predictions(*args, video_ids=preds.video_ids, detection=detection)
     scalars = {
         k: float(v) for k, v in met.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
@@ -257,7 +232,7 @@ def paired_comparisons(
     dataset: str,
     manifest: Manifest,
     cfg: BenchConfig,
-    preds: dict[str, RunPredictions],
+    preds: dict[str, PredictionSet],
 ) -> dict[tuple[str, str], PairedCell]:
     """Paired video bootstrap of the main metric between every two methods (same rule, same
     seed, same test videos); ``preds`` maps a run directory to its predictions."""
@@ -273,9 +248,9 @@ def paired_comparisons(
             pa, pb = preds[by[(a, seed)].run_dir], preds[by[(b, seed)].run_dir]
             res = paired_bootstrap(
                 manifest,
-                pa.lengths,
-                pa.scores,
-                pb.scores,
+                pa.lengths(),
+                pa.per_video("scores"),
+                pb.per_video("scores"),
                 metric=key,
                 video_ids=pa.video_ids,
                 n_resamples=cfg.bootstrap,
@@ -374,7 +349,7 @@ def protocol_section(
     rows: Sequence[ResultRow],
     cfg: BenchConfig,
     stores: dict[str, Any],
-    preds: dict[str, RunPredictions],
+    preds: dict[str, PredictionSet],
     *,
     figures: bool = True,
 ) -> ProtocolSection | None:

@@ -33,14 +33,13 @@ from typing import Any
 
 from ..config import config_hash, sha256_file, to_dict
 from ..errors import InputError
-from ..train.predictions import PREDICTIONS_FILE
+from ..train.predictions import PREDICTIONS_FILE, load_prediction_set
+from ..train.predictions import PredictionSet as RunPredictions  # a run's test predictions (not the figures' set)
 from ..train.store_identity import absolute_store_path
 from ..utils.atomic import atomic_write_text
 from ..utils.paths import output_folder
 from .jobs import BenchConfig, BenchJob, ablation_overrides, check_config, expand_jobs
 from .protocol import (
-    RunPredictions,
-    load_run_predictions,
     mark_below_best,
     protocol_section,
     run_statistics,
@@ -196,7 +195,7 @@ def run_bench(
         atomic_write_text(out / BENCH_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
         row = row_from_run(run_dir, job, stores[job.dataset])
         rel = str(run_dir.relative_to(out))  # relocatable
-        preds[rel] = load_run_predictions(run_dir / "eval" / row_label(run_dir) / PREDICTIONS_FILE)
+        preds[rel] = load_prediction_set(run_dir / "eval" / row_label(run_dir) / PREDICTIONS_FILE)
         stats = run_statistics(preds[rel], stores[job.dataset].manifest, cfg)
         rows.append(dataclasses.replace(row, run_dir=rel, ci=stats.ci, class_auc=stats.class_auc))
         table_metrics_of[rel] = stats.metrics

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,17 @@ class PredictionSet:
     def lengths(self) -> dict[str, int]:
         t = np.diff(self.offsets)
         return {v: int(t[i]) for i, v in enumerate(self.video_ids)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> PredictionSet:
+        """The set of a ``predictions.npz``'s arrays (:func:`read_predictions`)."""
+        return cls(
+            video_ids=[str(v) for v in arrays["video_ids"].tolist()],
+            offsets=np.asarray(arrays["offsets"], dtype=np.int64),
+            scores=arrays["scores"],
+            align_scores=arrays["align_scores"],
+            class_probs=arrays.get(CLASS_PROBS),
+        )
 
 
 @torch.no_grad()
@@ -202,6 +213,11 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
     if missing:
         raise InputError(f"{path} lacks arrays {missing}")
     return out
+
+
+def load_prediction_set(path: Path) -> PredictionSet:
+    """A ``predictions.npz`` as a :class:`PredictionSet`."""
+    return PredictionSet.from_arrays(read_predictions(path))
 
 
 def evaluate_and_write(
