@@ -238,6 +238,23 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def float_outputs(out: Any) -> Any:
+    """A model output dataclass with its floating tensors in float32: under mixed precision
+    (autocast) the losses are computed from float32 outputs, with autocast off
+    (:func:`full_precision`); in float32 training this returns the same tensors."""
+    changes = {
+        f.name: v.float()
+        for f in dataclasses.fields(out)
+        if isinstance(v := getattr(out, f.name), Tensor) and v.is_floating_point()
+    }
+    return dataclasses.replace(out, **changes)
+
+
+def full_precision(device: torch.device | str) -> Any:
+    """A context without autocast on ``device``'s type (the losses of a mixed-precision step)."""
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+
+
 def detached_parts(total: Tensor, parts: dict[str, Tensor]) -> dict[str, Tensor]:
     """The logged parts of a loss: each part and the total (``loss``), detached (no host
     transfer: the trainer reads them later, all at once)."""

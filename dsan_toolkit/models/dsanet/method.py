@@ -17,6 +17,8 @@ from ..api import (
     Prediction,
     TrainBatch,
     detached_parts,
+    float_outputs,
+    full_precision,
     text_method_prompts,
     unwrap_model,
 )
@@ -64,7 +66,8 @@ class DSANetMethod(Method):
     def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
         assert isinstance(unwrap_model(model), DSANetModel) and isinstance(preset, DSANetPreset)
         out = model(batch.feats, batch.lengths)
-        total, parts = dsanet_loss(out, batch.labels, batch.lengths, preset)
+        with full_precision(batch.feats.device):  # mixed precision: the forward only
+            total, parts = dsanet_loss(float_outputs(out), batch.labels, batch.lengths, preset)
         return total, detached_parts(total, parts)
 
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:

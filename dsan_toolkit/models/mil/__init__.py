@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ...config import register_config
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
-from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, detached_parts
+from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, detached_parts, full_precision
 from ..common.layers import length_mask
 from ..input_norm import attach_input_norm, check_input_norm
 from ..registry import register_method
@@ -132,7 +132,9 @@ class MILMethod(Method):
 
     def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
         assert isinstance(preset, MILPreset)
-        total, parts = mil_ranking_loss(model(batch.feats), batch.lengths, batch.anomalous, preset)
+        scores = model(batch.feats).float()
+        with full_precision(batch.feats.device):  # mixed precision: the forward only
+            total, parts = mil_ranking_loss(scores, batch.lengths, batch.anomalous, preset)
         return total, detached_parts(total, parts)
 
     def bag_topk(self, lengths: Tensor) -> Tensor:

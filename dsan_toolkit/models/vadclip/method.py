@@ -18,6 +18,8 @@ from ..api import (
     Prediction,
     TrainBatch,
     detached_parts,
+    float_outputs,
+    full_precision,
     text_method_prompts,
     unwrap_model,
 )
@@ -66,7 +68,9 @@ class VadCLIPMethod(Method):
     def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
         assert isinstance(unwrap_model(model), VadCLIPModel) and isinstance(preset, VadCLIPPreset)
         out = model(batch.feats, batch.lengths)
-        total, parts = vadclip_loss(out, batch.labels.to(out.logits2.dtype), batch.lengths, preset)
+        with full_precision(batch.feats.device):  # mixed precision: the forward only
+            out = float_outputs(out)
+            total, parts = vadclip_loss(out, batch.labels.to(out.logits2.dtype), batch.lengths, preset)
         return total, detached_parts(total, parts)
 
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
