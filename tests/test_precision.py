@@ -107,3 +107,25 @@ def test_a_non_finite_loss_names_its_step_and_the_steps_read_together():
     with pytest.raises(DsanError, match=r"the loss became nan at step 6 \(steps 5 to 7 checked together") as err:
         pending.flush()
     assert "'a': 0.2" in str(err.value) and "lower the learning rate" in str(err.value)
+
+
+def test_the_logging_cadence_changes_no_logged_value(store, tmp_path):
+    """Steps read three at a time (and before each checkpoint) log what steps read one by one log."""
+    a, b = tmp_path / "every1", tmp_path / "every3"
+    code, out = run_cli("train", "-m", "vadclip", "-f", store, "--out", a, *FAST)
+    assert code == 0, out
+    code, out = run_cli(
+        "train", "-m", "vadclip", "-f", store, "--out", b, "--log-every", 3, "--checkpoint-every", 2, *FAST
+    )
+    assert code == 0, out
+
+    def strip(e: dict) -> dict:
+        return {k: v for k, v in e.items() if k != "time"}
+
+    assert [strip(e) for e in _steps(a)] == [strip(e) for e in _steps(b)] and len(_steps(a)) == 4
+    events = [json.loads(x)["event"] for x in (b / "log.jsonl").read_text().splitlines()]
+    # the checkpoint after step 2 comes after the lines of steps 1 and 2 (read before it)
+    assert events[1:5] == ["step", "step", "checkpoint", "step"]
+    assert (a / "checkpoints" / "last.safetensors").read_bytes() == (
+        b / "checkpoints" / "last.safetensors"
+    ).read_bytes()
