@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -107,11 +108,12 @@ def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, flo
     return local, (len(local) / total if total else 0.0)
 
 
-def cuda_fence() -> Any:
-    """A CUDA event recorded on the current stream: ``synchronize()`` returns once the work
-    queued before it (the host-to-GPU copy of a batch) has run."""
+def cuda_fence(device: torch.device) -> Any:
+    """A CUDA event recorded on ``device``'s current stream (the one a copy to it runs on, which
+    need not be the current device's): ``synchronize()`` returns once the work queued there
+    before it (the host-to-GPU copy of a batch) has run."""
     ev = torch.cuda.Event()
-    ev.record()
+    ev.record(torch.cuda.current_stream(device))
     return ev
 
 
@@ -140,7 +142,7 @@ def iterate_batches(
     fence before it writes the buffer again. Only that thread waits, and only for that copy."""
     target = torch.device(device) if device is not None else None
     if fence is None and target is not None and target.type == "cuda":
-        fence = cuda_fence
+        fence = partial(cuda_fence, target)
     ring: list[Tensor] = []
     fences: list[Any] = []
 
