@@ -123,11 +123,11 @@ def train_steps(
         batches = tr.plan.epoch(0)[: steps + 1]
         times = []
         n = 0
-        for batch, share in iterate_batches(tr.samples, batches):
+        for k, (batch, share) in enumerate(iterate_batches(tr.samples, batches, device=torch.device(device))):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            tr.step(batch, share)
+            tr.runner.step(batch, share, k + 1)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)

@@ -1,4 +1,6 @@
-"""Data-parallel training under a real `torchrun` with two CPU processes (gloo)."""
+"""Data-parallel training under a real `torchrun` (gloo, CPU processes): DDP with two
+processes sees the batches and gradients of one process; one process under torchrun goes
+through the process-group path and equals a plain run."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
+from safetensors.torch import load_file as load_tensors
 
 from dsan_toolkit.store.synthetic import SynthFeaturesConfig, write_synthetic_feature_store
 
@@ -35,10 +39,35 @@ ARGS = [
 ]
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
+    env.update(extra)
     return env
+
+
+def _torchrun(nproc: int, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "dsan_toolkit.cli.app",
+        *args,
+    ]
+
+
+def _train_here(*args: str) -> None:
+    """A plain (no torchrun) run in this process."""
+    from typer.testing import CliRunner
+
+    from dsan_toolkit.cli.app import app
+
+    res = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert res.exit_code == 0, res.output
 
 
 def _steps(run: Path) -> list[dict]:
@@ -53,37 +82,25 @@ def store(tmp_path_factory) -> Path:
 
 
 @pytest.mark.integration
-def test_two_process_torchrun_matches_single_process(store, tmp_path):
+def test_two_process_torchrun_matches_single_process(store, tmp_path, monkeypatch):
     ddp_out, ref_out = tmp_path / "ddp", tmp_path / "single"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "dsan_toolkit.cli.app",
-        "train",
-        "-m",
-        "vadclip",
-        "-f",
-        str(store),
-        "--out",
-        str(ddp_out),
-        *ARGS,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    cmd = _torchrun(2, "train", "-m", "vadclip", "-f", str(store), "--out", str(ddp_out), *ARGS)
+    env = _env(DSAN_GRAD_DUMP=str(tmp_path / "grads-ddp"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # the single-process reference runs in this process (no second interpreter start-up)
-    from typer.testing import CliRunner
+    monkeypatch.setenv("DSAN_GRAD_DUMP", str(tmp_path / "grads-single"))
+    _train_here("train", "-m", "vadclip", "-f", str(store), "--out", str(ref_out), *ARGS)
 
-    from dsan_toolkit.cli.app import app
-
-    single = CliRunner().invoke(
-        app, ["train", "-m", "vadclip", "-f", str(store), "--out", str(ref_out), *ARGS], catch_exceptions=False
-    )
-    assert single.exit_code == 0, single.output
+    # the first step's gradients, after DDP's all-reduce (each rank's loss scaled by its share
+    # times the world size), are the single process's gradients of the global batch
+    ga = load_tensors(str(tmp_path / "grads-ddp" / "step-000001.safetensors"))
+    gb = load_tensors(str(tmp_path / "grads-single" / "step-000001.safetensors"))
+    assert set(ga) == set(gb) and len(ga) > 10
+    assert "encoder.disAdj.sigma" not in ga  # no gradient on any rank, as in one process
+    for k in gb:
+        torch.testing.assert_close(ga[k], gb[k], rtol=1e-5, atol=1e-5 * float(gb[k].abs().max()), msg=k)
+    assert not any(torch.equal(ga[k], torch.zeros_like(ga[k])) for k in ga)
 
     cfg = json.loads((ddp_out / "config.json").read_text())["config"]
     assert cfg["world_size"] == 2
@@ -111,3 +128,37 @@ def test_two_process_torchrun_matches_single_process(store, tmp_path):
     assert ra["best-on-test"]["value"] == pytest.approx(rb["best-on-test"]["value"], abs=0.02)
     evals = [e for e in events if e["event"] == "eval"]
     assert [e["iter"] for e in evals] == [1, 2, 3]
+
+
+@pytest.mark.integration
+def test_one_process_torchrun_goes_through_the_process_group_and_equals_a_plain_run(store, tmp_path, monkeypatch):
+    one_out, plain_out = tmp_path / "one", tmp_path / "plain"
+    args = ["--preset", "tiny", "--epochs", "1", "--set", "batch_size=4", "--set", "visual_length=32", "--no-progress"]
+    cmd = _torchrun(1, "train", "-m", "vadclip", "-f", str(store), "--out", str(one_out), *args)
+    env = _env(DSAN_GRAD_DUMP=str(tmp_path / "grads-one"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    monkeypatch.setenv("DSAN_GRAD_DUMP", str(tmp_path / "grads-plain"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the torchrun process (OMP_NUM_THREADS=1): the same CPU kernels' sums
+    try:
+        _train_here("train", "-m", "vadclip", "-f", str(store), "--out", str(plain_out), *args)
+    finally:
+        torch.set_num_threads(threads)
+
+    one_env = json.loads((one_out / "environment.json").read_text())
+    plain_env = json.loads((plain_out / "environment.json").read_text())
+    assert (one_env["backend"], one_env["world_size"]) == ("gloo", 1)  # a process group of one
+    assert plain_env["backend"] is None
+    # the same run: same config hash, the same gradients, losses and weights, bit for bit
+    assert json.loads((one_out / "config.json").read_text()) == json.loads((plain_out / "config.json").read_text())
+    for step in (1, 4):
+        ga = load_tensors(str(tmp_path / "grads-one" / f"step-{step:06d}.safetensors"))
+        gb = load_tensors(str(tmp_path / "grads-plain" / f"step-{step:06d}.safetensors"))
+        assert set(ga) == set(gb) and all(torch.equal(ga[k], gb[k]) for k in ga)
+    d, s = _steps(one_out), _steps(plain_out)
+    assert [e["step"] for e in d] == [1, 2, 3, 4]
+    assert [(e["loss"], e["losses"]) for e in d] == [(e["loss"], e["losses"]) for e in s]
+    wa = load_file(str(one_out / "checkpoints" / "last.safetensors"))
+    wb = load_file(str(plain_out / "checkpoints" / "last.safetensors"))
+    assert set(wa) == set(wb) and all(np.array_equal(wa[k], wb[k]) for k in wa)

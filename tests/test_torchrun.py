@@ -53,3 +53,24 @@ def test_training_device_follows_the_local_rank(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert str(resolve_device("cpu")) == "cpu"
+
+
+def test_one_torchrun_process_is_launched_and_gets_its_local_gpu():
+    env = torchrun_env({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
+    assert env.launched and not env.enabled
+    assert env.device("cuda") == "cuda:0" and env.device("cpu") == "cpu"
+    assert not torchrun_env({}).launched
+
+
+def test_a_process_group_needs_torchrun_rendezvous_variables(monkeypatch):
+    import torch
+
+    from dsan_toolkit.train.distributed import DistInfo, init_distributed
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    assert init_distributed(torch.device("cpu")) == DistInfo()  # a plain process: no group
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(InputError, match="MASTER_ADDR and MASTER_PORT"):
+        init_distributed(torch.device("cpu"))

@@ -215,6 +215,45 @@ def test_prefetched_batches_equal_direct_ones(store):
             assert share == sh and torch.equal(b.feats, s.batch(idx).feats)
 
 
+def test_a_ring_buffer_is_not_rewritten_before_its_copy_has_run(store):
+    """Training does not wait for the device after a step, so an asynchronous host-to-GPU copy
+    of a batch may still be queued when the host is batches further. Here each copy is deferred
+    until its fence is waited on (what a CUDA event models): the background thread must wait on
+    a buffer's fence before it writes the buffer again, so every copy sees its own batch, the
+    batch that direct assembly gives."""
+    from dsan_toolkit.train.batching import iterate_batches
+
+    m = store.manifest
+    s = build_train_samples(store, m, [v.id for v in m.split("train")], store.crop_ids, m.info.classes, 16)
+    plan = BatchPlan.create(s, "paired", 2, seed=1)
+    batches = plan.epoch(0) + plan.epoch(1)
+    seen: list = []  # the yielded batches, still in the ring's buffers
+    copies: dict[int, torch.Tensor] = {}  # the deferred "device copies"
+    waited: list[int] = []
+
+    class Fence:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def synchronize(self) -> None:  # the copy of batch i runs now
+            waited.append(self.i)
+            copies[self.i] = seen[self.i].feats.clone()
+
+    made: list[Fence] = []
+
+    def fence() -> Fence:
+        made.append(Fence(len(made)))
+        return made[-1]
+
+    for b, _share in iterate_batches(s, batches, device="cpu", fence=fence):
+        seen.append(b)
+    for i, b in enumerate(seen):  # the copies nobody had to wait for
+        copies.setdefault(i, b.feats.clone())
+    assert len(made) == len(batches) and waited == list(range(len(batches) - 3))
+    for i, parts in enumerate(batches):
+        assert torch.equal(copies[i], s.batch(torch.cat(parts)).feats), f"batch {i}"
+
+
 def test_streaming_samples_give_the_cached_batches(store):
     from dsan_toolkit.train.samples import StreamingSamples, make_train_samples
 

@@ -11,6 +11,12 @@ It owns
 - ``build`` (an ``nn.Module``), ``loss`` (vectorised, masked by ``lengths``), ``predict``
   (one forward on a batch of 256-snippet chunks) and ``optimizers``.
 
+``loss`` may be given the model wrapped for data-parallel training (a
+``DistributedDataParallel``): it calls the forward through the object it is given (so the
+wrapper's gradient hooks run) and reaches the network's attributes through
+:func:`unwrap_model`. Its named parts are detached tensors, not Python floats: the trainer
+reads them at its logging cadence in one transfer, not once per step.
+
 Training code never looks inside a model; it only calls these four functions.
 
 Batch composition (what the official code does, recorded in ``MethodPreset.batch_composition``):
@@ -174,8 +180,10 @@ class Method(ABC):
         """
 
     @abstractmethod
-    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
-        """Total loss (scalar, differentiable) and its named parts as floats, on the batch device."""
+    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss (scalar, differentiable) and its named parts as detached scalar tensors on
+        the batch device (``loss`` among them). ``model`` may be the data-parallel wrapper:
+        call the forward through it, reach attributes through :func:`unwrap_model`."""
 
     @abstractmethod
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
@@ -201,6 +209,11 @@ class Method(ABC):
         return topk_counts(lengths)
 
     needs_clip: ClassVar[bool] = True
+    # data-parallel training: True when some trainable parameter gets no gradient on some
+    # training step (DSANet and VadCLIP: the distance graph's ``sigma`` is never used), so the
+    # wrapper looks for such parameters after every forward (``find_unused_parameters``); a
+    # method whose every trainable parameter takes part in every step sets False (cheaper)
+    ddp_unused_parameters: ClassVar[bool] = True
     # True: ``predict`` returns class probabilities of the method's own (a fine-grained branch),
     # so the fine-grained detection mAP and the class confusion mean something. False: the
     # method predicts one anomaly score per snippet and ``class_probs`` is None; reports show
@@ -215,6 +228,39 @@ class Method(ABC):
             "needs_clip": self.needs_clip,
             "has_class_branch": self.has_class_branch,
         }
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The network inside a data-parallel wrapper (``DistributedDataParallel`` keeps it as
+    ``.module``); any other module as it is."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def float_outputs(out: Any) -> Any:
+    """A model output dataclass with its floating tensors in float32: under mixed precision
+    (autocast) the losses are computed from float32 outputs, with autocast off
+    (:func:`full_precision`); in float32 training this returns the same tensors."""
+    changes = {
+        f.name: v.float()
+        for f in dataclasses.fields(out)
+        if isinstance(v := getattr(out, f.name), Tensor) and v.is_floating_point()
+    }
+    return dataclasses.replace(out, **changes)
+
+
+def full_precision(device: torch.device | str) -> Any:
+    """A context without autocast on ``device``'s type (the losses of a mixed-precision step)."""
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+
+
+def detached_parts(total: Tensor, parts: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The logged parts of a loss: each part and the total (``loss``), detached (no host
+    transfer: the trainer reads them later, all at once)."""
+    logs = {k: v.detach() for k, v in parts.items()}
+    logs["loss"] = total.detach()
+    return logs
 
 
 def class_prompts(classes: Sequence[ClassInfo]) -> list[str]:

@@ -8,8 +8,10 @@ resuming mid-run exact and lets every DDP rank draw the same global batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -106,6 +108,15 @@ def shard(parts: tuple[Tensor, ...], rank: int, world: int) -> tuple[Tensor, flo
     return local, (len(local) / total if total else 0.0)
 
 
+def cuda_fence(device: torch.device) -> Any:
+    """A CUDA event recorded on ``device``'s current stream (the one a copy to it runs on, which
+    need not be the current device's): ``synchronize()`` returns once the work queued there
+    before it (the host-to-GPU copy of a batch) has run."""
+    ev = torch.cuda.Event()
+    ev.record(torch.cuda.current_stream(device))
+    return ev
+
+
 def iterate_batches(
     samples: TrainSamples | StreamingSamples,
     batches: Sequence[tuple[Tensor, ...]],
@@ -114,14 +125,26 @@ def iterate_batches(
     *,
     prefetch: bool = True,
     pin_memory: bool = False,
+    device: torch.device | str | None = None,
+    fence: Callable[[], Any] | None = None,
 ) -> Iterator[tuple[TrainBatch, float]]:
     """This rank's share of each global batch, assembled one batch ahead in a background
     thread (the gather releases the GIL) so that the next batch is ready when a step ends.
 
     With ``prefetch`` the features go into a ring of three reusable buffers (pinned with
     ``pin_memory``, for asynchronous host-to-GPU copies): a yielded batch stays valid until
-    the consumer has asked for two more, so a consumer must not keep batches longer."""
+    the consumer has asked for two more, so a consumer must not keep batches longer.
+
+    ``device``: the batches are moved there (asynchronously from pinned memory) before they are
+    yielded. The training step does not wait for the GPU, so a copy may still be queued when the
+    host is two batches further; each copy is therefore followed by a fence (``fence()``, a CUDA
+    event on a CUDA device, nothing elsewhere), and the background thread waits on a buffer's
+    fence before it writes the buffer again. Only that thread waits, and only for that copy."""
+    target = torch.device(device) if device is not None else None
+    if fence is None and target is not None and target.type == "cuda":
+        fence = partial(cuda_fence, target)
     ring: list[Tensor] = []
+    fences: list[Any] = []
 
     def make(parts: tuple[Tensor, ...], slot: int | None) -> tuple[TrainBatch, float]:
         idx, share = shard(parts, rank, world)
@@ -130,22 +153,34 @@ def iterate_batches(
             if pin_memory:
                 b = TrainBatch(b.feats.pin_memory(), b.lengths, b.labels, b.anomalous)
             return b, share
+        if fences[slot] is not None:  # the copy of the batch this buffer held last has run
+            fences[slot].synchronize()
+            fences[slot] = None
         need = len(idx) * samples.length * samples.feature_dim
         if ring[slot].numel() < need:
             ring[slot] = torch.empty(need, dtype=torch.float32, pin_memory=pin_memory)
         return samples.batch(idx, out=ring[slot]), share
 
+    def moved(item: tuple[TrainBatch, float], slot: int | None) -> tuple[TrainBatch, float]:
+        b, share = item
+        if target is not None:
+            b = b.to(target)
+            if slot is not None and fence is not None:
+                fences[slot] = fence()
+        return b, share
+
     if not prefetch or len(batches) < 2:
         for parts in batches:
-            yield make(parts, None)
+            yield moved(make(parts, None), None)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     ring.extend(torch.empty(0) for _ in range(3))
+    fences.extend(None for _ in range(3))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsan-batches") as pool:
         pending = pool.submit(make, batches[0], 0)
         for i, nxt in enumerate(list(batches[1:]) + [None]):
-            ready = pending.result()
+            ready = moved(pending.result(), i % 3)
             if nxt is not None:
                 pending = pool.submit(make, nxt, (i + 1) % 3)
             yield ready

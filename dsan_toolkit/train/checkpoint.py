@@ -69,6 +69,9 @@ class RunConfig:
     # best-on-val only: the validation split's {"hash", "fraction", "seed", "size"}
     # (dsan_toolkit.manifest.valsplit); absent from the records of other runs
     val_split: dict[str, Any] | None = optional_field(None)
+    # training arithmetic: "fp32" (the official numbers; absent from the records, so runs of
+    # earlier versions keep their hashes), "bf16" or "fp16" (autocast; fp16 with a gradient scaler)
+    precision: str = optional_field("fp32")
     device: str = runtime_field("cpu")
     clip_weights: str | None = runtime_field(None)  # the local CLIP file's path (its sha256 is in text_encoder)
 

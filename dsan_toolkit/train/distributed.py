@@ -1,29 +1,41 @@
 """Data-parallel training under ``torchrun`` (gloo on CPU, nccl on CUDA).
 
 Every rank draws the same global batch order (same seed) and takes its own share of each
-global batch, so a run on W processes sees exactly the batches of a single-process run.
-After the backward pass the gradients are averaged across ranks, weighted by each rank's
-share of the batch (:func:`all_reduce_gradients`), which is what DDP does; doing it
-explicitly keeps the methods' loss functions free to use any module attribute (no wrapper
-object in between) and handles parameters that got no gradient on some rank. Rank 0 alone
-writes files.
+global batch, so a run on W processes sees exactly the batches of a single-process run. The
+model is wrapped in PyTorch's :class:`~torch.nn.parallel.DistributedDataParallel`
+(:func:`wrap_model`): its bucketed all-reduce runs during the backward pass and averages the
+gradients over the ranks; each rank's loss is multiplied by ``share * world_size``
+(:func:`loss_factor`), so the average is the share-weighted sum, the gradient of the
+global-batch mean. Rank 0 alone writes files.
+
+Under torchrun the process group is joined even for one process (``--nproc-per-node 1``), so
+a one-GPU torchrun run goes through every collective. Every collective here uses tensors on
+the group's device (:attr:`DistInfo.device`: the process's GPU for nccl, the CPU for gloo).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from ..errors import InputError
 from ..utils.torchrun import torchrun_env
+
+# rank 0 evaluates alone (in-training selection, the end of the run) while the others wait in a
+# collective: allow that much longer than nccl's default of 10 minutes
+GROUP_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
     world_size: int = 1
-    backend: str | None = None
+    backend: str | None = None  # None: no process group (a plain process)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where collectives' tensors live
 
     @property
     def is_main(self) -> bool:
@@ -31,20 +43,31 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """A process group was joined (under torchrun, one process included)."""
+        return self.backend is not None
 
 
 def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group described by torchrun's environment (no-op for one process)."""
+    """Join the process group described by torchrun's environment (any number of processes,
+    one included); a plain process (no torchrun) gets ``DistInfo()`` and no group."""
     env = torchrun_env()
-    if not env.enabled:
+    if not env.launched:
         return DistInfo()
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+    if missing:
+        raise InputError(
+            f"RANK and WORLD_SIZE are set but {' and '.join(missing)} not: start the processes with torchrun"
+        )
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+    group_device = device if device.type == "cuda" else torch.device("cpu")
     if not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
-    return DistInfo(rank=env.rank, world_size=env.world_size, backend=backend)
+        kwargs = {"device_id": group_device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, timeout=GROUP_TIMEOUT, **kwargs)
+    return DistInfo(rank=env.rank, world_size=env.world_size, backend=backend, device=group_device)
 
 
 def shutdown(info: DistInfo) -> None:
@@ -53,57 +76,83 @@ def shutdown(info: DistInfo) -> None:
 
 
 def barrier(info: DistInfo) -> None:
-    if info.enabled:
+    if not info.enabled:
+        return
+    if info.device.type == "cuda":
+        dist.barrier(device_ids=[info.device.index])
+    else:
         dist.barrier()
 
 
+def _broadcast(t: torch.Tensor, info: DistInfo) -> None:
+    """Rank 0's values of ``t`` on every rank, in place; a tensor off the group's device
+    travels through a copy on it."""
+    if t.device == info.device:
+        dist.broadcast(t, src=0)
+        return
+    tmp = t.detach().to(info.device)
+    dist.broadcast(tmp, src=0)
+    t.copy_(tmp)
+
+
 def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
-    """Make every rank start from rank 0's parameters and buffers."""
+    """Make every rank hold rank 0's parameters and buffers."""
     if not info.enabled:
         return
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
-            dist.broadcast(t.data, src=0)
-
-
-def all_reduce_gradients(params: list[torch.nn.Parameter], local_share: float, info: DistInfo) -> None:
-    """grad <- sum over ranks of (local_share * grad): the gradient of the global-batch mean
-    when each rank's loss is a mean over its ``local_share`` fraction of the batch."""
-    if not info.enabled or not params:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads]) * local_share
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
-
-
-def all_reduce_mean(values: dict[str, float], weight: float, info: DistInfo) -> dict[str, float]:
-    """Weighted sum across ranks of per-rank scalar logs (weights sum to 1)."""
-    if not info.enabled or not values:
-        return values
-    keys = sorted(values)
-    t = torch.tensor([values[k] * weight for k in keys], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return {k: float(v) for k, v in zip(keys, t.tolist())}
-
-
-def broadcast_int(value: int, info: DistInfo) -> int:
-    """Rank 0's integer on every rank (a tensor broadcast: nothing is pickled)."""
-    if not info.enabled:
-        return value
-    t = torch.tensor([int(value)], dtype=torch.long)
-    dist.broadcast(t, src=0)
-    return int(t.item())
+            _broadcast(t.data, info)
 
 
 def sync_buffers(module: torch.nn.Module, info: DistInfo) -> None:
-    """Rank 0's buffers on every rank (as DDP's ``broadcast_buffers``)."""
+    """Rank 0's buffers on every rank (DDP broadcasts them before each forward; this makes the
+    ranks agree after the last step too)."""
     if not info.enabled:
         return
     with torch.no_grad():
         for b in module.buffers():
-            dist.broadcast(b.data, src=0)
+            _broadcast(b.data, info)
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The sum over ranks of ``t`` (a new tensor on the group's device; ``t`` itself without a
+    group)."""
+    if not info.enabled:
+        return t
+    out = t.detach().to(info.device, copy=True)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def broadcast_int(value: int, info: DistInfo) -> int:
+    """Rank 0's integer on every rank (a tensor broadcast on the group's device: nothing is pickled)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([int(value)], dtype=torch.long, device=info.device)
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
+def loss_factor(share: float, info: DistInfo) -> float:
+    """What a rank's loss is multiplied by so that DDP's average over ranks is the
+    share-weighted sum of the ranks' gradients (1.0 without a group, and for one process)."""
+    return float(share) * info.world_size if info.enabled else 1.0
+
+
+def wrap_model(model: torch.nn.Module, info: DistInfo, *, find_unused_parameters: bool = True) -> torch.nn.Module:
+    """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel` under a process group
+    (``model`` itself otherwise). The wrapper's construction broadcasts rank 0's parameters and
+    buffers, and it broadcasts the buffers again before each forward. ``find_unused_parameters``:
+    some trainable parameter gets no gradient (DSANet and VadCLIP: the distance graph's unused
+    ``sigma``); its gradient stays None on every rank, as in a single process, so the optimisers
+    skip it alike."""
+    if not info.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model,
+        device_ids=[info.device.index] if info.device.type == "cuda" else None,
+        broadcast_buffers=True,
+        find_unused_parameters=find_unused_parameters,
+    )

@@ -61,6 +61,7 @@ from .setup import (
     resolve_manifest_for,
     text_encoder_spec,
 )
+from .step import check_precision
 from .store_identity import absolute_store_path, store_backbone, store_config_hash
 from .trainer import Trainer
 from .valselect import resolve_val_split, write_run_val_split
@@ -97,6 +98,8 @@ class TrainOptions:
     val_split: Path | None = None
     val_fraction: float = DEFAULT_FRACTION
     val_seed: int = DEFAULT_SEED
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (recorded in the config; see docs/training.md)
+    log_every: int = 0  # steps between reads of the losses from the device (0: 1 on CPU, 25 on GPU)
 
 
 @dataclass
@@ -154,6 +157,8 @@ def resolve_config(
     if val_split is None:
         val_split = resolve_selection(opts, manifest, method)
     preset_name, preset = resolve_preset(method, manifest, opts)
+    if not method.trainable and opts.precision != "fp32":
+        raise InputError(f"method {method.name!r} is training-free: --precision applies to training (use fp32)")
     test_crop = manifest.info.test_crop if opts.test_crop is None else int(opts.test_crop)
     check_store_fits(
         store,
@@ -187,6 +192,7 @@ def resolve_config(
         if method.needs_clip
         else {},
         val_split=val_split.summary() if val_split is not None else None,
+        precision=str(opts.precision),
         device=str(opts.device),
         clip_weights=str(Path(opts.clip_weights).resolve()) if opts.clip_weights else None,
     )
@@ -204,7 +210,11 @@ def train(opts: TrainOptions, *, on_event: Listener | None = None) -> TrainResul
     (loss, seconds, samples/s); without a listener messages and summaries are logged."""
     say = emitter(on_event, logger)
     device = resolve_device(opts.device)
+    check_precision(opts.precision, device)
+    if opts.log_every < 0:
+        raise InputError(f"--log-every must be 0 (automatic) or a number of steps, not {opts.log_every}")
     dist = ddp.init_distributed(device)
+    device = dist.device if dist.backend == "nccl" else device  # cuda -> this rank's cuda:N
     try:
         with determinism_restored():  # --deterministic is process-wide: restore the caller's settings
             return _train(opts, device, dist, say)
@@ -271,12 +281,14 @@ def _train(opts: TrainOptions, device: torch.device, dist: ddp.DistInfo, say: Li
         checkpoint_every=opts.checkpoint_every,
         stop_after_steps=opts.stop_after_steps,
         val_ids=split.ids if split is not None else (),
+        log_every=opts.log_every,
     )
     if dist.is_main:
         say(
             message(
                 f"{method.name} preset {cfg.preset_name} on {manifest.name}: config {cfg.hash[:12]}, "
                 f"device {device}, world size {dist.world_size}, select {cfg.select}"
+                + (f", precision {cfg.precision}" if cfg.precision != "fp32" else "")
             )
         )
     trainer.setup()
@@ -371,6 +383,7 @@ def retrain_from_config(
         val_split=Path(val_split) if vs and val_split is not None else None,
         val_fraction=float(vs.get("fraction", DEFAULT_FRACTION)),
         val_seed=int(vs["seed"]) if vs.get("seed") is not None else DEFAULT_SEED,
+        precision=cfg.precision,
     )
     return train(opts)
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import DsanError, InputError
+from ..errors import InputError
 from ..manifest.schema import Manifest
 from ..models.api import Method, MethodPreset, OptimSpec
 from ..models.input_norm import fit_input_norm
@@ -38,75 +37,17 @@ from .checkpoint import (
     save_weights,
     set_rng_state,
 )
+from .loopstate import LoopState, load_optim_state, lrs, optim_state, state_copy
 from .runlog import RunLog
 from .samples import make_train_samples
 from .setup import IN_TRAINING, LAST, build_model, seed_everything
+from .step import StepRunner
+from .steplog import LoggedStep, PendingSteps
 from .testset import TestSet, build_test_set
 from .valselect import selection_eval
 
-
-@dataclass
-class LoopState:
-    epoch: int = 0  # epoch being run
-    iter: int = 0  # next iteration within the epoch
-    step: int = 0  # global optimiser steps done
-    best_value: float | None = None
-    best_step: int | None = None
-    best_epoch: int | None = None
-    best_model: dict[str, torch.Tensor] | None = None
-    train_seconds: float = 0.0
-    log_size: int = 0
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "iter": self.iter,
-            "step": self.step,
-            "best_value": self.best_value,
-            "best_step": self.best_step,
-            "best_epoch": self.best_epoch,
-            "best_model": self.best_model,
-            "train_seconds": self.train_seconds,
-            "log_size": self.log_size,
-        }
-
-    @classmethod
-    def from_state(cls, d: dict[str, Any]) -> LoopState:
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})  # type: ignore[arg-type]
-
-
-def _optim_state(specs: list[OptimSpec]) -> list[dict[str, Any]]:
-    return [
-        {"optimizer": s.optimizer.state_dict(), "scheduler": None if s.scheduler is None else s.scheduler.state_dict()}
-        for s in specs
-    ]
-
-
-def _load_optim_state(specs: list[OptimSpec], states: list[dict[str, Any]]) -> None:
-    if len(states) != len(specs):
-        raise InputError("the resume file does not fit this method's optimisers")
-    for s, st in zip(specs, states):
-        s.optimizer.load_state_dict(st["optimizer"])
-        if s.scheduler is not None and st["scheduler"] is not None:
-            s.scheduler.load_state_dict(st["scheduler"])
-
-
-def _lrs(specs: list[OptimSpec]) -> list[float]:
-    return [float(s.optimizer.param_groups[0]["lr"]) for s in specs]
-
-
-def _trainable_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    seen: set[int] = set()
-    out = []
-    for p in model.parameters():
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            out.append(p)
-    return out
-
-
-def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+# steps between two reads of the losses from a GPU (each read waits for the device)
+LOG_EVERY_CUDA = 25
 
 
 def build_optimizers(method: Method, model: torch.nn.Module, preset: MethodPreset, plan: BatchPlan) -> list[OptimSpec]:
@@ -125,7 +66,10 @@ class Trainer:
     ``memory``, ``none``); ``clip_weights`` a local CLIP weight file for the text encoder;
     ``eval_batch`` the chunks per forward of test-set evaluations; ``checkpoint_every`` writes
     the resume state every so many steps; ``stop_after_steps`` stops early (resumable);
-    ``val_ids`` the validation videos of a best-on-val run (held out of training)."""
+    ``val_ids`` the validation videos of a best-on-val run (held out of training);
+    ``log_every`` reads the steps' losses from the device every so many steps (0: every step on
+    the CPU, every :data:`LOG_EVERY_CUDA` steps on a GPU; checkpoints, evaluations and epoch
+    ends read them too)."""
 
     def __init__(
         self,
@@ -143,6 +87,7 @@ class Trainer:
         checkpoint_every: int = 0,
         stop_after_steps: int | None = None,
         val_ids: tuple[str, ...] = (),
+        log_every: int = 0,
     ) -> None:
         self.cfg = cfg
         self.method = method
@@ -161,6 +106,7 @@ class Trainer:
         self.log = RunLog(self.out / "log.jsonl", dist.is_main)
         self.ckpt_dir = self.out / "checkpoints"
         self.state = LoopState()
+        self.log_every = int(log_every) or (LOG_EVERY_CUDA if device.type == "cuda" else 1)
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -184,10 +130,12 @@ class Trainer:
         seed_everything(cfg.seed, cfg.deterministic)  # model init as the official scripts: right after seeding
         self.model = build_model(self.method, cfg, self.manifest, self.device, self.clip_weights)
         fit_input_norm(self.model, self.store, train_ids, cfg.train_crops)  # no-op unless the preset asks for one
-        ddp.broadcast_module(self.model, self.dist)
         self.iters_per_epoch = self.plan.steps_per_epoch()
         self.specs = build_optimizers(self.method, self.model, preset, self.plan)
-        self.params = _trainable_params(self.model)
+        # under a process group the model is wrapped (DDP: rank 0's weights on every rank);
+        # self.model stays the network itself: checkpoints, state dicts, evaluations
+        self.runner = StepRunner(self.method, self.model, preset, self.specs, self.device, self.dist, cfg.precision)
+        self.pending = PendingSteps(self.dist, self.log_every)
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_meta(self, selection: str, **extra: Any) -> dict[str, Any]:
@@ -211,9 +159,11 @@ class Trainer:
         state = {
             "loop": self.state.to_state(),
             "model": self.model.state_dict(),
-            "optim": _optim_state(self.specs),
+            "optim": optim_state(self.specs),
             "rng": rng_state(),
         }
+        if self.runner.state() is not None:
+            state["scaler"] = self.runner.state()
         save_resume(self.ckpt_dir / "resume.safetensors", state, self.cfg.hash)
         self.log.append(line)
 
@@ -225,21 +175,18 @@ class Trainer:
         if h != self.cfg.hash:
             raise InputError(f"{path} belongs to another configuration (config {h[:12]}); use a new --out")
         self.model.load_state_dict(state["model"])
-        _load_optim_state(self.specs, state["optim"])
+        load_optim_state(self.specs, state["optim"])
         set_rng_state(state["rng"])
+        self.runner.load_state(state.get("scaler"))
         self.state = LoopState.from_state(state["loop"])
         self.log.truncate(int(self.state.log_size or 0))
         return True
 
     # -- evaluation during training (best-on-test, best-on-val) ---------------------------
     def _maybe_eval(self, *, end_of_epoch: bool) -> None:
-        if self.cfg.select not in IN_TRAINING:
+        if not self._eval_due(end_of_epoch=end_of_epoch):
             return
-        every = self.cfg.eval_every
-        i = self.state.iter - 1  # 0-based index of the iteration just done
-        due = (end_of_epoch and every == 0) or (not end_of_epoch and every > 0 and i > 0 and i % every == 0)
-        if not due:
-            return
+        i = self.state.iter - 1
         if self.dist.is_main:
             metrics, value = selection_eval(
                 self.method,
@@ -268,7 +215,7 @@ class Trainer:
                 self.state.best_value = float(value)
                 self.state.best_step = self.state.step
                 self.state.best_epoch = self.state.epoch
-                self.state.best_model = _state_copy(self.model)
+                self.state.best_model = state_copy(self.model)
         self.model.train()
 
     def _reload_best(self) -> None:
@@ -278,29 +225,25 @@ class Trainer:
             self.model.load_state_dict(self.state.best_model)
         ddp.broadcast_module(self.model, self.dist)
 
-    # -- one step ------------------------------------------------------------------------
-    def step(self, batch: Any, share: float) -> dict[str, float]:
-        batch = batch.to(self.device)
-        for s in self.specs:
-            s.optimizer.zero_grad(set_to_none=True)
-        loss, parts = self.method.loss(self.model, batch, self.preset)
-        if not torch.isfinite(loss):
-            raise DsanError(
-                f"the loss became {float(loss)} at step {self.state.step + 1} (parts: "
-                f"{ {k: round(float(v), 4) for k, v in parts.items()} }); lower the learning rate (--set lr=...) "
-                "and start a new run directory"
-            )
-        loss.backward()
-        ddp.all_reduce_gradients(self.params, share, self.dist)
-        for s in self.specs:
-            s.optimizer.step()
-        for s in self.specs:
-            if s.scheduler is not None and s.step_on == "iter":
-                s.scheduler.step()
-        ddp.sync_buffers(self.model, self.dist)
-        logged = {"loss": float(loss.detach())}
-        logged.update({f"losses.{k}": float(v) for k, v in parts.items()})
-        return ddp.all_reduce_mean(logged, share, self.dist)
+    # -- the step log ----------------------------------------------------------------------
+    def _flush(self, task: str, progress: Listener | None, losses: list[float]) -> None:
+        """Read the pending steps' losses (one transfer) and write their log lines."""
+        done = self.pending.flush()
+        self._write_steps(done, task, progress, losses)
+
+    def _write_steps(self, done: list[LoggedStep], task: str, progress: Listener | None, losses: list[float]) -> None:
+        for st in done:
+            losses.append(st.loss)
+            self.log.write("step", **st.fields, loss=st.loss, losses=st.values)
+        if done and progress is not None:
+            progress(ProgressEvent(ADVANCE, task, advance=len(done), text=f"loss {done[-1].loss:.4f}"))
+
+    def _eval_due(self, *, end_of_epoch: bool) -> bool:
+        if self.cfg.select not in IN_TRAINING:
+            return False
+        every = self.cfg.eval_every
+        i = self.state.iter - 1  # 0-based index of the iteration just done
+        return (end_of_epoch and every == 0) or (not end_of_epoch and every > 0 and i > 0 and i % every == 0)
 
     # -- run -----------------------------------------------------------------------------
     def run(self, on_event: Listener | None = None) -> bool:
@@ -324,40 +267,36 @@ class Trainer:
                 self.dist.rank,
                 self.dist.world_size,
                 pin_memory=self.device.type == "cuda",
+                device=self.device,
             ):
-                logged = self.step(batch, share)
+                parts = self.runner.step(batch, share, self.state.step + 1)
                 self.state.iter += 1
                 self.state.step += 1
                 n = int(round(batch.batch_size / share)) if share else batch.batch_size
                 samples_done += n
-                losses.append(logged["loss"])
-                self.log.write(
-                    "step",
-                    epoch=e,
-                    iter=self.state.iter - 1,
-                    step=self.state.step,
-                    lr=_lrs(self.specs),
-                    samples=n,
-                    loss=logged["loss"],
-                    losses={k[7:]: v for k, v in logged.items() if k.startswith("losses.")},
-                )
-                if progress is not None:
-                    progress(ProgressEvent(ADVANCE, task, advance=1, text=f"loss {logged['loss']:.4f}"))
-                self._maybe_eval(end_of_epoch=False)
-                if (
+                fields = {"epoch": e, "iter": self.state.iter - 1, "step": self.state.step, "lr": lrs(self.specs)}
+                done = self.pending.add(parts, share, **fields, samples=n)
+                self._write_steps(done, task, progress, losses)
+                checkpoint = (
                     self.checkpoint_every
                     and self.state.step % self.checkpoint_every == 0
                     and self.state.iter < len(batches)
-                ):
-                    self.save_resume()
-                if (
+                )
+                stop = (
                     self.stop_after_steps is not None
                     and self.state.step >= self.stop_after_steps
                     and self.state.iter < len(batches)
-                ):
+                )
+                if checkpoint or stop or self.pending.full() or self._eval_due(end_of_epoch=False):
+                    self._flush(task, progress, losses)  # every step is logged (and checked) before them
+                self._maybe_eval(end_of_epoch=False)
+                if checkpoint:
+                    self.save_resume()
+                if stop:
                     self.state.train_seconds += time.perf_counter() - t0
                     self.save_resume()
                     return False
+            self._flush(task, progress, losses)
             for s in self.specs:
                 if s.scheduler is not None and s.step_on == "epoch":
                     s.scheduler.step()
@@ -386,10 +325,11 @@ class Trainer:
                     )
                 )
             last_epoch = e + 1 == preset.epochs
+            ddp.sync_buffers(self.model, self.dist)  # DDP syncs them before each forward; after the last one too
             if self.dist.is_main:
                 save_weights(self.model, self.ckpt_dir / "last.safetensors", self.checkpoint_meta(LAST))
                 if last_epoch:
-                    self.last_model = _state_copy(self.model)
+                    self.last_model = state_copy(self.model)
             self._reload_best()
             self.state.epoch += 1
             self.state.iter = 0

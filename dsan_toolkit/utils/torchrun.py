@@ -4,6 +4,8 @@
 ``LOCAL_RANK``; a process started otherwise has none of them and is rank 0 of 1. Extraction
 (one shard of the videos per rank) and training (data-parallel) both read them here, and
 ``--device cuda`` means the process's own local GPU under torchrun (:meth:`TorchrunEnv.device`).
+``launched`` tells a process started by torchrun, even a single one (``--nproc-per-node 1``),
+from a plain process: training joins a process group whenever it is set.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class TorchrunEnv:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (RANK and WORLD_SIZE set), even as its only process
 
     @property
     def enabled(self) -> bool:
@@ -30,8 +33,8 @@ class TorchrunEnv:
 
     def device(self, device: str) -> str:
         """``cuda`` is this process's local GPU (``cuda:LOCAL_RANK``) under torchrun; any other
-        device (``cpu``, ``cuda:N``), or any device of a single process, is kept."""
-        return f"cuda:{self.local_rank}" if self.enabled and device == "cuda" else device
+        device (``cpu``, ``cuda:N``), or any device of a plain process, is kept."""
+        return f"cuda:{self.local_rank}" if (self.enabled or self.launched) and device == "cuda" else device
 
 
 def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv:
@@ -48,4 +51,5 @@ def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv:
         raise InputError(f"WORLD_SIZE is {world} but RANK is not set: start the processes with torchrun")
     if world < 1 or not 0 <= rank < world or local < 0:
         raise InputError(f"torchrun environment out of range: RANK {rank}, WORLD_SIZE {world}, LOCAL_RANK {local}")
-    return TorchrunEnv(rank=rank, world_size=world, local_rank=local)
+    launched = "RANK" in env and "WORLD_SIZE" in env
+    return TorchrunEnv(rank=rank, world_size=world, local_rank=local, launched=launched)

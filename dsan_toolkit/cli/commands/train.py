@@ -110,6 +110,16 @@ def train_cmd(
         "--cache",
         help="Training features: 'memory' (resampled split cached once), 'none' (read from the store per batch), 'auto' (memory when it takes at most 70% of the free RAM). Same batches either way.",
     ),
+    precision: str = typer.Option(
+        "fp32",
+        "--precision",
+        help="Training arithmetic: fp32 (default, the official numbers), bf16 (autocast) or fp16 (autocast and a gradient scaler; CUDA only). Recorded in the run config.",
+    ),
+    log_every: int = typer.Option(
+        0,
+        "--log-every",
+        help="Read the step losses from the device every N steps (one transfer; 0: every step on CPU, every 25 on GPU). Every step is logged either way.",
+    ),
     progress: bool = typer.Option(
         True,
         "--progress/--no-progress",
@@ -158,6 +168,8 @@ def train_cmd(
         val_split=val_split,
         val_fraction=DEFAULT_FRACTION if val_fraction is None else val_fraction,
         val_seed=DEFAULT_SEED if val_seed is None else val_seed,
+        precision=precision,
+        log_every=log_every,
     )
     with ProgressRenderer(err_console, enabled=progress) as render:
         result = train(opts, on_event=render)

@@ -10,7 +10,18 @@ from torch import Tensor, nn
 
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
-from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, text_method_prompts
+from ..api import (
+    Method,
+    MethodPreset,
+    OptimSpec,
+    Prediction,
+    TrainBatch,
+    detached_parts,
+    float_outputs,
+    full_precision,
+    text_method_prompts,
+    unwrap_model,
+)
 from ..input_norm import attach_input_norm
 from ..registry import register_method
 from .losses import dsanet_loss
@@ -52,13 +63,12 @@ class DSANetMethod(Method):
         model = build_dsanet(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
         return attach_input_norm(model, preset.input_norm, feature_dim)
 
-    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
-        assert isinstance(model, DSANetModel) and isinstance(preset, DSANetPreset)
+    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
+        assert isinstance(unwrap_model(model), DSANetModel) and isinstance(preset, DSANetPreset)
         out = model(batch.feats, batch.lengths)
-        total, parts = dsanet_loss(out, batch.labels, batch.lengths, preset)
-        logs = {k: float(v.detach()) for k, v in parts.items()}
-        logs["loss"] = float(total.detach())
-        return total, logs
+        with full_precision(batch.feats.device):  # mixed precision: the forward only
+            total, parts = dsanet_loss(float_outputs(out), batch.labels, batch.lengths, preset)
+        return total, detached_parts(total, parts)
 
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
         """Scores as the official test code: ``sigmoid(logits1)``; with refinement the class

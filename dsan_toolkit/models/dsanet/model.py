@@ -161,7 +161,9 @@ class DSANetModel(nn.Module):
         out = DSANetOutput(text_features=text, logits1=logits1, logits2=logits2, visual=visual)
         if event_background:
             valid = length_mask(lengths, visual.shape[1]) if (p.mask_padding_pooling and lengths is not None) else None
-            w_abn, w_nor = _pool_weights(torch.sigmoid(logits1), p.pool_scale, valid)
+            # float32 weights: in bfloat16 sigmoid(logits1) rounds to 1 from logits near 6 on, the
+            # background weights exp(10 (1 - p)) - 1 to 0 at every position, and the pooled feature to 0
+            w_abn, w_nor = _pool_weights(torch.sigmoid(logits1.float()), p.pool_scale, valid)
             pooled = torch.cat([w_abn, w_nor], dim=2).transpose(1, 2) @ visual  # (B, 2, W)
             both = alignment_logits(pooled, text.unsqueeze(0).expand(visual.shape[0], -1, -1), p.align_temperature)
             out.logits3, out.logits4 = both[:, :1], both[:, 1:]

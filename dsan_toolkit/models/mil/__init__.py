@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ...config import register_config
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
-from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch
+from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, detached_parts, full_precision
 from ..common.layers import length_mask
 from ..input_norm import attach_input_norm, check_input_norm
 from ..registry import register_method
@@ -128,12 +128,14 @@ class MILMethod(Method):
             raise InputError(f"mil needs a MILPreset, got {type(preset).__name__}")
         return attach_input_norm(MILModel(preset, feature_dim, len(classes)), preset.input_norm, feature_dim).to(device)
 
-    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
+    ddp_unused_parameters = False  # every parameter takes part in every step
+
+    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
         assert isinstance(preset, MILPreset)
-        total, parts = mil_ranking_loss(model(batch.feats), batch.lengths, batch.anomalous, preset)
-        logs = {k: float(v.detach()) for k, v in parts.items()}
-        logs["loss"] = float(total.detach())
-        return total, logs
+        scores = model(batch.feats).float()
+        with full_precision(batch.feats.device):  # mixed precision: the forward only
+            total, parts = mil_ranking_loss(scores, batch.lengths, batch.anomalous, preset)
+        return total, detached_parts(total, parts)
 
     def bag_topk(self, lengths: Tensor) -> Tensor:
         """The ranking loss scores a bag by its maximum: k = 1."""

@@ -11,7 +11,18 @@ from torch.optim.lr_scheduler import MultiStepLR
 
 from ...errors import InputError
 from ...manifest.schema import ClassInfo
-from ..api import Method, MethodPreset, OptimSpec, Prediction, TrainBatch, text_method_prompts
+from ..api import (
+    Method,
+    MethodPreset,
+    OptimSpec,
+    Prediction,
+    TrainBatch,
+    detached_parts,
+    float_outputs,
+    full_precision,
+    text_method_prompts,
+    unwrap_model,
+)
 from ..input_norm import attach_input_norm
 from ..registry import register_method
 from .losses import vadclip_loss
@@ -54,13 +65,13 @@ class VadCLIPMethod(Method):
         model = build_vadclip(preset, prompts, clip.model, clip.tokenizer, clip.info, device)
         return attach_input_norm(model, preset.input_norm, feature_dim)
 
-    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
-        assert isinstance(model, VadCLIPModel) and isinstance(preset, VadCLIPPreset)
+    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
+        assert isinstance(unwrap_model(model), VadCLIPModel) and isinstance(preset, VadCLIPPreset)
         out = model(batch.feats, batch.lengths)
-        total, parts = vadclip_loss(out, batch.labels.to(out.logits2.dtype), batch.lengths, preset)
-        logs = {k: float(v.detach()) for k, v in parts.items()}
-        logs["loss"] = float(total.detach())
-        return total, logs
+        with full_precision(batch.feats.device):  # mixed precision: the forward only
+            out = float_outputs(out)
+            total, parts = vadclip_loss(out, batch.labels.to(out.logits2.dtype), batch.lengths, preset)
+        return total, detached_parts(total, parts)
 
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
         assert isinstance(model, VadCLIPModel)

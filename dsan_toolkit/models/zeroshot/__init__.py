@@ -96,7 +96,7 @@ class ZeroShotMethod(Method):
             text = tower.encode_texts(texts).float().cpu()
         return ZeroShotModel(text, preset.visual_length, preset.logit_scale, clip.info).to(device)
 
-    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: TrainBatch, preset: MethodPreset) -> tuple[Tensor, dict[str, Tensor]]:
         raise InputError("zeroshot is training-free: evaluate it directly")
 
     def predict(self, model: nn.Module, feats: Tensor, lengths: Tensor) -> Prediction:
