@@ -81,7 +81,7 @@ def bench_cmd(
         None, "--lock", help="Lock file per dataset (from dsan verify): ucf=FILE; hashed for audits."
     ),
     device: str = typer.Option("cpu", "--device", help="Device for training and evaluation (cpu, cuda, cuda:1)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Jobs trained at once on this machine (worker processes)."),
+    jobs: int = typer.Option(1, "--jobs", help="Jobs trained at once on this machine (worker processes)."),
     devices: str = typer.Option(
         None, "--devices", help="One device per concurrent job, round robin: cuda:0,cuda:1 (replaces --device)."
     ),
@@ -129,9 +129,8 @@ def bench_cmd(
             typer.echo(f"\n{note}")
         return
 
-    runner = make_executor(
-        executor, jobs=jobs, devices=parse_list(devices, "--devices") if devices is not None else None, address=address
-    )
+    device_list = parse_list(devices, "--devices") if devices is not None else None
+    runner = make_executor(executor, jobs=jobs, devices=device_list, address=address)
     if report not in REPORT_FORMATS:
         raise InputError(f"--report must be one of {', '.join(REPORT_FORMATS)}, not {report!r}")
     from ...utils.paths import input_file, output_file
@@ -158,7 +157,7 @@ def bench_cmd(
         map_protocol=map_protocol,
         bootstrap=bootstrap,
         bootstrap_seed=bootstrap_seed,
-        device=runner.devices[0] if getattr(runner, "devices", ()) else device,
+        device=device_list[0] if device_list else device,
         ablation=ablation,
         clip_weights=str(clip_weights.resolve()) if clip_weights else None,
         lock={k: str(v.resolve()) for k, v in locks.items()},
