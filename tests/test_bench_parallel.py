@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from dsan_toolkit.bench.executors import (
+    JobCrashed,
     JobFailed,
     LocalExecutor,
     RayExecutor,
@@ -35,6 +36,11 @@ def fails_on_seed_1(job: BenchJob, run_dir: Path, say) -> None:
     if job.seed == 1:
         raise InputError("the seed-1 job was told to fail")
     default_trainer(job, run_dir, say)
+
+
+def crashes(job: BenchJob, run_dir: Path, say) -> None:
+    """A trainer with a bug."""
+    raise ValueError(f"a bug in job {job.seed}")
 
 
 def _cfg(store) -> BenchConfig:
@@ -103,6 +109,17 @@ def test_failed_job_stops_cleanly_and_the_bench_resumes(sequential, xd_feature_s
     assert res.reused == 1 and res.trained == 1
     assert _files(out) == _files(sequential)
     pd.testing.assert_frame_equal(_metrics(out), _metrics(sequential))
+
+
+@pytest.mark.integration
+def test_a_bug_in_a_worker_keeps_its_traceback(xd_feature_store, tmp_path):
+    with pytest.raises(JobCrashed) as err:
+        run_bench(_cfg(xd_feature_store), tmp_path / "b", trainer=crashes, executor=LocalExecutor(jobs=2, threads=1))
+    assert "job [1/2] vadclip on synth, seed 0 failed: ValueError('a bug in job 0')" in str(err.value)
+    assert "seed 1 failed: ValueError('a bug in job 1')" in str(err.value)
+    remote = err.value.__cause__.__cause__  # concurrent.futures' copy of the worker's traceback
+    assert "in crashes" in str(remote) and 'raise ValueError(f"a bug in job {job.seed}")' in str(remote)
+    assert not (tmp_path / "b" / "bench.json").exists()  # no run finished: nothing recorded
 
 
 def test_workers_take_devices_round_robin(monkeypatch):

@@ -79,7 +79,13 @@ OnDone = Callable[[Task, str], None]  # (task, the device it ran on)
 
 
 class JobFailed(DsanError):
-    """A bench job failed; the jobs that finished are recorded and a rerun resumes."""
+    """A bench job failed on a user error (or its worker died); the jobs that finished are
+    recorded and a rerun resumes."""
+
+
+class JobCrashed(RuntimeError):
+    """A bench job raised something that is no user error: a bug, reported with its traceback
+    (the worker's, as the cause)."""
 
 
 def check_devices(devices: Sequence[str]) -> tuple[str, ...]:
@@ -115,7 +121,9 @@ def _raise_failures(failures: list[tuple[Task, BaseException]], finished: int) -
         "run the same command again to resume"
     )
     bugs = [e for _, e in failures if not isinstance(e, DsanError)]
-    raise JobFailed(msg) from (bugs[0] if bugs else None)
+    if bugs:
+        raise JobCrashed(msg) from bugs[0]
+    raise JobFailed(msg)
 
 
 # -- in this process, one job after the other ---------------------------------------------------------
@@ -183,7 +191,11 @@ class LocalExecutor:
                         continue
                     try:
                         device, seconds = fut.result()
-                    except BaseException as exc:  # noqa: BLE001 - reported with the job, below
+                    except cf.process.BrokenProcessPool:
+                        if not any(isinstance(e, _WorkerDied) for _, e in failures):
+                            failures.append((t, _WorkerDied()))
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - reported with the job, below
                         failures.append((t, exc))
                         for other in pending:
                             other.cancel()  # not started yet: dropped; running ones finish
@@ -193,6 +205,11 @@ class LocalExecutor:
                     finished += 1
             drain()
         _raise_failures(failures, finished)
+
+
+class _WorkerDied(JobFailed):
+    def __init__(self) -> None:
+        super().__init__("a worker process died (killed, or out of memory?); the jobs it held did not finish")
 
 
 _WORKER: dict[str, Any] = {}
