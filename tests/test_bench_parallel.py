@@ -122,6 +122,17 @@ def test_a_bug_in_a_worker_keeps_its_traceback(xd_feature_store, tmp_path):
     assert not (tmp_path / "b" / "bench.json").exists()  # no run finished: nothing recorded
 
 
+def test_a_second_bench_on_the_same_directory_is_refused(xd_feature_store, tmp_path):
+    from filelock import FileLock
+
+    out = tmp_path / "b"
+    out.mkdir()
+    with FileLock(str(out / ".bench.json.lock")):  # as a running bench holds it
+        with pytest.raises(InputError, match="another dsan bench is running in .*; wait for it or use another --out"):
+            run_bench(_cfg(xd_feature_store), out, trainer=lambda *a: pytest.fail("trained"))
+    assert sorted(p.name for p in out.iterdir()) == [".bench.json.lock"]
+
+
 def test_workers_take_devices_round_robin(monkeypatch):
     """Worker slot k runs its jobs on devices[k % len(devices)]; the job hash does not change."""
     from dsan_toolkit.bench import executors as ex

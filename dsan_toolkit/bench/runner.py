@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ..config import config_hash, sha256_file, to_dict
 from ..errors import InputError
@@ -63,7 +63,7 @@ from .table import (
 )
 
 BENCH_FILE = "bench.json"
-BENCH_LOCK = ".bench.json.lock"  # filelock next to bench.json
+BENCH_LOCK = ".bench.json.lock"  # filelock next to bench.json, held while a bench runs
 SYNTHETIC_NOTE = (
     "SYNTHETIC DATA, RANDOM BACKBONE: these numbers come from generated videos and a randomly "
     "initialised tiny CLIP; they test the pipeline and say nothing about the methods' accuracy."
@@ -138,13 +138,38 @@ def run_bench(
             )
     jobs = expand_jobs(cfg, hashes)
     output_folder(out)
+    # held for the whole bench (an OS lock, released when the process ends, even killed): the
+    # driver alone writes bench.json, and a second bench on this directory is refused
+    bench_lock = FileLock(str(out / BENCH_LOCK), timeout=0)
+    try:
+        bench_lock.acquire()
+    except Timeout:
+        raise InputError(
+            f"another dsan bench is running in {out} (it holds {out / BENCH_LOCK}); wait for it or use another --out"
+        ) from None
+    try:
+        return _run_jobs(cfg, out, jobs, stores, bench_lock, train, executor, say, figures)
+    finally:
+        bench_lock.release()
+
+
+def _run_jobs(
+    cfg: BenchConfig,
+    out: Path,
+    jobs: list[BenchJob],
+    stores: dict[str, Any],
+    bench_lock: FileLock,
+    train: Trainer,
+    executor: LocalExecutor | RayExecutor | None,
+    say: Callable[[str], None],
+    figures: bool,
+) -> BenchResult:
     record = _load_record(out)
     record.update({"format": "dsan-bench", "config": to_dict(cfg), "config_hash": config_hash(cfg)})
     # only the current grid's jobs are listed (runs of other grids stay on disk and are reused)
     done: dict[str, Any] = {}
     record["jobs"] = done
     lock_hashes = {ds: sha256_file(p) for ds, p in cfg.lock.items() if Path(p).is_file()}
-    bench_lock = FileLock(str(out / BENCH_LOCK))
 
     def record_job(job: BenchJob, run_dir: Path) -> None:
         entry = {
@@ -157,7 +182,7 @@ def run_bench(
             entry["lock_path"] = str(Path(cfg.lock[job.dataset]).resolve())
             entry["lock_sha256"] = lock_hashes.get(job.dataset, "")
         done[job.key] = entry
-        with bench_lock:  # one writer at a time, even across processes sharing the directory
+        with bench_lock:  # held already (reentrant): bench.json is written by the lock's holder only
             atomic_write_text(out / BENCH_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     tasks: list[Task] = []
