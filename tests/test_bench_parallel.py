@@ -141,6 +141,7 @@ def test_workers_take_devices_round_robin(monkeypatch):
     seen: list[str] = []
     before = torch.get_num_threads()
     monkeypatch.setattr(ex, "_WORKER", {})
+    monkeypatch.setattr(ex.os, "environ", dict(ex.os.environ))  # a worker's thread variables stay in the test
     try:
         for slot, want in [(0, "cuda:0"), (1, "cuda:1"), (2, "cuda:0")]:
             slots, events = queue.Queue(), queue.Queue()

@@ -126,7 +126,7 @@ def _raise_failures(failures: list[tuple[Task, BaseException]], finished: int) -
     raise JobFailed(msg)
 
 
-# -- in this process, one job after the other ---------------------------------------------------------
+# -- this machine: in this process, or in N worker processes ----------------------------------------------------
 @dataclass(frozen=True)
 class LocalExecutor:
     """``jobs`` worker processes (spawned) on this machine; ``jobs=1`` trains in this process.
