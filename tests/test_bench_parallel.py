@@ -6,6 +6,7 @@ the finished runs recorded, and the rerun resumes; bad options are refused befor
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import queue
 import sys
@@ -187,6 +188,9 @@ def test_bad_executor_options(cli, tmp_path, xd_feature_store, monkeypatch):
         (("--executor", "ray", "--jobs", "2"), "--jobs is for --executor local"),
         (("--executor", "ray", "--devices", "cuda:0"), "--devices is for --executor local"),
     ]
+    if importlib.util.find_spec("ray") is not None:  # checked before anything starts (Ray itself retries for minutes)
+        cases.append((("--executor", "ray", "--address", "127.0.0.1:1"), "cannot reach the Ray cluster at 127.0.0.1:1"))
+        cases.append((("--executor", "ray", "--address", "head"), "--address must be HOST:PORT"))
     if not torch.cuda.is_available():
         cases.append((("--devices", "cuda:0,cuda:1"), "CUDA is not available on this machine"))
     for extra, want in cases:

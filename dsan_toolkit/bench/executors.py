@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import queue
 import re
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -253,6 +254,20 @@ def import_ray() -> Any:
     return ray
 
 
+def check_address(address: str | None) -> None:
+    """A Ray address the driver can reach (a TCP connection to HOST:PORT, 5 s at most): Ray's own
+    connection attempts to an unreachable address retry for minutes."""
+    if address in (None, "auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InputError(f"--address must be HOST:PORT, ray://HOST:PORT or auto, not {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
 @dataclass(frozen=True)
 class RayExecutor:
     """One Ray task per job: one GPU when the job's device is CUDA, else ``cpus_per_job`` CPUs.
@@ -265,6 +280,7 @@ class RayExecutor:
 
     def __post_init__(self) -> None:
         import_ray()
+        check_address(self.address)
 
     def run(self, tasks: Sequence[Task], trainer: Trainer, say: Say, on_done: OnDone) -> None:
         if not tasks:
