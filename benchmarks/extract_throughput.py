@@ -285,6 +285,9 @@ def main() -> None:
     ap.add_argument("--snippet", default="middle")
     ap.add_argument("--model", default="dsan-tiny")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--random-weights", action="store_true", help="Random-init weights for --model (no download; same cost)."
+    )
     ap.add_argument("--workers", type=int, default=None, help="Default: the pipeline's (one per core on CPU).")
     ap.add_argument(
         "--decode-only-workers",
@@ -317,7 +320,7 @@ def main() -> None:
     )
     manifest = make_synthetic_dataset(work / "videos", cfg_v, workers=2)
     root = work / "videos"
-    pretrained = None if args.model == TINY_MODEL else "openai"
+    pretrained = None if args.model == TINY_MODEL or args.random_weights else "openai"
     bundle = create_clip(args.model, pretrained, device=args.device)
     result = {
         "videos": len(manifest),
@@ -335,6 +338,7 @@ def main() -> None:
         "load_avg_start": os.getloadavg()[0],
         "modes": {name: run_mode(args, manifest, root, work, bundle, name) for name in args.crops},
         "load_avg_end": os.getloadavg()[0],
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
     }
     print(json.dumps(result, indent=2))
     if args.json:

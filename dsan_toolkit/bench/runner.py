@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from ..config import config_hash, sha256_file, to_dict
 from ..errors import InputError
@@ -38,6 +39,7 @@ from ..train.predictions import PredictionSet as RunPredictions  # a run's test 
 from ..train.store_identity import absolute_store_path
 from ..utils.atomic import atomic_write_text
 from ..utils.paths import output_folder
+from .executors import LocalExecutor, RayExecutor, Task, Trainer, default_trainer
 from .jobs import BenchConfig, BenchJob, ablation_overrides, check_config, expand_jobs
 from .protocol import (
     mark_below_best,
@@ -46,7 +48,7 @@ from .protocol import (
     with_protocol_metrics,
 )
 from .report import BenchReport, PredictionSet, render
-from .rows import artifact_hashes, check_reused_run, is_trainable, predictions_of, row_from_run, row_label
+from .rows import artifact_hashes, check_reused_run, predictions_of, row_from_run, row_label
 from .table import (
     TABLE_UNIT,
     ResultRow,
@@ -60,44 +62,15 @@ from .table import (
 )
 
 BENCH_FILE = "bench.json"
+BENCH_LOCK = ".bench.json.lock"  # filelock next to bench.json, held while a bench runs
 SYNTHETIC_NOTE = (
     "SYNTHETIC DATA, RANDOM BACKBONE: these numbers come from generated videos and a randomly "
     "initialised tiny CLIP; they test the pipeline and say nothing about the methods' accuracy."
 )
 
 
-# -- training adapter ------------------------------------------------------------------------
-def _default_trainer(job: BenchJob, run_dir: Path, progress: Callable[[str], None]) -> None:
-    """Train and evaluate one job into ``run_dir`` with the library's training loop (which
-    evaluates training-free methods into a run directory of the same layout)."""
-    from ..progress import DONE
-    from ..train.run import TrainOptions, train
-
-    def forward(ev: Any) -> None:  # the epochs' summaries, as bench lines
-        if ev.kind == DONE and ev.text:
-            progress(f"    {ev.text}")
-
-    res = train(
-        on_event=forward,
-        opts=TrainOptions(
-            method=job.method,
-            features=Path(job.features),
-            out=run_dir,
-            preset=job.preset,
-            seed=job.seed,
-            epochs=job.epochs,
-            device=job.device,
-            select=job.select if is_trainable(job.method) else "last",
-            overrides=dict(job.overrides),
-            progress=True,
-            clip_weights=Path(job.clip_weights) if job.clip_weights else None,
-        ),
-    )
-    if not res.finished:
-        raise InputError(f"training of {run_dir} stopped before the end; run the bench again to resume")
-
-
-Trainer = Callable[[BenchJob, Path, Callable[[str], None]], None]
+# the training adapter lives with the executors; the old private name stays for callers
+_default_trainer = default_trainer
 
 
 def _store_info(path: str) -> dict[str, Any]:
@@ -135,10 +108,15 @@ def run_bench(
     out: str | Path,
     *,
     trainer: Trainer | None = None,
+    executor: LocalExecutor | RayExecutor | None = None,
     progress: Callable[[str], None] | None = None,
     figures: bool = True,
 ) -> BenchResult:
-    """Run (or reuse) every job of the grid, then build the tables and the report."""
+    """Run (or reuse) every job of the grid, then build the tables and the report.
+
+    ``executor`` trains the missing runs (default: one after the other in this process);
+    ``trainer`` is what trains one job (default: the library's training loop; with worker
+    processes or Ray it must be a module-level function)."""
     out = Path(out)
     say = progress or (lambda _m: None)
     train = trainer or _default_trainer
@@ -159,29 +137,40 @@ def run_bench(
             )
     jobs = expand_jobs(cfg, hashes)
     output_folder(out)
+    # held for the whole bench (an OS lock, released when the process ends, even killed): the
+    # driver alone writes bench.json, and a second bench on this directory is refused
+    bench_lock = FileLock(str(out / BENCH_LOCK), timeout=0)
+    try:
+        bench_lock.acquire()
+    except Timeout:
+        raise InputError(
+            f"another dsan bench is running in {out} (it holds {out / BENCH_LOCK}); wait for it or use another --out"
+        ) from None
+    try:
+        return _run_jobs(cfg, out, jobs, stores, bench_lock, train, executor, say, figures)
+    finally:
+        bench_lock.release()
+
+
+def _run_jobs(
+    cfg: BenchConfig,
+    out: Path,
+    jobs: list[BenchJob],
+    stores: dict[str, Any],
+    bench_lock: FileLock,
+    train: Trainer,
+    executor: LocalExecutor | RayExecutor | None,
+    say: Callable[[str], None],
+    figures: bool,
+) -> BenchResult:
     record = _load_record(out)
     record.update({"format": "dsan-bench", "config": to_dict(cfg), "config_hash": config_hash(cfg)})
     # only the current grid's jobs are listed (runs of other grids stay on disk and are reused)
     done: dict[str, Any] = {}
     record["jobs"] = done
     lock_hashes = {ds: sha256_file(p) for ds, p in cfg.lock.items() if Path(p).is_file()}
-    rows: list[ResultRow] = []
-    preds: dict[str, RunPredictions] = {}  # relative run dir -> its selected model's test predictions
-    table_metrics_of: dict[str, dict[str, float]] = {}  # relative run dir -> metrics under the bench protocol
-    reused = trained = 0
-    for i, job in enumerate(jobs, 1):
-        run_dir = out / "runs" / job.run_name
-        tag = f"[{i}/{len(jobs)}] {job.method}{'' if job.ablation == 'all' else ' ' + job.ablation} on {job.dataset}, seed {job.seed}"
-        if (run_dir / "metrics.json").is_file():
-            check_reused_run(run_dir, job)
-            say(f"{tag}: finished run reused ({run_dir.name})")
-            reused += 1
-        else:
-            say(f"{tag}: {'resuming' if run_dir.exists() else 'training'} -> {run_dir}")
-            t0 = time.perf_counter()
-            train(job, run_dir, say)
-            trained += 1
-            say(f"{tag}: done in {time.perf_counter() - t0:.1f} s")
+
+    def record_job(job: BenchJob, run_dir: Path) -> None:
         entry = {
             "job": to_dict(job),
             "key": job.key,
@@ -192,7 +181,30 @@ def run_bench(
             entry["lock_path"] = str(Path(cfg.lock[job.dataset]).resolve())
             entry["lock_sha256"] = lock_hashes.get(job.dataset, "")
         done[job.key] = entry
-        atomic_write_text(out / BENCH_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        with bench_lock:  # held already (reentrant): bench.json is written by the lock's holder only
+            atomic_write_text(out / BENCH_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    tasks: list[Task] = []
+    for i, job in enumerate(jobs, 1):
+        run_dir = out / "runs" / job.run_name
+        tag = f"[{i}/{len(jobs)}] {job.method}{'' if job.ablation == 'all' else ' ' + job.ablation} on {job.dataset}, seed {job.seed}"
+        if (run_dir / "metrics.json").is_file():
+            check_reused_run(run_dir, job)
+            say(f"{tag}: finished run reused ({run_dir.name})")
+            record_job(job, run_dir)
+        else:
+            tasks.append(Task(index=i, job=job, run_dir=run_dir, tag=tag))
+    reused = len(jobs) - len(tasks)
+    (executor or LocalExecutor()).run(
+        tasks, train, say, lambda t, device: record_job(dataclasses.replace(t.job, device=device), t.run_dir)
+    )
+    trained = len(tasks)
+    # the rows and the protocol statistics, once per run, in grid order (whatever order the runs ended in)
+    rows: list[ResultRow] = []
+    preds: dict[str, RunPredictions] = {}  # relative run dir -> its selected model's test predictions
+    table_metrics_of: dict[str, dict[str, float]] = {}  # relative run dir -> metrics under the bench protocol
+    for job in jobs:
+        run_dir = out / "runs" / job.run_name
         row = row_from_run(run_dir, job, stores[job.dataset])
         rel = str(run_dir.relative_to(out))  # relocatable
         preds[rel] = load_prediction_set(run_dir / "eval" / row_label(run_dir) / PREDICTIONS_FILE)

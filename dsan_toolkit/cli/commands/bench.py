@@ -81,6 +81,14 @@ def bench_cmd(
         None, "--lock", help="Lock file per dataset (from dsan verify): ucf=FILE; hashed for audits."
     ),
     device: str = typer.Option("cpu", "--device", help="Device for training and evaluation (cpu, cuda, cuda:1)."),
+    jobs: int = typer.Option(1, "--jobs", help="Jobs trained at once on this machine (worker processes)."),
+    devices: str = typer.Option(
+        None, "--devices", help="One device per concurrent job, round robin: cuda:0,cuda:1 (replaces --device)."
+    ),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (this machine) or ray (one Ray task per job; pip install '.[ray]')."
+    ),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
     clip_weights: Path = typer.Option(
         None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline)."
     ),
@@ -103,8 +111,11 @@ def bench_cmd(
       dsan bench --datasets ucf --features ucf=ucf.zarr --report html --out bench-ucf
       dsan bench --ablation dsanet --datasets xd --features xd=xd.zarr --seeds 0,1,2
       dsan bench --methods dsanet,vadclip,mil --datasets synth --features synth=s.zarr --preset tiny
+      dsan bench --datasets ucf --features ucf=ucf.zarr --jobs 4 --devices cuda:0,cuda:1,cuda:2,cuda:3
+      dsan bench --datasets ucf --features ucf=/shared/ucf.zarr --out /shared/bench --executor ray --device cuda
       dsan bench --published
     """
+    from ...bench.executors import make_executor
     from ...bench.report import REPORT_FORMATS, markdown_table, render
     from ...bench.runner import BenchConfig, run_bench, write_reports
     from ...utils.atomic import atomic_write_text
@@ -118,6 +129,8 @@ def bench_cmd(
             typer.echo(f"\n{note}")
         return
 
+    device_list = parse_list(devices, "--devices") if devices is not None else None
+    runner = make_executor(executor, jobs=jobs, devices=device_list, address=address)
     if report not in REPORT_FORMATS:
         raise InputError(f"--report must be one of {', '.join(REPORT_FORMATS)}, not {report!r}")
     from ...utils.paths import input_file, output_file
@@ -144,13 +157,13 @@ def bench_cmd(
         map_protocol=map_protocol,
         bootstrap=bootstrap,
         bootstrap_seed=bootstrap_seed,
-        device=device,
+        device=device_list[0] if device_list else device,
         ablation=ablation,
         clip_weights=str(clip_weights.resolve()) if clip_weights else None,
         lock={k: str(v.resolve()) for k, v in locks.items()},
     )
     say = (lambda m: err_console.print(f"[dim]bench[/dim] {m}")) if progress else None
-    result = run_bench(cfg, out, progress=say, figures=figures)
+    result = run_bench(cfg, out, executor=runner, progress=say, figures=figures)
     paths = write_reports(result, sorted({report, "md", "csv"}))
     text = render(result.report, report)
     if report_file:
