@@ -238,3 +238,27 @@ def test_bench_json_of_an_earlier_version_still_audits(protocol_bench, tmp_path)
     rec["config"]["epochs"] = 7  # edited by hand
     (old / "bench.json").write_text(json.dumps(rec))
     assert not audit_bench(old).ok
+
+
+def test_precision_is_a_job_of_its_own_and_marked(xd_feature_store, tmp_path):
+    from dsan_toolkit.bench.jobs import BenchJob
+    from dsan_toolkit.config import to_dict
+
+    base = dict(
+        methods=("vadclip",), datasets=("synth",), seeds=(0,), features={"synth": str(xd_feature_store)}, preset="tiny"
+    )
+    result = run_bench(BenchConfig(**base, epochs=1, precision="bf16", bootstrap=0), tmp_path / "b", figures=False)
+    (row,) = result.rows
+    assert row.precision == "bf16"
+    cfg = json.loads((tmp_path / "b" / row.run_dir / "config.json").read_text())["config"]
+    assert cfg["precision"] == "bf16"
+    head = dict(result.report.tables)
+    (table,) = head.values()
+    assert list(table["precision"]) == ["bf16"]
+    runs = next(df for t, df in result.report.details if "runs and protocol" in t)
+    assert "precision bf16 (paper: fp32)" in runs.loc[0, "protocol"]
+    # an fp32 job records no precision: its hash is the one it had before the option existed
+    job = BenchJob(method="vadclip", dataset="synth", features="x", preset="tiny", seed=0)
+    assert "precision" not in to_dict(job) and job.key != BenchJob(**{**job.__dict__, "precision": "bf16"}).key
+    with pytest.raises(InputError, match="--precision must be one of"):
+        run_bench(BenchConfig(**base, precision="int8"), tmp_path / "c")

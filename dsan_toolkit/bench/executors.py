@@ -60,6 +60,7 @@ def default_trainer(job: BenchJob, run_dir: Path, progress: Say) -> None:
             overrides=dict(job.overrides),
             progress=True,
             clip_weights=Path(job.clip_weights) if job.clip_weights else None,
+            precision=job.precision,
         ),
     )
     if not res.finished:

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import config_hash, register_config, runtime_field
+from ..config import config_hash, optional_field, register_config, runtime_field
 from ..errors import InputError
 
 # The model-selection rules a bench can run (on the same seeds), honest ones first.
@@ -44,6 +44,7 @@ class BenchJob:
     store_hash: str = ""
     manifest_hash: str = ""  # the store's embedded manifest (ground truth): another manifest is another job
     clip_weights: str | None = runtime_field(None)  # local CLIP file for the text encoder (offline machines)
+    precision: str = optional_field("fp32")  # training precision (fp32 jobs keep their earlier hashes)
 
     @property
     def key(self) -> str:
@@ -73,6 +74,7 @@ class BenchConfig:
     map_protocol: str = "official"  # detection-mAP protocol of the tables (dsan_toolkit.eval)
     bootstrap: int = 1000  # video-level bootstrap resamples per run (0: no intervals)
     bootstrap_seed: int = 0
+    precision: str = optional_field("fp32")  # training precision of the trainable methods' jobs
 
 
 def job_rules(method: str, selections: tuple[str, ...]) -> tuple[str, ...]:
@@ -111,6 +113,8 @@ def ablation_overrides(method: str) -> list[tuple[str, tuple[tuple[str, Any], ..
 
 def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, tuple[str, str]]) -> list[BenchJob]:
     """The bench grid as jobs (ablation: one method, every component setting)."""
+    from ..models import get_method
+
     jobs: list[BenchJob] = []
     methods = (cfg.ablation,) if cfg.ablation else cfg.methods
     for dataset in cfg.datasets:
@@ -132,6 +136,7 @@ def expand_jobs(cfg: BenchConfig, store_hashes: dict[str, tuple[str, str]]) -> l
                     store_hash=store_hashes[dataset][0],
                     manifest_hash=store_hashes[dataset][1],
                     clip_weights=cfg.clip_weights,
+                    precision=cfg.precision if get_method(method).trainable else "fp32",
                 )
                 jobs.append(job)
     return jobs
@@ -154,6 +159,10 @@ def check_config(cfg: BenchConfig) -> None:
     if cfg.bootstrap < 0:
         raise InputError(f"--bootstrap must be 0 (off) or a number of resamples, not {cfg.bootstrap}")
     from ..eval import MAP_PROTOCOLS
+    from ..train.step import PRECISIONS
+
+    if cfg.precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision!r}")
 
     if cfg.map_protocol not in MAP_PROTOCOLS:
         raise InputError(f"--map-protocol must be one of {', '.join(MAP_PROTOCOLS)}, not {cfg.map_protocol!r}")

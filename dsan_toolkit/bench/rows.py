@@ -84,6 +84,7 @@ def row_from_run(run_dir: Path, job: BenchJob, fs: FeatureStoreLike) -> ResultRo
         run_dir=str(run_dir),
         official_preset=job.preset in ("ucf", "xd"),
         class_branch=class_branch,
+        precision=str(c.get("precision", "fp32")),
     )
 
 
@@ -163,6 +164,8 @@ def check_reused_run(run_dir: Path, job: BenchJob) -> None:
     }
     if is_trainable(job.method):
         want["select"] = job.select
+        want["precision"] = job.precision
+    rec = {"precision": "fp32", **rec}  # fp32 runs do not record it
     diff = [f"{k} {rec.get(k)!r} (this bench: {v!r})" for k, v in want.items() if rec.get(k) != v]
     if diff:
         raise InputError(

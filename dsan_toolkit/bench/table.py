@@ -100,6 +100,7 @@ GROUP_KEYS: tuple[str, ...] = (
     "backbone",
     "random_backbone",
     "synthetic",
+    "precision",
 )
 
 
@@ -128,6 +129,7 @@ class ResultRow:
     class_branch: bool = True  # False: no fine-grained metrics (see Method.has_class_branch)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # video-bootstrap interval per metric
     class_auc: dict[str, float] = field(default_factory=dict)  # per-class frame AUC, fraction
+    precision: str = "fp32"  # training precision (fp32 reproduces the official numbers)
 
     def to_flat(self) -> dict[str, Any]:
         """One flat record: metrics by key, ``component:<name>``, ``ci_lo:<metric>`` /
@@ -233,6 +235,8 @@ def protocol_marks(group: dict[str, Any], paper: PublishedRow | None) -> list[st
         marks.append(f"preset {group.get('preset')} (not official)")
     if str(group.get("ablation", "all")) not in ("all", ""):
         marks.append(f"ablation {group.get('ablation')}")
+    if str(group.get("precision") or "fp32") != "fp32":
+        marks.append(f"precision {group.get('precision')} (paper: fp32)")
     return marks
 
 
@@ -278,6 +282,7 @@ def format_dataset_table(
             "preset": g.get("preset", ""),
             "ablation": g.get("ablation", "all"),
             "selection": g.get("selection", ""),
+            "precision": g.get("precision") or "fp32",
             "seeds": int(g["n_seeds"]),
         }
         for m in metrics:
@@ -304,15 +309,16 @@ def format_dataset_table(
 
 
 # Columns of the full table that identify a row (kept in every view of it).
-_ID_COLUMNS: tuple[str, ...] = ("method", "preset", "ablation")
+_ID_COLUMNS: tuple[str, ...] = ("method", "preset", "ablation", "precision")
+# an identifying column shown only when some row differs from this value
+_SHOWN_UNLESS: dict[str, tuple[str, ...]] = {"ablation": ("all", ""), "precision": ("fp32", "")}
 
 
 def _id_columns(full: pd.DataFrame) -> list[str]:
-    """method and preset, plus ablation only when some row is not the all-on model."""
+    """method and preset, plus ablation (precision) only when some row is not the all-on
+    (fp32) model."""
     cols = [c for c in _ID_COLUMNS if c in full.columns]
-    if "ablation" in cols and (full["ablation"].astype(str).isin(("all", ""))).all():
-        cols.remove("ablation")
-    return cols
+    return [c for c in cols if c not in _SHOWN_UNLESS or not full[c].astype(str).isin(_SHOWN_UNLESS[c]).all()]
 
 
 def headline_table(full: pd.DataFrame) -> pd.DataFrame:

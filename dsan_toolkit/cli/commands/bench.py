@@ -92,6 +92,9 @@ def bench_cmd(
     clip_weights: Path = typer.Option(
         None, "--clip-weights", help="Local CLIP weight file for the text encoder (offline)."
     ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="Training precision of the trainable methods: fp32 (official), bf16, fp16 (CUDA)."
+    ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Draw figures in the HTML report."),
     published: bool = typer.Option(False, "--published", help="Print the published reference rows and exit."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="A line per job and per epoch."),
@@ -160,6 +163,7 @@ def bench_cmd(
         device=device_list[0] if device_list else device,
         ablation=ablation,
         clip_weights=str(clip_weights.resolve()) if clip_weights else None,
+        precision=precision,
         lock={k: str(v.resolve()) for k, v in locks.items()},
     )
     say = (lambda m: err_console.print(f"[dim]bench[/dim] {m}")) if progress else None
