@@ -149,6 +149,11 @@ def test_stores_of_both_backends_agree_and_record_their_backend(tmp_path):
     assert a.attrs["decoder"] == {"name": "decord", "version": decord.__version__}
     assert b.attrs["config"]["decoder"] == "pyav" and b.attrs["config_hash"] != a.attrs["config_hash"]
     assert b.attrs["decoder"] == {"name": "pyav", "version": av.__version__}
+    # resuming the decord store with pyav is another configuration: refused, nothing changed
+    before = a.content_hash()
+    with pytest.raises(InputError, match="config"):
+        extract_tiny(m, root, tmp_path / "decord.zarr", decoder="pyav")
+    assert open_store(tmp_path / "decord.zarr").content_hash() == before
 
 
 def test_cli_refuses_an_unknown_decoder_before_writing(cli, tmp_path):
