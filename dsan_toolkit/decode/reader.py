@@ -1,27 +1,28 @@
 """Decoding the frames of feature rows in bounded blocks (runs in decode worker processes).
 
-:func:`iter_video_blocks` opens one video with decord and yields the messages of
+:func:`iter_video_blocks` opens one video with a decoder backend (:mod:`.backends`: decord by
+default, or PyAV) and yields the messages of
 :mod:`.messages`: :class:`~.messages.VideoStart`, then :class:`~.messages.FrameBlock` s (uint8
 ``(rows * k, H, W, 3)``, the ``k`` encoded frames of rows ``[t0, t0 + rows)``; at most
 ``block_bytes`` of frames, and ``block_frames`` frames when given, at least one row), then
 :class:`~.messages.VideoEnd`; or :class:`~.messages.VideoFailed` when the video cannot be opened,
 has no frame, or a block fails to decode. Its ``error`` is a reason of
 :mod:`dsan_toolkit.media.failures` (``"<kind>: <detail>"``, the same kind as ``dsan verify``
-gives the file); decord's log of the failed call is in the detail, not on the terminal
-(:mod:`dsan_toolkit.media.native_log`).
+gives the file); the decoder's log of the failed call is in the detail, not on the terminal
+(:mod:`dsan_toolkit.media.native_log`). Between blocks the backend pauses (decord's read-ahead
+is stopped there, see :meth:`~.backends.OpenedVideo.pause`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..media.failures import UNDECODABLE, reason
-from ..media.native_log import capture_native_stderr
-from ..media.probe import VideoError, decord_call, open_video
+from ..media.failures import reason
+from ..media.probe import VideoError
+from .backends import DEFAULT_DECODER, get_decoder
 from .messages import DecodeMessage, FrameBlock, VideoEnd, VideoFailed, VideoStart
 from .snippets import row_count, snippet_frame_indices
 
@@ -47,20 +48,6 @@ def rows_per_block(
     return max(1, frames // k)
 
 
-def _stop_read_ahead(vr: Any) -> None:
-    """After a sparse ``get_batch`` decord's decoding thread keeps decoding the frames that
-    follow, and the next sparse call discards them: while the caller computes on a block, that
-    costs up to ~0.2 s of CPU per pause (``docs/benchmarks.md``). Seeking to frame 0 (a key
-    frame) stops it; the next call seeks to the key frame before its first frame, as it would
-    anyway. Frames are unchanged (``tests/test_extract.py`` compares blocks with one call).
-    Called after the last block too: the reader stays open while that block is encoded."""
-    try:
-        with capture_native_stderr():  # its log, if any, is of no use: the frames are already out
-            vr.seek(0)
-    except Exception:  # only a missed saving: the next get_batch seeks by itself
-        pass
-
-
 def iter_video_blocks(
     video_id: str,
     path: str | Path,
@@ -69,11 +56,13 @@ def iter_video_blocks(
     snippet_len: int = 16,
     block_frames: int | None = None,
     block_bytes: int = BLOCK_BYTES,
+    decoder: str = DEFAULT_DECODER,
 ) -> Iterator[DecodeMessage]:
     import torch
 
     try:
-        vr, n, fps = open_video(path)
+        video = get_decoder(decoder).open(path)
+        n, fps = video.num_frames, video.fps
     except VideoError as exc:
         yield VideoFailed(video_id, reason(exc.reason, exc.detail))
         return
@@ -81,8 +70,7 @@ def iter_video_blocks(
     idx = snippet_frame_indices(rule, n, snippet_len)
     k = idx.shape[1]
     try:
-        # one frame, for the block size (decord has no size query)
-        shape = tuple(decord_call(path, UNDECODABLE, lambda: vr[0].shape, "frame 0"))
+        shape = video.frame_shape()
     except VideoError as exc:
         yield VideoFailed(video_id, reason(exc.reason, exc.detail), n, fps)
         return
@@ -92,16 +80,11 @@ def iter_video_blocks(
         sel = idx[t0 : t0 + rows].reshape(-1)
         uniq, inverse = np.unique(sel, return_inverse=True)
         try:
-            frames = decord_call(
-                path,
-                UNDECODABLE,
-                lambda uniq=uniq: vr.get_batch(uniq.tolist()).asnumpy(),
-                f"frames {int(uniq[0])}..{int(uniq[-1])}",
-            )
+            frames = video.frames(uniq)
         except VideoError as exc:
             yield VideoFailed(video_id, reason(exc.reason, exc.detail), n, fps)
             return
-        _stop_read_ahead(vr)  # also after the last block: the reader lives while it is encoded
+        video.pause()  # also after the last block: the reader lives while it is encoded
         if len(uniq) != len(sel):
             frames = frames[inverse]
         yield FrameBlock(video_id, t0, len(sel) // k, k, torch.from_numpy(np.ascontiguousarray(frames)))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..config import register_config
+from ..config import optional_field, register_config
+from ..decode.backends import DEFAULT_DECODER
 from ..decode.reader import BLOCK_BYTES
 from ..errors import InputError
 from ..utils.torchrun import TorchrunEnv, torchrun_env
@@ -24,6 +25,10 @@ class ExtractConfig:
     ``crops="center"`` (CLIP's own geometry) and ``image_size * 256 / 224`` for ten crops (the
     usual ten-crop convention, so that the corners differ on landscape video).
     ``precision``: ``auto`` is resolved before hashing (fp16 on CUDA, fp32 elsewhere).
+    ``decoder``: the decoder backend (:mod:`dsan_toolkit.decode.backends`); ``auto`` is resolved
+    before hashing (decord when installed). Left out of the record and the hash while it is
+    ``decord``, so decord stores keep the identity they had; another backend is hashed, since
+    its FFmpeg build may give other pixels.
     """
 
     model: str = "ViT-B-16"
@@ -39,13 +44,17 @@ class ExtractConfig:
     dtype: str = "float32"
     chunk_t: int = 256
     seed: int = 0
+    decoder: str = optional_field(DEFAULT_DECODER)
 
     def check(self) -> None:
+        from ..decode.backends import AUTO, get_decoder
         from ..decode.crops import parse_crops
         from ..decode.snippets import get_snippet_rule
 
         get_snippet_rule(self.snippet)
         parse_crops(self.crops)
+        if self.decoder != AUTO:
+            get_decoder(self.decoder)
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.interpolation not in ("bicubic", "bilinear"):

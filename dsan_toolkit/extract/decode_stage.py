@@ -1,6 +1,7 @@
 """The decode stage of extraction: worker processes that decode videos into frame blocks.
 
-The workers are a DataLoader over :class:`DecodeJobs`; each opens its videos with decord and
+The workers are a DataLoader over :class:`DecodeJobs`; each opens its videos with the config's
+decoder backend (decord by default; :mod:`dsan_toolkit.decode.backends`) and
 yields the blocks of :mod:`dsan_toolkit.decode.messages` (at most ``block_mb`` MiB of frames;
 at most ``prefetch`` blocks wait per worker, whatever the video length). Given an
 :class:`~.encoder.Encoder` a worker also encodes its blocks and yields feature rows
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..decode.backends import DEFAULT_DECODER, resolve_decoder
 from ..decode.messages import DecodeMessage
 from ..decode.reader import BLOCK_BYTES, iter_video_blocks
 from .config import CPU_MODEL_THREADS, ExtractConfig, RunOptions
@@ -49,6 +51,7 @@ class DecodeJobs(torch.utils.data.IterableDataset):
         nice: int = 0,
         encoder: Encoder | None = None,
         block_bytes: int = BLOCK_BYTES,
+        decoder: str = DEFAULT_DECODER,
     ) -> None:
         self.jobs = jobs
         self.nice = nice
@@ -57,6 +60,7 @@ class DecodeJobs(torch.utils.data.IterableDataset):
         self.snippet_len = snippet_len
         self.block_frames = block_frames
         self.block_bytes = block_bytes
+        self.decoder = decoder
         self.shared = shared
 
     def _order(self) -> Iterator[int]:
@@ -103,6 +107,7 @@ class DecodeJobs(torch.utils.data.IterableDataset):
                 snippet_len=self.snippet_len,
                 block_frames=self.block_frames,
                 block_bytes=self.block_bytes,
+                decoder=self.decoder,
             )
             while True:
                 if watched:  # inside a decode call since now (a monotonic clock shared by processes)
@@ -154,7 +159,15 @@ def decode_loader(
     # prefetch queue); lanes share the cores evenly instead.
     nice = DECODE_NICE_ON_CPU if device.type == "cpu" and encoder is None else 0
     ds = DecodeJobs(
-        jobs, cfg.snippet, cfg.snippet_len, opts.block_frames, shared, nice, encoder, block_bytes=opts.block_mb * 2**20
+        jobs,
+        cfg.snippet,
+        cfg.snippet_len,
+        opts.block_frames,
+        shared,
+        nice,
+        encoder,
+        block_bytes=opts.block_mb * 2**20,
+        decoder=resolve_decoder(cfg.decoder),
     )
     return torch.utils.data.DataLoader(
         ds, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda" and encoder is None, **kwargs

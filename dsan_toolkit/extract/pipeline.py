@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from ..config import to_dict
+from ..decode.backends import decoder_record, resolve_decoder
 from ..decode.crops import parse_crops
 from ..decode.messages import VideoEnd, VideoFailed, VideoStart
 from ..errors import DsanError, InputError
@@ -76,7 +77,7 @@ class ExtractResult:
 
 # -- configuration resolution ---------------------------------------------------------------
 def resolve_config(cfg: ExtractConfig, device: torch.device, image_size: int) -> ExtractConfig:
-    """Fill ``auto``/``None`` fields (precision, resize) with what this run will do."""
+    """Fill ``auto``/``None`` fields (precision, resize, decoder) with what this run will do."""
     precision = cfg.precision
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"
@@ -87,7 +88,8 @@ def resolve_config(cfg: ExtractConfig, device: torch.device, image_size: int) ->
         resize = image_size if cfg.crops == "center" else int(round(image_size * 256 / 224))
     if resize < image_size:
         raise InputError(f"--resize {resize} is smaller than the model's image size {image_size}")
-    return dataclasses.replace(cfg, precision=precision, resize=resize)
+    decoder = resolve_decoder(cfg.decoder)
+    return dataclasses.replace(cfg, precision=precision, resize=resize, decoder=decoder)
 
 
 def precision_for_device(precision: str, device: torch.device | str) -> str:
@@ -138,7 +140,7 @@ def build_spec(cfg: ExtractConfig, manifest: Manifest, info: Any, device: torch.
         producer="extract",
         dtype=cfg.dtype,
         chunk_t=cfg.chunk_t,
-        extra={"weights_file": weights_file} if weights_file else {},
+        extra={"decoder": decoder_record(cfg.decoder), **({"weights_file": weights_file} if weights_file else {})},
         numeric={"resize_kernel": resize_kernel(device)},
     )
 
@@ -188,6 +190,7 @@ def extract_features(
 
     cfg.check()
     opts.check()
+    cfg = dataclasses.replace(cfg, decoder=resolve_decoder(cfg.decoder))  # before anything loads
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"video root {root} is not a folder")

@@ -70,6 +70,11 @@ def extract_cmd(
     ),
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
+    decoder: str = typer.Option(
+        "auto",
+        "--decoder",
+        help="Decoder backend: auto (decord when installed), decord, pyav (threaded PyAV; recorded in the store's hashed config).",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
     workers: int = typer.Option(
@@ -135,6 +140,7 @@ def extract_cmd(
         resize=resize,
         precision=precision,
         dtype=dtype,
+        decoder=decoder,
     )
     opts = torchrun_options(
         RunOptions(
