@@ -76,7 +76,7 @@ class DecoderBackend:
 
 
 _BACKENDS: dict[str, DecoderBackend] = {}
-AUTO_ORDER = ("decord", "pyav")  # what ``auto`` tries, in order
+AUTO_ORDER = ("pyav", "decord")  # what ``auto`` tries: the fastest first (docs/benchmarks.md)
 
 
 def register_decoder(

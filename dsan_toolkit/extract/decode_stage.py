@@ -229,16 +229,22 @@ class Watchdog:
         return self.stalled
 
 
-def exited_workers(loader_iter: Any) -> list[str]:
+def exited_workers(loader_iter: Any, wait: float = 0.0) -> list[str]:
     """How each worker process of a DataLoader iterator that is no longer running ended
     (``"process 123 killed by SIGKILL"``); empty while they all run (and without workers).
 
     Read from the processes themselves (their exit codes; the iterator keeps its
     ``multiprocessing`` worker processes in ``_workers``), not from the text of the error the
-    DataLoader raises: a worker that raised a Python exception is still running.
+    DataLoader raises: a worker that raised a Python exception is still running. ``wait``:
+    seconds to wait for an exit code to appear (the loader can see a dead worker's broken pipe
+    before the process is reaped, on a loaded machine).
     """
+    procs = list(getattr(loader_iter, "_workers", ()))
+    deadline = time.monotonic() + wait
+    while procs and all(p.is_alive() for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
     out = []
-    for proc in getattr(loader_iter, "_workers", ()):
+    for proc in procs:
         code = proc.exitcode
         if code is None:
             continue

@@ -342,7 +342,7 @@ def _pass(
                 result.failed.append((msg.id, msg.error))
                 emit("video", {"id": msg.id, "status": "failed", "T": 0, "error": msg.error})
     except Exception:
-        died = exited_workers(workers)  # a worker process that ended (crash, OOM killer, watchdog)
+        died = exited_workers(workers, wait=2.0)  # a worker process that ended (crash, OOM killer, watchdog)
         if not died:
             raise  # an error of the code, in a worker or here
         lost = _Lost("; ".join(died))

@@ -71,9 +71,9 @@ def extract_cmd(
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16."),
     dtype: str = typer.Option("float32", "--dtype", help="Storage dtype: float32 or float16."),
     decoder: str = typer.Option(
-        "auto",
+        "decord",
         "--decoder",
-        help="Decoder backend: auto (decord when installed), decord, pyav (threaded PyAV; recorded in the store's hashed config).",
+        help="Decoder backend: decord, pyav (threaded PyAV; recorded in the store's hashed config) or auto (the fastest installed: pyav, else decord).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (under torchrun: cuda -> cuda:LOCAL_RANK)."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images (frames x crops) per model call."),
