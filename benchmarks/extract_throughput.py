@@ -97,7 +97,9 @@ def model_only(bundle, n_images: int, batch: int) -> tuple[float, float]:
     return done / (time.perf_counter() - t0), (time.process_time() - c0) / done
 
 
-def decode_only(manifest, root: Path, snippet: str, keep: bool = False) -> tuple[float, int, float, list]:
+def decode_only(
+    manifest, root: Path, snippet: str, keep: bool = False, decoder: str = "decord"
+) -> tuple[float, int, float, list]:
     """The pipeline's decode stage alone (its reader, its block sizes, one thread): frames/s,
     frames, CPU seconds (decord's threads included) and, with ``keep``, the frame blocks."""
     from dsan_toolkit.decode.messages import FrameBlock
@@ -106,7 +108,7 @@ def decode_only(manifest, root: Path, snippet: str, keep: bool = False) -> tuple
     n, kept = 0, []
     t0, c0 = time.perf_counter(), time.process_time()
     for v in manifest.videos:
-        for msg in iter_video_blocks(v.id, root / v.path, rule=snippet):
+        for msg in iter_video_blocks(v.id, root / v.path, rule=snippet, decoder=decoder):
             if isinstance(msg, FrameBlock):
                 n += msg.frames.shape[0]
                 if keep:
@@ -115,7 +117,15 @@ def decode_only(manifest, root: Path, snippet: str, keep: bool = False) -> tuple
 
 
 def floor_seconds(
-    manifest, root: Path, bundle, rcfg, crops: tuple[int, ...], snippet: str, frames_per_call: int, cores: int
+    manifest,
+    root: Path,
+    bundle,
+    rcfg,
+    crops: tuple[int, ...],
+    snippet: str,
+    frames_per_call: int,
+    cores: int,
+    decoder: str = "decord",
 ) -> dict:
     """The wall time of a perfect pipeline on ``cores`` cores: the CPU seconds that no extractor
     of these features can avoid (decoding, preprocessing, the model; each measured alone with one
@@ -126,7 +136,7 @@ def floor_seconds(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        decode_fps, n_frames, decode_cpu, blocks = decode_only(manifest, root, snippet, keep=True)
+        decode_fps, n_frames, decode_cpu, blocks = decode_only(manifest, root, snippet, keep=True, decoder=decoder)
         size, C = bundle.info.image_size, len(crops)
         buf = torch.empty((frames_per_call, C, 3, size, size))
         pre_cpu = model_cpu = 0.0
@@ -172,7 +182,9 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
     from dsan_toolkit.store import open_store
 
     pretrained = bundle.info.pretrained
-    cfg = ExtractConfig(model=args.model, pretrained=pretrained, snippet=args.snippet, crops=crops_name)
+    cfg = ExtractConfig(
+        model=args.model, pretrained=pretrained, snippet=args.snippet, crops=crops_name, decoder=args.decoder
+    )
     device = torch.device(args.device)
     rcfg = resolve_config(cfg, device, bundle.info.image_size)
     crops = parse_crops(crops_name)
@@ -214,7 +226,11 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
         # the model-only reference of this run: its best batch size, mean of the runs just before and after
         ref = max((before[b][0] + after[b][0]) / 2 for b in batches)
         pair_eff.append(n_crops_total / ours_s[-1] / ref)
-        floors.append(floor_seconds(manifest, root, bundle, rcfg, crops, args.snippet, call // len(crops), cores))
+        floors.append(
+            floor_seconds(
+                manifest, root, bundle, rcfg, crops, args.snippet, call // len(crops), cores, decoder=rcfg.decoder
+            )
+        )
         decode_all.append(floors[-1]["decode_frames_per_s"])  # the floor's decode pass is the decode-only run
     model_cps = {b: max(v) for b, v in cps.items()}
     best_model = max(model_cps.values())
@@ -283,6 +299,7 @@ def main() -> None:
         help="Crop modes, measured one after the other in the same run.",
     )
     ap.add_argument("--snippet", default="middle")
+    ap.add_argument("--decoder", default="decord", help="Decoder backend of the pipeline and of its floor.")
     ap.add_argument("--model", default="dsan-tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument(
@@ -327,6 +344,7 @@ def main() -> None:
         "frames_per_video": [args.min_frames, args.max_frames],
         "resolution": f"{args.width}x{args.height}",
         "snippet": args.snippet,
+        "decoder": args.decoder,
         "model": args.model,
         "device": args.device,
         "workers": args.workers if args.workers is not None else auto_workers(args.device),
