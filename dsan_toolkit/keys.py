@@ -15,6 +15,7 @@ FRAMES = "frames"
 AUC = "auc"  # frame-level ROC AUC of the classifier score, fraction in [0, 1]
 AP = "ap"  # frame-level average precision, fraction
 AUC_ANOMALOUS = "auc_anomalous"  # frame AUC on the anomalous test videos only, fraction
+AP_ANOMALOUS = "ap_anomalous"  # frame AP on the anomalous test videos only, fraction
 ALIGN_SUFFIX = "_align"
 
 
@@ -24,7 +25,8 @@ def align(key: str) -> str:
 
 
 AUC_ALIGN, AP_ALIGN, AUC_ANOMALOUS_ALIGN = align(AUC), align(AP), align(AUC_ANOMALOUS)
-FRAME_METRICS: tuple[str, ...] = (AUC, AP, AUC_ANOMALOUS)
+AP_ANOMALOUS_ALIGN = align(AP_ANOMALOUS)
+FRAME_METRICS: tuple[str, ...] = (AUC, AP, AUC_ANOMALOUS, AP_ANOMALOUS)
 
 FAR = "far"  # false alarm rate at score > 0.5 on the frames of the normal test videos, fraction
 FPR_TARGETS: tuple[float, ...] = (0.01, 0.05)

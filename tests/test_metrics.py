@@ -165,6 +165,7 @@ def test_evaluate_predictions_matches_the_parts():
     assert out["ap"] == average_precision_score(gt, rep)
     n_anom = sum(lengths[k] for k in ("a1", "a2", "a3")) * 16
     assert out["auc_anomalous"] == roc_auc_score(gt[:n_anom], rep[:n_anom])
+    assert out["ap_anomalous"] == pytest.approx(average_precision_score(gt[:n_anom], rep[:n_anom]), abs=1e-12)
     rep2 = np.repeat(np.concatenate([align[v.id] for v in test]).tolist(), 16)
     assert out["auc_align"] == roc_auc_score(gt, rep2)
     assert out["ap_align"] == average_precision_score(gt, rep2)
@@ -190,7 +191,7 @@ def test_evaluate_predictions_perfect_scores():
 def test_evaluate_predictions_undefined_metric_is_none():
     m = manifest([vid("n1", ["N"]), vid("n2", ["N"])])
     out = evaluate_predictions(m, {"n1": 3, "n2": 2}, {"n1": np.zeros(3), "n2": np.ones(2)})
-    assert out["auc"] is None and out["ap"] is None and out["auc_anomalous"] is None
+    assert out["auc"] is None and out["ap"] is None and out["auc_anomalous"] is None and out["ap_anomalous"] is None
 
 
 def test_evaluate_predictions_bad_inputs():

@@ -67,7 +67,15 @@ class SeedSummary:
 
 
 # the metrics of one branch that the bootstrap gives (the alignment branch adds the suffix)
-BRANCH_METRICS: tuple[str, ...] = (keys.AUC, keys.AP, keys.AUC_ANOMALOUS, keys.AUC_MACRO, keys.FAR, *keys.TPR_AT_FPR)
+BRANCH_METRICS: tuple[str, ...] = (
+    keys.AUC,
+    keys.AP,
+    keys.AUC_ANOMALOUS,
+    keys.AP_ANOMALOUS,
+    keys.AUC_MACRO,
+    keys.FAR,
+    *keys.TPR_AT_FPR,
+)
 MAP_METRICS: tuple[str, ...] = (*keys.MAP_AT, keys.MAP_MEAN)
 
 
@@ -114,9 +122,10 @@ class ResampledMetrics:
         for f, key in zip(keys.FPR_TARGETS, keys.TPR_AT_FPR):
             out[key] = curves[f"tpr@{f:g}"]
         an = self.anomalous[self.video]
-        out[keys.AUC_ANOMALOUS] = self._subset_auc(s, self.anomalous, counts)
+        anomalous_only = self._subset_curves(s, self.anomalous, counts)
+        out[keys.AUC_ANOMALOUS], out[keys.AP_ANOMALOUS] = anomalous_only["auc"], anomalous_only["ap"]
         # per-class AUC (its videos + every normal video), averaged over the classes defined in each resample
-        per_class = [self._subset_auc(s, mask | ~self.anomalous, counts) for mask in self.classes.values()]
+        per_class = [self._subset_curves(s, mask | ~self.anomalous, counts)["auc"] for mask in self.classes.values()]
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a resample without any defined class: NaN
             out[keys.AUC_MACRO] = (
@@ -127,16 +136,16 @@ class ResampledMetrics:
         out[keys.FAR] = AlarmRate(alarms, frames).values(counts)
         return out
 
-    def _subset_auc(self, s: np.ndarray, videos: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """Frame AUC of a subset of the videos (bool mask) per row of ``counts``."""
+    def _subset_curves(self, s: np.ndarray, videos: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Frame AUC and AP (``auc``, ``ap``) of a subset of the videos (bool mask) per row of ``counts``."""
         idx = np.flatnonzero(videos)
         if idx.size == 0:
-            return np.full(counts.shape[0], np.nan)
+            return {"auc": np.full(counts.shape[0], np.nan), "ap": np.full(counts.shape[0], np.nan)}
         remap = np.full(self.n, -1)
         remap[idx] = np.arange(idx.size)
         keep = videos[self.video]
         sub = FrameCurves(s[keep], self.pos[keep], self.neg[keep], remap[self.video[keep]], idx.size)
-        return sub.values(counts[:, idx])["auc"]
+        return sub.values(counts[:, idx])
 
     def detection(
         self, class_probs: Mapping[str, np.ndarray], counts: np.ndarray, config: DetectionMapConfig

@@ -148,6 +148,9 @@ def evaluate_predictions(
         out[keys.AUC_ANOMALOUS + suffix] = (
             _safe(frame_auc, s[snip_anom], gt[frame_anom], snippet_len=snip) if anomalous.any() else None
         )
+        out[keys.AP_ANOMALOUS + suffix] = (
+            _safe(frame_ap, s[snip_anom], gt[frame_anom], snippet_len=snip) if anomalous.any() else None
+        )
         out[keys.FAR + suffix] = false_alarm_rate(s[~snip_anom]) if not anomalous.all() else None
         if not np.all(np.isfinite(s)):
             raise InputError(f"{label} contain NaN or infinite values")
