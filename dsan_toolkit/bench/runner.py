@@ -187,7 +187,11 @@ def _run_jobs(
     tasks: list[Task] = []
     for i, job in enumerate(jobs, 1):
         run_dir = out / "runs" / job.run_name
-        tag = f"[{i}/{len(jobs)}] {job.method}{'' if job.ablation == 'all' else ' ' + job.ablation} on {job.dataset}, seed {job.seed}"
+        rule = f", select {job.select}" if len(cfg.selections) > 1 else ""
+        tag = (
+            f"[{i}/{len(jobs)}] {job.method}{'' if job.ablation == 'all' else ' ' + job.ablation} on {job.dataset}, "
+            f"seed {job.seed}{rule}"
+        )
         if (run_dir / "metrics.json").is_file():
             check_reused_run(run_dir, job)
             say(f"{tag}: finished run reused ({run_dir.name})")
