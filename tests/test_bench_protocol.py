@@ -262,3 +262,26 @@ def test_precision_is_a_job_of_its_own_and_marked(xd_feature_store, tmp_path):
     assert "precision" not in to_dict(job) and job.key != BenchJob(**{**job.__dict__, "precision": "bf16"}).key
     with pytest.raises(InputError, match="--precision must be one of"):
         run_bench(BenchConfig(**base, precision="int8"), tmp_path / "c")
+
+
+def test_recorded_statistics_are_those_the_bench_would_compute(protocol_bench):
+    """The bench takes a run's metrics and intervals from its evaluation record when the record
+    holds the same settings: they equal a fresh computation from the predictions."""
+    from dsan_toolkit.bench.protocol import recorded_statistics, run_statistics
+
+    cfg, out, result, manifest = protocol_bench
+    for r in result.rows[:4]:
+        ev = out / r.run_dir / "eval" / r.selection
+        record = json.loads((ev / "metrics.json").read_text())
+        preds = load_prediction_set(ev / "predictions.npz")
+        fresh = run_statistics(preds, manifest, cfg)
+        for c in (cfg, BenchConfig(**{**cfg.__dict__, "bootstrap": 1000})):  # 1000: the record's own resamples
+            got = recorded_statistics(record, c)
+            if c.bootstrap != 1000:
+                assert got is None  # other resamples than the record's: computed afresh
+                continue
+            want = run_statistics(preds, manifest, c)
+            assert got.metrics == pytest.approx(want.metrics, abs=1e-12) and got.class_auc == want.class_auc
+            assert got.ci.keys() <= want.ci.keys()
+            assert all(got.ci[k] == pytest.approx(want.ci[k], abs=1e-12) for k in got.ci)
+        assert fresh.metrics.keys() == got.metrics.keys()

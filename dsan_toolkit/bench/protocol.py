@@ -31,7 +31,7 @@ import pandas as pd
 
 from .. import keys
 from ..manifest.schema import Manifest
-from ..train.predictions import PredictionSet
+from ..train.predictions import CI_LEVEL, PredictionSet
 from .jobs import PAPER_RULE, SELECTION_RULES, BenchConfig
 from .table import MAIN_METRIC, METRICS, ResultRow
 
@@ -61,17 +61,53 @@ def _metric_args(preds: PredictionSet, manifest: Manifest) -> tuple[Any, ...]:
     return manifest, preds.lengths(), preds.per_video("scores"), preds.per_video("align_scores"), probs
 
 
-def run_statistics(preds: PredictionSet, manifest: Manifest, cfg: BenchConfig) -> RunStats:
-    """Metrics (under ``cfg.map_protocol``), per-class AUC and bootstrap intervals of one run."""
-    from ..eval import bootstrap_metrics, detection_config_for, evaluate_predictions
-
-    detection = detection_config_for(cfg.map_protocol)
-    args = _metric_args(preds, manifest)
-    met = evaluate_predictions(*args, video_ids=preds.video_ids, detection=detection)
+def _statistics_of(met: dict[str, Any], ci: dict[str, tuple[float, float]]) -> RunStats:
     scalars = {
         k: float(v) for k, v in met.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
     }
     class_auc = {str(c): float(v) for c, v in (met.get(keys.CLASS_AUC) or {}).items() if v is not None}
+    return RunStats(metrics=scalars, ci=ci, class_auc=class_auc)
+
+
+def recorded_statistics(record: dict[str, Any], cfg: BenchConfig) -> RunStats | None:
+    """The statistics an evaluation record (``eval/<label>/metrics.json``) already holds, when
+    they are what the bench would compute: metrics of the same generation (with the alarm
+    metrics), the bench's mAP protocol, and, with ``cfg.bootstrap``, a ``ci`` block of the same
+    resamples, seed and level. None otherwise (older records, other settings)."""
+    met = record.get(keys.METRICS) or {}
+    if keys.FAR not in met:
+        return None
+    protocol = met.get(keys.MAP_PROTOCOL, "official" if keys.MAP_MEAN in met else cfg.map_protocol)
+    if protocol != cfg.map_protocol:
+        return None
+    ci: dict[str, tuple[float, float]] = {}
+    if cfg.bootstrap:
+        block = record.get(keys.CI) or {}
+        same = (block.get(keys.CI_RESAMPLES), block.get(keys.CI_SEED), block.get(keys.CI_LEVEL)) == (
+            cfg.bootstrap,
+            cfg.bootstrap_seed,
+            CI_LEVEL,
+        )
+        if not same:
+            return None
+        ci = {k: (float(lo), float(hi)) for k, (lo, hi) in (block.get(keys.CI_INTERVALS) or {}).items()}
+    return _statistics_of(met, ci)
+
+
+def run_statistics(
+    preds: PredictionSet, manifest: Manifest, cfg: BenchConfig, record: dict[str, Any] | None = None
+) -> RunStats:
+    """Metrics (under ``cfg.map_protocol``), per-class AUC and bootstrap intervals of one run:
+    those of its evaluation ``record`` when it holds them already (:func:`recorded_statistics`;
+    training computed them from the same predictions), else computed from ``preds``."""
+    from ..eval import bootstrap_metrics, detection_config_for, evaluate_predictions
+
+    recorded = recorded_statistics(record, cfg) if record else None
+    if recorded is not None:
+        return recorded
+    detection = detection_config_for(cfg.map_protocol)
+    args = _metric_args(preds, manifest)
+    met = evaluate_predictions(*args, video_ids=preds.video_ids, detection=detection)
     ci: dict[str, tuple[float, float]] = {}
     if cfg.bootstrap:
         intervals = bootstrap_metrics(
@@ -79,10 +115,11 @@ def run_statistics(preds: PredictionSet, manifest: Manifest, cfg: BenchConfig) -
             video_ids=preds.video_ids,
             n_resamples=cfg.bootstrap,
             seed=cfg.bootstrap_seed,
+            level=CI_LEVEL,
             detection=detection,
         )
         ci = {k: (float(iv.lo), float(iv.hi)) for k, iv in intervals.items()}
-    return RunStats(metrics=scalars, ci=ci, class_auc=class_auc)
+    return _statistics_of(met, ci)
 
 
 # -- across runs -----------------------------------------------------------------------------------

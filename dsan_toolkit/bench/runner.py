@@ -34,7 +34,7 @@ from filelock import FileLock, Timeout
 
 from ..config import config_hash, sha256_file, to_dict
 from ..errors import InputError
-from ..train.predictions import PREDICTIONS_FILE, load_prediction_set
+from ..train.predictions import EVAL_RECORD_FILE, PREDICTIONS_FILE, load_prediction_set
 from ..train.predictions import PredictionSet as RunPredictions  # a run's test predictions (not the figures' set)
 from ..train.store_identity import absolute_store_path
 from ..utils.atomic import atomic_write_text
@@ -211,8 +211,10 @@ def _run_jobs(
         run_dir = out / "runs" / job.run_name
         row = row_from_run(run_dir, job, stores[job.dataset])
         rel = str(run_dir.relative_to(out))  # relocatable
-        preds[rel] = load_prediction_set(run_dir / "eval" / row_label(run_dir) / PREDICTIONS_FILE)
-        stats = run_statistics(preds[rel], stores[job.dataset].manifest, cfg)
+        ev = run_dir / "eval" / row_label(run_dir)
+        preds[rel] = load_prediction_set(ev / PREDICTIONS_FILE)
+        record = json.loads((ev / EVAL_RECORD_FILE).read_text()) if (ev / EVAL_RECORD_FILE).is_file() else None
+        stats = run_statistics(preds[rel], stores[job.dataset].manifest, cfg, record)
         rows.append(dataclasses.replace(row, run_dir=rel, ci=stats.ci, class_auc=stats.class_auc))
         table_metrics_of[rel] = stats.metrics
     say("building tables")
