@@ -81,24 +81,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import decord
+    from extract_throughput import synthetic_workload  # the same workload as the extraction benchmark
 
-    from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset
     from dsan_toolkit.decode.backends import decoder_record
 
     work = args.work or Path(tempfile.mkdtemp(prefix="dsan-decode-bench-"))
-    half = max(1, args.videos // 2)
-    cfg = SynthConfig(
-        train_normal=half,
-        train_anomalous=args.videos - half,
-        test_normal=0,
-        test_anomalous=0,
-        min_frames=args.min_frames,
-        max_frames=args.max_frames,
-        width=320,
-        height=240,
-        fps=30.0,
-    )
-    manifest = make_synthetic_dataset(work / "videos", cfg, workers=2)
+    manifest = synthetic_workload(work, args.videos, args.min_frames, args.max_frames, 320, 240)
     paths = [work / "videos" / v.path for v in manifest.videos]
     lengths = [len(decord.VideoReader(str(p))) for p in paths]
     result: dict = {

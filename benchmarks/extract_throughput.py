@@ -284,6 +284,25 @@ def run_mode(args, manifest, root: Path, work: Path, bundle, crops_name: str) ->
     return row
 
 
+def synthetic_workload(work: Path, videos: int, min_frames: int, max_frames: int, width: int, height: int):
+    """Synthetic H.264 videos in UCF-Crime's format (30 fps) under ``work/videos``: their manifest."""
+    from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset
+
+    half = max(1, videos // 2)
+    cfg = SynthConfig(
+        train_normal=half,
+        train_anomalous=videos - half,
+        test_normal=0,
+        test_anomalous=0,
+        min_frames=min_frames,
+        max_frames=max_frames,
+        width=width,
+        height=height,
+        fps=30.0,
+    )
+    return make_synthetic_dataset(work / "videos", cfg, workers=2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=6)
@@ -319,23 +338,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from dsan_toolkit.clip import TINY_MODEL, create_clip
-    from dsan_toolkit.datasets.synth import SynthConfig, make_synthetic_dataset
     from dsan_toolkit.extract import auto_workers
 
     work = args.work or Path(tempfile.mkdtemp(prefix="dsan-bench-"))
-    half = max(1, args.videos // 2)
-    cfg_v = SynthConfig(
-        train_normal=half,
-        train_anomalous=args.videos - half,
-        test_normal=0,
-        test_anomalous=0,
-        min_frames=args.min_frames,
-        max_frames=args.max_frames,
-        width=args.width,
-        height=args.height,
-        fps=30.0,
-    )
-    manifest = make_synthetic_dataset(work / "videos", cfg_v, workers=2)
+    manifest = synthetic_workload(work, args.videos, args.min_frames, args.max_frames, args.width, args.height)
     root = work / "videos"
     pretrained = None if args.model == TINY_MODEL or args.random_weights else "openai"
     bundle = create_clip(args.model, pretrained, device=args.device)
