@@ -28,7 +28,7 @@ from .predictions import evaluate_and_write
 from .rundir import write_run_summary
 from .runlog import RunLog
 from .setup import IN_TRAINING, LAST, build_model, count_params, seed_everything
-from .testset import build_test_set
+from .testset import TestSet, build_test_set
 from .trainer import Trainer
 
 
@@ -56,21 +56,17 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
                     best_step=trainer.state.best_step,
                 ),
             )
-        rec = evaluate_and_write(
+        rec = evaluate_checkpoint(
+            cfg,
             trainer.method,
             trainer.model,
             trainer.manifest,
             trainer.test,
-            out / "eval" / label,
-            length=cfg.preset.visual_length,
-            device=trainer.device,
-            batch=trainer.eval_batch,
-            label=label,
-            selection=label,
-            config_hash=cfg.hash,
-            store_hash=cfg.store_hash,
-            manifest_hash=cfg.manifest_hash,
-            checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
+            out,
+            label,
+            ck,
+            trainer.device,
+            trainer.eval_batch,
         )
         entry: dict[str, Any] = {"metrics": rec["metrics"], "checkpoint": ck.name}
         if label != LAST:
@@ -92,6 +88,38 @@ def finish_run(trainer: Trainer) -> dict[str, Any]:
         params=count_params(trainer.model),
         train_seconds=trainer.state.train_seconds,
         steps=trainer.state.step,
+    )
+
+
+def evaluate_checkpoint(
+    cfg: RunConfig,
+    method: Method,
+    model: torch.nn.Module,
+    manifest: Manifest,
+    test: TestSet,
+    out: Path,
+    label: str,
+    ck: Path,
+    device: torch.device,
+    batch: int,
+) -> dict[str, Any]:
+    """Evaluate the model of checkpoint ``ck`` (selection ``label``) on the test set into
+    ``out/eval/<label>/``, recorded with the run's identity."""
+    return evaluate_and_write(
+        method,
+        model,
+        manifest,
+        test,
+        out / "eval" / label,
+        length=int(cfg.preset.visual_length),
+        device=device,
+        batch=batch,
+        label=label,
+        selection=label,
+        config_hash=cfg.hash,
+        store_hash=cfg.store_hash,
+        manifest_hash=cfg.manifest_hash,
+        checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
     )
 
 
@@ -130,22 +158,7 @@ def training_free_run(
     )
     test = build_test_set(store, [v.id for v in manifest.split("test")], cfg.test_crop)
     say(message(f"{method.name} is training-free: evaluating on {len(test.video_ids)} test videos"))
-    rec = evaluate_and_write(
-        method,
-        model,
-        manifest,
-        test,
-        out / "eval" / LAST,
-        length=int(cfg.preset.visual_length),
-        device=device,
-        batch=eval_batch,
-        label=LAST,
-        selection=LAST,
-        config_hash=cfg.hash,
-        store_hash=cfg.store_hash,
-        manifest_hash=cfg.manifest_hash,
-        checkpoint={"file": ck.name, "sha256": sha256_file(ck)},
-    )
+    rec = evaluate_checkpoint(cfg, method, model, manifest, test, out, LAST, ck, device, eval_batch)
     log.write("end", seconds=0.0, selections=[LAST])
     results = {LAST: {"metrics": rec["metrics"], "checkpoint": ck.name, "step": 0, "epoch": 0}}
     return write_run_summary(
